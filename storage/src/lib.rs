@@ -1,0 +1,1 @@
+//! Storage. Filled in by the storage work.

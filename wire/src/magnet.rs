@@ -1,0 +1,1 @@
+//! Magnet URIs (BEP 9). Filled in by the wire work.
