@@ -1,1 +1,416 @@
-fn main() {}
+//! `seednode`: a headless BitTorrent seed node.
+//!
+//! `seednode seed PATH` hashes a file or directory (or verifies it against `--torrent`), writes the
+//! .torrent beside it, prints the info-hash and magnet link, and seeds it over the peer wire
+//! (BEP 3) with a built-in HTTP tracker on the same port, until SIGINT or SIGTERM.
+
+mod choker;
+mod disk;
+mod http;
+mod limits;
+mod progress;
+mod reactor;
+mod session;
+mod sniff;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use seednode_storage::{CreateOptions, Storage};
+use seednode_tracker::{Tracker, TrackerConfig};
+use seednode_wire::PeerId;
+use seednode_wire::magnet::Magnet;
+use seednode_wire::metainfo::Metainfo;
+use tracing::{info, warn};
+
+use crate::limits::{
+    DEFAULT_DISK_THREADS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_UPLOAD_SLOTS,
+};
+use crate::reactor::{ListenerKind, Reactor, ReactorConfig, SeededTorrent};
+
+/// Largest .torrent file read from disk, bytes (SECURITY.md M9: 10 MB).
+const MAX_TORRENT_FILE_LEN: u64 = 10 * 1000 * 1000;
+
+/// Backlog of pending connections on each listener.
+const LISTEN_BACKLOG: i32 = 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "seednode",
+    version,
+    about = "A headless BitTorrent seed node",
+    long_about = "A headless BitTorrent seed node.\n\n\
+        Quick start: `seednode seed FILE` hashes FILE, writes FILE.torrent beside it, prints the \
+        info-hash and a magnet link, and seeds until Ctrl-C. Any BitTorrent client that opens \
+        FILE.torrent finds the seed through the tracker built into seednode, on the same port.\n\n\
+        Logging: set RUST_LOG (e.g. RUST_LOG=debug) to see more."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Seed a file or directory: hash it (or verify it against --torrent), write its .torrent,
+    /// print the info-hash and magnet link, and serve it until SIGINT/SIGTERM.
+    Seed(SeedArgs),
+    /// Create a .torrent for a file or directory without seeding it.
+    Create(CreateArgs),
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    /// The file or directory to seed.
+    path: PathBuf,
+    /// Seed an existing .torrent: PATH is verified against it instead of hashed anew. For a
+    /// multi-file torrent PATH is the directory holding its files.
+    #[arg(long, value_name = "FILE")]
+    torrent: Option<PathBuf>,
+    /// Where to write the .torrent [default: PATH.torrent beside PATH].
+    #[arg(short, long, value_name = "FILE", conflicts_with = "torrent")]
+    output: Option<PathBuf>,
+    /// Address for peers; the built-in tracker (HTTP) answers on the same port.
+    #[arg(long, default_value = "0.0.0.0:6881", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Also serve HTTP (the tracker) on a port of its own.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Host or IP that clients should use to reach this node, put into the announce URL and
+    /// given out by the tracker [default: the --listen IP; 127.0.0.1 if that is 0.0.0.0].
+    #[arg(long, value_name = "HOST")]
+    announce_host: Option<String>,
+    /// Piece length in bytes for a new torrent (a power of two, 16 KiB to 16 MiB)
+    /// [default: chosen for about 1000-2000 pieces].
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<u32>,
+    /// Extra tracker URL to list in a new torrent (repeatable; each is its own tier).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Threads used to hash [default: all cores].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Peers of one torrent unchoked at once.
+    #[arg(long, default_value_t = DEFAULT_UPLOAD_SLOTS, value_name = "N")]
+    upload_slots: usize,
+    /// Most connections at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
+    /// Most connections at once from one IP address.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP, value_name = "N")]
+    max_connections_per_ip: usize,
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// The file or directory to make a torrent of.
+    path: PathBuf,
+    /// Where to write the .torrent [default: PATH.torrent beside PATH].
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Piece length in bytes (a power of two, 16 KiB to 16 MiB) [default: chosen for about
+    /// 1000-2000 pieces].
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<u32>,
+    /// Tracker URL (repeatable; each is its own tier, BEP 12).
+    #[arg(long = "tracker", short = 't', value_name = "URL")]
+    trackers: Vec<String>,
+    /// Webseed URL for `url-list` (repeatable, BEP 19).
+    #[arg(long = "webseed", value_name = "URL")]
+    webseeds: Vec<String>,
+    /// Mark the torrent private (BEP 27).
+    #[arg(long)]
+    private: bool,
+    /// Threads used to hash [default: all cores].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Seed(args) => seed(&args),
+        Command::Create(args) => create(&args).map(|_| ()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error for the operator, already worded.
+type CliError = String;
+
+fn threads(requested: Option<usize>) -> usize {
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1)
+}
+
+/// `PATH.torrent` beside PATH (for a directory, `DIR.torrent` beside the directory).
+fn default_torrent_path(path: &Path) -> Result<PathBuf, CliError> {
+    let path = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{} has no file name", path.display()))?;
+    let mut file = name.to_os_string();
+    file.push(".torrent");
+    Ok(path.with_file_name(file))
+}
+
+/// Writes `bytes` to `dest` through a temporary file and a rename, so a crash never leaves a
+/// half-written .torrent.
+fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let mut tmp = dest.as_os_str().to_os_string();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("writing {}: {e}", dest.display())
+    })
+}
+
+fn create_metainfo(
+    path: &Path,
+    piece_length: Option<u32>,
+    trackers: &[String],
+    webseeds: &[String],
+    private: bool,
+    threads_wanted: Option<usize>,
+) -> Result<Metainfo, CliError> {
+    let opts = CreateOptions {
+        piece_length,
+        trackers: trackers.iter().map(|t| vec![t.clone()]).collect(),
+        url_list: webseeds.to_vec(),
+        private,
+        threads: threads(threads_wanted),
+        ..CreateOptions::default()
+    };
+    // A directory's size is only known once storage has walked it; its bar counts bytes only.
+    let total = std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
+    let bar = progress::Progress::new("hashing", total);
+    let meta = seednode_storage::create_torrent(path, &opts, &|done| bar.set(done))
+        .map_err(|e| e.to_string())?;
+    bar.finish();
+    Ok(meta)
+}
+
+fn create(args: &CreateArgs) -> Result<PathBuf, CliError> {
+    let meta = create_metainfo(
+        &args.path,
+        args.piece_length,
+        &args.trackers,
+        &args.webseeds,
+        args.private,
+        args.threads,
+    )?;
+    let out = match &args.output {
+        Some(o) => o.clone(),
+        None => default_torrent_path(&args.path)?,
+    };
+    write_atomically(&out, &meta.to_bytes())?;
+    println!("info-hash: {}", meta.info_hash);
+    println!("magnet: {}", magnet_of(&meta, None));
+    println!("torrent: {}", out.display());
+    Ok(out)
+}
+
+fn magnet_of(meta: &Metainfo, peer: Option<SocketAddr>) -> Magnet {
+    let mut trackers: Vec<String> = Vec::new();
+    for url in meta
+        .announce
+        .iter()
+        .chain(meta.announce_list.iter().flatten())
+    {
+        if !trackers.contains(url) {
+            trackers.push(url.clone());
+        }
+    }
+    Magnet {
+        info_hash: meta.info_hash,
+        display_name: Some(meta.info.name.clone()),
+        trackers,
+        peers: peer.map(|p| p.to_string()).into_iter().collect(),
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, CliError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(false)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(socket.into())
+    };
+    bind().map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+fn read_torrent_file(path: &Path) -> Result<Metainfo, CliError> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TORRENT_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_TORRENT_FILE_LEN {
+        return Err(format!(
+            "{}: larger than {MAX_TORRENT_FILE_LEN} bytes, not a .torrent we load",
+            path.display()
+        ));
+    }
+    Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn new_peer_id() -> PeerId {
+    use ring::rand::SecureRandom;
+    let mut id = [0u8; 20];
+    id[..8].copy_from_slice(b"-SN0100-");
+    // Without randomness the ID is still valid, just predictable.
+    let _ = ring::rand::SystemRandom::new().fill(&mut id[8..]);
+    PeerId(id)
+}
+
+fn seed(args: &SeedArgs) -> Result<(), CliError> {
+    let listener = bind(args.listen)?;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let http_listener = args.http.map(bind).transpose()?;
+    let http_addr = match &http_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let announce_ip: Option<IpAddr> = match &args.announce_host {
+        Some(h) => h.parse().ok(),
+        None if listen.ip().is_unspecified() => None,
+        None => Some(listen.ip()),
+    };
+    let host = match (&args.announce_host, listen.ip()) {
+        (Some(h), _) => h.clone(),
+        (None, ip) if ip.is_unspecified() => {
+            warn!(
+                "listening on every interface; the announce URL says 127.0.0.1. Pass \
+                 --announce-host so that other machines can reach this node"
+            );
+            Ipv4Addr::LOCALHOST.to_string()
+        }
+        (None, IpAddr::V6(v6)) => format!("[{v6}]"),
+        (None, ip) => ip.to_string(),
+    };
+    let tracker_port = http_addr.map_or(listen.port(), |a| a.port());
+    let announce_url = format!("http://{host}:{tracker_port}/announce");
+
+    let (meta, torrent_path, have) = match &args.torrent {
+        Some(t) => {
+            let meta = read_torrent_file(t)?;
+            let storage = Storage::open(&args.path, &meta.info).map_err(|e| e.to_string())?;
+            let bar = progress::Progress::new("verifying", Some(meta.info.total_length()));
+            let have =
+                seednode_storage::verify(&storage, &meta.info, threads(args.threads), &|d| {
+                    bar.set(d);
+                })
+                .map_err(|e| e.to_string())?;
+            bar.finish();
+            let good = have.iter().filter(|h| **h).count();
+            if good == 0 {
+                return Err(format!(
+                    "{}: no piece matches {}; nothing to seed",
+                    args.path.display(),
+                    t.display()
+                ));
+            }
+            if good < have.len() {
+                warn!(
+                    good,
+                    total = have.len(),
+                    "some pieces fail verification; seeding the rest"
+                );
+            }
+            (meta, t.clone(), have)
+        }
+        None => {
+            let mut trackers = vec![announce_url.clone()];
+            trackers.extend(args.trackers.iter().cloned());
+            let meta = create_metainfo(
+                &args.path,
+                args.piece_length,
+                &trackers,
+                &[],
+                false,
+                args.threads,
+            )?;
+            let out = match &args.output {
+                Some(o) => o.clone(),
+                None => default_torrent_path(&args.path)?,
+            };
+            write_atomically(&out, &meta.to_bytes())?;
+            let have = vec![true; meta.info.pieces.len()];
+            (meta, out, have)
+        }
+    };
+    let storage = Storage::open(&args.path, &meta.info).map_err(|e| e.to_string())?;
+    let self_addr = SocketAddr::new(
+        announce_ip.unwrap_or(Ipv4Addr::LOCALHOST.into()),
+        listen.port(),
+    );
+    println!("info-hash: {}", meta.info_hash);
+    println!("magnet: {}", magnet_of(&meta, Some(self_addr)));
+    println!("torrent: {}", torrent_path.display());
+    println!("listening: {listen}");
+    if let Some(h) = http_addr {
+        println!("http: {h}");
+    }
+    let _ = std::io::stdout().flush();
+    info!(info_hash = %meta.info_hash, name = %meta.info.name, pieces = meta.info.pieces.len(),
+          bytes = meta.info.total_length(), announce = %announce_url, "seeding");
+
+    let mut listeners = vec![(listener, ListenerKind::Shared)];
+    if let Some(l) = http_listener {
+        listeners.push((l, ListenerKind::HttpOnly));
+    }
+    let config = ReactorConfig {
+        peer_id: new_peer_id(),
+        peer_port: listen.port(),
+        announce_ip,
+        upload_slots: args.upload_slots,
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        disk_threads: DEFAULT_DISK_THREADS,
+    };
+    let mut reactor = Reactor::new(listeners, Tracker::new(TrackerConfig::default()), config)
+        .map_err(|e| format!("starting the event loop: {e}"))?;
+    reactor.add_torrent(SeededTorrent {
+        info_hash: meta.info_hash,
+        storage: Arc::new(storage),
+        piece_length: meta.info.piece_length,
+        total_length: meta.info.total_length(),
+        have,
+    });
+    reactor.run().map_err(|e| format!("event loop failed: {e}"))
+}

@@ -1,0 +1,68 @@
+//! Every bound the engine enforces, with its unit, its reason and what happens at the limit.
+//! Settings an operator may change start as a `DEFAULT_*` here.
+
+use std::time::Duration;
+
+/// A connection must finish its handshake (or its HTTP request head) within this time
+/// (libtorrent `handshake_timeout`, SECURITY.md W1/W14/TH8). Then it is closed.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A peer that sends nothing for this long is closed (libtorrent `peer_timeout`, SECURITY.md §2.7).
+pub(crate) const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A keep-alive is sent to a peer we have sent nothing to for this long (BEP 3 suggests every two
+/// minutes; we stay well inside the peer's own idle timeout).
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// An HTTP connection must deliver its request head and have its response drained within this time.
+pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes read before the protocol is known: enough for a handshake or a request line. A
+/// connection that has sent this much without matching a protocol is closed.
+pub(crate) const MAX_SNIFF_LEN: usize = 68;
+
+/// Largest HTTP request head, bytes (SECURITY.md §2.7 "headers ≤ 16 KiB"). Over it: 431, close.
+pub(crate) const MAX_HTTP_HEAD_LEN: usize = 16 * 1024;
+
+/// Most header fields parsed in one HTTP request (SECURITY.md §2.7). More: 431, close.
+pub(crate) const MAX_HTTP_HEADERS: usize = 64;
+
+/// Most block requests queued per peer, waiting for a disk read (libtorrent's default
+/// `max_allowed_in_request_queue` is 2 000; SECURITY.md proposes 500). Requests past it are dropped
+/// and counted; the peer re-requests after its own timeout.
+pub(crate) const MAX_REQUEST_QUEUE: usize = 500;
+
+/// Requests a peer may send while choked before it is closed (SECURITY.md W8). A peer may
+/// legitimately have a full queue in flight when we choke it, so the bound is the queue size.
+pub(crate) const MAX_REQUESTS_WHILE_CHOKED: u32 = MAX_REQUEST_QUEUE as u32;
+
+/// Most disk reads outstanding per peer, in blocks (16 blocks = 256 KiB): enough to keep a fast
+/// loopback leecher busy while bounding memory per connection.
+pub(crate) const MAX_READS_IN_FLIGHT_PER_PEER: usize = 16;
+
+/// Bytes queued for a peer's socket above which we stop reading its requests and stop issuing disk
+/// reads for it (SECURITY.md W7, libtorrent `send_buffer_watermark`).
+pub(crate) const SEND_BUFFER_HIGH_WATER: usize = 512 * 1024;
+
+/// Most bytes read from one socket per readiness event before moving on to the others (fairness).
+pub(crate) const MAX_READ_PER_WAKE: usize = 256 * 1024;
+
+/// Most connections accepted per listener readiness event before serving other sockets (fairness).
+pub(crate) const MAX_ACCEPTS_PER_WAKE: usize = 64;
+
+/// Default cap on concurrent connections of all kinds (libtorrent's default is 200 peers; a seed
+/// node serves more). Past it new connections are closed at once.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1_000;
+
+/// Default cap on concurrent connections from one IP address (SECURITY.md W15).
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 8;
+
+/// Default number of upload slots per torrent: interested peers unchoked at once (BEP 3 choking;
+/// libtorrent and Transmission use 4). Others wait, first come first served.
+pub(crate) const DEFAULT_UPLOAD_SLOTS: usize = 4;
+
+/// Threads reading blocks from disk. Two match this project's small targets (2-core boxes, a Pi).
+pub(crate) const DEFAULT_DISK_THREADS: usize = 2;
+
+/// Size of a read buffer for one socket read, bytes.
+pub(crate) const READ_CHUNK_LEN: usize = 64 * 1024;

@@ -1,0 +1,804 @@
+//! The event loop: one thread runs `mio::Poll` over the listeners, every connection, the disk
+//! pool's waker and the signal pipe.
+//!
+//! Connections live in a slab; a connection's token is its slab key and a generation number
+//! guards against stale events and late disk results for a key already reused. Timeouts come from
+//! a heap of `(deadline, key, generation)` checked against the connection's own deadlines, so a
+//! connection has at most one timer entry and nothing sleeps. Nothing here blocks: disk reads go
+//! to [`DiskPool`], everything else is non-blocking socket I/O.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use seednode_storage::Storage;
+use seednode_tracker::Tracker;
+use seednode_wire::limits::MAX_BLOCK_LEN;
+use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message};
+use seednode_wire::{InfoHash, PeerId};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use tracing::{debug, info, warn};
+
+use crate::choker::Choker;
+use crate::disk::{DiskDone, DiskJob, DiskPool};
+use crate::http;
+use crate::limits::{
+    HANDSHAKE_TIMEOUT, HTTP_TIMEOUT, KEEPALIVE_INTERVAL, MAX_ACCEPTS_PER_WAKE, MAX_READ_PER_WAKE,
+    MAX_READS_IN_FLIGHT_PER_PEER, MAX_SNIFF_LEN, PEER_IDLE_TIMEOUT, READ_CHUNK_LEN,
+    SEND_BUFFER_HIGH_WATER,
+};
+use crate::session::{PeerSession, PieceMap, Step};
+use crate::sniff::{Protocol, Sniff, sniff};
+
+const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+/// Listener `i` has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 2;
+/// Most iovecs handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+/// How long to stop accepting after the process ran out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A torrent the node seeds.
+pub(crate) struct SeededTorrent {
+    /// Its info-hash.
+    pub(crate) info_hash: InfoHash,
+    /// Where its data lives.
+    pub(crate) storage: Arc<Storage>,
+    /// Piece length in bytes.
+    pub(crate) piece_length: u32,
+    /// Total payload bytes.
+    pub(crate) total_length: u64,
+    /// Which pieces verified (all of them for a torrent we created).
+    pub(crate) have: Vec<bool>,
+}
+
+impl PieceMap for SeededTorrent {
+    fn piece_count(&self) -> u32 {
+        u32::try_from(self.have.len()).unwrap_or(u32::MAX)
+    }
+
+    fn piece_len(&self, index: u32) -> Option<u32> {
+        if index >= self.piece_count() {
+            return None;
+        }
+        let pl = u64::from(self.piece_length);
+        let len = self
+            .total_length
+            .saturating_sub(u64::from(index) * pl)
+            .min(pl);
+        u32::try_from(len).ok()
+    }
+
+    fn have(&self, index: u32) -> bool {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.have.get(i))
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    /// The shared port: every protocol, told apart by [`sniff`].
+    Shared,
+    /// A port for HTTP only (`--http`).
+    HttpOnly,
+}
+
+/// Reactor settings.
+#[derive(Debug, Clone)]
+pub(crate) struct ReactorConfig {
+    /// Our peer ID (BEP 3).
+    pub(crate) peer_id: PeerId,
+    /// Port of the peer listener, listed by the built-in tracker.
+    pub(crate) peer_port: u16,
+    /// Address the built-in tracker lists for this node; `None` means "the local address the
+    /// announce arrived on".
+    pub(crate) announce_ip: Option<IpAddr>,
+    /// Upload slots per torrent.
+    pub(crate) upload_slots: usize,
+    /// Global connection cap.
+    pub(crate) max_connections: usize,
+    /// Per-IP connection cap.
+    pub(crate) max_connections_per_ip: usize,
+    /// Disk reader threads.
+    pub(crate) disk_threads: usize,
+}
+
+struct TorrentSlot {
+    torrent: SeededTorrent,
+    choker: Choker,
+    /// Encoded `bitfield` message.
+    bitfield_msg: Bytes,
+    uploaded: u64,
+}
+
+enum ConnState {
+    /// Waiting for enough bytes to tell the protocol.
+    Sniffing,
+    /// Peer wire, before the handshake completes.
+    Handshake,
+    /// Peer wire, handshake done.
+    Peer {
+        torrent: usize,
+        session: Box<PeerSession>,
+    },
+    /// HTTP, waiting for the request head.
+    Http,
+    /// Response queued; close once it is written.
+    Closing,
+}
+
+struct Conn {
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    generation: u64,
+    accepted: Instant,
+    rbuf: BytesMut,
+    wqueue: VecDeque<Bytes>,
+    wqueued: usize,
+    state: ConnState,
+}
+
+/// Why a connection is being closed; logged at debug.
+type CloseReason = String;
+
+/// The event loop and everything it owns.
+pub(crate) struct Reactor {
+    poll: Poll,
+    listeners: Vec<(TcpListener, ListenerKind)>,
+    conns: Slab<Conn>,
+    torrents: Vec<TorrentSlot>,
+    by_hash: HashMap<InfoHash, usize>,
+    tracker: Tracker,
+    disk: DiskPool,
+    signals: Signals,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    per_ip: HashMap<IpAddr, usize>,
+    /// Connections with bytes possibly left in the socket or the buffer (read budget used up, or
+    /// reading was paused and resumed).
+    backlog: Vec<(usize, u64)>,
+    accept_paused_until: Option<Instant>,
+    next_generation: u64,
+    config: ReactorConfig,
+    done: Vec<DiskDone>,
+}
+
+impl Reactor {
+    /// Builds the loop over already-bound listeners.
+    ///
+    /// # Errors
+    /// Errors from creating the poll, the waker, the signal pipe or the disk threads.
+    pub(crate) fn new(
+        listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+        tracker: Tracker,
+        config: ReactorConfig,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let disk = DiskPool::new(config.disk_threads, waker)?;
+        let mut signals =
+            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut mio_listeners = Vec::new();
+        for (i, (l, kind)) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+            mio_listeners.push((l, kind));
+        }
+        Ok(Self {
+            poll,
+            listeners: mio_listeners,
+            conns: Slab::new(),
+            torrents: Vec::new(),
+            by_hash: HashMap::new(),
+            tracker,
+            disk,
+            signals,
+            timers: BinaryHeap::new(),
+            per_ip: HashMap::new(),
+            backlog: Vec::new(),
+            accept_paused_until: None,
+            next_generation: 0,
+            config,
+            done: Vec::new(),
+        })
+    }
+
+    /// Adds a torrent to seed and registers it with the built-in tracker.
+    pub(crate) fn add_torrent(&mut self, torrent: SeededTorrent) {
+        let count = torrent.piece_count();
+        let mut bits = vec![0u8; count.div_ceil(8) as usize];
+        for (i, _) in torrent.have.iter().enumerate().filter(|(_, h)| **h) {
+            bits[i / 8] |= 0x80 >> (i % 8);
+        }
+        let mut msg = BytesMut::new();
+        Message::Bitfield(Bytes::from(bits)).encode(&mut msg);
+        self.tracker.host(torrent.info_hash);
+        self.by_hash.insert(torrent.info_hash, self.torrents.len());
+        self.torrents.push(TorrentSlot {
+            torrent,
+            choker: Choker::new(self.config.upload_slots),
+            bitfield_msg: msg.freeze(),
+            uploaded: 0,
+        });
+    }
+
+    /// Runs until SIGINT or SIGTERM, then closes every connection and returns.
+    ///
+    /// # Errors
+    /// A failure of `poll` itself.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_expire = Instant::now();
+        loop {
+            let now = Instant::now();
+            let timeout = if self.backlog.is_empty() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((t, _, _))| t.saturating_duration_since(now))
+                    .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
+            } else {
+                Duration::ZERO
+            };
+            let timeout = match self.accept_paused_until {
+                Some(t) => timeout.min(t.saturating_duration_since(now)),
+                None => timeout,
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in &events {
+                match event.token() {
+                    WAKER => self.on_disk_done(),
+                    SIGNALS => {
+                        if self.signals.pending().next().is_some() {
+                            info!("signal received, shutting down");
+                            self.shutdown();
+                            return Ok(());
+                        }
+                    }
+                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
+                        self.accept(now, LISTENER_BASE - t);
+                    }
+                    Token(key) => {
+                        let Some(generation) = self.conns.get(key).map(|c| c.generation) else {
+                            continue; // stale event for a closed connection
+                        };
+                        if event.is_writable() {
+                            self.flush(key);
+                        }
+                        if (event.is_readable() || event.is_read_closed() || event.is_error())
+                            && self
+                                .conns
+                                .get(key)
+                                .is_some_and(|c| c.generation == generation)
+                        {
+                            self.on_readable(key, now);
+                        }
+                    }
+                }
+            }
+            self.run_backlog(now);
+            if let Some(t) = self.accept_paused_until
+                && now >= t
+            {
+                self.accept_paused_until = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(now, i);
+                }
+            }
+            self.run_timers(now);
+            if now.duration_since(last_expire) >= seednode_tracker::limits::EXPIRE_INTERVAL {
+                self.tracker.expire(now);
+                last_expire = now;
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key, "shutdown".into());
+        }
+        let total: u64 = self.torrents.iter().map(|t| t.uploaded).sum();
+        info!(uploaded_bytes = total, "closed all connections");
+    }
+
+    fn accept(&mut self, now: Instant, index: usize) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        for _ in 0..MAX_ACCEPTS_PER_WAKE {
+            let (listener, kind) = &self.listeners[index];
+            let kind = *kind;
+            match listener.accept() {
+                Ok((stream, remote)) => self.admit(now, stream, remote, kind),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning on the listener.
+                    warn!(error = %e, "accept failed; pausing accepts");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+        // Budget used up: come back to this listener on the next turn.
+        self.accept_paused_until = Some(now);
+    }
+
+    fn admit(
+        &mut self,
+        now: Instant,
+        mut stream: TcpStream,
+        remote: SocketAddr,
+        kind: ListenerKind,
+    ) {
+        let ip = canonical_ip(remote.ip());
+        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if self.conns.len() >= self.config.max_connections
+            || from_ip >= self.config.max_connections_per_ip
+        {
+            debug!(peer = %remote, "connection limit reached; closing");
+            return;
+        }
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!(error = %e, "register failed");
+            return;
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let state = match kind {
+            ListenerKind::Shared => ConnState::Sniffing,
+            ListenerKind::HttpOnly => ConnState::Http,
+        };
+        entry.insert(Conn {
+            stream,
+            remote,
+            local,
+            generation,
+            accepted: now,
+            rbuf: BytesMut::new(),
+            wqueue: VecDeque::new(),
+            wqueued: 0,
+            state,
+        });
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        self.timers
+            .push(Reverse((now + HANDSHAKE_TIMEOUT, key, generation)));
+        debug!(peer = %remote, key, "accepted");
+    }
+
+    fn close(&mut self, key: usize, why: CloseReason) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let ip = canonical_ip(conn.remote.ip());
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+        if let ConnState::Peer { torrent, session } = &conn.state {
+            debug!(peer = %conn.remote, uploaded = session.uploaded, reason = %why, "peer closed");
+            if let Some(next) = self.torrents[*torrent].choker.leave(key) {
+                self.unchoke(next);
+            }
+        } else {
+            debug!(peer = %conn.remote, reason = %why, "connection closed");
+        }
+    }
+
+    /// Reads what the socket has (within the per-wake budget) and processes it.
+    fn on_readable(&mut self, key: usize, now: Instant) {
+        let mut budget = MAX_READ_PER_WAKE;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.wqueued > SEND_BUFFER_HIGH_WATER || matches!(conn.state, ConnState::Closing) {
+                // Back-pressure: leave the bytes in the kernel until the peer drains our replies.
+                break;
+            }
+            if budget == 0 {
+                self.backlog.push((key, conn.generation));
+                break;
+            }
+            // Safe code cannot read into uninitialised memory, so the chunk is zero-filled first.
+            let n = READ_CHUNK_LEN.min(budget);
+            let start = conn.rbuf.len();
+            conn.rbuf.resize(start + n, 0);
+            match conn.stream.read(&mut conn.rbuf[start..]) {
+                Ok(0) => {
+                    conn.rbuf.truncate(start);
+                    let processed = self.process(key, now);
+                    if processed.is_ok()
+                        && self
+                            .conns
+                            .get(key)
+                            .is_some_and(|c| matches!(c.state, ConnState::Closing))
+                    {
+                        // A client that half-closes after its request still gets the response.
+                        self.flush(key);
+                    } else {
+                        self.close(key, processed.err().unwrap_or_else(|| "peer closed".into()));
+                    }
+                    return;
+                }
+                Ok(got) => {
+                    conn.rbuf.truncate(start + got);
+                    budget -= got;
+                    if let Err(why) = self.process(key, now) {
+                        self.close(key, why);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.rbuf.truncate(start);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => conn.rbuf.truncate(start),
+                Err(e) => {
+                    self.close(key, format!("read error: {e}"));
+                    return;
+                }
+            }
+        }
+        self.pump(key);
+    }
+
+    /// Consumes whole units (sniff, handshake, messages, HTTP head) from the read buffer.
+    fn process(&mut self, key: usize, now: Instant) -> Result<(), CloseReason> {
+        loop {
+            let conn = self.conns.get_mut(key).ok_or("gone")?;
+            match &mut conn.state {
+                ConnState::Sniffing => match sniff(&conn.rbuf) {
+                    Sniff::Is(Protocol::PeerWire) => conn.state = ConnState::Handshake,
+                    Sniff::Is(Protocol::Http) => conn.state = ConnState::Http,
+                    Sniff::Unknown => return Err("unknown protocol".into()),
+                    Sniff::NeedMore if conn.rbuf.len() >= MAX_SNIFF_LEN => {
+                        return Err("unknown protocol".into());
+                    }
+                    Sniff::NeedMore => return Ok(()),
+                },
+                ConnState::Handshake => {
+                    let Some(bytes) = conn.rbuf.first_chunk::<HANDSHAKE_LEN>() else {
+                        return Ok(());
+                    };
+                    let hs = Handshake::parse(bytes).map_err(|e| e.to_string())?;
+                    let _ = conn.rbuf.split_to(HANDSHAKE_LEN);
+                    let torrent = *self
+                        .by_hash
+                        .get(&hs.info_hash)
+                        .ok_or_else(|| format!("unknown info-hash {}", hs.info_hash))?;
+                    let ours = Handshake {
+                        reserved: [0; 8],
+                        info_hash: hs.info_hash,
+                        peer_id: self.config.peer_id,
+                    };
+                    conn.state = ConnState::Peer {
+                        torrent,
+                        session: Box::new(PeerSession::new(now)),
+                    };
+                    debug!(peer = %conn.remote, info_hash = %hs.info_hash, "handshake");
+                    let bitfield = self.torrents[torrent].bitfield_msg.clone();
+                    self.queue(key, Bytes::copy_from_slice(&ours.encode()));
+                    self.queue(key, bitfield);
+                }
+                ConnState::Peer { torrent, session } => {
+                    let slot = &self.torrents[*torrent];
+                    let max = peer::max_frame_len(slot.torrent.piece_count());
+                    let Some(msg) =
+                        peer::decode_frame(&mut conn.rbuf, max).map_err(|e| e.to_string())?
+                    else {
+                        return Ok(());
+                    };
+                    let step = session
+                        .handle_message(now, &msg, &slot.torrent)
+                        .map_err(|e| e.to_string())?;
+                    let torrent = *torrent;
+                    match step {
+                        Step::Continue => {}
+                        Step::Interested => {
+                            if self.torrents[torrent].choker.interested(key) {
+                                self.unchoke(key);
+                            }
+                        }
+                        Step::NotInterested => {
+                            if let ConnState::Peer { session, .. } = &mut conn.state {
+                                session.choke();
+                            }
+                            if let Some(next) = self.torrents[torrent].choker.leave(key) {
+                                self.unchoke(next);
+                            }
+                        }
+                    }
+                }
+                ConnState::Http => match http::parse(&conn.rbuf) {
+                    http::Parsed::Partial => return Ok(()),
+                    http::Parsed::Reject(status) => {
+                        conn.state = ConnState::Closing;
+                        self.queue(key, http::error(status));
+                        return Ok(());
+                    }
+                    http::Parsed::Request(req) => {
+                        let reply = self.serve_http(key, now, &req);
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            conn.state = ConnState::Closing;
+                            conn.rbuf.clear();
+                        }
+                        self.queue(key, reply);
+                        return Ok(());
+                    }
+                },
+                ConnState::Closing => {
+                    conn.rbuf.clear();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn serve_http(&mut self, key: usize, now: Instant, req: &http::Request) -> Bytes {
+        let head = req.method == "HEAD";
+        if req.method != "GET" && !head {
+            return http::error(405);
+        }
+        let Some(conn) = self.conns.get(key) else {
+            return http::error(503);
+        };
+        match req.path.as_str() {
+            "/announce" => {
+                let ip = self.config.announce_ip.unwrap_or_else(|| conn.local.ip());
+                let me = SocketAddr::new(ip, self.config.peer_port);
+                let body = self
+                    .tracker
+                    .http_announce(now, conn.remote, Some(me), &req.query);
+                http::response(200, "text/plain", &body, !head)
+            }
+            _ => http::error(404),
+        }
+    }
+
+    fn unchoke(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let ConnState::Peer { session, .. } = &mut conn.state {
+            session.unchoke();
+            let mut b = BytesMut::with_capacity(5);
+            Message::Unchoke.encode(&mut b);
+            self.queue(key, b.freeze());
+        }
+    }
+
+    fn queue(&mut self, key: usize, bytes: Bytes) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.wqueued += bytes.len();
+            conn.wqueue.push_back(bytes);
+            if let ConnState::Peer { session, .. } = &mut conn.state {
+                session.last_send = Instant::now();
+            }
+        }
+    }
+
+    /// Issues disk reads for queued requests while the send buffer has room, then writes.
+    fn pump(&mut self, key: usize) {
+        self.issue_reads(key);
+        self.flush(key);
+    }
+
+    fn on_disk_done(&mut self) {
+        let mut done = std::mem::take(&mut self.done);
+        self.disk.drain(&mut done);
+        for d in done.drain(..) {
+            let Some(conn) = self.conns.get_mut(d.key) else {
+                continue;
+            };
+            if conn.generation != d.generation {
+                continue;
+            }
+            let ConnState::Peer { torrent, session } = &mut conn.state else {
+                continue;
+            };
+            session.reads_in_flight = session.reads_in_flight.saturating_sub(1);
+            match d.result {
+                Ok(msg) if d.epoch == session.choke_epoch => {
+                    session.uploaded += u64::from(d.req.length);
+                    self.torrents[*torrent].uploaded += u64::from(d.req.length);
+                    self.queue(d.key, msg);
+                    self.pump(d.key);
+                }
+                Ok(_) => self.pump(d.key), // choked since: the peer no longer expects it
+                Err(e) => {
+                    // A missing or short file is never served as zeros (SECURITY.md S5).
+                    warn!(info_hash = %self.torrents[*torrent].torrent.info_hash, error = %e,
+                          "disk read failed");
+                    self.close(d.key, format!("disk read failed: {e}"));
+                }
+            }
+        }
+        self.done = done;
+    }
+
+    /// Writes queued bytes until the socket would block; closes `Closing` connections once empty.
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let was_over = conn.wqueued > SEND_BUFFER_HIGH_WATER;
+        while !conn.wqueue.is_empty() {
+            let slices: Vec<IoSlice<'_>> = conn
+                .wqueue
+                .iter()
+                .take(MAX_IOVECS)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            match conn.stream.write_vectored(&slices) {
+                Ok(0) => {
+                    self.close(key, "write returned 0".into());
+                    return;
+                }
+                Ok(mut n) => {
+                    conn.wqueued -= n;
+                    while n > 0 {
+                        let Some(front) = conn.wqueue.front_mut() else {
+                            break;
+                        };
+                        if n >= front.len() {
+                            n -= front.len();
+                            conn.wqueue.pop_front();
+                        } else {
+                            let _ = front.split_to(n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(key, format!("write error: {e}"));
+                    return;
+                }
+            }
+        }
+        if conn.wqueue.is_empty() && matches!(conn.state, ConnState::Closing) {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            self.close(key, "response sent".into());
+            return;
+        }
+        let generation = conn.generation;
+        if was_over && conn.wqueued <= SEND_BUFFER_HIGH_WATER {
+            // Reading was paused by back-pressure; edge-triggered readiness will not repeat, so
+            // revisit the socket explicitly.
+            self.backlog.push((key, generation));
+        }
+        self.issue_reads(key);
+    }
+
+    /// Hands queued block requests to the disk pool while the peer's send buffer, counting reads
+    /// in flight, stays under [`SEND_BUFFER_HIGH_WATER`].
+    fn issue_reads(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let ConnState::Peer { torrent, session } = &mut conn.state {
+            let storage = &self.torrents[*torrent].torrent.storage;
+            while session.reads_in_flight < MAX_READS_IN_FLIGHT_PER_PEER
+                && conn.wqueued + session.reads_in_flight * (MAX_BLOCK_LEN as usize)
+                    < SEND_BUFFER_HIGH_WATER
+            {
+                let Some(req) = session.next_request() else {
+                    break;
+                };
+                session.reads_in_flight += 1;
+                self.disk.submit(DiskJob {
+                    key,
+                    generation: conn.generation,
+                    epoch: session.choke_epoch,
+                    storage: Arc::clone(storage),
+                    req,
+                });
+            }
+        }
+    }
+
+    fn run_backlog(&mut self, now: Instant) {
+        for (key, generation) in std::mem::take(&mut self.backlog) {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
+                if let Err(why) = self.process(key, now) {
+                    self.close(key, why);
+                    continue;
+                }
+                self.on_readable(key, now);
+            }
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, key, generation))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            let next = match &conn.state {
+                ConnState::Sniffing | ConnState::Handshake => {
+                    self.close(key, "handshake timeout".into());
+                    continue;
+                }
+                ConnState::Http | ConnState::Closing => {
+                    if now.duration_since(conn.accepted) >= HTTP_TIMEOUT {
+                        self.close(key, "http timeout".into());
+                        continue;
+                    }
+                    conn.accepted + HTTP_TIMEOUT
+                }
+                ConnState::Peer { session, .. } => {
+                    let idle_at = session.last_recv + PEER_IDLE_TIMEOUT;
+                    if now >= idle_at {
+                        self.close(key, "idle timeout".into());
+                        continue;
+                    }
+                    let keepalive_at = session.last_send + KEEPALIVE_INTERVAL;
+                    if now >= keepalive_at {
+                        self.queue(key, Bytes::from_static(&[0, 0, 0, 0]));
+                        self.flush(key);
+                        now + KEEPALIVE_INTERVAL
+                    } else {
+                        idle_at.min(keepalive_at)
+                    }
+                }
+            };
+            self.timers.push(Reverse((next, key, generation)));
+        }
+    }
+}
+
+/// Unwraps IPv4-mapped IPv6 so one host has one identity for per-IP limits.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}

@@ -1,0 +1,385 @@
+//! The peer session of a seed: the BEP 3 message rules, pure and clock-free (`now` is passed in).
+//!
+//! The reactor feeds each decoded [`Message`] to [`PeerSession::handle_message`] and acts on the
+//! returned [`Step`]; block requests wait in a bounded queue until the reactor takes them with
+//! [`PeerSession::next_request`] for a disk read.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use seednode_wire::limits::MAX_BLOCK_LEN;
+use seednode_wire::peer::{BlockRequest, Message};
+
+use crate::limits::{MAX_REQUEST_QUEUE, MAX_REQUESTS_WHILE_CHOKED};
+
+/// What a torrent looks like to a session: enough to validate a peer's messages.
+pub(crate) trait PieceMap {
+    /// Number of pieces.
+    fn piece_count(&self) -> u32;
+    /// Length of piece `index` in bytes, `None` when out of range.
+    fn piece_len(&self, index: u32) -> Option<u32>;
+    /// Whether we have (and so may serve) piece `index`.
+    fn have(&self, index: u32) -> bool;
+}
+
+/// Why a peer is disconnected. Each variant is something the peer did (BEP 3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PeerError {
+    /// `have` or `request` named a piece the torrent does not have (SECURITY.md W5/W6).
+    #[error("piece {piece} out of range (torrent has {count})")]
+    PieceOutOfRange { piece: u32, count: u32 },
+    /// A request whose block is empty, longer than 16 KiB, or past the end of its piece (W6).
+    #[error("bad request piece {piece} begin {begin} length {length}")]
+    BadRequest { piece: u32, begin: u32, length: u32 },
+    /// A request for a piece we have not announced (a partial seed's missing piece).
+    #[error("request for piece {piece}, which we do not have")]
+    RequestedMissingPiece { piece: u32 },
+    /// Too many requests while choked (W8).
+    #[error("{count} requests while choked")]
+    RequestsWhileChoked { count: u32 },
+    /// A bitfield of the wrong length or with spare bits set (W4).
+    #[error("bad bitfield: {0}")]
+    BadBitfield(&'static str),
+    /// A `piece` we never requested: we are a seed (W9).
+    #[error("unrequested piece message")]
+    UnrequestedPiece,
+}
+
+/// What the reactor must do after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing beyond what the session did to itself.
+    Continue,
+    /// The peer became interested: ask the choker for a slot.
+    Interested,
+    /// The peer lost interest: free its slot.
+    NotInterested,
+}
+
+/// One peer's state as seen by a seed.
+#[derive(Debug)]
+pub(crate) struct PeerSession {
+    /// True while we choke the peer (BEP 3 `am_choking`); every connection starts choked.
+    pub(crate) choked: bool,
+    /// True while the peer is interested in us.
+    pub(crate) interested: bool,
+    /// Incremented at every choke, so reads issued before a choke can be discarded.
+    pub(crate) choke_epoch: u32,
+    /// Requests accepted and not yet read from disk.
+    queue: VecDeque<BlockRequest>,
+    /// Disk reads issued and not yet answered.
+    pub(crate) reads_in_flight: usize,
+    requests_while_choked: u32,
+    /// Requests dropped because the queue was full.
+    pub(crate) dropped_requests: u64,
+    /// When the peer last sent anything.
+    pub(crate) last_recv: Instant,
+    /// When we last queued anything for the peer.
+    pub(crate) last_send: Instant,
+    /// Payload bytes of `piece` messages sent.
+    pub(crate) uploaded: u64,
+}
+
+impl PeerSession {
+    /// A session that has just completed its handshake at `now`.
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            choked: true,
+            interested: false,
+            choke_epoch: 0,
+            queue: VecDeque::new(),
+            reads_in_flight: 0,
+            requests_while_choked: 0,
+            dropped_requests: 0,
+            last_recv: now,
+            last_send: now,
+            uploaded: 0,
+        }
+    }
+
+    /// Applies one message from the peer.
+    ///
+    /// # Errors
+    /// [`PeerError`] when the peer broke the protocol; the caller closes the connection.
+    pub(crate) fn handle_message(
+        &mut self,
+        now: Instant,
+        msg: &Message,
+        torrent: &impl PieceMap,
+    ) -> Result<Step, PeerError> {
+        self.last_recv = now;
+        let count = torrent.piece_count();
+        match msg {
+            Message::Interested if !self.interested => {
+                self.interested = true;
+                return Ok(Step::Interested);
+            }
+            Message::NotInterested if self.interested => {
+                self.interested = false;
+                self.queue.clear();
+                return Ok(Step::NotInterested);
+            }
+            Message::Have { piece }
+            | Message::SuggestPiece(piece)
+            | Message::AllowedFast(piece)
+                if *piece >= count =>
+            {
+                return Err(PeerError::PieceOutOfRange {
+                    piece: *piece,
+                    count,
+                });
+            }
+            // BEP 3 says a bitfield comes first only; aria2c sends one later when it has pieces,
+            // and libtorrent accepts that, so only its size and spare bits are checked.
+            Message::Bitfield(bits) => check_bitfield(bits, count)?,
+            Message::Request(req) => self.on_request(*req, torrent)?,
+            Message::Cancel(req) => {
+                if let Some(i) = self.queue.iter().position(|r| r == req) {
+                    self.queue.remove(i);
+                }
+            }
+            Message::Piece { .. } => return Err(PeerError::UnrequestedPiece),
+            // Choke/unchoke of us, have, port, extensions and unknown ids mean nothing to a seed
+            // (BEP 3: unknown messages are ignored).
+            _ => {}
+        }
+        Ok(Step::Continue)
+    }
+
+    fn on_request(&mut self, req: BlockRequest, torrent: &impl PieceMap) -> Result<(), PeerError> {
+        let count = torrent.piece_count();
+        let Some(piece_len) = torrent.piece_len(req.piece) else {
+            return Err(PeerError::PieceOutOfRange {
+                piece: req.piece,
+                count,
+            });
+        };
+        let end = req.begin.checked_add(req.length);
+        if req.length == 0 || req.length > MAX_BLOCK_LEN || end.is_none_or(|e| e > piece_len) {
+            return Err(PeerError::BadRequest {
+                piece: req.piece,
+                begin: req.begin,
+                length: req.length,
+            });
+        }
+        if !torrent.have(req.piece) {
+            return Err(PeerError::RequestedMissingPiece { piece: req.piece });
+        }
+        if self.choked {
+            self.requests_while_choked += 1;
+            if self.requests_while_choked > MAX_REQUESTS_WHILE_CHOKED {
+                return Err(PeerError::RequestsWhileChoked {
+                    count: self.requests_while_choked,
+                });
+            }
+            return Ok(());
+        }
+        if self.queue.len() >= MAX_REQUEST_QUEUE {
+            self.dropped_requests += 1;
+        } else {
+            self.queue.push_back(req);
+        }
+        Ok(())
+    }
+
+    /// Chokes the peer: pending requests are discarded (BEP 3) and reads in flight become stale.
+    pub(crate) fn choke(&mut self) {
+        self.choked = true;
+        self.choke_epoch = self.choke_epoch.wrapping_add(1);
+        self.queue.clear();
+    }
+
+    /// Unchokes the peer and forgives requests it sent while choked.
+    pub(crate) fn unchoke(&mut self) {
+        self.choked = false;
+        self.requests_while_choked = 0;
+    }
+
+    /// Takes the next queued request to read from disk, if any.
+    pub(crate) fn next_request(&mut self) -> Option<BlockRequest> {
+        self.queue.pop_front()
+    }
+
+    /// Number of requests waiting for a disk read.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// Checks a peer's bitfield: exactly `ceil(count / 8)` bytes, spare bits zero (BEP 3).
+fn check_bitfield(bits: &[u8], count: u32) -> Result<(), PeerError> {
+    let want = usize::try_from(count.div_ceil(8)).unwrap_or(usize::MAX);
+    if bits.len() != want {
+        return Err(PeerError::BadBitfield("wrong length"));
+    }
+    let spare = (want * 8) as u64 - u64::from(count);
+    if spare > 0 && bits.last().is_some_and(|b| b & ((1u8 << spare) - 1) != 0) {
+        return Err(PeerError::BadBitfield("spare bits set"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// 10 pieces of 32 KiB, the last one 1 000 bytes; piece 9 missing.
+    struct Map;
+    impl PieceMap for Map {
+        fn piece_count(&self) -> u32 {
+            10
+        }
+        fn piece_len(&self, i: u32) -> Option<u32> {
+            match i {
+                0..9 => Some(32 * 1024),
+                9 => Some(1000),
+                _ => None,
+            }
+        }
+        fn have(&self, i: u32) -> bool {
+            i < 9
+        }
+    }
+
+    fn req(piece: u32, begin: u32, length: u32) -> Message {
+        Message::Request(BlockRequest {
+            piece,
+            begin,
+            length,
+        })
+    }
+
+    fn unchoked(now: Instant) -> PeerSession {
+        let mut s = PeerSession::new(now);
+        assert_eq!(
+            s.handle_message(now, &Message::Interested, &Map),
+            Ok(Step::Interested)
+        );
+        s.unchoke();
+        s
+    }
+
+    #[test]
+    fn queues_valid_requests_and_honours_cancel() {
+        let now = Instant::now();
+        let mut s = unchoked(now);
+        s.handle_message(now, &req(0, 0, 16384), &Map).unwrap();
+        s.handle_message(now, &req(0, 16384, 16384), &Map).unwrap();
+        let Message::Request(second) = req(0, 16384, 16384) else {
+            unreachable!()
+        };
+        s.handle_message(now, &Message::Cancel(second), &Map)
+            .unwrap();
+        assert_eq!(
+            s.next_request(),
+            Some(BlockRequest {
+                piece: 0,
+                begin: 0,
+                length: 16384
+            })
+        );
+        assert_eq!(s.next_request(), None);
+    }
+
+    #[test]
+    fn rejects_requests_out_of_range() {
+        let now = Instant::now();
+        for (p, b, l) in [
+            (10, 0, 16384),
+            (u32::MAX, 0, 1),
+            (0, 32 * 1024, 1),
+            (0, 0, 0),
+            (0, 0, 16385),
+            (0, 0xFFFF_C000, 0x4000),
+            (8, 16385, 16384),
+            (9, 0, 1001),
+        ] {
+            let mut s = unchoked(now);
+            assert!(
+                s.handle_message(now, &req(p, b, l), &Map).is_err(),
+                "{p} {b} {l}"
+            );
+        }
+        let mut s = unchoked(now);
+        assert_eq!(
+            s.handle_message(now, &req(9, 0, 1000), &Map),
+            Err(PeerError::RequestedMissingPiece { piece: 9 })
+        );
+    }
+
+    #[test]
+    fn drops_peer_after_too_many_requests_while_choked() {
+        let now = Instant::now();
+        let mut s = PeerSession::new(now);
+        for _ in 0..MAX_REQUESTS_WHILE_CHOKED {
+            s.handle_message(now, &req(0, 0, 16384), &Map).unwrap();
+        }
+        assert_eq!(s.queued(), 0, "nothing is served while choked");
+        assert!(matches!(
+            s.handle_message(now, &req(0, 0, 16384), &Map),
+            Err(PeerError::RequestsWhileChoked { .. })
+        ));
+    }
+
+    #[test]
+    fn request_queue_is_bounded() {
+        let now = Instant::now();
+        let mut s = unchoked(now);
+        for _ in 0..MAX_REQUEST_QUEUE + 10 {
+            s.handle_message(now, &req(1, 0, 16384), &Map).unwrap();
+        }
+        assert_eq!(s.queued(), MAX_REQUEST_QUEUE);
+        assert_eq!(s.dropped_requests, 10);
+    }
+
+    #[test]
+    fn choke_discards_queue_and_bumps_epoch() {
+        let now = Instant::now();
+        let mut s = unchoked(now);
+        s.handle_message(now, &req(1, 0, 16384), &Map).unwrap();
+        s.choke();
+        assert_eq!((s.queued(), s.choke_epoch), (0, 1));
+    }
+
+    #[test]
+    fn checks_bitfield_and_have() {
+        let now = Instant::now();
+        let ok = Message::Bitfield(Bytes::from_static(&[0xff, 0xc0]));
+        assert!(PeerSession::new(now).handle_message(now, &ok, &Map).is_ok());
+        for bad in [&[0xff][..], &[0xff, 0xc0, 0], &[0xff, 0xe0]] {
+            let m = Message::Bitfield(Bytes::copy_from_slice(bad));
+            assert!(PeerSession::new(now).handle_message(now, &m, &Map).is_err());
+        }
+        let mut s = PeerSession::new(now);
+        s.handle_message(now, &Message::KeepAlive, &Map).unwrap();
+        assert!(
+            s.handle_message(now, &ok, &Map).is_ok(),
+            "a late bitfield is tolerated (aria2c)"
+        );
+        assert!(
+            s.handle_message(now, &Message::Have { piece: 10 }, &Map)
+                .is_err()
+        );
+        assert!(
+            s.handle_message(now, &Message::Have { piece: 9 }, &Map)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn unrequested_piece_is_fatal() {
+        let now = Instant::now();
+        let m = Message::Piece {
+            piece: 0,
+            begin: 0,
+            block: Bytes::from_static(&[0; 8]),
+        };
+        assert_eq!(
+            PeerSession::new(now).handle_message(now, &m, &Map),
+            Err(PeerError::UnrequestedPiece)
+        );
+    }
+}
