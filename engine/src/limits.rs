@@ -66,3 +66,7 @@ pub(crate) const DEFAULT_DISK_THREADS: usize = 2;
 
 /// Size of a read buffer for one socket read, bytes.
 pub(crate) const READ_CHUNK_LEN: usize = 64 * 1024;
+
+/// Extension handshakes (BEP 10) a peer may send on one connection; BEP 10 allows repeats to
+/// update settings, a flood is an attack (SECURITY.md W11). One more: close.
+pub(crate) const MAX_EXTENSION_HANDSHAKES: u32 = 4;

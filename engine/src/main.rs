@@ -411,6 +411,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         piece_length: meta.info.piece_length,
         total_length: meta.info.total_length(),
         have,
+        info_bytes: meta.info_bytes.clone(),
     });
     reactor.run().map_err(|e| format!("event loop failed: {e}"))
 }

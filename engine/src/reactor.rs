@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use seednode_storage::Storage;
 use seednode_tracker::Tracker;
 use seednode_wire::limits::MAX_BLOCK_LEN;
-use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message};
+use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension};
 use seednode_wire::{InfoHash, PeerId};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -31,8 +31,8 @@ use crate::disk::{DiskDone, DiskJob, DiskPool};
 use crate::http;
 use crate::limits::{
     HANDSHAKE_TIMEOUT, HTTP_TIMEOUT, KEEPALIVE_INTERVAL, MAX_ACCEPTS_PER_WAKE, MAX_READ_PER_WAKE,
-    MAX_READS_IN_FLIGHT_PER_PEER, MAX_SNIFF_LEN, PEER_IDLE_TIMEOUT, READ_CHUNK_LEN,
-    SEND_BUFFER_HIGH_WATER,
+    MAX_READS_IN_FLIGHT_PER_PEER, MAX_REQUEST_QUEUE, MAX_SNIFF_LEN, PEER_IDLE_TIMEOUT,
+    READ_CHUNK_LEN, SEND_BUFFER_HIGH_WATER,
 };
 use crate::session::{PeerSession, PieceMap, Step};
 use crate::sniff::{Protocol, Sniff, sniff};
@@ -58,6 +58,8 @@ pub(crate) struct SeededTorrent {
     pub(crate) total_length: u64,
     /// Which pieces verified (all of them for a torrent we created).
     pub(crate) have: Vec<bool>,
+    /// The raw info dictionary, for `ut_metadata` (BEP 9).
+    pub(crate) info_bytes: Bytes,
 }
 
 impl PieceMap for SeededTorrent {
@@ -83,6 +85,10 @@ impl PieceMap for SeededTorrent {
             .and_then(|i| self.have.get(i))
             .copied()
             .unwrap_or(false)
+    }
+
+    fn info_bytes(&self) -> &Bytes {
+        &self.info_bytes
     }
 }
 
@@ -503,7 +509,7 @@ impl Reactor {
                         .get(&hs.info_hash)
                         .ok_or_else(|| format!("unknown info-hash {}", hs.info_hash))?;
                     let ours = Handshake {
-                        reserved: [0; 8],
+                        reserved: Handshake::reserved_bits(true, false, false),
                         info_hash: hs.info_hash,
                         peer_id: self.config.peer_id,
                     };
@@ -512,8 +518,29 @@ impl Reactor {
                         session: Box::new(PeerSession::new(now)),
                     };
                     debug!(peer = %conn.remote, info_hash = %hs.info_hash, "handshake");
-                    let bitfield = self.torrents[torrent].bitfield_msg.clone();
+                    let slot = &self.torrents[torrent];
+                    let bitfield = slot.bitfield_msg.clone();
+                    let extension = hs.supports_extension_protocol().then(|| {
+                        let yourip = match canonical_ip(conn.remote.ip()) {
+                            IpAddr::V4(v4) => v4.octets().to_vec(),
+                            IpAddr::V6(v6) => v6.octets().to_vec(),
+                        };
+                        let payload = extension::encode_handshake(
+                            concat!("seednode/", env!("CARGO_PKG_VERSION")),
+                            MAX_REQUEST_QUEUE as u32,
+                            Some(slot.torrent.info_bytes.len() as u64),
+                            Some(&yourip),
+                        );
+                        encode(&Message::Extended {
+                            id: extension::HANDSHAKE_ID,
+                            payload: payload.into(),
+                        })
+                    });
                     self.queue(key, Bytes::copy_from_slice(&ours.encode()));
+                    // BEP 10: the extension handshake follows the BitTorrent handshake.
+                    if let Some(extension) = extension {
+                        self.queue(key, extension);
+                    }
                     self.queue(key, bitfield);
                 }
                 ConnState::Peer { torrent, session } => {
@@ -530,6 +557,7 @@ impl Reactor {
                     let torrent = *torrent;
                     match step {
                         Step::Continue => {}
+                        Step::Send(msg) => self.queue(key, encode(&msg)),
                         Step::Interested => {
                             if self.torrents[torrent].choker.interested(key) {
                                 self.unchoke(key);
@@ -597,9 +625,7 @@ impl Reactor {
         };
         if let ConnState::Peer { session, .. } = &mut conn.state {
             session.unchoke();
-            let mut b = BytesMut::with_capacity(5);
-            Message::Unchoke.encode(&mut b);
-            self.queue(key, b.freeze());
+            self.queue(key, encode(&Message::Unchoke));
         }
     }
 
@@ -793,6 +819,13 @@ impl Reactor {
             self.timers.push(Reverse((next, key, generation)));
         }
     }
+}
+
+/// One message, length prefix included.
+fn encode(msg: &Message) -> Bytes {
+    let mut b = BytesMut::new();
+    msg.encode(&mut b);
+    b.freeze()
 }
 
 /// Unwraps IPv4-mapped IPv6 so one host has one identity for per-IP limits.

@@ -7,10 +7,14 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use bytes::Bytes;
 use seednode_wire::limits::MAX_BLOCK_LEN;
+use seednode_wire::peer::extension::{
+    self, ExtensionError, ExtensionHandshake, MetadataMessage, OUR_UT_METADATA_ID,
+};
 use seednode_wire::peer::{BlockRequest, Message};
 
-use crate::limits::{MAX_REQUEST_QUEUE, MAX_REQUESTS_WHILE_CHOKED};
+use crate::limits::{MAX_EXTENSION_HANDSHAKES, MAX_REQUEST_QUEUE, MAX_REQUESTS_WHILE_CHOKED};
 
 /// What a torrent looks like to a session: enough to validate a peer's messages.
 pub(crate) trait PieceMap {
@@ -20,6 +24,8 @@ pub(crate) trait PieceMap {
     fn piece_len(&self, index: u32) -> Option<u32>;
     /// Whether we have (and so may serve) piece `index`.
     fn have(&self, index: u32) -> bool;
+    /// The raw info dictionary, served over `ut_metadata` (BEP 9).
+    fn info_bytes(&self) -> &Bytes;
 }
 
 /// Why a peer is disconnected. Each variant is something the peer did (BEP 3).
@@ -43,10 +49,16 @@ pub(crate) enum PeerError {
     /// A `piece` we never requested: we are a seed (W9).
     #[error("unrequested piece message")]
     UnrequestedPiece,
+    /// A malformed or oversized extension message (W11, W12).
+    #[error("bad extension message: {0}")]
+    BadExtension(#[from] ExtensionError),
+    /// More extension handshakes than [`MAX_EXTENSION_HANDSHAKES`] (W11).
+    #[error("{0} extension handshakes")]
+    TooManyExtensionHandshakes(u32),
 }
 
 /// What the reactor must do after a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Nothing beyond what the session did to itself.
     Continue,
@@ -54,6 +66,8 @@ pub(crate) enum Step {
     Interested,
     /// The peer lost interest: free its slot.
     NotInterested,
+    /// Send this message to the peer (an answer to an extension message).
+    Send(Message),
 }
 
 /// One peer's state as seen by a seed.
@@ -78,6 +92,9 @@ pub(crate) struct PeerSession {
     pub(crate) last_send: Instant,
     /// Payload bytes of `piece` messages sent.
     pub(crate) uploaded: u64,
+    /// The peer's extended id for `ut_metadata` (BEP 9), from its extension handshake.
+    peer_ut_metadata: Option<u8>,
+    extension_handshakes: u32,
 }
 
 impl PeerSession {
@@ -94,6 +111,8 @@ impl PeerSession {
             last_recv: now,
             last_send: now,
             uploaded: 0,
+            peer_ut_metadata: None,
+            extension_handshakes: 0,
         }
     }
 
@@ -139,6 +158,32 @@ impl PeerSession {
                 }
             }
             Message::Piece { .. } => return Err(PeerError::UnrequestedPiece),
+            Message::Extended {
+                id: extension::HANDSHAKE_ID,
+                payload,
+            } => {
+                self.extension_handshakes += 1;
+                if self.extension_handshakes > MAX_EXTENSION_HANDSHAKES {
+                    return Err(PeerError::TooManyExtensionHandshakes(
+                        self.extension_handshakes,
+                    ));
+                }
+                self.peer_ut_metadata = ExtensionHandshake::parse(payload)?.ut_metadata;
+            }
+            Message::Extended {
+                id: OUR_UT_METADATA_ID,
+                payload,
+            } => {
+                if let MetadataMessage::Request { piece } = MetadataMessage::parse(payload)?
+                    && let Some(id) = self.peer_ut_metadata
+                {
+                    let reply = extension::encode_metadata_reply(piece, torrent.info_bytes());
+                    return Ok(Step::Send(Message::Extended {
+                        id,
+                        payload: reply.into(),
+                    }));
+                }
+            }
             // Choke/unchoke of us, have, port, extensions and unknown ids mean nothing to a seed
             // (BEP 3: unknown messages are ignored).
             _ => {}
@@ -224,7 +269,6 @@ fn check_bitfield(bits: &[u8], count: u32) -> Result<(), PeerError> {
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     /// 10 pieces of 32 KiB, the last one 1 000 bytes; piece 9 missing.
     struct Map;
@@ -242,6 +286,61 @@ mod tests {
         fn have(&self, i: u32) -> bool {
             i < 9
         }
+        fn info_bytes(&self) -> &Bytes {
+            static INFO: Bytes = Bytes::from_static(b"d4:name1:xe");
+            &INFO
+        }
+    }
+
+    fn ext(id: u8, payload: &'static [u8]) -> Message {
+        Message::Extended {
+            id,
+            payload: Bytes::from_static(payload),
+        }
+    }
+
+    #[test]
+    fn serves_metadata_to_peers_that_asked_for_it() {
+        let now = Instant::now();
+        let mut s = PeerSession::new(now);
+        let request = ext(OUR_UT_METADATA_ID, b"d8:msg_typei0e5:piecei0ee");
+        assert_eq!(
+            s.handle_message(now, &request, &Map),
+            Ok(Step::Continue),
+            "no handshake yet"
+        );
+        s.handle_message(now, &ext(0, b"d1:md11:ut_metadatai7eee"), &Map)
+            .unwrap();
+        let Ok(Step::Send(Message::Extended { id: 7, payload })) =
+            s.handle_message(now, &request, &Map)
+        else {
+            panic!("a data reply is expected")
+        };
+        assert_eq!(
+            &payload[..],
+            b"d8:msg_typei1e5:piecei0e10:total_sizei11eed4:name1:xe"
+        );
+        let past = ext(OUR_UT_METADATA_ID, b"d8:msg_typei0e5:piecei1ee");
+        let Ok(Step::Send(Message::Extended { payload, .. })) = s.handle_message(now, &past, &Map)
+        else {
+            panic!("a reject is expected")
+        };
+        assert_eq!(&payload[..], b"d8:msg_typei2e5:piecei1ee");
+    }
+
+    #[test]
+    fn bounds_extension_handshakes() {
+        let now = Instant::now();
+        let mut s = PeerSession::new(now);
+        for _ in 0..MAX_EXTENSION_HANDSHAKES {
+            s.handle_message(now, &ext(0, b"de"), &Map).unwrap();
+        }
+        assert!(s.handle_message(now, &ext(0, b"de"), &Map).is_err());
+        assert!(
+            PeerSession::new(now)
+                .handle_message(now, &ext(0, b"l"), &Map)
+                .is_err()
+        );
     }
 
     fn req(piece: u32, begin: u32, length: u32) -> Message {

@@ -95,7 +95,8 @@ impl Tracker {
     ///
     /// `self_addr` is the address this node's peer port is reachable at, as seen by this client
     /// (the engine passes the local address the request arrived on); it is listed first as a
-    /// seeder for hosted torrents, unless the client is itself a seeder.
+    /// seeder for hosted torrents, even to clients that announce `left=0` (see
+    /// [`Tracker::announce`]).
     pub fn http_announce(
         &mut self,
         now: Instant,
@@ -167,7 +168,12 @@ impl Tracker {
         };
         if swarm.hosted {
             complete += 1;
-            if let Some(me) = self_addr.filter(|_| !seeder && req.numwant > 0) {
+            // This node is listed even to a client that says `left=0`: a client that starts
+            // from a magnet link does not know the size yet and announces as a seeder (aria2c
+            // does), and it can only get the metadata from us.
+            if let Some(me) =
+                self_addr.filter(|_| req.numwant > 0 && req.event != AnnounceEvent::Stopped)
+            {
                 push(SocketAddr::new(canonical_ip(me.ip()), me.port()));
                 listed += 1;
             }
@@ -326,7 +332,11 @@ mod tests {
         t.http_announce(now, addr(2, 1), Some(me), &query(7002, 0, "started"));
         t.http_announce(now, addr(4, 1), Some(me), &query(7004, 9, "started"));
         let body = t.http_announce(now, addr(3, 1), Some(me), &query(7003, 0, "completed"));
-        assert_eq!(peers_of(&body), vec![addr(4, 7004)]);
+        assert_eq!(
+            peers_of(&body),
+            vec![me, addr(4, 7004)],
+            "only leechers, after this node"
+        );
         assert!(body.starts_with(b"d8:completei3e10:downloadedi1e"));
     }
 

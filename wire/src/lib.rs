@@ -11,6 +11,8 @@
 //! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, and a zero-copy frame decoder.
 
 pub mod bencode;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod magnet;
 pub mod metainfo;

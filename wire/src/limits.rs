@@ -1,4 +1,11 @@
 //! Every bound on untrusted input this crate enforces, with its reason.
+//!
+//! Each constant gives its unit, why this value (the BEP section or the client it matches), and
+//! what happens at the limit. Composite limits are derived from their parts.
+
+// ---------------------------------------------------------------------------------------------
+// Peer wire (BEP 3)
+// ---------------------------------------------------------------------------------------------
 
 /// Largest block a peer may request or send, in bytes: 16 KiB, the size every client uses
 /// (BEP 3; libtorrent rejects larger requests). Over it: the request is rejected.
@@ -6,3 +13,85 @@ pub const MAX_BLOCK_LEN: u32 = 16 * 1024;
 
 /// Hard ceiling on any peer wire frame body, in bytes (libtorrent's 1 MiB). Over it: close.
 pub const MAX_FRAME_LEN: u32 = 1024 * 1024;
+
+/// Largest BEP 10 extended message body accepted by the frame decoder, in bytes: 64 KiB, enough
+/// for a `ut_metadata` piece (16 KiB + dict), PEX and an extension handshake, and well under
+/// [`MAX_FRAME_LEN`]. Over it: [`crate::peer::max_frame_len`] does not grow for it, so a larger
+/// frame is refused at its length prefix and the connection is closed. (The extension handshake
+/// gets its own tighter 16 KiB limit where it is parsed.)
+pub const MAX_EXTENDED_LEN: u32 = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Bencode (BEP 3)
+// ---------------------------------------------------------------------------------------------
+
+/// Deepest nesting of lists and dictionaries, in levels (libtorrent's `max_decode_depth`, 100; a
+/// real .torrent needs 4 plus its directory depth, which [`MAX_PATH_DEPTH`] also caps at 100 inside
+/// a flat list). At the limit: [`crate::bencode::DecodeError::DepthExceeded`].
+pub const MAX_BENCODE_DEPTH: usize = 100;
+
+/// Most tokens (integers, strings, list/dict starts and ends) in one bencoded value: 3 000 000,
+/// libtorrent's `max_decode_tokens` for .torrent files, so every torrent libtorrent loads decodes
+/// here. Memory: the decoded tree costs at most about 64 bytes per token (a dictionary entry), so
+/// about 192 MB in the worst case; callers that decode many values concurrently bound their
+/// concurrency. Over it: [`crate::bencode::DecodeError::TooManyTokens`].
+pub const MAX_BENCODE_TOKENS: usize = 3_000_000;
+
+/// Most digits in a bencoded integer: 19, the digits of `i64::MAX` (leading zeros are refused, so
+/// any longer integer overflows `i64`). Over it: [`crate::bencode::DecodeError::IntegerOverflow`]
+/// at the 20th digit, so `i` followed by 10 000 digits is refused without reading them all.
+pub const MAX_INTEGER_DIGITS: usize = 19;
+
+// ---------------------------------------------------------------------------------------------
+// Metainfo (BEP 3, 12, 19, 27)
+// ---------------------------------------------------------------------------------------------
+
+/// Largest .torrent file accepted, in bytes: 10 MiB, the upload body limit (libtorrent's
+/// `max_buffer_size` is 10 MB; rqbit's 10 MiB). Over it:
+/// [`crate::metainfo::MetainfoError::TooLarge`] before any decoding.
+pub const MAX_TORRENT_LEN: usize = 10 * 1024 * 1024;
+
+/// Most pieces in one torrent: 2^21 (libtorrent's `max_pieces`), i.e. a 40 MiB `pieces` string,
+/// which [`MAX_TORRENT_LEN`] already rules out; the constant also sizes the largest bitfield
+/// (256 KiB). Over it: [`crate::metainfo::MetainfoError::OutOfRange`] for `info.pieces`.
+pub const MAX_PIECES: u32 = 1 << 21;
+
+/// Largest `piece length` accepted when reading a torrent, in bytes: 512 MiB (the largest any
+/// client creates; libtorrent creates up to 128 MiB). It must also be above zero; a power of two is
+/// not required on read. Over it: [`crate::metainfo::MetainfoError::OutOfRange`].
+pub const MAX_PIECE_LENGTH: u32 = 512 * 1024 * 1024;
+
+/// Largest total torrent size, in bytes: 2^48 (256 TiB), far above any real torrent, and small
+/// enough that `piece * piece_length + offset` never overflows `u64`. Over it:
+/// [`crate::metainfo::MetainfoError::OutOfRange`] for `info total length`.
+pub const MAX_TOTAL_LENGTH: u64 = 1 << 48;
+
+/// Most files in one torrent: 100 000 (real multi-file torrents stay in the low thousands;
+/// Transmission and libtorrent do not cap, but every file costs an open handle and a catalog row
+/// here). Over it: [`crate::metainfo::MetainfoError::OutOfRange`] for `info.files`, checked
+/// before the list is walked.
+pub const MAX_FILES: usize = 100_000;
+
+/// Most path components below the torrent's `name`, in components: 100 (security rule M5).
+/// Over it: [`crate::metainfo::MetainfoError::BadPath`].
+pub const MAX_PATH_DEPTH: usize = 100;
+
+/// Longest path component (and `name`), in bytes of UTF-8: 255, the `NAME_MAX` of every common
+/// file system (ext4, XFS, APFS, NTFS). Over it: [`crate::metainfo::MetainfoError::BadPath`].
+pub const MAX_PATH_COMPONENT_LEN: usize = 255;
+
+// ---------------------------------------------------------------------------------------------
+// Magnet URIs (BEP 9)
+// ---------------------------------------------------------------------------------------------
+
+/// Longest magnet URI accepted, in bytes: 64 KiB, room for [`MAX_MAGNET_TRACKERS`] long tracker
+/// URLs (real magnets are under 4 KiB). Over it: [`crate::magnet::MagnetError::TooLong`].
+pub const MAX_MAGNET_URI_LEN: usize = 64 * 1024;
+
+/// Most `tr` (tracker) parameters kept from one magnet URI: 100 (security row M11). Beyond it:
+/// the rest are ignored (truncate).
+pub const MAX_MAGNET_TRACKERS: usize = 100;
+
+/// Most `x.pe` (peer address) parameters kept from one magnet URI: 100 (security row M11).
+/// Beyond it: the rest are ignored (truncate).
+pub const MAX_MAGNET_PEERS: usize = 100;

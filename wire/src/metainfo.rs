@@ -2,8 +2,43 @@
 //! `private` (BEP 27).
 //!
 //! The info-hash is always the SHA-1 of the exact bytes of the `info` dictionary as they stand in the
-//! file, never of a re-encoding. CONTRACT SKELETON: bodies are filled in by the wire work.
+//! file, never of a re-encoding.
+//!
+//! # What is accepted
+//!
+//! Bencode is read with the lenient decoder of [`crate::bencode`] (unsorted and duplicate keys
+//! accepted, first occurrence wins, as libtorrent). On top of it:
+//!
+//! - Required: `info` (a dictionary) with `name`, `piece length` (1 ..= [`MAX_PIECE_LENGTH`],
+//!   a power of two not required), `pieces` (a multiple of 20 bytes, exactly
+//!   `ceil(total / piece length)` hashes, at most [`MAX_PIECES`]) and either `files` (a list, then
+//!   multi-file, even with one entry) or `length` (single-file).
+//! - `name.utf-8` and `path.utf-8` are preferred over `name` and `path` when present and valid
+//!   UTF-8 (as libtorrent). A name or path that is not UTF-8 without such a variant is refused.
+//! - Every path component and the `name` pass [`validate_component`] (security rules M1/M5: no
+//!   empty, `.`, `..`, separator, NUL, control, bidi or zero-width character, Windows drive form,
+//!   or more than [`MAX_PATH_COMPONENT_LEN`] bytes), a path has 1 ..= [`MAX_PATH_DEPTH`]
+//!   components, there are at most [`MAX_FILES`] files, no two files have the same path and no
+//!   file is also used as a directory.
+//! - File lengths are non-negative, summed with checked arithmetic, and the total is
+//!   1 ..= [`MAX_TOTAL_LENGTH`] bytes (zero-length files are fine, an all-empty torrent is not).
+//! - BEP 47 padding files (`attr` containing `p`) are kept as ordinary entries (their bytes are
+//!   zeros). Other `attr` flags, including symlinks (`l`) and their `symlink path`, are ignored:
+//!   such an entry is an ordinary file of its `length`, so no symlink is ever created or followed.
+//! - `private` is set when it is a non-zero integer (libtorrent tests `!= 0`; BEP 27 writes 1).
+//! - Optional keys of the wrong type (`announce`, `announce-list`, `url-list`, `comment`,
+//!   `created by`, `creation date`) are ignored rather than fatal, as in libtorrent. Tracker and
+//!   webseed URLs are trimmed of surrounding whitespace; empty ones and empty tiers are dropped.
+//!   When `announce-list` gives no tracker, `announce` becomes the only tier (as libtorrent).
 
+use bendy::encoding::Encoder;
+use sha1::{Digest as _, Sha1};
+
+use crate::bencode::{self, Dict, Value};
+use crate::limits::{
+    MAX_FILES, MAX_PATH_COMPONENT_LEN, MAX_PATH_DEPTH, MAX_PIECE_LENGTH, MAX_PIECES,
+    MAX_TORRENT_LEN, MAX_TOTAL_LENGTH,
+};
 use bytes::Bytes;
 
 use crate::InfoHash;
@@ -92,7 +127,7 @@ impl Info {
 pub enum MetainfoError {
     /// The bencode itself is malformed or over a limit.
     #[error("bad bencode: {0}")]
-    Bencode(#[from] crate::bencode::DecodeError),
+    Bencode(#[from] bencode::DecodeError),
     /// A required key is missing or has the wrong type.
     #[error("missing or mistyped key `{key}`")]
     BadKey {
@@ -115,36 +150,951 @@ pub enum MetainfoError {
         /// Value received.
         got: i128,
     },
+    /// The file is larger than [`MAX_TORRENT_LEN`]; it was not decoded.
+    #[error("torrent file of {len} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// File length in bytes.
+        len: usize,
+        /// [`MAX_TORRENT_LEN`].
+        limit: usize,
+    },
+    /// The top-level value is not a dictionary.
+    #[error("torrent file is not a bencoded dictionary")]
+    NotADictionary,
+    /// `pieces` is not a whole number of 20-byte SHA-1 hashes.
+    #[error("`info.pieces` is {len} bytes, not a multiple of 20")]
+    PiecesNotMultipleOf20 {
+        /// Length of `pieces` in bytes.
+        len: usize,
+    },
+    /// The number of piece hashes does not match `ceil(total length / piece length)`.
+    #[error("`info.pieces` holds {got} hashes but the files need {expected}")]
+    PieceCountMismatch {
+        /// Hashes in `pieces`.
+        got: u64,
+        /// `ceil(total length / piece length)`.
+        expected: u64,
+    },
+    /// A multi-file torrent whose `files` list is empty.
+    #[error("`info.files` is empty")]
+    EmptyFileList,
 }
 
 impl Metainfo {
-    /// Parses a .torrent file.
+    /// Parses a .torrent file (BEP 3, 12, 19, 27); the module documentation lists what is
+    /// accepted.
     ///
     /// # Errors
-    /// [`MetainfoError`] for malformed bencode, missing keys, unsafe paths or out-of-range numbers.
-    pub fn from_bytes(_bytes: &[u8]) -> Result<Self, MetainfoError> {
-        todo!("wire work")
+    /// [`MetainfoError`] for a file over [`MAX_TORRENT_LEN`], malformed bencode, missing keys,
+    /// unsafe paths or out-of-range numbers.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MetainfoError> {
+        if bytes.len() > MAX_TORRENT_LEN {
+            return Err(MetainfoError::TooLarge { len: bytes.len(), limit: MAX_TORRENT_LEN });
+        }
+        let root = bencode::decode(bytes)?;
+        let root = root.as_dict().ok_or(MetainfoError::NotADictionary)?;
+        let info_entry = root.get_entry(b"info").ok_or(MetainfoError::BadKey { key: "info" })?;
+        let info_dict = info_entry.value.as_dict().ok_or(MetainfoError::BadKey { key: "info" })?;
+        let info = parse_info(info_dict)?;
+
+        let announce = root.get(b"announce").and_then(url);
+        let mut announce_list = root.get(b"announce-list").map(parse_tiers).unwrap_or_default();
+        if announce_list.is_empty() {
+            if let Some(a) = &announce {
+                announce_list.push(vec![a.clone()]);
+            }
+        }
+        let url_list = match root.get(b"url-list") {
+            Some(Value::List(items)) => items.iter().filter_map(url).collect(),
+            Some(v) => url(v).into_iter().collect(),
+            None => Vec::new(),
+        };
+        let text = |utf8_key: &[u8], key: &[u8]| {
+            root.get(utf8_key)
+                .and_then(Value::as_str)
+                .or_else(|| root.get(key).and_then(Value::as_str))
+                .map(str::to_owned)
+        };
+        Ok(Self {
+            info,
+            info_hash: info_hash_of(info_entry.raw),
+            info_bytes: Bytes::copy_from_slice(info_entry.raw),
+            announce,
+            announce_list,
+            url_list,
+            comment: text(b"comment.utf-8", b"comment"),
+            created_by: text(b"created by.utf-8", b"created by"),
+            creation_date: root.get(b"creation date").and_then(Value::as_int),
+        })
     }
 
     /// Builds a metainfo from a freshly created `info` (encoded canonically with [`Info::encode`]).
+    ///
+    /// Tracker and webseed URLs are trimmed, empty ones and empty tiers dropped (as
+    /// [`Metainfo::from_bytes`] does, so the result round-trips). `announce` is the first URL of
+    /// the first tier, `created_by` is `seednode/<version>`, `comment` and `creation_date` are
+    /// `None` (set the fields afterwards if wanted; wall time is the caller's).
     #[must_use]
-    pub fn new(_info: Info, _announce_list: Vec<Vec<String>>, _url_list: Vec<String>) -> Self {
-        todo!("wire work")
+    pub fn new(info: Info, announce_list: Vec<Vec<String>>, url_list: Vec<String>) -> Self {
+        let info_bytes = Bytes::from(info.encode());
+        let announce_list: Vec<Vec<String>> = announce_list
+            .into_iter()
+            .map(|tier| tier.into_iter().filter_map(|u| clean_url(&u)).collect::<Vec<_>>())
+            .filter(|tier| !tier.is_empty())
+            .collect();
+        Self {
+            info_hash: info_hash_of(&info_bytes),
+            info,
+            info_bytes,
+            announce: announce_list.first().and_then(|tier| tier.first()).cloned(),
+            announce_list,
+            url_list: url_list.into_iter().filter_map(|u| clean_url(&u)).collect(),
+            comment: None,
+            created_by: Some(concat!("seednode/", env!("CARGO_PKG_VERSION")).to_owned()),
+            creation_date: None,
+        }
     }
 
     /// Bencodes the whole .torrent, splicing in [`Metainfo::info_bytes`] unchanged so the
     /// info-hash is preserved.
+    ///
+    /// Keys are written in canonical order: `announce`, `announce-list` (only when it says more
+    /// than `announce` alone, i.e. more than one URL as mktorrent does), `comment`, `created by`,
+    /// `creation date`, `info`, `url-list` (a string for one webseed, a list for several, as
+    /// mktorrent).
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        todo!("wire work")
+        use bencode::{put_bytes, put_int};
+        let mut out = Vec::with_capacity(self.info_bytes.len() + 512);
+        out.push(b'd');
+        if let Some(announce) = &self.announce {
+            put_bytes(&mut out, b"announce");
+            put_bytes(&mut out, announce.as_bytes());
+        }
+        let urls: usize = self.announce_list.iter().map(Vec::len).sum();
+        let implied = urls == 1
+            && self.announce.as_deref() == self.announce_list.first().and_then(|t| t.first()).map(String::as_str);
+        if urls > 0 && !implied {
+            put_bytes(&mut out, b"announce-list");
+            out.push(b'l');
+            for tier in &self.announce_list {
+                out.push(b'l');
+                for u in tier {
+                    put_bytes(&mut out, u.as_bytes());
+                }
+                out.push(b'e');
+            }
+            out.push(b'e');
+        }
+        if let Some(comment) = &self.comment {
+            put_bytes(&mut out, b"comment");
+            put_bytes(&mut out, comment.as_bytes());
+        }
+        if let Some(created_by) = &self.created_by {
+            put_bytes(&mut out, b"created by");
+            put_bytes(&mut out, created_by.as_bytes());
+        }
+        if let Some(date) = self.creation_date {
+            put_bytes(&mut out, b"creation date");
+            put_int(&mut out, date);
+        }
+        put_bytes(&mut out, b"info");
+        out.extend_from_slice(&self.info_bytes);
+        match self.url_list.as_slice() {
+            [] => {}
+            [one] => {
+                put_bytes(&mut out, b"url-list");
+                put_bytes(&mut out, one.as_bytes());
+            }
+            many => {
+                put_bytes(&mut out, b"url-list");
+                out.push(b'l');
+                for u in many {
+                    put_bytes(&mut out, u.as_bytes());
+                }
+                out.push(b'e');
+            }
+        }
+        out.push(b'e');
+        out
     }
 }
 
 impl Info {
     /// Canonical bencoding of this `info` dictionary, with exactly mktorrent's keys (`files` or
     /// `length`, `name`, `piece length`, `pieces`, and `private` only when set), keys sorted.
+    ///
+    /// Byte-identical to mktorrent 1.1 for the same files (in the same order), name and piece
+    /// length. Files are written in [`Info::files`] order; sorting them is the creator's job
+    /// (mktorrent sorts by full path, byte order).
+    ///
+    /// # Panics
+    /// Never: bendy refuses only unsorted keys or excessive depth, and both are fixed here.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        todo!("wire work")
+        let mut pieces = Vec::with_capacity(self.pieces.len() * 20);
+        for hash in &self.pieces {
+            pieces.extend_from_slice(hash);
+        }
+        let mut encoder = Encoder::new();
+        let result = encoder.emit_dict(|mut dict| {
+            if self.multi_file {
+                dict.emit_pair_with(b"files", |e| {
+                    e.emit_list(|list| {
+                        for file in &self.files {
+                            list.emit_dict(|mut f| {
+                                f.emit_pair(b"length", file.length)?;
+                                f.emit_pair_with(b"path", |e| {
+                                    e.emit_list(|components| {
+                                        for c in &file.path {
+                                            components.emit_str(c)?;
+                                        }
+                                        Ok(())
+                                    })
+                                })
+                            })?;
+                        }
+                        Ok(())
+                    })
+                })?;
+            } else {
+                dict.emit_pair(b"length", self.total_length())?;
+            }
+            dict.emit_pair_with(b"name", |e| e.emit_str(&self.name))?;
+            dict.emit_pair(b"piece length", self.piece_length)?;
+            dict.emit_pair_with(b"pieces", |e| e.emit_bytes(&pieces))?;
+            if self.private {
+                dict.emit_pair(b"private", 1u8)?;
+            }
+            Ok(())
+        });
+        // Keys are emitted in sorted order and the depth is 4: bendy cannot fail here.
+        result
+            .and_then(|()| encoder.get_output())
+            .expect("info keys are emitted in sorted order")
+    }
+}
+
+/// SHA-1 of a bencoded `info` dictionary: the v1 info-hash (BEP 3). Also what a BEP 9
+/// `ut_metadata` download is checked against.
+#[must_use]
+pub fn info_hash_of(info_bytes: &[u8]) -> InfoHash {
+    InfoHash(Sha1::digest(info_bytes).into())
+}
+
+/// Checks one path component (or a torrent `name`) against security rules M1/M5, returning what
+/// is wrong with it.
+///
+/// Refused: empty, `.` or `..`, `/` or `\`, NUL or any other control character, bidi-override or
+/// zero-width characters, a Windows drive prefix (`C:`), or more than [`MAX_PATH_COMPONENT_LEN`]
+/// bytes.
+///
+/// # Errors
+/// A short reason, used as [`MetainfoError::BadPath::reason`](MetainfoError::BadPath).
+pub fn validate_component(component: &str) -> Result<(), &'static str> {
+    if component.is_empty() {
+        return Err("empty path component");
+    }
+    if component == "." || component == ".." {
+        return Err("`.` or `..` path component");
+    }
+    if component.len() > MAX_PATH_COMPONENT_LEN {
+        return Err("path component longer than 255 bytes");
+    }
+    for ch in component.chars() {
+        match ch {
+            '/' | '\\' => return Err("path separator inside a component"),
+            '\0' => return Err("NUL byte in a path component"),
+            c if c.is_control() => return Err("control character in a path component"),
+            // Zero-width and bidi controls: they make a name display as another.
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}' | '\u{FEFF}' => {
+                return Err("bidi or zero-width character in a path component");
+            }
+            _ => {}
+        }
+    }
+    let bytes = component.as_bytes();
+    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        return Err("Windows drive prefix in a path component");
+    }
+    Ok(())
+}
+
+fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
+    let name_value = d
+        .get(b"name.utf-8")
+        .filter(|v| v.as_str().is_some())
+        .or_else(|| d.get(b"name"))
+        .ok_or(MetainfoError::BadKey { key: "info.name" })?;
+    let name_bytes = name_value.as_bytes().ok_or(MetainfoError::BadKey { key: "info.name" })?;
+    let name = utf8_component(name_bytes, &[])?;
+
+    let piece_length = d
+        .get(b"piece length")
+        .and_then(Value::as_int)
+        .ok_or(MetainfoError::BadKey { key: "info.piece length" })?;
+    let piece_length = u32::try_from(piece_length)
+        .ok()
+        .filter(|&pl| pl > 0 && pl <= MAX_PIECE_LENGTH)
+        .ok_or(MetainfoError::OutOfRange {
+            field: "info.piece length",
+            got: i128::from(piece_length),
+        })?;
+
+    let pieces_raw = d
+        .get(b"pieces")
+        .and_then(Value::as_bytes)
+        .ok_or(MetainfoError::BadKey { key: "info.pieces" })?;
+    if pieces_raw.len() % 20 != 0 {
+        return Err(MetainfoError::PiecesNotMultipleOf20 { len: pieces_raw.len() });
+    }
+    let piece_count = pieces_raw.len() / 20;
+    if piece_count > MAX_PIECES as usize {
+        return Err(MetainfoError::OutOfRange {
+            field: "info.pieces (count)",
+            got: piece_count as i128,
+        });
+    }
+
+    let (files, multi_file) = match d.get(b"files") {
+        Some(Value::List(list)) => (parse_files(list)?, true),
+        _ => {
+            let length = d
+                .get(b"length")
+                .and_then(Value::as_int)
+                .ok_or(MetainfoError::BadKey { key: "info.length" })?;
+            let length = file_length(length, "info.length")?;
+            (vec![FileEntry { path: Vec::new(), length }], false)
+        }
+    };
+
+    let mut total: u64 = 0;
+    for f in &files {
+        total = total
+            .checked_add(f.length)
+            .filter(|&t| t <= MAX_TOTAL_LENGTH)
+            .ok_or(MetainfoError::OutOfRange {
+                field: "info total length",
+                got: i128::from(total) + i128::from(f.length),
+            })?;
+    }
+    if total == 0 {
+        return Err(MetainfoError::OutOfRange { field: "info total length", got: 0 });
+    }
+    let expected = total.div_ceil(u64::from(piece_length));
+    let got = piece_count as u64;
+    if got != expected {
+        return Err(MetainfoError::PieceCountMismatch { got, expected });
+    }
+
+    let pieces = pieces_raw
+        .chunks_exact(20)
+        .map(|c| {
+            let mut hash = [0u8; 20];
+            hash.copy_from_slice(c);
+            hash
+        })
+        .collect();
+    let private = d.get(b"private").and_then(Value::as_int).is_some_and(|p| p != 0);
+    Ok(Info { name, piece_length, pieces, files, multi_file, private })
+}
+
+fn file_length(length: i64, field: &'static str) -> Result<u64, MetainfoError> {
+    u64::try_from(length).map_err(|_| MetainfoError::OutOfRange { field, got: i128::from(length) })
+}
+
+fn parse_files(list: &[Value<'_>]) -> Result<Vec<FileEntry>, MetainfoError> {
+    if list.len() > MAX_FILES {
+        return Err(MetainfoError::OutOfRange { field: "info.files (count)", got: list.len() as i128 });
+    }
+    if list.is_empty() {
+        return Err(MetainfoError::EmptyFileList);
+    }
+    let mut files = Vec::with_capacity(list.len());
+    for entry in list {
+        let d = entry.as_dict().ok_or(MetainfoError::BadKey { key: "info.files[]" })?;
+        let length = d
+            .get(b"length")
+            .and_then(Value::as_int)
+            .ok_or(MetainfoError::BadKey { key: "info.files[].length" })?;
+        let length = file_length(length, "info.files[].length")?;
+        files.push(FileEntry { path: parse_path(d)?, length });
+    }
+    check_distinct_paths(&files)?;
+    Ok(files)
+}
+
+/// The validated path of one `files` entry, from `path.utf-8` when it is a list of UTF-8 strings,
+/// else from `path`.
+fn parse_path(d: &Dict<'_>) -> Result<Vec<String>, MetainfoError> {
+    let utf8_list = d
+        .get(b"path.utf-8")
+        .and_then(Value::as_list)
+        .filter(|l| l.iter().all(|c| c.as_str().is_some()));
+    let list = utf8_list
+        .or_else(|| d.get(b"path").and_then(Value::as_list))
+        .ok_or(MetainfoError::BadKey { key: "info.files[].path" })?;
+    let raw: Vec<&[u8]> = list
+        .iter()
+        .map(|c| c.as_bytes().ok_or(MetainfoError::BadKey { key: "info.files[].path[]" }))
+        .collect::<Result<_, _>>()?;
+    if raw.is_empty() {
+        return Err(MetainfoError::BadPath { path: String::new(), reason: "empty path list" });
+    }
+    if raw.len() > MAX_PATH_DEPTH {
+        return Err(MetainfoError::BadPath {
+            path: render_path(&raw),
+            reason: "path deeper than 100 components",
+        });
+    }
+    raw.iter().map(|c| utf8_component(c, &raw)).collect()
+}
+
+/// Decodes and validates one component; `whole` is the full path for the error message (empty
+/// for a `name`).
+fn utf8_component(component: &[u8], whole: &[&[u8]]) -> Result<String, MetainfoError> {
+    let shown = || if whole.is_empty() { render_path(&[component]) } else { render_path(whole) };
+    let s = std::str::from_utf8(component).map_err(|_| MetainfoError::BadPath {
+        path: shown(),
+        reason: "not valid UTF-8 (and no valid `.utf-8` variant)",
+    })?;
+    validate_component(s).map_err(|reason| MetainfoError::BadPath { path: shown(), reason })?;
+    Ok(s.to_owned())
+}
+
+/// Lossy `/`-joined rendering of a path for error messages, cut to 200 characters.
+fn render_path(components: &[&[u8]]) -> String {
+    const MAX_SHOWN_CHARS: usize = 200;
+    let mut out = String::new();
+    for (i, c) in components.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(&String::from_utf8_lossy(c));
+        if out.chars().count() > MAX_SHOWN_CHARS {
+            let cut: String = out.chars().take(MAX_SHOWN_CHARS).collect();
+            return cut + "…";
+        }
+    }
+    out
+}
+
+/// Refuses two files with the same path, or a file whose path is also a directory of another.
+/// Sorted by components, a path that is a prefix of another sorts right before some path it
+/// prefixes, so comparing neighbours finds every clash.
+fn check_distinct_paths(files: &[FileEntry]) -> Result<(), MetainfoError> {
+    let mut paths: Vec<&[String]> = files.iter().map(|f| f.path.as_slice()).collect();
+    paths.sort_unstable();
+    for pair in paths.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b.starts_with(a) {
+            let reason = if a.len() == b.len() {
+                "two files with the same path"
+            } else {
+                "a file is also used as a directory"
+            };
+            let raw: Vec<&[u8]> = a.iter().map(|c| c.as_bytes()).collect();
+            return Err(MetainfoError::BadPath { path: render_path(&raw), reason });
+        }
+    }
+    Ok(())
+}
+
+/// The tiers of an `announce-list` (BEP 12): a list of lists of URLs. Non-list tiers, non-string
+/// or empty URLs and empty tiers are skipped.
+fn parse_tiers(value: &Value<'_>) -> Vec<Vec<String>> {
+    let Some(tiers) = value.as_list() else {
+        return Vec::new();
+    };
+    tiers
+        .iter()
+        .filter_map(Value::as_list)
+        .map(|tier| tier.iter().filter_map(url).collect::<Vec<_>>())
+        .filter(|tier| !tier.is_empty())
+        .collect()
+}
+
+/// A URL string value, trimmed; `None` for non-strings, non-UTF-8 or empty.
+fn url(value: &Value<'_>) -> Option<String> {
+    value.as_str().and_then(clean_url)
+}
+
+fn clean_url(u: &str) -> Option<String> {
+    let u = u.trim();
+    (!u.is_empty()).then(|| u.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test-only bencode builder that keeps dictionary entries in the order given.
+    enum B {
+        I(i64),
+        S(Vec<u8>),
+        L(Vec<Self>),
+        D(Vec<(&'static str, Self)>),
+    }
+
+    fn s(text: &str) -> B {
+        B::S(text.as_bytes().to_vec())
+    }
+
+    fn path(components: &[&str]) -> B {
+        B::L(components.iter().map(|c| s(c)).collect())
+    }
+
+    fn pieces(n: usize) -> B {
+        B::S((0..n * 20).map(|i| i as u8).collect())
+    }
+
+    impl B {
+        fn encode(&self, out: &mut Vec<u8>) {
+            match self {
+                Self::I(i) => bencode::put_int(out, *i),
+                Self::S(b) => bencode::put_bytes(out, b),
+                Self::L(items) => {
+                    out.push(b'l');
+                    items.iter().for_each(|i| i.encode(out));
+                    out.push(b'e');
+                }
+                Self::D(entries) => {
+                    out.push(b'd');
+                    for (k, v) in entries {
+                        bencode::put_bytes(out, k.as_bytes());
+                        v.encode(out);
+                    }
+                    out.push(b'e');
+                }
+            }
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            self.encode(&mut out);
+            out
+        }
+    }
+
+    fn torrent(info: Vec<(&'static str, B)>) -> Vec<u8> {
+        B::D(vec![("announce", s("http://t.example/a")), ("info", B::D(info))]).bytes()
+    }
+
+    fn single(length: i64, piece_length: i64, n_pieces: usize) -> Vec<(&'static str, B)> {
+        vec![
+            ("length", B::I(length)),
+            ("name", s("file.bin")),
+            ("piece length", B::I(piece_length)),
+            ("pieces", pieces(n_pieces)),
+        ]
+    }
+
+    /// A multi-file torrent with 16 KiB pieces and as many piece hashes as the lengths need.
+    fn multi(files: Vec<B>) -> Vec<u8> {
+        let total: i64 = files
+            .iter()
+            .filter_map(|f| match f {
+                B::D(entries) => entries.iter().find_map(|(k, v)| match v {
+                    B::I(len) if *k == "length" => Some((*len).clamp(0, 1 << 20)),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .sum();
+        let n = usize::try_from(total.max(1)).unwrap().div_ceil(16384);
+        torrent(vec![
+            ("files", B::L(files)),
+            ("name", s("dir")),
+            ("piece length", B::I(16384)),
+            ("pieces", pieces(n)),
+        ])
+    }
+
+    fn file(length: i64, components: &[&str]) -> B {
+        B::D(vec![("length", B::I(length)), ("path", path(components))])
+    }
+
+    fn bad_path_reason(bytes: &[u8]) -> &'static str {
+        match Metainfo::from_bytes(bytes) {
+            Err(MetainfoError::BadPath { reason, .. }) => reason,
+            other => panic!("expected BadPath, got {other:?}"),
+        }
+    }
+
+    fn sha1(bytes: &[u8]) -> [u8; 20] {
+        Sha1::digest(bytes).into()
+    }
+
+    #[test]
+    fn parses_single_file() {
+        let m = Metainfo::from_bytes(&torrent(single(40_000, 16384, 3))).unwrap();
+        assert_eq!(m.info.name, "file.bin");
+        assert_eq!(m.info.files, [FileEntry { path: vec![], length: 40_000 }]);
+        assert!(!m.info.multi_file && !m.info.private);
+        assert_eq!(m.info.piece_count(), 3);
+        assert_eq!(m.info.piece_len(2), Some(40_000 - 2 * 16384));
+        assert_eq!(m.announce.as_deref(), Some("http://t.example/a"));
+        assert_eq!(m.announce_list, [["http://t.example/a"]]);
+    }
+
+    #[test]
+    fn info_hash_is_sha1_of_raw_info_with_unsorted_keys() {
+        // `name` before `length` and `pieces` before `piece length`: not canonical.
+        let info = vec![
+            ("name", s("x")),
+            ("length", B::I(5)),
+            ("pieces", pieces(1)),
+            ("piece length", B::I(16384)),
+        ];
+        let raw_info = B::D(vec![
+            ("name", s("x")),
+            ("length", B::I(5)),
+            ("pieces", pieces(1)),
+            ("piece length", B::I(16384)),
+        ])
+        .bytes();
+        let file = torrent(info);
+        let m = Metainfo::from_bytes(&file).unwrap();
+        assert_eq!(m.info_bytes, raw_info);
+        assert_eq!(m.info_hash, InfoHash(sha1(&raw_info)));
+        assert_ne!(m.info_hash, info_hash_of(&m.info.encode()), "re-encoding would change the hash");
+        let start = file.windows(raw_info.len()).position(|w| w == raw_info).unwrap();
+        assert_eq!(m.info_hash, InfoHash(sha1(&file[start..start + raw_info.len()])));
+    }
+
+    #[test]
+    fn duplicate_keys_accepted_first_wins() {
+        let mut info = single(5, 16384, 1);
+        info.push(("name", s("second")));
+        let m = Metainfo::from_bytes(&torrent(info)).unwrap();
+        assert_eq!(m.info.name, "file.bin");
+        assert_eq!(m.info_hash, info_hash_of(&m.info_bytes));
+    }
+
+    #[test]
+    fn parses_multi_file_with_padding_and_empty_files() {
+        let pad = B::D(vec![
+            ("attr", s("p")),
+            ("length", B::I(16384 - 100)),
+            ("path", path(&[".pad", "16284"])),
+        ]);
+        let m = Metainfo::from_bytes(&multi(vec![
+            file(100, &["a", "b.txt"]),
+            pad,
+            file(0, &["empty"]),
+            file(16384, &["c"]),
+        ]))
+        .unwrap();
+        assert!(m.info.multi_file);
+        assert_eq!(m.info.files.len(), 4);
+        assert_eq!(m.info.files[1].path, [".pad", "16284"]);
+        assert_eq!(m.info.total_length(), 32768);
+    }
+
+    #[test]
+    fn m1_unsafe_paths_rejected() {
+        let cases: &[&[&str]] = &[
+            &["..", "etc", "passwd"],
+            &["a", "..", "..", "x"],
+            &["/etc/x"],
+            &["C:\\x"],
+            &["C:x"],
+            &["\\\\srv\\s"],
+            &["a/b"],
+            &["."],
+            &[""],
+            &["a\0b"],
+            &["a\nb"],
+            &["evil\u{202E}txt.exe"],
+            &["zero\u{200B}width"],
+        ];
+        for &components in cases {
+            let reason = bad_path_reason(&multi(vec![file(1, components)]));
+            assert!(!reason.is_empty(), "{components:?}");
+        }
+        assert_eq!(bad_path_reason(&multi(vec![file(1, &[])])), "empty path list");
+    }
+
+    #[test]
+    fn m1_unsafe_name_rejected() {
+        for name in ["..", ".", "", "a/b", "C:", "x\\y"] {
+            let mut info = single(5, 16384, 1);
+            info[1] = ("name", s(name));
+            bad_path_reason(&torrent(info));
+        }
+    }
+
+    #[test]
+    fn m5_deep_or_long_paths_rejected() {
+        let deep: Vec<&str> = vec!["d"; MAX_PATH_DEPTH + 1];
+        assert_eq!(bad_path_reason(&multi(vec![file(1, &deep)])), "path deeper than 100 components");
+        let ok: Vec<&str> = vec!["d"; MAX_PATH_DEPTH];
+        assert!(Metainfo::from_bytes(&multi(vec![file(1, &ok)])).is_ok());
+        let long = "x".repeat(10_000);
+        let err = Metainfo::from_bytes(&multi(vec![file(1, &[&long])])).unwrap_err();
+        let MetainfoError::BadPath { path, reason } = err else { panic!("{err:?}") };
+        assert_eq!(reason, "path component longer than 255 bytes");
+        assert!(path.chars().count() <= 201, "error message stays short");
+        let max = "x".repeat(MAX_PATH_COMPONENT_LEN);
+        assert!(Metainfo::from_bytes(&multi(vec![file(1, &[&max])])).is_ok());
+    }
+
+    #[test]
+    fn duplicate_and_clashing_paths_rejected() {
+        let dup = multi(vec![file(1, &["a", "b"]), file(1, &["c"]), file(1, &["a", "b"])]);
+        assert_eq!(bad_path_reason(&dup), "two files with the same path");
+        let clash = multi(vec![file(1, &["a", "b", "c"]), file(1, &["a", "z"]), file(1, &["a", "b"])]);
+        assert_eq!(bad_path_reason(&clash), "a file is also used as a directory");
+    }
+
+    #[test]
+    fn empty_file_list_rejected() {
+        assert_eq!(Metainfo::from_bytes(&multi(vec![])), Err(MetainfoError::EmptyFileList));
+    }
+
+    #[test]
+    fn utf8_variants_preferred_and_non_utf8_rejected() {
+        let info = vec![
+            ("files", B::L(vec![B::D(vec![
+                ("length", B::I(5)),
+                ("path", B::L(vec![B::S(vec![0xff, b'a'])])),
+                ("path.utf-8", path(&["é"])),
+            ])])),
+            ("name", B::S(vec![0xfe])),
+            ("name.utf-8", s("répertoire")),
+            ("piece length", B::I(16384)),
+            ("pieces", pieces(1)),
+        ];
+        let m = Metainfo::from_bytes(&torrent(info)).unwrap();
+        assert_eq!(m.info.name, "répertoire");
+        assert_eq!(m.info.files[0].path, ["é"]);
+
+        let mut info = single(5, 16384, 1);
+        info[1] = ("name", B::S(vec![b'c', b'a', b'f', 0xe9]));
+        let err = Metainfo::from_bytes(&torrent(info)).unwrap_err();
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+        let bad = B::D(vec![("length", B::I(5)), ("path", B::L(vec![B::S(vec![0xff])]))]);
+        assert!(bad_path_reason(&multi(vec![bad])).contains("UTF-8"));
+    }
+
+    #[test]
+    fn m6_bad_piece_geometry_rejected() {
+        for pl in [0, -1, 1 << 40, i64::from(MAX_PIECE_LENGTH) + 1] {
+            assert_eq!(
+                Metainfo::from_bytes(&torrent(single(5, pl, 1))),
+                Err(MetainfoError::OutOfRange { field: "info.piece length", got: i128::from(pl) })
+            );
+        }
+        // Non-power-of-two piece length is fine on read.
+        assert!(Metainfo::from_bytes(&torrent(single(5, 3, 2))).is_ok());
+        let mut info = single(5, 16384, 1);
+        info[3] = ("pieces", B::S(vec![0; 19]));
+        assert_eq!(
+            Metainfo::from_bytes(&torrent(info)),
+            Err(MetainfoError::PiecesNotMultipleOf20 { len: 19 })
+        );
+        assert_eq!(
+            Metainfo::from_bytes(&torrent(single(16385, 16384, 1))),
+            Err(MetainfoError::PieceCountMismatch { got: 1, expected: 2 })
+        );
+        assert_eq!(
+            Metainfo::from_bytes(&torrent(single(16384, 16384, 2))),
+            Err(MetainfoError::PieceCountMismatch { got: 2, expected: 1 })
+        );
+    }
+
+    #[test]
+    fn m7_bad_lengths_rejected() {
+        assert_eq!(
+            Metainfo::from_bytes(&torrent(single(-1, 16384, 1))),
+            Err(MetainfoError::OutOfRange { field: "info.length", got: -1 })
+        );
+        assert_eq!(
+            Metainfo::from_bytes(&multi(vec![file(-1, &["a"])])),
+            Err(MetainfoError::OutOfRange { field: "info.files[].length", got: -1 })
+        );
+        let overflow = multi(vec![file(i64::MAX, &["a"]), file(i64::MAX, &["b"]), file(i64::MAX, &["c"])]);
+        assert!(matches!(
+            Metainfo::from_bytes(&overflow),
+            Err(MetainfoError::OutOfRange { field: "info total length", .. })
+        ));
+        let too_big = i64::try_from(MAX_TOTAL_LENGTH).unwrap() + 1;
+        assert!(matches!(
+            Metainfo::from_bytes(&torrent(single(too_big, 16384, 1))),
+            Err(MetainfoError::OutOfRange { field: "info total length", .. })
+        ));
+        assert!(matches!(
+            Metainfo::from_bytes(&torrent(single(0, 16384, 0))),
+            Err(MetainfoError::OutOfRange { field: "info total length", got: 0 })
+        ));
+    }
+
+    #[test]
+    fn m9_oversized_file_rejected_before_decoding() {
+        let big = vec![b'x'; MAX_TORRENT_LEN + 1];
+        assert_eq!(
+            Metainfo::from_bytes(&big),
+            Err(MetainfoError::TooLarge { len: MAX_TORRENT_LEN + 1, limit: MAX_TORRENT_LEN })
+        );
+    }
+
+    #[test]
+    fn structural_errors() {
+        assert_eq!(Metainfo::from_bytes(b"i1e"), Err(MetainfoError::NotADictionary));
+        assert_eq!(Metainfo::from_bytes(b"de"), Err(MetainfoError::BadKey { key: "info" }));
+        assert_eq!(Metainfo::from_bytes(b"d4:infoi1ee"), Err(MetainfoError::BadKey { key: "info" }));
+        assert!(matches!(Metainfo::from_bytes(b"d4:infodee"), Err(MetainfoError::BadKey { .. })));
+        let mut trailing = torrent(single(5, 16384, 1));
+        trailing.extend_from_slice(b"de");
+        assert!(matches!(Metainfo::from_bytes(&trailing), Err(MetainfoError::Bencode(_))));
+    }
+
+    #[test]
+    fn bep12_announce_list_skips_junk() {
+        let file = B::D(vec![
+            ("announce", s("http://a/")),
+            (
+                "announce-list",
+                B::L(vec![
+                    B::L(vec![s(" http://a/ "), B::I(3), s("")]),
+                    B::L(vec![]),
+                    s("not a tier"),
+                    B::L(vec![s("udp://b:1"), s("udp://c:2")]),
+                ]),
+            ),
+            ("info", B::D(single(5, 16384, 1))),
+            ("url-list", s("http://ws/")),
+        ])
+        .bytes();
+        let m = Metainfo::from_bytes(&file).unwrap();
+        assert_eq!(m.announce_list, vec![vec!["http://a/"], vec!["udp://b:1", "udp://c:2"]]);
+        assert_eq!(m.url_list, ["http://ws/"]);
+    }
+
+    #[test]
+    fn bep27_private_flag() {
+        let mut info = single(5, 16384, 1);
+        info.push(("private", B::I(1)));
+        assert!(Metainfo::from_bytes(&torrent(info)).unwrap().info.private);
+        let mut info = single(5, 16384, 1);
+        info.push(("private", B::I(0)));
+        assert!(!Metainfo::from_bytes(&torrent(info)).unwrap().info.private);
+    }
+
+    fn sample_info(multi_file: bool) -> Info {
+        let files = if multi_file {
+            vec![
+                FileEntry { path: vec!["a".into(), "b.txt".into()], length: 20_000 },
+                FileEntry { path: vec!["c".into()], length: 0 },
+                FileEntry { path: vec!["d".into()], length: 30_000 },
+            ]
+        } else {
+            vec![FileEntry { path: vec![], length: 50_000 }]
+        };
+        Info {
+            name: "sample".into(),
+            piece_length: 32768,
+            pieces: vec![[1; 20], [2; 20]],
+            files,
+            multi_file,
+            private: multi_file,
+        }
+    }
+
+    #[test]
+    fn new_to_bytes_from_bytes_round_trip() {
+        for multi_file in [false, true] {
+            for (tiers, webseeds) in [
+                (vec![], vec![]),
+                (vec![vec!["http://t/a".to_owned()]], vec!["http://w/".to_owned()]),
+                (
+                    vec![vec!["http://t/a".into(), " ".into()], vec![], vec!["udp://u:1".into()]],
+                    vec!["http://w1/".into(), "http://w2/".into()],
+                ),
+            ] {
+                let mut m = Metainfo::new(sample_info(multi_file), tiers, webseeds);
+                let bytes = m.to_bytes();
+                assert_eq!(Metainfo::from_bytes(&bytes).unwrap(), m);
+                m.comment = Some("comment".into());
+                m.creation_date = Some(1_700_000_000);
+                let bytes = m.to_bytes();
+                assert_eq!(Metainfo::from_bytes(&bytes).unwrap(), m);
+                let root = bencode::decode(&bytes).unwrap();
+                let root = root.as_dict().unwrap();
+                assert!(root.is_canonical(), "outer keys sorted");
+                assert!(root.get(b"info").and_then(Value::as_dict).unwrap().is_canonical());
+            }
+        }
+    }
+
+    #[test]
+    fn new_sets_announce_and_created_by() {
+        let m = Metainfo::new(
+            sample_info(false),
+            vec![vec![], vec!["http://t/a".into(), "http://t/b".into()]],
+            vec![],
+        );
+        assert_eq!(m.announce.as_deref(), Some("http://t/a"));
+        assert_eq!(m.announce_list.len(), 1);
+        assert_eq!(m.created_by.as_deref(), Some(concat!("seednode/", env!("CARGO_PKG_VERSION"))));
+        assert_eq!(m.info_hash, info_hash_of(&m.info.encode()));
+        let bytes = m.to_bytes();
+        assert!(bytes.windows(16).any(|w| w == b"13:announce-list"));
+        let one = Metainfo::new(sample_info(false), vec![vec!["http://t/a".into()]], vec![]);
+        assert!(!one.to_bytes().windows(13).any(|w| w == b"announce-list"));
+    }
+
+    #[test]
+    fn encode_single_file_exact_bytes() {
+        let info = Info {
+            name: "a".into(),
+            piece_length: 16384,
+            pieces: vec![[0x61; 20]],
+            files: vec![FileEntry { path: vec![], length: 3 }],
+            multi_file: false,
+            private: true,
+        };
+        let want = format!(
+            "d6:lengthi3e4:name1:a12:piece lengthi16384e6:pieces20:{}7:privatei1ee",
+            "a".repeat(20)
+        );
+        assert_eq!(String::from_utf8(info.encode()).unwrap(), want);
+    }
+
+    /// mktorrent 1.1 fixtures (`mktorrent -d -l 15 ...`): re-encoding the parsed `info` must give
+    /// back the exact bytes, so torrents created here have mktorrent's info-hash.
+    #[test]
+    fn encode_matches_mktorrent_byte_for_byte() {
+        let fixtures: [&[u8]; 3] = [
+            include_bytes!("../tests/data/mktorrent_single.torrent"),
+            include_bytes!("../tests/data/mktorrent_multi_private.torrent"),
+            include_bytes!("../tests/data/mktorrent_single_webseeds.torrent"),
+        ];
+        for bytes in fixtures {
+            let m = Metainfo::from_bytes(bytes).unwrap();
+            assert_eq!(m.info.encode(), m.info_bytes);
+            assert_eq!(Metainfo::new(m.info.clone(), vec![], vec![]).info_hash, m.info_hash);
+        }
+        let multi = Metainfo::from_bytes(fixtures[1]).unwrap();
+        assert!(multi.info.private && multi.info.multi_file);
+        assert_eq!(multi.announce_list.len(), 2);
+        assert_eq!(multi.url_list, ["http://ws.example/f"]);
+        assert_eq!(multi.comment.as_deref(), Some("a comment"));
+        assert_eq!(multi.created_by.as_deref(), Some("mktorrent 1.1"));
+        let paths: Vec<String> = multi.info.files.iter().map(|f| f.path.join("/")).collect();
+        assert_eq!(paths, ["Z upper.txt", "a.txt", "sub/b.bin", "sub/zero"]);
+        let webseeds = Metainfo::from_bytes(fixtures[2]).unwrap();
+        assert_eq!(webseeds.url_list, ["http://w1.example/x", "http://w2.example/y"]);
+        assert_eq!(webseeds.info.name, "renamed.bin");
+        assert!(webseeds.creation_date.is_some());
+    }
+
+    #[test]
+    fn short_input_sweep_never_panics() {
+        let bytes = include_bytes!("../tests/data/mktorrent_multi_private.torrent");
+        for n in 0..bytes.len() {
+            assert!(Metainfo::from_bytes(&bytes[..n]).is_err());
+        }
     }
 }

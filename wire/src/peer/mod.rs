@@ -1,9 +1,65 @@
 //! The peer wire protocol (BEP 3): handshake, messages and a zero-copy frame decoder.
-//! CONTRACT SKELETON: bodies are filled in by the wire work.
+//!
+//! Call order on a connection: read [`HANDSHAKE_LEN`] bytes and [`Handshake::parse`] them (or feed
+//! the receive buffer to [`Handshake::decode`], which refuses a wrong protocol string as soon as
+//! its first wrong byte arrives), then call [`decode_frame`] on the receive buffer until it returns
+//! `Ok(None)`, with the limit from [`max_frame_len`]. Any `Err` means: close the connection.
+//!
+//! The decoder checks only the framing: fixed-size messages have their exact size, `piece` has
+//! its 8-byte header, `extended` its id byte. Everything that depends on the torrent (piece index
+//! in range, bitfield length equal to `ceil(pieces / 8)` with spare bits clear, block length at
+//! most [`crate::limits::MAX_BLOCK_LEN`]) is checked by the caller, which knows the torrent.
+//!
+//! BEP 5 `port`, BEP 6 (fast extension) and BEP 10 (extension protocol) message ids are decoded
+//! too; any other id becomes [`Message::Unknown`], which BEP 3 says to ignore.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::{InfoHash, PeerId};
+
+pub mod extension;
+mod frame;
+mod handshake;
+mod message;
+
+pub use frame::{LEN_PREFIX_LEN, decode_frame, max_frame_len};
+pub use message::piece_header;
+
+/// Message ids (BEP 3; BEP 5 `port`; BEP 6 fast extension; BEP 10 `extended`).
+pub mod id {
+    /// `choke` (BEP 3).
+    pub const CHOKE: u8 = 0;
+    /// `unchoke` (BEP 3).
+    pub const UNCHOKE: u8 = 1;
+    /// `interested` (BEP 3).
+    pub const INTERESTED: u8 = 2;
+    /// `not interested` (BEP 3).
+    pub const NOT_INTERESTED: u8 = 3;
+    /// `have` (BEP 3).
+    pub const HAVE: u8 = 4;
+    /// `bitfield` (BEP 3).
+    pub const BITFIELD: u8 = 5;
+    /// `request` (BEP 3).
+    pub const REQUEST: u8 = 6;
+    /// `piece` (BEP 3).
+    pub const PIECE: u8 = 7;
+    /// `cancel` (BEP 3).
+    pub const CANCEL: u8 = 8;
+    /// `port` (BEP 5).
+    pub const PORT: u8 = 9;
+    /// `suggest piece` (BEP 6).
+    pub const SUGGEST_PIECE: u8 = 13;
+    /// `have all` (BEP 6).
+    pub const HAVE_ALL: u8 = 14;
+    /// `have none` (BEP 6).
+    pub const HAVE_NONE: u8 = 15;
+    /// `reject request` (BEP 6).
+    pub const REJECT_REQUEST: u8 = 16;
+    /// `allowed fast` (BEP 6).
+    pub const ALLOWED_FAST: u8 = 17;
+    /// `extended` (BEP 10).
+    pub const EXTENDED: u8 = 20;
+}
 
 /// Length of the BEP 3 handshake in bytes: 1 + 19 + 8 + 20 + 20.
 pub const HANDSHAKE_LEN: usize = 68;
@@ -120,52 +176,4 @@ pub enum FrameError {
         /// Body length after the id byte.
         len: u32,
     },
-}
-
-impl Handshake {
-    /// Parses the 68-byte handshake.
-    ///
-    /// # Errors
-    /// [`FrameError::BadProtocol`] when the first 20 bytes are not [`PROTOCOL_PREFIX`].
-    pub fn parse(_bytes: &[u8; HANDSHAKE_LEN]) -> Result<Self, FrameError> {
-        todo!("wire work")
-    }
-
-    /// Encodes the 68-byte handshake.
-    #[must_use]
-    pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
-        todo!("wire work")
-    }
-}
-
-impl Message {
-    /// Appends this message, length prefix included, to `out`.
-    pub fn encode(&self, _out: &mut BytesMut) {
-        todo!("wire work")
-    }
-}
-
-/// Writes the 13-byte header of a `piece` message carrying `block_len` bytes, so the block itself
-/// can be sent from its own buffer (vectored write or `sendfile`) without a copy.
-#[must_use]
-pub fn piece_header(_piece: u32, _begin: u32, _block_len: u32) -> [u8; PIECE_HEADER_LEN] {
-    todo!("wire work")
-}
-
-/// Largest frame body (after the 4-byte length prefix) to accept from a peer of a torrent with
-/// `piece_count` pieces: a `piece` with one 16 KiB block, a whole bitfield, or an extended message,
-/// whichever is largest, capped by [`crate::limits::MAX_FRAME_LEN`].
-#[must_use]
-pub fn max_frame_len(_piece_count: u32) -> u32 {
-    todo!("wire work")
-}
-
-/// Splits and decodes the next whole message off `buf`; `Ok(None)` means wait for more bytes.
-/// `Piece`, `Bitfield`, `Extended` and `Unknown` payloads share `buf`'s allocation (zero copy).
-/// The length prefix is checked against `max_len` before any memory is reserved.
-///
-/// # Errors
-/// [`FrameError::TooLong`] or [`FrameError::BadLength`]; the caller closes the connection.
-pub fn decode_frame(_buf: &mut BytesMut, _max_len: u32) -> Result<Option<Message>, FrameError> {
-    todo!("wire work")
 }
