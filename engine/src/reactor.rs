@@ -179,6 +179,8 @@ pub(crate) struct Reactor {
     next_generation: u64,
     config: ReactorConfig,
     done: Vec<DiskDone>,
+    /// Every socket read lands here first ([`READ_CHUNK_LEN`] bytes).
+    scratch: Box<[u8]>,
 }
 
 impl Reactor {
@@ -222,6 +224,7 @@ impl Reactor {
             next_generation: 0,
             config,
             done: Vec::new(),
+            scratch: vec![0; READ_CHUNK_LEN].into_boxed_slice(),
         })
     }
 
@@ -441,13 +444,11 @@ impl Reactor {
                 self.backlog.push((key, conn.generation));
                 break;
             }
-            // Safe code cannot read into uninitialised memory, so the chunk is zero-filled first.
-            let n = READ_CHUNK_LEN.min(budget);
-            let start = conn.rbuf.len();
-            conn.rbuf.resize(start + n, 0);
-            match conn.stream.read(&mut conn.rbuf[start..]) {
+            // Read into the loop's scratch buffer and append only what arrived: a peer's buffer
+            // then holds at most one partial message, however large the chunk read.
+            let n = self.scratch.len().min(budget);
+            match conn.stream.read(&mut self.scratch[..n]) {
                 Ok(0) => {
-                    conn.rbuf.truncate(start);
                     let processed = self.process(key, now);
                     if processed.is_ok()
                         && self
@@ -463,18 +464,15 @@ impl Reactor {
                     return;
                 }
                 Ok(got) => {
-                    conn.rbuf.truncate(start + got);
+                    conn.rbuf.extend_from_slice(&self.scratch[..got]);
                     budget -= got;
                     if let Err(why) = self.process(key, now) {
                         self.close(key, why);
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.rbuf.truncate(start);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => conn.rbuf.truncate(start),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.close(key, format!("read error: {e}"));
                     return;
@@ -685,13 +683,13 @@ impl Reactor {
         };
         let was_over = conn.wqueued > SEND_BUFFER_HIGH_WATER;
         while !conn.wqueue.is_empty() {
-            let slices: Vec<IoSlice<'_>> = conn
-                .wqueue
-                .iter()
-                .take(MAX_IOVECS)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            match conn.stream.write_vectored(&slices) {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, b) in slices.iter_mut().zip(&conn.wqueue) {
+                *slot = IoSlice::new(b);
+                count += 1;
+            }
+            match conn.stream.write_vectored(&slices[..count]) {
                 Ok(0) => {
                     self.close(key, "write returned 0".into());
                     return;
