@@ -92,6 +92,13 @@ impl PieceMap for SeededTorrent {
     }
 }
 
+impl SeededTorrent {
+    /// Whether every piece verified.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.have.iter().all(|h| *h)
+    }
+}
+
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListenerKind {
@@ -507,17 +514,23 @@ impl Reactor {
                         .get(&hs.info_hash)
                         .ok_or_else(|| format!("unknown info-hash {}", hs.info_hash))?;
                     let ours = Handshake {
-                        reserved: Handshake::reserved_bits(true, false, false),
+                        reserved: Handshake::reserved_bits(true, true, false),
                         info_hash: hs.info_hash,
                         peer_id: self.config.peer_id,
                     };
                     conn.state = ConnState::Peer {
                         torrent,
-                        session: Box::new(PeerSession::new(now)),
+                        session: Box::new(PeerSession::new(now, hs.supports_fast_extension())),
                     };
                     debug!(peer = %conn.remote, info_hash = %hs.info_hash, "handshake");
                     let slot = &self.torrents[torrent];
-                    let bitfield = slot.bitfield_msg.clone();
+                    // BEP 6: a complete seed says `have_all` to a peer that speaks the Fast
+                    // Extension.
+                    let bitfield = if hs.supports_fast_extension() && slot.torrent.is_complete() {
+                        encode(&Message::HaveAll)
+                    } else {
+                        slot.bitfield_msg.clone()
+                    };
                     let extension = hs.supports_extension_protocol().then(|| {
                         let yourip = match canonical_ip(conn.remote.ip()) {
                             IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -555,21 +568,18 @@ impl Reactor {
                     let torrent = *torrent;
                     match step {
                         Step::Continue => {}
-                        Step::Send(msg) => self.queue(key, encode(&msg)),
                         Step::Interested => {
                             if self.torrents[torrent].choker.interested(key) {
                                 self.unchoke(key);
                             }
                         }
                         Step::NotInterested => {
-                            if let ConnState::Peer { session, .. } = &mut conn.state {
-                                session.choke();
-                            }
                             if let Some(next) = self.torrents[torrent].choker.leave(key) {
                                 self.unchoke(next);
                             }
                         }
                     }
+                    self.drain_outbox(key);
                 }
                 ConnState::Http => match http::parse(&conn.rbuf) {
                     http::Parsed::Partial => return Ok(()),
@@ -623,7 +633,17 @@ impl Reactor {
         };
         if let ConnState::Peer { session, .. } = &mut conn.state {
             session.unchoke();
-            self.queue(key, encode(&Message::Unchoke));
+            self.drain_outbox(key);
+        }
+    }
+
+    /// Queues every message the peer session wants sent.
+    fn drain_outbox(&mut self, key: usize) {
+        while let Some(msg) = self.conns.get_mut(key).and_then(|c| match &mut c.state {
+            ConnState::Peer { session, .. } => session.poll_send(),
+            _ => None,
+        }) {
+            self.queue(key, encode(&msg));
         }
     }
 
@@ -664,7 +684,12 @@ impl Reactor {
                     self.queue(d.key, msg);
                     self.pump(d.key);
                 }
-                Ok(_) => self.pump(d.key), // choked since: the peer no longer expects it
+                Ok(_) => {
+                    // Choked since: the block is not sent (BEP 6 peers get a reject).
+                    session.stale_read(d.req);
+                    self.drain_outbox(d.key);
+                    self.pump(d.key);
+                }
                 Err(e) => {
                     // A missing or short file is never served as zeros (SECURITY.md S5).
                     warn!(info_hash = %self.torrents[*torrent].torrent.info_hash, error = %e,

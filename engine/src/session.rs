@@ -66,8 +66,6 @@ pub(crate) enum Step {
     Interested,
     /// The peer lost interest: free its slot.
     NotInterested,
-    /// Send this message to the peer (an answer to an extension message).
-    Send(Message),
 }
 
 /// One peer's state as seen by a seed.
@@ -95,11 +93,16 @@ pub(crate) struct PeerSession {
     /// The peer's extended id for `ut_metadata` (BEP 9), from its extension handshake.
     peer_ut_metadata: Option<u8>,
     extension_handshakes: u32,
+    /// Both sides set the Fast Extension bit (BEP 6): requests are never silently dropped.
+    fast: bool,
+    /// Messages for the peer, taken by the reactor with [`PeerSession::poll_send`].
+    outbox: VecDeque<Message>,
 }
 
 impl PeerSession {
-    /// A session that has just completed its handshake at `now`.
-    pub(crate) fn new(now: Instant) -> Self {
+    /// A session that has just completed its handshake at `now`; `fast` when both sides support
+    /// the Fast Extension (BEP 6).
+    pub(crate) fn new(now: Instant, fast: bool) -> Self {
         Self {
             choked: true,
             interested: false,
@@ -113,7 +116,28 @@ impl PeerSession {
             uploaded: 0,
             peer_ut_metadata: None,
             extension_handshakes: 0,
+            fast,
+            outbox: VecDeque::new(),
         }
+    }
+
+    /// Takes the next message to send to the peer. Call after every input until `None`.
+    pub(crate) fn poll_send(&mut self) -> Option<Message> {
+        self.outbox.pop_front()
+    }
+
+    /// Declines `req`: with the Fast Extension an explicit `reject_request` (BEP 6), otherwise
+    /// silence (BEP 3: the peer re-requests after a choke/unchoke or a timeout).
+    fn reject(&mut self, req: BlockRequest) {
+        if self.fast {
+            self.outbox.push_back(Message::RejectRequest(req));
+        }
+    }
+
+    /// A disk read for `req` finished after the peer was choked: it is not sent, so it is
+    /// declined instead.
+    pub(crate) fn stale_read(&mut self, req: BlockRequest) {
+        self.reject(req);
     }
 
     /// Applies one message from the peer.
@@ -135,7 +159,9 @@ impl PeerSession {
             }
             Message::NotInterested if self.interested => {
                 self.interested = false;
-                self.queue.clear();
+                if !self.choked {
+                    self.choke();
+                }
                 return Ok(Step::NotInterested);
             }
             Message::Have { piece }
@@ -153,8 +179,10 @@ impl PeerSession {
             Message::Bitfield(bits) => check_bitfield(bits, count)?,
             Message::Request(req) => self.on_request(*req, torrent)?,
             Message::Cancel(req) => {
+                // BEP 6: a cancelled request is still answered, by the block or by a reject.
                 if let Some(i) = self.queue.iter().position(|r| r == req) {
                     self.queue.remove(i);
+                    self.reject(*req);
                 }
             }
             Message::Piece { .. } => return Err(PeerError::UnrequestedPiece),
@@ -178,10 +206,10 @@ impl PeerSession {
                     && let Some(id) = self.peer_ut_metadata
                 {
                     let reply = extension::encode_metadata_reply(piece, torrent.info_bytes());
-                    return Ok(Step::Send(Message::Extended {
+                    self.outbox.push_back(Message::Extended {
                         id,
                         payload: reply.into(),
-                    }));
+                    });
                 }
             }
             // Choke/unchoke of us, have, port, extensions and unknown ids mean nothing to a seed
@@ -217,27 +245,34 @@ impl PeerSession {
                     count: self.requests_while_choked,
                 });
             }
+            self.reject(req);
             return Ok(());
         }
         if self.queue.len() >= MAX_REQUEST_QUEUE {
             self.dropped_requests += 1;
+            self.reject(req);
         } else {
             self.queue.push_back(req);
         }
         Ok(())
     }
 
-    /// Chokes the peer: pending requests are discarded (BEP 3) and reads in flight become stale.
+    /// Chokes the peer (queues `choke`): pending requests are discarded (BEP 3) or rejected
+    /// (BEP 6), and reads in flight become stale.
     pub(crate) fn choke(&mut self) {
         self.choked = true;
         self.choke_epoch = self.choke_epoch.wrapping_add(1);
-        self.queue.clear();
+        self.outbox.push_back(Message::Choke);
+        while let Some(req) = self.queue.pop_front() {
+            self.reject(req);
+        }
     }
 
-    /// Unchokes the peer and forgives requests it sent while choked.
+    /// Unchokes the peer (queues `unchoke`) and forgives requests it sent while choked.
     pub(crate) fn unchoke(&mut self) {
         self.choked = false;
         self.requests_while_choked = 0;
+        self.outbox.push_back(Message::Unchoke);
     }
 
     /// Takes the next queued request to read from disk, if any.
@@ -302,18 +337,18 @@ mod tests {
     #[test]
     fn serves_metadata_to_peers_that_asked_for_it() {
         let now = Instant::now();
-        let mut s = PeerSession::new(now);
+        let mut s = PeerSession::new(now, false);
         let request = ext(OUR_UT_METADATA_ID, b"d8:msg_typei0e5:piecei0ee");
+        s.handle_message(now, &request, &Map).unwrap();
         assert_eq!(
-            s.handle_message(now, &request, &Map),
-            Ok(Step::Continue),
-            "no handshake yet"
+            s.poll_send(),
+            None,
+            "no reply before the peer's extension handshake"
         );
         s.handle_message(now, &ext(0, b"d1:md11:ut_metadatai7eee"), &Map)
             .unwrap();
-        let Ok(Step::Send(Message::Extended { id: 7, payload })) =
-            s.handle_message(now, &request, &Map)
-        else {
+        s.handle_message(now, &request, &Map).unwrap();
+        let Some(Message::Extended { id: 7, payload }) = s.poll_send() else {
             panic!("a data reply is expected")
         };
         assert_eq!(
@@ -321,23 +356,90 @@ mod tests {
             b"d8:msg_typei1e5:piecei0e10:total_sizei11eed4:name1:xe"
         );
         let past = ext(OUR_UT_METADATA_ID, b"d8:msg_typei0e5:piecei1ee");
-        let Ok(Step::Send(Message::Extended { payload, .. })) = s.handle_message(now, &past, &Map)
-        else {
+        s.handle_message(now, &past, &Map).unwrap();
+        let Some(Message::Extended { payload, .. }) = s.poll_send() else {
             panic!("a reject is expected")
         };
         assert_eq!(&payload[..], b"d8:msg_typei2e5:piecei1ee");
     }
 
     #[test]
+    fn fast_peers_get_rejects_instead_of_silence() {
+        let now = Instant::now();
+        let block = |begin| BlockRequest {
+            piece: 1,
+            begin,
+            length: 16384,
+        };
+        let mut s = PeerSession::new(now, true);
+        s.handle_message(now, &Message::Request(block(0)), &Map)
+            .unwrap();
+        assert_eq!(
+            s.poll_send(),
+            Some(Message::RejectRequest(block(0))),
+            "choked"
+        );
+        s.handle_message(now, &Message::Interested, &Map).unwrap();
+        s.unchoke();
+        assert_eq!(s.poll_send(), Some(Message::Unchoke));
+        for begin in [0, 16384] {
+            s.handle_message(now, &Message::Request(block(begin)), &Map)
+                .unwrap();
+        }
+        s.handle_message(now, &Message::Cancel(block(0)), &Map)
+            .unwrap();
+        assert_eq!(
+            s.poll_send(),
+            Some(Message::RejectRequest(block(0))),
+            "cancelled"
+        );
+        s.choke();
+        assert_eq!(s.poll_send(), Some(Message::Choke));
+        assert_eq!(
+            s.poll_send(),
+            Some(Message::RejectRequest(block(16384))),
+            "pending at choke"
+        );
+        s.stale_read(block(0));
+        assert_eq!(
+            s.poll_send(),
+            Some(Message::RejectRequest(block(0))),
+            "read in flight"
+        );
+        assert_eq!(s.poll_send(), None);
+    }
+
+    #[test]
+    fn plain_peers_get_silence() {
+        let now = Instant::now();
+        let block = BlockRequest {
+            piece: 1,
+            begin: 0,
+            length: 16384,
+        };
+        let mut s = unchoked(now);
+        while s.poll_send().is_some() {}
+        s.handle_message(now, &Message::Request(block), &Map)
+            .unwrap();
+        s.handle_message(now, &Message::Cancel(block), &Map)
+            .unwrap();
+        s.handle_message(now, &Message::Request(block), &Map)
+            .unwrap();
+        s.choke();
+        assert_eq!(s.poll_send(), Some(Message::Choke));
+        assert_eq!(s.poll_send(), None);
+    }
+
+    #[test]
     fn bounds_extension_handshakes() {
         let now = Instant::now();
-        let mut s = PeerSession::new(now);
+        let mut s = PeerSession::new(now, false);
         for _ in 0..MAX_EXTENSION_HANDSHAKES {
             s.handle_message(now, &ext(0, b"de"), &Map).unwrap();
         }
         assert!(s.handle_message(now, &ext(0, b"de"), &Map).is_err());
         assert!(
-            PeerSession::new(now)
+            PeerSession::new(now, false)
                 .handle_message(now, &ext(0, b"l"), &Map)
                 .is_err()
         );
@@ -352,7 +454,7 @@ mod tests {
     }
 
     fn unchoked(now: Instant) -> PeerSession {
-        let mut s = PeerSession::new(now);
+        let mut s = PeerSession::new(now, false);
         assert_eq!(
             s.handle_message(now, &Message::Interested, &Map),
             Ok(Step::Interested)
@@ -412,7 +514,7 @@ mod tests {
     #[test]
     fn drops_peer_after_too_many_requests_while_choked() {
         let now = Instant::now();
-        let mut s = PeerSession::new(now);
+        let mut s = PeerSession::new(now, false);
         for _ in 0..MAX_REQUESTS_WHILE_CHOKED {
             s.handle_message(now, &req(0, 0, 16384), &Map).unwrap();
         }
@@ -447,12 +549,20 @@ mod tests {
     fn checks_bitfield_and_have() {
         let now = Instant::now();
         let ok = Message::Bitfield(Bytes::from_static(&[0xff, 0xc0]));
-        assert!(PeerSession::new(now).handle_message(now, &ok, &Map).is_ok());
+        assert!(
+            PeerSession::new(now, false)
+                .handle_message(now, &ok, &Map)
+                .is_ok()
+        );
         for bad in [&[0xff][..], &[0xff, 0xc0, 0], &[0xff, 0xe0]] {
             let m = Message::Bitfield(Bytes::copy_from_slice(bad));
-            assert!(PeerSession::new(now).handle_message(now, &m, &Map).is_err());
+            assert!(
+                PeerSession::new(now, false)
+                    .handle_message(now, &m, &Map)
+                    .is_err()
+            );
         }
-        let mut s = PeerSession::new(now);
+        let mut s = PeerSession::new(now, false);
         s.handle_message(now, &Message::KeepAlive, &Map).unwrap();
         assert!(
             s.handle_message(now, &ok, &Map).is_ok(),
@@ -477,7 +587,7 @@ mod tests {
             block: Bytes::from_static(&[0; 8]),
         };
         assert_eq!(
-            PeerSession::new(now).handle_message(now, &m, &Map),
+            PeerSession::new(now, false).handle_message(now, &m, &Map),
             Err(PeerError::UnrequestedPiece)
         );
     }
