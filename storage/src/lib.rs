@@ -1,1 +1,40 @@
-//! Storage. Filled in by the storage work.
+//! seednode storage: a torrent's files on disk, block reads for seeding, torrent creation and
+//! verification.
+//!
+//! The contract:
+//! - Storage only reads. It never creates, writes, truncates or deletes a file.
+//! - Every filesystem path built from torrent data goes through [`SafeRelPath`]; nothing below a
+//!   torrent's data path is reached through a symbolic link.
+//! - Missing data is an error, never zeros: a missing, short or truncated file fails the read
+//!   (SECURITY S5). Only BEP 47 padding files read as zeros.
+//! - Every offset is computed with checked arithmetic or proven in range first; requests are
+//!   validated against the torrent before any file is touched.
+//! - Threads are started only to hash ([`create_torrent`], [`verify`]), scoped to the call; block
+//!   reads run on the caller's thread (the engine's disk pool).
+//!
+//! Call order for seeding: [`Storage::open`] (checks every file exists with its length), then
+//! optionally [`verify`], then [`Storage::read_block`] or [`Storage::block_segments`] +
+//! [`Storage::file`] (for `sendfile`) per request, from any thread through an `Arc<Storage>`.
+//! The engine builds the data path of a torrent named `name` as
+//! `SafeRelPath::new(&[name])?.under(root)`.
+//!
+//! Bounds are in [`limits`].
+
+#![warn(missing_docs)]
+
+mod create;
+mod files;
+mod hash;
+mod layout;
+pub mod limits;
+mod path;
+mod verify;
+
+pub use create::{
+    CREATED_BY, CreateError, CreateOptions, auto_piece_length, create_info, create_torrent,
+};
+pub use files::{Segment, SegmentIter};
+pub use hash::default_threads;
+pub use layout::{Storage, StorageError};
+pub use path::{PathError, SafeRelPath, validate_component};
+pub use verify::verify;

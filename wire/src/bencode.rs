@@ -292,10 +292,15 @@ pub fn decode(bytes: &[u8]) -> Result<Value<'_>, DecodeError> {
 /// # Errors
 /// [`DecodeError`] with the byte position: malformed or truncated input, or a limit exceeded.
 pub fn decode_prefix(bytes: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
-    Decoder { input: bytes, pos: 0 }.run()
+    Decoder {
+        input: bytes,
+        pos: 0,
+    }
+    .run()
 }
 
-/// A list or dictionary still open on the decoder's stack.
+/// A list or dictionary still open on the decoder's stack. Its `Vec` grows through
+/// [`push_compact`], so a closed container holds at most 25 % spare capacity (small ones none).
 enum Frame<'a> {
     List {
         start: usize,
@@ -304,7 +309,7 @@ enum Frame<'a> {
     Dict {
         start: usize,
         entries: Vec<DictEntry<'a>>,
-        /// The key just read, waiting for its value, and where that value starts.
+        /// The key just read, waiting for its value.
         key: Option<&'a [u8]>,
     },
 }
@@ -325,13 +330,16 @@ impl<'a> Decoder<'a> {
             };
             tokens += 1;
             if tokens > MAX_BENCODE_TOKENS {
-                return Err(DecodeError::TooManyTokens { pos, limit: MAX_BENCODE_TOKENS });
+                return Err(DecodeError::TooManyTokens {
+                    pos,
+                    limit: MAX_BENCODE_TOKENS,
+                });
             }
             let awaiting_key = matches!(stack.last(), Some(Frame::Dict { key: None, .. }));
             if awaiting_key && byte != b'e' && !byte.is_ascii_digit() {
                 return Err(DecodeError::NonStringKey { pos });
             }
-            let value = match byte {
+            let (start, value) = match byte {
                 b'e' => {
                     self.pos += 1;
                     match stack.pop() {
@@ -340,20 +348,32 @@ impl<'a> Decoder<'a> {
                             return Err(DecodeError::MissingValue { pos });
                         }
                         Some(Frame::List { start, items }) => (start, Value::List(items)),
-                        Some(Frame::Dict { start, entries, key: None }) => {
-                            (start, Value::Dict(Dict { entries }))
-                        }
+                        Some(Frame::Dict {
+                            start,
+                            entries,
+                            key: None,
+                        }) => (start, Value::Dict(Dict { entries })),
                     }
                 }
                 b'l' | b'd' => {
                     if stack.len() >= MAX_BENCODE_DEPTH {
-                        return Err(DecodeError::DepthExceeded { pos, limit: MAX_BENCODE_DEPTH });
+                        return Err(DecodeError::DepthExceeded {
+                            pos,
+                            limit: MAX_BENCODE_DEPTH,
+                        });
                     }
                     self.pos += 1;
                     stack.push(if byte == b'l' {
-                        Frame::List { start: pos, items: Vec::new() }
+                        Frame::List {
+                            start: pos,
+                            items: Vec::new(),
+                        }
                     } else {
-                        Frame::Dict { start: pos, entries: Vec::new(), key: None }
+                        Frame::Dict {
+                            start: pos,
+                            entries: Vec::new(),
+                            key: None,
+                        }
                     });
                     continue;
                 }
@@ -371,15 +391,14 @@ impl<'a> Decoder<'a> {
                 _ => return Err(DecodeError::Malformed { pos }),
             };
             // A value is complete: hand it to its parent, or return it at the top level.
-            let (start, value) = value;
             let raw = &self.input[start..self.pos];
             match stack.last_mut() {
                 None => return Ok((value, self.pos)),
-                Some(Frame::List { items, .. }) => items.push(value),
+                Some(Frame::List { items, .. }) => push_compact(items, value),
                 Some(Frame::Dict { entries, key, .. }) => {
                     // A value inside a dict always follows its key (checked above).
                     let key = key.take().unwrap_or_default();
-                    entries.push(DictEntry { key, value, raw });
+                    push_compact(entries, DictEntry { key, value, raw });
                 }
             }
         }
@@ -397,7 +416,9 @@ impl<'a> Decoder<'a> {
         let mut value: i64 = 0;
         loop {
             let Some(&b) = self.input.get(p) else {
-                return Err(DecodeError::UnexpectedEof { pos: self.input.len() });
+                return Err(DecodeError::UnexpectedEof {
+                    pos: self.input.len(),
+                });
             };
             if b == b'e' {
                 break;
@@ -415,7 +436,13 @@ impl<'a> Decoder<'a> {
             // Accumulate on the negative side so that i64::MIN is representable.
             value = value
                 .checked_mul(10)
-                .and_then(|v| if negative { v.checked_sub(digit) } else { v.checked_add(digit) })
+                .and_then(|v| {
+                    if negative {
+                        v.checked_sub(digit)
+                    } else {
+                        v.checked_add(digit)
+                    }
+                })
                 .ok_or(DecodeError::IntegerOverflow { pos: start })?;
             p += 1;
         }
@@ -436,7 +463,9 @@ impl<'a> Decoder<'a> {
         let mut len: u64 = 0;
         loop {
             let Some(&b) = self.input.get(p) else {
-                return Err(DecodeError::UnexpectedEof { pos: self.input.len() });
+                return Err(DecodeError::UnexpectedEof {
+                    pos: self.input.len(),
+                });
             };
             if b == b':' {
                 break;
@@ -457,11 +486,25 @@ impl<'a> Decoder<'a> {
         let remaining = self.input.len() - body;
         let fits = usize::try_from(len).ok().filter(|&n| n <= remaining);
         let Some(n) = fits else {
-            return Err(DecodeError::StringPastEnd { pos: start, len, remaining });
+            return Err(DecodeError::StringPastEnd {
+                pos: start,
+                len,
+                remaining,
+            });
         };
         self.pos = body + n;
         Ok(&self.input[body..body + n])
     }
+}
+
+/// Pushes with exact reservations growing by 1.25x: a decoded tree is mostly small containers,
+/// which `Vec`'s doubling (minimum capacity 4) would bloat up to fourfold, and shrinking them
+/// afterwards fragments the heap. Reallocation work stays linear (geometric growth).
+fn push_compact<T>(v: &mut Vec<T>, item: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len() / 4 + 1);
+    }
+    v.push(item);
 }
 
 /// Appends the bencoding of a byte string (`<len>:<bytes>`) to `out`.
@@ -502,7 +545,10 @@ mod tests {
     #[test]
     fn bep3_list_vector() {
         let v = decode(b"l4:spam4:eggse").unwrap();
-        assert_eq!(v, Value::List(vec![Value::Bytes(b"spam"), Value::Bytes(b"eggs")]));
+        assert_eq!(
+            v,
+            Value::List(vec![Value::Bytes(b"spam"), Value::Bytes(b"eggs")])
+        );
     }
 
     #[test]
@@ -520,10 +566,22 @@ mod tests {
 
     #[test]
     fn i64_extremes() {
-        assert_eq!(decode(b"i9223372036854775807e").unwrap(), Value::Int(i64::MAX));
-        assert_eq!(decode(b"i-9223372036854775808e").unwrap(), Value::Int(i64::MIN));
-        assert!(matches!(err(b"i9223372036854775808e"), DecodeError::IntegerOverflow { pos: 0 }));
-        assert!(matches!(err(b"i-9223372036854775809e"), DecodeError::IntegerOverflow { pos: 0 }));
+        assert_eq!(
+            decode(b"i9223372036854775807e").unwrap(),
+            Value::Int(i64::MAX)
+        );
+        assert_eq!(
+            decode(b"i-9223372036854775808e").unwrap(),
+            Value::Int(i64::MIN)
+        );
+        assert!(matches!(
+            err(b"i9223372036854775808e"),
+            DecodeError::IntegerOverflow { pos: 0 }
+        ));
+        assert!(matches!(
+            err(b"i-9223372036854775809e"),
+            DecodeError::IntegerOverflow { pos: 0 }
+        ));
     }
 
     #[test]
@@ -558,7 +616,13 @@ mod tests {
     #[test]
     fn m8_depth_bomb_rejected() {
         let bomb = vec![b'l'; 100_000];
-        assert_eq!(err(&bomb), DecodeError::DepthExceeded { pos: 100, limit: MAX_BENCODE_DEPTH });
+        assert_eq!(
+            err(&bomb),
+            DecodeError::DepthExceeded {
+                pos: 100,
+                limit: MAX_BENCODE_DEPTH
+            }
+        );
         // Exactly at the limit is fine.
         let mut ok = vec![b'l'; MAX_BENCODE_DEPTH];
         ok.extend(vec![b'e'; MAX_BENCODE_DEPTH]);
@@ -591,18 +655,38 @@ mod tests {
 
     #[test]
     fn m8_string_length_leading_zero_rejected() {
-        assert_eq!(err(b"03:abc"), DecodeError::StringLengthLeadingZero { pos: 0 });
-        assert_eq!(err(b"l00:e"), DecodeError::StringLengthLeadingZero { pos: 1 });
+        assert_eq!(
+            err(b"03:abc"),
+            DecodeError::StringLengthLeadingZero { pos: 0 }
+        );
+        assert_eq!(
+            err(b"l00:e"),
+            DecodeError::StringLengthLeadingZero { pos: 1 }
+        );
     }
 
     #[test]
     fn m8_string_past_end_rejected_without_allocating() {
         assert_eq!(
             err(b"9999999999:abc"),
-            DecodeError::StringPastEnd { pos: 0, len: 9_999_999_999, remaining: 3 }
+            DecodeError::StringPastEnd {
+                pos: 0,
+                len: 9_999_999_999,
+                remaining: 3
+            }
         );
-        assert_eq!(err(b"99999999999999999999999:"), DecodeError::StringLengthOverflow { pos: 0 });
-        assert_eq!(err(b"4:abc"), DecodeError::StringPastEnd { pos: 0, len: 4, remaining: 3 });
+        assert_eq!(
+            err(b"99999999999999999999999:"),
+            DecodeError::StringLengthOverflow { pos: 0 }
+        );
+        assert_eq!(
+            err(b"4:abc"),
+            DecodeError::StringPastEnd {
+                pos: 0,
+                len: 4,
+                remaining: 3
+            }
+        );
     }
 
     #[test]
@@ -634,7 +718,9 @@ mod tests {
             input.extend_from_slice(b"0:");
         }
         input.push(b'e');
-        assert!(matches!(err(&input), DecodeError::TooManyTokens { pos, .. } if pos == input.len() - 1));
+        assert!(
+            matches!(err(&input), DecodeError::TooManyTokens { pos, .. } if pos == input.len() - 1)
+        );
         input.truncate(input.len() - 3);
         input.push(b'e');
         assert!(decode(&input).is_ok());

@@ -70,7 +70,12 @@ pub fn peer_frame(data: &[u8]) {
                     assert!(consumed <= fed);
                     encoded.clear();
                     message.encode(&mut encoded);
-                    assert_eq!(&encoded[..], frame, "re-encoding differs for {:?}", message.id());
+                    assert_eq!(
+                        &encoded[..],
+                        frame,
+                        "re-encoding differs for {:?}",
+                        message.id()
+                    );
                     if let Message::Piece { block, .. } = &message {
                         assert!(block.len() <= crate::limits::MAX_FRAME_LEN as usize);
                     }

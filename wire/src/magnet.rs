@@ -101,7 +101,10 @@ impl Magnet {
     /// bad percent-encoding or invalid UTF-8.
     pub fn parse(uri: &str) -> Result<Self, MagnetError> {
         if uri.len() > MAX_MAGNET_URI_LEN {
-            return Err(MagnetError::TooLong { len: uri.len(), limit: MAX_MAGNET_URI_LEN });
+            return Err(MagnetError::TooLong {
+                len: uri.len(),
+                limit: MAX_MAGNET_URI_LEN,
+            });
         }
         let query = uri
             .get(..8)
@@ -180,7 +183,8 @@ impl fmt::Display for Magnet {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Percent-decodes `raw` (`+` is a space) into UTF-8.
@@ -193,7 +197,9 @@ fn decode_value(raw: &str, param: Param) -> Result<String, MagnetError> {
             b'%' => {
                 let hex = |j: usize| bytes.get(j).and_then(|&c| char::from(c).to_digit(16));
                 let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
-                    return Err(MagnetError::BadPercentEncoding { param: param.name() });
+                    return Err(MagnetError::BadPercentEncoding {
+                        param: param.name(),
+                    });
                 };
                 // Two hex digits always fit a byte.
                 out.push(u8::try_from(hi * 16 + lo).unwrap_or(0));
@@ -209,7 +215,9 @@ fn decode_value(raw: &str, param: Param) -> Result<String, MagnetError> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| MagnetError::NotUtf8 { param: param.name() })
+    String::from_utf8(out).map_err(|_| MagnetError::NotUtf8 {
+        param: param.name(),
+    })
 }
 
 /// Appends `value` percent-encoded: RFC 3986 unreserved characters stay, every other byte
@@ -251,7 +259,13 @@ mod tests {
         let m = Magnet::parse(&uri).unwrap();
         assert_eq!(m.info_hash.to_hex(), HEX);
         assert_eq!(m.display_name.as_deref(), Some("Ubuntu 22.04 desktop"));
-        assert_eq!(m.trackers, ["http://tracker.example:80/announce", "udp://t2.example:6969"]);
+        assert_eq!(
+            m.trackers,
+            [
+                "http://tracker.example:80/announce",
+                "udp://t2.example:6969"
+            ]
+        );
         assert_eq!(m.peers, ["10.0.0.1:6881", "[2001:db8::1]:6881"]);
     }
 
@@ -263,7 +277,9 @@ mod tests {
 
     #[test]
     fn numbered_params_and_v2_xt() {
-        let uri = format!("MAGNET:?xt.1=urn:btmh:1220abcd&xt.2=urn:btih:{HEX}&tr.1=http://a/&tr.2=http://b/");
+        let uri = format!(
+            "MAGNET:?xt.1=urn:btmh:1220abcd&xt.2=urn:btih:{HEX}&tr.1=http://a/&tr.2=http://b/"
+        );
         let m = Magnet::parse(&uri).unwrap();
         assert_eq!(m.info_hash.to_hex(), HEX);
         assert_eq!(m.trackers, ["http://a/", "http://b/"]);
@@ -271,14 +287,27 @@ mod tests {
 
     #[test]
     fn m11_missing_or_bad_xt_rejected() {
-        assert_eq!(Magnet::parse("magnet:?dn=x"), Err(MagnetError::MissingInfoHash));
-        assert_eq!(Magnet::parse("magnet:?xt=urn:btmh:1220abcd"), Err(MagnetError::MissingInfoHash));
+        assert_eq!(
+            Magnet::parse("magnet:?dn=x"),
+            Err(MagnetError::MissingInfoHash)
+        );
+        assert_eq!(
+            Magnet::parse("magnet:?xt=urn:btmh:1220abcd"),
+            Err(MagnetError::MissingInfoHash)
+        );
         assert!(matches!(
             Magnet::parse("magnet:?xt=urn:btih:0123"),
-            Err(MagnetError::BadInfoHash(crate::ParseHashError::BadLength { got: 4 }))
+            Err(MagnetError::BadInfoHash(crate::ParseHashError::BadLength {
+                got: 4
+            }))
         ));
         let bad32 = format!("magnet:?xt=urn:btih:{}", "1".repeat(32));
-        assert_eq!(Magnet::parse(&bad32), Err(MagnetError::BadInfoHash(crate::ParseHashError::BadCharacter)));
+        assert_eq!(
+            Magnet::parse(&bad32),
+            Err(MagnetError::BadInfoHash(
+                crate::ParseHashError::BadCharacter
+            ))
+        );
         assert_eq!(Magnet::parse("http://x"), Err(MagnetError::NotMagnet));
         assert_eq!(Magnet::parse(""), Err(MagnetError::NotMagnet));
     }
@@ -295,17 +324,29 @@ mod tests {
         let m = Magnet::parse(&uri).unwrap();
         assert_eq!(m.trackers.len(), MAX_MAGNET_TRACKERS);
         let long = format!("{uri}{}", "&tr=x".repeat(MAX_MAGNET_URI_LEN / 5));
-        assert!(matches!(Magnet::parse(&long), Err(MagnetError::TooLong { .. })));
+        assert!(matches!(
+            Magnet::parse(&long),
+            Err(MagnetError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn bad_percent_and_utf8_rejected() {
         let uri = format!("magnet:?xt=urn:btih:{HEX}&dn=%zz");
-        assert_eq!(Magnet::parse(&uri), Err(MagnetError::BadPercentEncoding { param: "dn" }));
+        assert_eq!(
+            Magnet::parse(&uri),
+            Err(MagnetError::BadPercentEncoding { param: "dn" })
+        );
         let uri = format!("magnet:?xt=urn:btih:{HEX}&tr=%f");
-        assert_eq!(Magnet::parse(&uri), Err(MagnetError::BadPercentEncoding { param: "tr" }));
+        assert_eq!(
+            Magnet::parse(&uri),
+            Err(MagnetError::BadPercentEncoding { param: "tr" })
+        );
         let uri = format!("magnet:?xt=urn:btih:{HEX}&dn=%ff%fe");
-        assert_eq!(Magnet::parse(&uri), Err(MagnetError::NotUtf8 { param: "dn" }));
+        assert_eq!(
+            Magnet::parse(&uri),
+            Err(MagnetError::NotUtf8 { param: "dn" })
+        );
     }
 
     #[test]

@@ -189,16 +189,27 @@ impl Metainfo {
     /// unsafe paths or out-of-range numbers.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MetainfoError> {
         if bytes.len() > MAX_TORRENT_LEN {
-            return Err(MetainfoError::TooLarge { len: bytes.len(), limit: MAX_TORRENT_LEN });
+            return Err(MetainfoError::TooLarge {
+                len: bytes.len(),
+                limit: MAX_TORRENT_LEN,
+            });
         }
         let root = bencode::decode(bytes)?;
         let root = root.as_dict().ok_or(MetainfoError::NotADictionary)?;
-        let info_entry = root.get_entry(b"info").ok_or(MetainfoError::BadKey { key: "info" })?;
-        let info_dict = info_entry.value.as_dict().ok_or(MetainfoError::BadKey { key: "info" })?;
+        let info_entry = root
+            .get_entry(b"info")
+            .ok_or(MetainfoError::BadKey { key: "info" })?;
+        let info_dict = info_entry
+            .value
+            .as_dict()
+            .ok_or(MetainfoError::BadKey { key: "info" })?;
         let info = parse_info(info_dict)?;
 
         let announce = root.get(b"announce").and_then(url);
-        let mut announce_list = root.get(b"announce-list").map(parse_tiers).unwrap_or_default();
+        let mut announce_list = root
+            .get(b"announce-list")
+            .map(parse_tiers)
+            .unwrap_or_default();
         if announce_list.is_empty() {
             if let Some(a) = &announce {
                 announce_list.push(vec![a.clone()]);
@@ -239,7 +250,11 @@ impl Metainfo {
         let info_bytes = Bytes::from(info.encode());
         let announce_list: Vec<Vec<String>> = announce_list
             .into_iter()
-            .map(|tier| tier.into_iter().filter_map(|u| clean_url(&u)).collect::<Vec<_>>())
+            .map(|tier| {
+                tier.into_iter()
+                    .filter_map(|u| clean_url(&u))
+                    .collect::<Vec<_>>()
+            })
             .filter(|tier| !tier.is_empty())
             .collect();
         Self {
@@ -273,7 +288,12 @@ impl Metainfo {
         }
         let urls: usize = self.announce_list.iter().map(Vec::len).sum();
         let implied = urls == 1
-            && self.announce.as_deref() == self.announce_list.first().and_then(|t| t.first()).map(String::as_str);
+            && self.announce.as_deref()
+                == self
+                    .announce_list
+                    .first()
+                    .and_then(|t| t.first())
+                    .map(String::as_str);
         if urls > 0 && !implied {
             put_bytes(&mut out, b"announce-list");
             out.push(b'l');
@@ -407,8 +427,12 @@ pub fn validate_component(component: &str) -> Result<(), &'static str> {
             '\0' => return Err("NUL byte in a path component"),
             c if c.is_control() => return Err("control character in a path component"),
             // Zero-width and bidi controls: they make a name display as another.
-            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}' | '\u{FEFF}' => {
+            '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}' => {
                 return Err("bidi or zero-width character in a path component");
             }
             _ => {}
@@ -427,13 +451,17 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
         .filter(|v| v.as_str().is_some())
         .or_else(|| d.get(b"name"))
         .ok_or(MetainfoError::BadKey { key: "info.name" })?;
-    let name_bytes = name_value.as_bytes().ok_or(MetainfoError::BadKey { key: "info.name" })?;
+    let name_bytes = name_value
+        .as_bytes()
+        .ok_or(MetainfoError::BadKey { key: "info.name" })?;
     let name = utf8_component(name_bytes, &[])?;
 
-    let piece_length = d
-        .get(b"piece length")
-        .and_then(Value::as_int)
-        .ok_or(MetainfoError::BadKey { key: "info.piece length" })?;
+    let piece_length =
+        d.get(b"piece length")
+            .and_then(Value::as_int)
+            .ok_or(MetainfoError::BadKey {
+                key: "info.piece length",
+            })?;
     let piece_length = u32::try_from(piece_length)
         .ok()
         .filter(|&pl| pl > 0 && pl <= MAX_PIECE_LENGTH)
@@ -447,7 +475,9 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
         .and_then(Value::as_bytes)
         .ok_or(MetainfoError::BadKey { key: "info.pieces" })?;
     if pieces_raw.len() % 20 != 0 {
-        return Err(MetainfoError::PiecesNotMultipleOf20 { len: pieces_raw.len() });
+        return Err(MetainfoError::PiecesNotMultipleOf20 {
+            len: pieces_raw.len(),
+        });
     }
     let piece_count = pieces_raw.len() / 20;
     if piece_count > MAX_PIECES as usize {
@@ -465,7 +495,13 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
                 .and_then(Value::as_int)
                 .ok_or(MetainfoError::BadKey { key: "info.length" })?;
             let length = file_length(length, "info.length")?;
-            (vec![FileEntry { path: Vec::new(), length }], false)
+            (
+                vec![FileEntry {
+                    path: Vec::new(),
+                    length,
+                }],
+                false,
+            )
         }
     };
 
@@ -480,7 +516,10 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
             })?;
     }
     if total == 0 {
-        return Err(MetainfoError::OutOfRange { field: "info total length", got: 0 });
+        return Err(MetainfoError::OutOfRange {
+            field: "info total length",
+            got: 0,
+        });
     }
     let expected = total.div_ceil(u64::from(piece_length));
     let got = piece_count as u64;
@@ -496,30 +535,53 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
             hash
         })
         .collect();
-    let private = d.get(b"private").and_then(Value::as_int).is_some_and(|p| p != 0);
-    Ok(Info { name, piece_length, pieces, files, multi_file, private })
+    let private = d
+        .get(b"private")
+        .and_then(Value::as_int)
+        .is_some_and(|p| p != 0);
+    Ok(Info {
+        name,
+        piece_length,
+        pieces,
+        files,
+        multi_file,
+        private,
+    })
 }
 
 fn file_length(length: i64, field: &'static str) -> Result<u64, MetainfoError> {
-    u64::try_from(length).map_err(|_| MetainfoError::OutOfRange { field, got: i128::from(length) })
+    u64::try_from(length).map_err(|_| MetainfoError::OutOfRange {
+        field,
+        got: i128::from(length),
+    })
 }
 
 fn parse_files(list: &[Value<'_>]) -> Result<Vec<FileEntry>, MetainfoError> {
     if list.len() > MAX_FILES {
-        return Err(MetainfoError::OutOfRange { field: "info.files (count)", got: list.len() as i128 });
+        return Err(MetainfoError::OutOfRange {
+            field: "info.files (count)",
+            got: list.len() as i128,
+        });
     }
     if list.is_empty() {
         return Err(MetainfoError::EmptyFileList);
     }
     let mut files = Vec::with_capacity(list.len());
     for entry in list {
-        let d = entry.as_dict().ok_or(MetainfoError::BadKey { key: "info.files[]" })?;
+        let d = entry.as_dict().ok_or(MetainfoError::BadKey {
+            key: "info.files[]",
+        })?;
         let length = d
             .get(b"length")
             .and_then(Value::as_int)
-            .ok_or(MetainfoError::BadKey { key: "info.files[].length" })?;
+            .ok_or(MetainfoError::BadKey {
+                key: "info.files[].length",
+            })?;
         let length = file_length(length, "info.files[].length")?;
-        files.push(FileEntry { path: parse_path(d)?, length });
+        files.push(FileEntry {
+            path: parse_path(d)?,
+            length,
+        });
     }
     check_distinct_paths(&files)?;
     Ok(files)
@@ -534,13 +596,22 @@ fn parse_path(d: &Dict<'_>) -> Result<Vec<String>, MetainfoError> {
         .filter(|l| l.iter().all(|c| c.as_str().is_some()));
     let list = utf8_list
         .or_else(|| d.get(b"path").and_then(Value::as_list))
-        .ok_or(MetainfoError::BadKey { key: "info.files[].path" })?;
+        .ok_or(MetainfoError::BadKey {
+            key: "info.files[].path",
+        })?;
     let raw: Vec<&[u8]> = list
         .iter()
-        .map(|c| c.as_bytes().ok_or(MetainfoError::BadKey { key: "info.files[].path[]" }))
+        .map(|c| {
+            c.as_bytes().ok_or(MetainfoError::BadKey {
+                key: "info.files[].path[]",
+            })
+        })
         .collect::<Result<_, _>>()?;
     if raw.is_empty() {
-        return Err(MetainfoError::BadPath { path: String::new(), reason: "empty path list" });
+        return Err(MetainfoError::BadPath {
+            path: String::new(),
+            reason: "empty path list",
+        });
     }
     if raw.len() > MAX_PATH_DEPTH {
         return Err(MetainfoError::BadPath {
@@ -554,12 +625,21 @@ fn parse_path(d: &Dict<'_>) -> Result<Vec<String>, MetainfoError> {
 /// Decodes and validates one component; `whole` is the full path for the error message (empty
 /// for a `name`).
 fn utf8_component(component: &[u8], whole: &[&[u8]]) -> Result<String, MetainfoError> {
-    let shown = || if whole.is_empty() { render_path(&[component]) } else { render_path(whole) };
+    let shown = || {
+        if whole.is_empty() {
+            render_path(&[component])
+        } else {
+            render_path(whole)
+        }
+    };
     let s = std::str::from_utf8(component).map_err(|_| MetainfoError::BadPath {
         path: shown(),
         reason: "not valid UTF-8 (and no valid `.utf-8` variant)",
     })?;
-    validate_component(s).map_err(|reason| MetainfoError::BadPath { path: shown(), reason })?;
+    validate_component(s).map_err(|reason| MetainfoError::BadPath {
+        path: shown(),
+        reason,
+    })?;
     Ok(s.to_owned())
 }
 
@@ -595,7 +675,10 @@ fn check_distinct_paths(files: &[FileEntry]) -> Result<(), MetainfoError> {
                 "a file is also used as a directory"
             };
             let raw: Vec<&[u8]> = a.iter().map(|c| c.as_bytes()).collect();
-            return Err(MetainfoError::BadPath { path: render_path(&raw), reason });
+            return Err(MetainfoError::BadPath {
+                path: render_path(&raw),
+                reason,
+            });
         }
     }
     Ok(())
@@ -678,7 +761,11 @@ mod tests {
     }
 
     fn torrent(info: Vec<(&'static str, B)>) -> Vec<u8> {
-        B::D(vec![("announce", s("http://t.example/a")), ("info", B::D(info))]).bytes()
+        B::D(vec![
+            ("announce", s("http://t.example/a")),
+            ("info", B::D(info)),
+        ])
+        .bytes()
     }
 
     fn single(length: i64, piece_length: i64, n_pieces: usize) -> Vec<(&'static str, B)> {
@@ -730,7 +817,13 @@ mod tests {
     fn parses_single_file() {
         let m = Metainfo::from_bytes(&torrent(single(40_000, 16384, 3))).unwrap();
         assert_eq!(m.info.name, "file.bin");
-        assert_eq!(m.info.files, [FileEntry { path: vec![], length: 40_000 }]);
+        assert_eq!(
+            m.info.files,
+            [FileEntry {
+                path: vec![],
+                length: 40_000
+            }]
+        );
         assert!(!m.info.multi_file && !m.info.private);
         assert_eq!(m.info.piece_count(), 3);
         assert_eq!(m.info.piece_len(2), Some(40_000 - 2 * 16384));
@@ -758,9 +851,19 @@ mod tests {
         let m = Metainfo::from_bytes(&file).unwrap();
         assert_eq!(m.info_bytes, raw_info);
         assert_eq!(m.info_hash, InfoHash(sha1(&raw_info)));
-        assert_ne!(m.info_hash, info_hash_of(&m.info.encode()), "re-encoding would change the hash");
-        let start = file.windows(raw_info.len()).position(|w| w == raw_info).unwrap();
-        assert_eq!(m.info_hash, InfoHash(sha1(&file[start..start + raw_info.len()])));
+        assert_ne!(
+            m.info_hash,
+            info_hash_of(&m.info.encode()),
+            "re-encoding would change the hash"
+        );
+        let start = file
+            .windows(raw_info.len())
+            .position(|w| w == raw_info)
+            .unwrap();
+        assert_eq!(
+            m.info_hash,
+            InfoHash(sha1(&file[start..start + raw_info.len()]))
+        );
     }
 
     #[test]
@@ -813,7 +916,10 @@ mod tests {
             let reason = bad_path_reason(&multi(vec![file(1, components)]));
             assert!(!reason.is_empty(), "{components:?}");
         }
-        assert_eq!(bad_path_reason(&multi(vec![file(1, &[])])), "empty path list");
+        assert_eq!(
+            bad_path_reason(&multi(vec![file(1, &[])])),
+            "empty path list"
+        );
     }
 
     #[test]
@@ -828,12 +934,17 @@ mod tests {
     #[test]
     fn m5_deep_or_long_paths_rejected() {
         let deep: Vec<&str> = vec!["d"; MAX_PATH_DEPTH + 1];
-        assert_eq!(bad_path_reason(&multi(vec![file(1, &deep)])), "path deeper than 100 components");
+        assert_eq!(
+            bad_path_reason(&multi(vec![file(1, &deep)])),
+            "path deeper than 100 components"
+        );
         let ok: Vec<&str> = vec!["d"; MAX_PATH_DEPTH];
         assert!(Metainfo::from_bytes(&multi(vec![file(1, &ok)])).is_ok());
         let long = "x".repeat(10_000);
         let err = Metainfo::from_bytes(&multi(vec![file(1, &[&long])])).unwrap_err();
-        let MetainfoError::BadPath { path, reason } = err else { panic!("{err:?}") };
+        let MetainfoError::BadPath { path, reason } = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(reason, "path component longer than 255 bytes");
         assert!(path.chars().count() <= 201, "error message stays short");
         let max = "x".repeat(MAX_PATH_COMPONENT_LEN);
@@ -842,25 +953,42 @@ mod tests {
 
     #[test]
     fn duplicate_and_clashing_paths_rejected() {
-        let dup = multi(vec![file(1, &["a", "b"]), file(1, &["c"]), file(1, &["a", "b"])]);
+        let dup = multi(vec![
+            file(1, &["a", "b"]),
+            file(1, &["c"]),
+            file(1, &["a", "b"]),
+        ]);
         assert_eq!(bad_path_reason(&dup), "two files with the same path");
-        let clash = multi(vec![file(1, &["a", "b", "c"]), file(1, &["a", "z"]), file(1, &["a", "b"])]);
-        assert_eq!(bad_path_reason(&clash), "a file is also used as a directory");
+        let clash = multi(vec![
+            file(1, &["a", "b", "c"]),
+            file(1, &["a", "z"]),
+            file(1, &["a", "b"]),
+        ]);
+        assert_eq!(
+            bad_path_reason(&clash),
+            "a file is also used as a directory"
+        );
     }
 
     #[test]
     fn empty_file_list_rejected() {
-        assert_eq!(Metainfo::from_bytes(&multi(vec![])), Err(MetainfoError::EmptyFileList));
+        assert_eq!(
+            Metainfo::from_bytes(&multi(vec![])),
+            Err(MetainfoError::EmptyFileList)
+        );
     }
 
     #[test]
     fn utf8_variants_preferred_and_non_utf8_rejected() {
         let info = vec![
-            ("files", B::L(vec![B::D(vec![
-                ("length", B::I(5)),
-                ("path", B::L(vec![B::S(vec![0xff, b'a'])])),
-                ("path.utf-8", path(&["é"])),
-            ])])),
+            (
+                "files",
+                B::L(vec![B::D(vec![
+                    ("length", B::I(5)),
+                    ("path", B::L(vec![B::S(vec![0xff, b'a'])])),
+                    ("path.utf-8", path(&["é"])),
+                ])]),
+            ),
             ("name", B::S(vec![0xfe])),
             ("name.utf-8", s("répertoire")),
             ("piece length", B::I(16384)),
@@ -874,7 +1002,10 @@ mod tests {
         info[1] = ("name", B::S(vec![b'c', b'a', b'f', 0xe9]));
         let err = Metainfo::from_bytes(&torrent(info)).unwrap_err();
         assert!(err.to_string().contains("not valid UTF-8"), "{err}");
-        let bad = B::D(vec![("length", B::I(5)), ("path", B::L(vec![B::S(vec![0xff])]))]);
+        let bad = B::D(vec![
+            ("length", B::I(5)),
+            ("path", B::L(vec![B::S(vec![0xff])])),
+        ]);
         assert!(bad_path_reason(&multi(vec![bad])).contains("UTF-8"));
     }
 
@@ -883,7 +1014,10 @@ mod tests {
         for pl in [0, -1, 1 << 40, i64::from(MAX_PIECE_LENGTH) + 1] {
             assert_eq!(
                 Metainfo::from_bytes(&torrent(single(5, pl, 1))),
-                Err(MetainfoError::OutOfRange { field: "info.piece length", got: i128::from(pl) })
+                Err(MetainfoError::OutOfRange {
+                    field: "info.piece length",
+                    got: i128::from(pl)
+                })
             );
         }
         // Non-power-of-two piece length is fine on read.
@@ -896,11 +1030,17 @@ mod tests {
         );
         assert_eq!(
             Metainfo::from_bytes(&torrent(single(16385, 16384, 1))),
-            Err(MetainfoError::PieceCountMismatch { got: 1, expected: 2 })
+            Err(MetainfoError::PieceCountMismatch {
+                got: 1,
+                expected: 2
+            })
         );
         assert_eq!(
             Metainfo::from_bytes(&torrent(single(16384, 16384, 2))),
-            Err(MetainfoError::PieceCountMismatch { got: 2, expected: 1 })
+            Err(MetainfoError::PieceCountMismatch {
+                got: 2,
+                expected: 1
+            })
         );
     }
 
@@ -908,25 +1048,44 @@ mod tests {
     fn m7_bad_lengths_rejected() {
         assert_eq!(
             Metainfo::from_bytes(&torrent(single(-1, 16384, 1))),
-            Err(MetainfoError::OutOfRange { field: "info.length", got: -1 })
+            Err(MetainfoError::OutOfRange {
+                field: "info.length",
+                got: -1
+            })
         );
         assert_eq!(
             Metainfo::from_bytes(&multi(vec![file(-1, &["a"])])),
-            Err(MetainfoError::OutOfRange { field: "info.files[].length", got: -1 })
+            Err(MetainfoError::OutOfRange {
+                field: "info.files[].length",
+                got: -1
+            })
         );
-        let overflow = multi(vec![file(i64::MAX, &["a"]), file(i64::MAX, &["b"]), file(i64::MAX, &["c"])]);
+        let overflow = multi(vec![
+            file(i64::MAX, &["a"]),
+            file(i64::MAX, &["b"]),
+            file(i64::MAX, &["c"]),
+        ]);
         assert!(matches!(
             Metainfo::from_bytes(&overflow),
-            Err(MetainfoError::OutOfRange { field: "info total length", .. })
+            Err(MetainfoError::OutOfRange {
+                field: "info total length",
+                ..
+            })
         ));
         let too_big = i64::try_from(MAX_TOTAL_LENGTH).unwrap() + 1;
         assert!(matches!(
             Metainfo::from_bytes(&torrent(single(too_big, 16384, 1))),
-            Err(MetainfoError::OutOfRange { field: "info total length", .. })
+            Err(MetainfoError::OutOfRange {
+                field: "info total length",
+                ..
+            })
         ));
         assert!(matches!(
             Metainfo::from_bytes(&torrent(single(0, 16384, 0))),
-            Err(MetainfoError::OutOfRange { field: "info total length", got: 0 })
+            Err(MetainfoError::OutOfRange {
+                field: "info total length",
+                got: 0
+            })
         ));
     }
 
@@ -935,19 +1094,37 @@ mod tests {
         let big = vec![b'x'; MAX_TORRENT_LEN + 1];
         assert_eq!(
             Metainfo::from_bytes(&big),
-            Err(MetainfoError::TooLarge { len: MAX_TORRENT_LEN + 1, limit: MAX_TORRENT_LEN })
+            Err(MetainfoError::TooLarge {
+                len: MAX_TORRENT_LEN + 1,
+                limit: MAX_TORRENT_LEN
+            })
         );
     }
 
     #[test]
     fn structural_errors() {
-        assert_eq!(Metainfo::from_bytes(b"i1e"), Err(MetainfoError::NotADictionary));
-        assert_eq!(Metainfo::from_bytes(b"de"), Err(MetainfoError::BadKey { key: "info" }));
-        assert_eq!(Metainfo::from_bytes(b"d4:infoi1ee"), Err(MetainfoError::BadKey { key: "info" }));
-        assert!(matches!(Metainfo::from_bytes(b"d4:infodee"), Err(MetainfoError::BadKey { .. })));
+        assert_eq!(
+            Metainfo::from_bytes(b"i1e"),
+            Err(MetainfoError::NotADictionary)
+        );
+        assert_eq!(
+            Metainfo::from_bytes(b"de"),
+            Err(MetainfoError::BadKey { key: "info" })
+        );
+        assert_eq!(
+            Metainfo::from_bytes(b"d4:infoi1ee"),
+            Err(MetainfoError::BadKey { key: "info" })
+        );
+        assert!(matches!(
+            Metainfo::from_bytes(b"d4:infodee"),
+            Err(MetainfoError::BadKey { .. })
+        ));
         let mut trailing = torrent(single(5, 16384, 1));
         trailing.extend_from_slice(b"de");
-        assert!(matches!(Metainfo::from_bytes(&trailing), Err(MetainfoError::Bencode(_))));
+        assert!(matches!(
+            Metainfo::from_bytes(&trailing),
+            Err(MetainfoError::Bencode(_))
+        ));
     }
 
     #[test]
@@ -968,7 +1145,10 @@ mod tests {
         ])
         .bytes();
         let m = Metainfo::from_bytes(&file).unwrap();
-        assert_eq!(m.announce_list, vec![vec!["http://a/"], vec!["udp://b:1", "udp://c:2"]]);
+        assert_eq!(
+            m.announce_list,
+            vec![vec!["http://a/"], vec!["udp://b:1", "udp://c:2"]]
+        );
         assert_eq!(m.url_list, ["http://ws/"]);
     }
 
@@ -985,12 +1165,24 @@ mod tests {
     fn sample_info(multi_file: bool) -> Info {
         let files = if multi_file {
             vec![
-                FileEntry { path: vec!["a".into(), "b.txt".into()], length: 20_000 },
-                FileEntry { path: vec!["c".into()], length: 0 },
-                FileEntry { path: vec!["d".into()], length: 30_000 },
+                FileEntry {
+                    path: vec!["a".into(), "b.txt".into()],
+                    length: 20_000,
+                },
+                FileEntry {
+                    path: vec!["c".into()],
+                    length: 0,
+                },
+                FileEntry {
+                    path: vec!["d".into()],
+                    length: 30_000,
+                },
             ]
         } else {
-            vec![FileEntry { path: vec![], length: 50_000 }]
+            vec![FileEntry {
+                path: vec![],
+                length: 50_000,
+            }]
         };
         Info {
             name: "sample".into(),
@@ -1007,9 +1199,16 @@ mod tests {
         for multi_file in [false, true] {
             for (tiers, webseeds) in [
                 (vec![], vec![]),
-                (vec![vec!["http://t/a".to_owned()]], vec!["http://w/".to_owned()]),
                 (
-                    vec![vec!["http://t/a".into(), " ".into()], vec![], vec!["udp://u:1".into()]],
+                    vec![vec!["http://t/a".to_owned()]],
+                    vec!["http://w/".to_owned()],
+                ),
+                (
+                    vec![
+                        vec!["http://t/a".into(), " ".into()],
+                        vec![],
+                        vec!["udp://u:1".into()],
+                    ],
                     vec!["http://w1/".into(), "http://w2/".into()],
                 ),
             ] {
@@ -1023,7 +1222,12 @@ mod tests {
                 let root = bencode::decode(&bytes).unwrap();
                 let root = root.as_dict().unwrap();
                 assert!(root.is_canonical(), "outer keys sorted");
-                assert!(root.get(b"info").and_then(Value::as_dict).unwrap().is_canonical());
+                assert!(
+                    root.get(b"info")
+                        .and_then(Value::as_dict)
+                        .unwrap()
+                        .is_canonical()
+                );
             }
         }
     }
@@ -1037,7 +1241,10 @@ mod tests {
         );
         assert_eq!(m.announce.as_deref(), Some("http://t/a"));
         assert_eq!(m.announce_list.len(), 1);
-        assert_eq!(m.created_by.as_deref(), Some(concat!("seednode/", env!("CARGO_PKG_VERSION"))));
+        assert_eq!(
+            m.created_by.as_deref(),
+            Some(concat!("seednode/", env!("CARGO_PKG_VERSION")))
+        );
         assert_eq!(m.info_hash, info_hash_of(&m.info.encode()));
         let bytes = m.to_bytes();
         assert!(bytes.windows(16).any(|w| w == b"13:announce-list"));
@@ -1051,7 +1258,10 @@ mod tests {
             name: "a".into(),
             piece_length: 16384,
             pieces: vec![[0x61; 20]],
-            files: vec![FileEntry { path: vec![], length: 3 }],
+            files: vec![FileEntry {
+                path: vec![],
+                length: 3,
+            }],
             multi_file: false,
             private: true,
         };
@@ -1074,7 +1284,10 @@ mod tests {
         for bytes in fixtures {
             let m = Metainfo::from_bytes(bytes).unwrap();
             assert_eq!(m.info.encode(), m.info_bytes);
-            assert_eq!(Metainfo::new(m.info.clone(), vec![], vec![]).info_hash, m.info_hash);
+            assert_eq!(
+                Metainfo::new(m.info.clone(), vec![], vec![]).info_hash,
+                m.info_hash
+            );
         }
         let multi = Metainfo::from_bytes(fixtures[1]).unwrap();
         assert!(multi.info.private && multi.info.multi_file);
@@ -1085,7 +1298,10 @@ mod tests {
         let paths: Vec<String> = multi.info.files.iter().map(|f| f.path.join("/")).collect();
         assert_eq!(paths, ["Z upper.txt", "a.txt", "sub/b.bin", "sub/zero"]);
         let webseeds = Metainfo::from_bytes(fixtures[2]).unwrap();
-        assert_eq!(webseeds.url_list, ["http://w1.example/x", "http://w2.example/y"]);
+        assert_eq!(
+            webseeds.url_list,
+            ["http://w1.example/x", "http://w2.example/y"]
+        );
         assert_eq!(webseeds.info.name, "renamed.bin");
         assert!(webseeds.creation_date.is_some());
     }

@@ -75,7 +75,11 @@ impl fmt::Debug for InfoHash {
 
 impl fmt::Debug for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerId({})", String::from_utf8_lossy(&self.0).escape_debug())
+        write!(
+            f,
+            "PeerId({})",
+            String::from_utf8_lossy(&self.0).escape_debug()
+        )
     }
 }
 
@@ -140,13 +144,19 @@ mod tests {
     fn hex_round_trip() {
         let ih = InfoHash([0xab; 20]);
         assert_eq!(InfoHash::from_text(&ih.to_hex()).unwrap(), ih);
-        assert_eq!(InfoHash::from_text(&ih.to_hex().to_uppercase()).unwrap(), ih);
+        assert_eq!(
+            InfoHash::from_text(&ih.to_hex().to_uppercase()).unwrap(),
+            ih
+        );
     }
 
     #[test]
     fn base32_vector() {
         // 32 base32 chars of all 'A' decode to 20 zero bytes; 'H' = 7 -> 00111.
-        assert_eq!(InfoHash::from_text(&"A".repeat(32)).unwrap(), InfoHash([0; 20]));
+        assert_eq!(
+            InfoHash::from_text(&"A".repeat(32)).unwrap(),
+            InfoHash([0; 20])
+        );
         let ih = InfoHash::from_text("77777777777777777777777777777771").unwrap_err();
         assert_eq!(ih, ParseHashError::BadCharacter);
         let ones = InfoHash::from_text(&"7".repeat(32)).unwrap();
@@ -155,7 +165,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        assert!(matches!(InfoHash::from_text("abc"), Err(ParseHashError::BadLength { got: 3 })));
-        assert_eq!(InfoHash::from_text(&"g".repeat(40)), Err(ParseHashError::BadCharacter));
+        assert!(matches!(
+            InfoHash::from_text("abc"),
+            Err(ParseHashError::BadLength { got: 3 })
+        ));
+        assert_eq!(
+            InfoHash::from_text(&"g".repeat(40)),
+            Err(ParseHashError::BadCharacter)
+        );
     }
 }

@@ -8,7 +8,9 @@ use seednode_wire::fuzzing;
 use seednode_wire::metainfo::Metainfo;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
         .map(|entry| entry.expect("corpus entry").path())
@@ -19,7 +21,11 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     paths
         .into_iter()
         .map(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             (name, fs::read(&p).expect("read corpus file"))
         })
         .collect()

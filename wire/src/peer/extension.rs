@@ -68,10 +68,15 @@ impl ExtensionHandshake {
     /// dictionary.
     pub fn parse(payload: &[u8]) -> Result<Self, ExtensionError> {
         if payload.len() > MAX_HANDSHAKE_LEN {
-            return Err(ExtensionError::TooLong { len: payload.len(), limit: MAX_HANDSHAKE_LEN });
+            return Err(ExtensionError::TooLong {
+                len: payload.len(),
+                limit: MAX_HANDSHAKE_LEN,
+            });
         }
         let value = bencode::decode(payload)?;
-        let dict = value.as_dict().ok_or(ExtensionError::BadKey("dictionary"))?;
+        let dict = value
+            .as_dict()
+            .ok_or(ExtensionError::BadKey("dictionary"))?;
         let ut_metadata = dict
             .get(b"m")
             .and_then(|m| m.as_dict())
@@ -79,9 +84,10 @@ impl ExtensionHandshake {
             .and_then(bencode::Value::as_int)
             .and_then(|id| u8::try_from(id).ok())
             .filter(|&id| id != 0);
-        let client = dict.get(b"v").and_then(bencode::Value::as_bytes).map(|v| {
-            String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned()
-        });
+        let client = dict
+            .get(b"v")
+            .and_then(bencode::Value::as_bytes)
+            .map(|v| String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned());
         let reqq = dict.get(b"reqq").and_then(bencode::Value::as_int).map(|n| {
             u32::try_from(n.clamp(i64::from(REQQ_RANGE.0), i64::from(REQQ_RANGE.1)))
                 .unwrap_or(REQQ_RANGE.0)
@@ -96,7 +102,13 @@ impl ExtensionHandshake {
             .and_then(bencode::Value::as_int)
             .and_then(|n| u64::try_from(n).ok())
             .filter(|&n| n > 0 && n <= crate::limits::MAX_TORRENT_LEN as u64);
-        Ok(Self { ut_metadata, client, reqq, listen_port, metadata_size })
+        Ok(Self {
+            ut_metadata,
+            client,
+            reqq,
+            listen_port,
+            metadata_size,
+        })
     }
 }
 
@@ -167,12 +179,19 @@ impl MetadataMessage {
     /// [`ExtensionError`] for an oversized payload, bad bencode, or missing `msg_type`/`piece`.
     pub fn parse(payload: &[u8]) -> Result<Self, ExtensionError> {
         if payload.len() > MAX_UT_METADATA_LEN {
-            return Err(ExtensionError::TooLong { len: payload.len(), limit: MAX_UT_METADATA_LEN });
+            return Err(ExtensionError::TooLong {
+                len: payload.len(),
+                limit: MAX_UT_METADATA_LEN,
+            });
         }
         let (value, used) = bencode::decode_prefix(payload)?;
-        let dict = value.as_dict().ok_or(ExtensionError::BadKey("dictionary"))?;
+        let dict = value
+            .as_dict()
+            .ok_or(ExtensionError::BadKey("dictionary"))?;
         let int = |key: &'static str| {
-            dict.get(key.as_bytes()).and_then(bencode::Value::as_int).ok_or(ExtensionError::BadKey(key))
+            dict.get(key.as_bytes())
+                .and_then(bencode::Value::as_int)
+                .ok_or(ExtensionError::BadKey(key))
         };
         let piece = u32::try_from(int("piece")?).map_err(|_| ExtensionError::BadKey("piece"))?;
         match int("msg_type")? {
@@ -200,7 +219,9 @@ pub const fn metadata_piece_count(metadata_len: usize) -> usize {
 /// range (BEP 9).
 #[must_use]
 pub fn encode_metadata_reply(piece: u32, metadata: &[u8]) -> Vec<u8> {
-    let start = usize::try_from(piece).ok().and_then(|p| p.checked_mul(METADATA_PIECE_LEN));
+    let start = usize::try_from(piece)
+        .ok()
+        .and_then(|p| p.checked_mul(METADATA_PIECE_LEN));
     let mut out = Vec::with_capacity(64);
     out.push(b'd');
     put_bytes(&mut out, b"msg_type");
@@ -258,7 +279,10 @@ mod tests {
     #[test]
     fn handshake_rejects_oversize_and_non_dicts() {
         let big = vec![b'l'; MAX_HANDSHAKE_LEN + 1];
-        assert!(matches!(ExtensionHandshake::parse(&big), Err(ExtensionError::TooLong { .. })));
+        assert!(matches!(
+            ExtensionHandshake::parse(&big),
+            Err(ExtensionError::TooLong { .. })
+        ));
         assert!(ExtensionHandshake::parse(b"le").is_err());
         let deep = [vec![b'l'; 10_000], vec![b'e'; 10_000]].concat();
         assert!(ExtensionHandshake::parse(&deep).is_err());
@@ -272,7 +296,10 @@ mod tests {
             b"d1:md11:ut_metadatai2ee13:metadata_sizei40000e4:reqqi500e1:v14:seednode/0.1.06:yourip4:\x7f\0\0\x01e"
         );
         let hs = ExtensionHandshake::parse(&bytes).unwrap();
-        assert_eq!((hs.ut_metadata, hs.metadata_size, hs.reqq), (Some(2), Some(40_000), Some(500)));
+        assert_eq!(
+            (hs.ut_metadata, hs.metadata_size, hs.reqq),
+            (Some(2), Some(40_000), Some(500))
+        );
     }
 
     #[test]
@@ -284,14 +311,27 @@ mod tests {
         let data = b"d8:msg_typei1e5:piecei0e10:total_sizei34256eexxxxxxxx";
         assert_eq!(
             MetadataMessage::parse(data).unwrap(),
-            MetadataMessage::Data { piece: 0, total_size: 34256, data_offset: 45 }
+            MetadataMessage::Data {
+                piece: 0,
+                total_size: 34256,
+                data_offset: 45
+            }
         );
         assert_eq!(
             MetadataMessage::parse(b"d8:msg_typei2e5:piecei0ee").unwrap(),
             MetadataMessage::Reject { piece: 0 }
         );
-        for bad in [&b"d8:msg_typei0e5:piecei-1ee"[..], b"d8:msg_typei9e5:piecei0ee", b"d5:piecei0ee", b"i1e"] {
-            assert!(MetadataMessage::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"d8:msg_typei0e5:piecei-1ee"[..],
+            b"d8:msg_typei9e5:piecei0ee",
+            b"d5:piecei0ee",
+            b"i1e",
+        ] {
+            assert!(
+                MetadataMessage::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -300,8 +340,11 @@ mod tests {
         let metadata: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
         assert_eq!(metadata_piece_count(metadata.len()), 3);
         let last = encode_metadata_reply(2, &metadata);
-        let MetadataMessage::Data { piece: 2, total_size: 40_000, data_offset } =
-            MetadataMessage::parse(&last).unwrap()
+        let MetadataMessage::Data {
+            piece: 2,
+            total_size: 40_000,
+            data_offset,
+        } = MetadataMessage::parse(&last).unwrap()
         else {
             panic!("data expected")
         };

@@ -62,11 +62,23 @@ pub fn decode_frame(buf: &mut BytesMut, max_len: u32) -> Result<Option<Message>,
 fn parse_body(body: &Bytes) -> Result<Message, FrameError> {
     let message_id = body[0];
     let payload_len = body.len() - 1;
-    let bad_length =
-        || FrameError::BadLength { id: message_id, len: u32::try_from(payload_len).unwrap_or(u32::MAX) };
-    let exact = |want: usize| if payload_len == want { Ok(()) } else { Err(bad_length()) };
+    let bad_length = || FrameError::BadLength {
+        id: message_id,
+        len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+    };
+    let exact = |want: usize| {
+        if payload_len == want {
+            Ok(())
+        } else {
+            Err(bad_length())
+        }
+    };
     let word = |at: usize| be_u32(body, at);
-    let block_request = || BlockRequest { piece: word(1), begin: word(5), length: word(9) };
+    let block_request = || BlockRequest {
+        piece: word(1),
+        begin: word(5),
+        length: word(9),
+    };
     Ok(match message_id {
         id::CHOKE => exact(0).map(|()| Message::Choke)?,
         id::UNCHOKE => exact(0).map(|()| Message::Unchoke)?,
@@ -89,15 +101,25 @@ fn parse_body(body: &Bytes) -> Result<Message, FrameError> {
             if payload_len < 8 {
                 return Err(bad_length());
             }
-            Message::Piece { piece: word(1), begin: word(5), block: body.slice(9..) }
+            Message::Piece {
+                piece: word(1),
+                begin: word(5),
+                block: body.slice(9..),
+            }
         }
         id::EXTENDED => {
             let Some(&extended_id) = body.get(1) else {
                 return Err(bad_length());
             };
-            Message::Extended { id: extended_id, payload: body.slice(2..) }
+            Message::Extended {
+                id: extended_id,
+                payload: body.slice(2..),
+            }
         }
-        other => Message::Unknown { id: other, payload: body.slice(1..) },
+        other => Message::Unknown {
+            id: other,
+            payload: body.slice(1..),
+        },
     })
 }
 
@@ -118,7 +140,11 @@ mod tests {
     use crate::limits::MAX_PIECES;
 
     fn br(piece: u32, begin: u32, length: u32) -> BlockRequest {
-        BlockRequest { piece, begin, length }
+        BlockRequest {
+            piece,
+            begin,
+            length,
+        }
     }
 
     /// Every message kind with its exact bytes (BEP 3, BEP 5, BEP 6, BEP 10).
@@ -129,14 +155,24 @@ mod tests {
             (Message::Unchoke, vec![0, 0, 0, 1, 1]),
             (Message::Interested, vec![0, 0, 0, 1, 2]),
             (Message::NotInterested, vec![0, 0, 0, 1, 3]),
-            (Message::Have { piece: 0x0102_0304 }, vec![0, 0, 0, 5, 4, 1, 2, 3, 4]),
-            (Message::Bitfield(Bytes::from_static(&[0xff, 0x80])), vec![0, 0, 0, 3, 5, 0xff, 0x80]),
+            (
+                Message::Have { piece: 0x0102_0304 },
+                vec![0, 0, 0, 5, 4, 1, 2, 3, 4],
+            ),
+            (
+                Message::Bitfield(Bytes::from_static(&[0xff, 0x80])),
+                vec![0, 0, 0, 3, 5, 0xff, 0x80],
+            ),
             (
                 Message::Request(br(1, 0x4000, 0x4000)),
                 vec![0, 0, 0, 13, 6, 0, 0, 0, 1, 0, 0, 0x40, 0, 0, 0, 0x40, 0],
             ),
             (
-                Message::Piece { piece: 2, begin: 16, block: Bytes::from_static(b"abc") },
+                Message::Piece {
+                    piece: 2,
+                    begin: 16,
+                    block: Bytes::from_static(b"abc"),
+                },
                 vec![0, 0, 0, 12, 7, 0, 0, 0, 2, 0, 0, 0, 16, b'a', b'b', b'c'],
             ),
             (
@@ -153,11 +189,17 @@ mod tests {
             ),
             (Message::AllowedFast(6), vec![0, 0, 0, 5, 17, 0, 0, 0, 6]),
             (
-                Message::Extended { id: 0, payload: Bytes::from_static(b"de") },
+                Message::Extended {
+                    id: 0,
+                    payload: Bytes::from_static(b"de"),
+                },
                 vec![0, 0, 0, 4, 20, 0, b'd', b'e'],
             ),
             (
-                Message::Unknown { id: 99, payload: Bytes::from_static(&[1; 10]) },
+                Message::Unknown {
+                    id: 99,
+                    payload: Bytes::from_static(&[1; 10]),
+                },
                 [&[0, 0, 0, 11, 99][..], &[1; 10]].concat(),
             ),
         ]
@@ -174,7 +216,10 @@ mod tests {
         for (message, bytes) in vectors() {
             assert_eq!(encode(&message), bytes, "{message:?}");
             let mut buf = BytesMut::from(&bytes[..]);
-            assert_eq!(decode_frame(&mut buf, MAX_FRAME_LEN), Ok(Some(message.clone())));
+            assert_eq!(
+                decode_frame(&mut buf, MAX_FRAME_LEN),
+                Ok(Some(message.clone()))
+            );
             assert!(buf.is_empty());
         }
     }
@@ -194,7 +239,12 @@ mod tests {
     #[test]
     fn payloads_are_zero_copy() {
         let mut buf = BytesMut::new();
-        Message::Piece { piece: 0, begin: 0, block: Bytes::from(vec![7u8; 100]) }.encode(&mut buf);
+        Message::Piece {
+            piece: 0,
+            begin: 0,
+            block: Bytes::from(vec![7u8; 100]),
+        }
+        .encode(&mut buf);
         let start = buf.as_ptr() as usize;
         let Ok(Some(Message::Piece { block, .. })) = decode_frame(&mut buf, MAX_FRAME_LEN) else {
             panic!("piece expected");
@@ -208,14 +258,20 @@ mod tests {
         let cap = buf.capacity();
         assert_eq!(
             decode_frame(&mut buf, max_frame_len(100)),
-            Err(FrameError::TooLong { len: u32::MAX, limit: max_frame_len(100) })
+            Err(FrameError::TooLong {
+                len: u32::MAX,
+                limit: max_frame_len(100)
+            })
         );
         assert_eq!(buf.capacity(), cap, "nothing reserved for a refused frame");
         // max_len itself is capped at MAX_FRAME_LEN.
         let mut buf = BytesMut::from(&(MAX_FRAME_LEN + 1).to_be_bytes()[..]);
         assert_eq!(
             decode_frame(&mut buf, u32::MAX),
-            Err(FrameError::TooLong { len: MAX_FRAME_LEN + 1, limit: MAX_FRAME_LEN })
+            Err(FrameError::TooLong {
+                len: MAX_FRAME_LEN + 1,
+                limit: MAX_FRAME_LEN
+            })
         );
     }
 
@@ -223,10 +279,16 @@ mod tests {
     fn w10_unknown_id_ignored_then_oversized_refused() {
         let limit = max_frame_len(1000);
         let mut buf = BytesMut::from(&[0, 0, 0, 11, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
-        assert!(matches!(decode_frame(&mut buf, limit), Ok(Some(Message::Unknown { id: 99, .. }))));
+        assert!(matches!(
+            decode_frame(&mut buf, limit),
+            Ok(Some(Message::Unknown { id: 99, .. }))
+        ));
         let mut buf = BytesMut::from(&(2_000_000u32).to_be_bytes()[..]);
         buf.extend_from_slice(&[99]);
-        assert!(matches!(decode_frame(&mut buf, limit), Err(FrameError::TooLong { .. })));
+        assert!(matches!(
+            decode_frame(&mut buf, limit),
+            Err(FrameError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -250,9 +312,17 @@ mod tests {
             (&[0, 0, 0, 6, 4, 0, 0, 0, 0, 0], id::HAVE, 5),
             (&[0, 0, 0, 1, 13], id::SUGGEST_PIECE, 0),
             (&[0, 0, 0, 3, 17, 0, 0], id::ALLOWED_FAST, 2),
-            (&[0, 0, 0, 12, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], id::REQUEST, 11),
+            (
+                &[0, 0, 0, 12, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                id::REQUEST,
+                11,
+            ),
             (&[0, 0, 0, 1, 8], id::CANCEL, 0),
-            (&[0, 0, 0, 14, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], id::REJECT_REQUEST, 13),
+            (
+                &[0, 0, 0, 14, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                id::REJECT_REQUEST,
+                13,
+            ),
             (&[0, 0, 0, 2, 9, 0], id::PORT, 1),
             (&[0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0], id::PIECE, 7),
             (&[0, 0, 0, 1, 20], id::EXTENDED, 0),
@@ -267,8 +337,14 @@ mod tests {
         }
         // Empty bitfield and empty piece block are framing-valid.
         let mut buf = BytesMut::from(&[0, 0, 0, 1, 5, 0, 0, 0, 9, 7, 0, 0, 0, 0, 0, 0, 0, 0][..]);
-        assert_eq!(decode_frame(&mut buf, MAX_FRAME_LEN), Ok(Some(Message::Bitfield(Bytes::new()))));
-        assert!(matches!(decode_frame(&mut buf, MAX_FRAME_LEN), Ok(Some(Message::Piece { .. }))));
+        assert_eq!(
+            decode_frame(&mut buf, MAX_FRAME_LEN),
+            Ok(Some(Message::Bitfield(Bytes::new())))
+        );
+        assert!(matches!(
+            decode_frame(&mut buf, MAX_FRAME_LEN),
+            Ok(Some(Message::Piece { .. }))
+        ));
     }
 
     #[test]
@@ -292,7 +368,11 @@ mod tests {
         for (message, bytes) in vectors() {
             for n in 0..bytes.len() {
                 let mut buf = BytesMut::from(&bytes[..n]);
-                assert_eq!(decode_frame(&mut buf, MAX_FRAME_LEN), Ok(None), "{message:?} cut at {n}");
+                assert_eq!(
+                    decode_frame(&mut buf, MAX_FRAME_LEN),
+                    Ok(None),
+                    "{message:?} cut at {n}"
+                );
                 assert_eq!(buf.len(), n);
             }
         }
@@ -340,8 +420,13 @@ mod tests {
             any::<u32>().prop_map(|piece| Message::Have { piece }),
             arb_bytes().prop_map(Message::Bitfield),
             arb_request().prop_map(Message::Request),
-            (any::<u32>(), any::<u32>(), arb_bytes())
-                .prop_map(|(piece, begin, block)| Message::Piece { piece, begin, block }),
+            (any::<u32>(), any::<u32>(), arb_bytes()).prop_map(|(piece, begin, block)| {
+                Message::Piece {
+                    piece,
+                    begin,
+                    block,
+                }
+            }),
             arb_request().prop_map(Message::Cancel),
             any::<u16>().prop_map(Message::Port),
             any::<u32>().prop_map(Message::SuggestPiece),

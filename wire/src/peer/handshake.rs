@@ -41,7 +41,11 @@ impl Handshake {
         info_hash.copy_from_slice(&bytes[field::INFO_HASH]);
         let mut peer_id = [0u8; 20];
         peer_id.copy_from_slice(&bytes[field::PEER_ID]);
-        Ok(Self { reserved, info_hash: InfoHash(info_hash), peer_id: PeerId(peer_id) })
+        Ok(Self {
+            reserved,
+            info_hash: InfoHash(info_hash),
+            peer_id: PeerId(peer_id),
+        })
     }
 
     /// Takes a handshake off the front of a receive buffer; `Ok(None)` means wait for more bytes.
@@ -164,7 +168,10 @@ mod tests {
             buf.extend_from_slice(&[b]);
         }
         buf.extend_from_slice(b"rest");
-        assert_eq!(Handshake::decode(&mut buf).unwrap(), Some(Handshake::parse(&v).unwrap()));
+        assert_eq!(
+            Handshake::decode(&mut buf).unwrap(),
+            Some(Handshake::parse(&v).unwrap())
+        );
         assert_eq!(&buf[..], b"rest");
     }
 

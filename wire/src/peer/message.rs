@@ -48,9 +48,7 @@ impl Message {
             | Self::NotInterested
             | Self::HaveAll
             | Self::HaveNone => put_header(out, message_id, 0),
-            Self::Have { piece: index }
-            | Self::SuggestPiece(index)
-            | Self::AllowedFast(index) => {
+            Self::Have { piece: index } | Self::SuggestPiece(index) | Self::AllowedFast(index) => {
                 put_header(out, message_id, 4);
                 out.put_u32(*index);
             }
@@ -62,7 +60,11 @@ impl Message {
                 put_header(out, message_id, 2);
                 out.put_u16(*port);
             }
-            Self::Piece { piece, begin, block } => {
+            Self::Piece {
+                piece,
+                begin,
+                block,
+            } => {
                 out.reserve(PIECE_HEADER_LEN + block.len());
                 out.put_slice(&piece_header(*piece, *begin, body_len(block.len(), 0)));
                 out.put_slice(block);
@@ -71,7 +73,10 @@ impl Message {
                 put_header(out, message_id, payload.len());
                 out.put_slice(payload);
             }
-            Self::Extended { id: extended_id, payload } => {
+            Self::Extended {
+                id: extended_id,
+                payload,
+            } => {
                 put_header(out, message_id, 1 + payload.len());
                 out.put_u8(*extended_id);
                 out.put_slice(payload);
