@@ -1,0 +1,517 @@
+//! Torrent creation from a file or a directory (BEP 3 metainfo, BEP 12 `announce-list`, BEP 19
+//! `url-list`, BEP 27 `private`), byte-for-byte compatible with mktorrent 1.1.
+//!
+//! For the same data, name, piece length and `private` flag, the `info` dictionary, and so the
+//! info-hash, equals mktorrent's: mktorrent writes exactly the keys `Info::encode` writes, and
+//! this module lists files in mktorrent's order. Differences from mktorrent, on purpose:
+//! symbolic links below the root are skipped (mktorrent follows them, even out of the tree), an
+//! input of 0 bytes is refused, and names that [`SafeRelPath`](crate::SafeRelPath) would refuse
+//! when loading are refused here too.
+
+use std::cmp::Ordering;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use seednode_wire::metainfo::{FileEntry, Info, Metainfo};
+
+use crate::files::{Backing, FileSet};
+use crate::hash::hash_pieces;
+use crate::layout::Geometry;
+use crate::limits::{
+    AUTO_MAX_PIECES, MAX_DIRS, MAX_FILES, MAX_PATH_COMPONENTS, MAX_PIECE_LEN, MAX_TORRENT_LEN,
+    MAX_TOTAL_LENGTH, MIN_PIECE_LEN,
+};
+use crate::path::{PathError, validate_component};
+use crate::{StorageError, default_threads};
+
+/// The `created by` value of torrents this crate creates.
+pub const CREATED_BY: &str = concat!("seednode ", env!("CARGO_PKG_VERSION"));
+
+/// What to put in a new torrent besides its data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Piece length in bytes: a power of two in
+    /// [`MIN_PIECE_LEN`]`..=`[`MAX_PIECE_LEN`]; `None` chooses [`auto_piece_length`].
+    pub piece_length: Option<u32>,
+    /// Tracker URLs, in tiers (BEP 12 `announce-list`; the first URL is also `announce`).
+    pub trackers: Vec<Vec<String>>,
+    /// Web seed URLs (BEP 19 `url-list`).
+    pub url_list: Vec<String>,
+    /// Sets the BEP 27 `private` flag (it changes the info-hash).
+    pub private: bool,
+    /// Hashing threads; 0 means one per core ([`default_threads`]). Small inputs use fewer.
+    pub threads: usize,
+    /// The torrent's `name`; `None` uses the file or directory name.
+    pub name: Option<String>,
+    /// `comment`.
+    pub comment: Option<String>,
+    /// `creation date`, seconds since the Unix epoch (the caller reads the clock); `None` omits
+    /// it.
+    pub creation_date: Option<i64>,
+}
+
+/// Why a torrent could not be created. I/O variants carry the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// Stat'ing or listing a path failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The input is neither a regular file nor a directory.
+    #[error("{path}: neither a regular file nor a directory")]
+    NotFileOrDirectory {
+        /// The input path.
+        path: PathBuf,
+    },
+    /// A file or directory name is not UTF-8 (a torrent's paths are UTF-8 strings, BEP 3).
+    #[error("{path}: name is not UTF-8")]
+    NonUtf8Name {
+        /// The path with that name.
+        path: PathBuf,
+    },
+    /// A file or directory name, or the torrent name, would be refused when loading.
+    #[error("{path}: {source}")]
+    UnsafeName {
+        /// The path with that name (for the torrent name: the input path).
+        path: PathBuf,
+        /// What is wrong with the name.
+        source: PathError,
+    },
+    /// The input path has no final component to name the torrent after (e.g. `/`); pass a name.
+    #[error("{path}: no name to give the torrent")]
+    NoName {
+        /// The input path.
+        path: PathBuf,
+    },
+    /// A directory is nested so deep that its files' paths would have more than
+    /// [`MAX_PATH_COMPONENTS`] components.
+    #[error("{path}: files here would have paths of more than {limit} components")]
+    TooDeep {
+        /// The first directory over the limit.
+        path: PathBuf,
+        /// [`MAX_PATH_COMPONENTS`].
+        limit: usize,
+    },
+    /// The input holds more than [`MAX_FILES`] regular files.
+    #[error("more than {limit} files")]
+    TooManyFiles {
+        /// Most files allowed.
+        limit: usize,
+    },
+    /// The input holds more than [`MAX_DIRS`] directories.
+    #[error("more than {limit} directories")]
+    TooManyDirectories {
+        /// Most directories allowed.
+        limit: usize,
+    },
+    /// The input holds no bytes (an empty file, or only empty files): there is nothing to share.
+    #[error("{path}: no data (0 bytes)")]
+    NoData {
+        /// The input path.
+        path: PathBuf,
+    },
+    /// An explicit piece length is not a power of two in `min..=max`.
+    #[error("piece length {got} is not a power of two in {min}..={max}")]
+    BadPieceLength {
+        /// The piece length asked for, in bytes.
+        got: u32,
+        /// [`MIN_PIECE_LEN`].
+        min: u32,
+        /// [`MAX_PIECE_LEN`].
+        max: u32,
+    },
+    /// The `.torrent` would exceed [`MAX_TORRENT_LEN`]; a larger piece length shrinks it.
+    #[error("the .torrent would be about {estimated} bytes, limit {limit}")]
+    TorrentTooLarge {
+        /// Estimated size in bytes.
+        estimated: u64,
+        /// [`MAX_TORRENT_LEN`].
+        limit: u64,
+    },
+    /// The input is larger than [`MAX_TOTAL_LENGTH`] bytes.
+    #[error("{path}: {total} bytes, limit {limit}")]
+    TooLarge {
+        /// The input path.
+        path: PathBuf,
+        /// Bytes in the input.
+        total: u64,
+        /// [`MAX_TOTAL_LENGTH`].
+        limit: u64,
+    },
+    /// File lengths add up past `u64::MAX`.
+    #[error("file lengths overflow 64 bits")]
+    LengthOverflow,
+    /// Reading the data failed while hashing, e.g. a file changed or vanished meanwhile.
+    #[error("reading data: {0}")]
+    Read(#[from] StorageError),
+}
+
+/// The automatic piece length for `total_length` bytes, in bytes: the smallest power of two in
+/// [`MIN_PIECE_LEN`]`..=`[`MAX_PIECE_LEN`] that gives at most [`AUTO_MAX_PIECES`] pieces.
+///
+/// So inputs up to 31.25 MiB (2 000 × 16 KiB) use 16 KiB pieces, inputs up to 31.25 GiB
+/// (2 000 × 16 MiB) get 1 001–2 000 pieces, and larger inputs use 16 MiB pieces.
+#[must_use]
+pub fn auto_piece_length(total_length: u64) -> u32 {
+    let mut piece_length = MIN_PIECE_LEN;
+    while piece_length < MAX_PIECE_LEN
+        && total_length.div_ceil(u64::from(piece_length)) > AUTO_MAX_PIECES
+    {
+        piece_length *= 2;
+    }
+    piece_length
+}
+
+/// Creates a torrent of the file or directory at `path`: hashes its data and returns the
+/// metainfo (`created by` [`CREATED_BY`]).
+///
+/// A regular file (or a link to one) gives a single-file torrent; a directory gives a
+/// multi-file torrent of every regular file below it, hidden ones and empty ones included, in
+/// mktorrent's order (bytewise order of the `/`-joined relative paths). Symbolic links below the
+/// directory, sockets, FIFOs and devices are skipped. `progress` receives the bytes hashed so far
+/// (from any thread, one call at a time, never decreasing).
+///
+/// # Errors
+/// See [`create_info`].
+pub fn create_torrent(
+    path: &Path,
+    opts: &CreateOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Metainfo, CreateError> {
+    let info = create_info(path, opts, progress)?;
+    let mut metainfo = Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone());
+    metainfo.comment.clone_from(&opts.comment);
+    metainfo.created_by = Some(CREATED_BY.to_owned());
+    metainfo.creation_date = opts.creation_date;
+    Ok(metainfo)
+}
+
+/// Builds and hashes the `info` dictionary of a new torrent of `path`, as
+/// [`create_torrent`] does, without the metainfo around it (`trackers`, `url_list`, `comment` and
+/// `creation_date` of `opts` are not used).
+///
+/// # Errors
+/// [`CreateError::Io`], [`CreateError::NotFileOrDirectory`], [`CreateError::NonUtf8Name`],
+/// [`CreateError::UnsafeName`], [`CreateError::NoName`] for an unusable input;
+/// [`CreateError::TooDeep`], [`CreateError::TooManyFiles`], [`CreateError::TooManyDirectories`],
+/// [`CreateError::TooLarge`], [`CreateError::TorrentTooLarge`], [`CreateError::LengthOverflow`]
+/// over a limit;
+/// [`CreateError::NoData`] for 0 bytes; [`CreateError::BadPieceLength`]; and
+/// [`CreateError::Read`] when data changes or fails to read while hashing.
+pub fn create_info(
+    path: &Path,
+    opts: &CreateOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Info, CreateError> {
+    let name = torrent_name(path, opts.name.as_deref())?;
+    let meta = fs::metadata(path).map_err(|source| io_error(path, source))?;
+    let (files, file_set) = if meta.is_file() {
+        let entry = FileEntry {
+            path: Vec::new(),
+            length: meta.len(),
+        };
+        let set = FileSet::new([(path.to_path_buf(), meta.len(), Backing::Disk)], false)?;
+        (vec![entry], set)
+    } else if meta.is_dir() {
+        let found = walk(path)?;
+        let set = FileSet::new(
+            found
+                .iter()
+                .map(|f| (f.abs.clone(), f.length, Backing::Disk)),
+            true,
+        )?;
+        (
+            found
+                .into_iter()
+                .map(|f| FileEntry {
+                    path: f.rel,
+                    length: f.length,
+                })
+                .collect(),
+            set,
+        )
+    } else {
+        return Err(CreateError::NotFileOrDirectory {
+            path: path.to_path_buf(),
+        });
+    };
+    let total_length = file_set.total_length();
+    if total_length == 0 {
+        return Err(CreateError::NoData {
+            path: path.to_path_buf(),
+        });
+    }
+    if total_length > MAX_TOTAL_LENGTH {
+        return Err(CreateError::TooLarge {
+            path: path.to_path_buf(),
+            total: total_length,
+            limit: MAX_TOTAL_LENGTH,
+        });
+    }
+    let piece_length = match opts.piece_length {
+        None => auto_piece_length(total_length),
+        Some(got) if got.is_power_of_two() && (MIN_PIECE_LEN..=MAX_PIECE_LEN).contains(&got) => got,
+        Some(got) => {
+            return Err(CreateError::BadPieceLength {
+                got,
+                min: MIN_PIECE_LEN,
+                max: MAX_PIECE_LEN,
+            });
+        }
+    };
+    let piece_count = total_length.div_ceil(u64::from(piece_length));
+    let estimated = estimate_torrent_len(&name, &files, piece_count, opts);
+    if estimated > MAX_TORRENT_LEN {
+        return Err(CreateError::TorrentTooLarge {
+            estimated,
+            limit: MAX_TORRENT_LEN,
+        });
+    }
+    // piece_count <= MAX_TORRENT_LEN / 20, far below usize::MAX and u32::MAX.
+    let piece_count = usize::try_from(piece_count).map_err(|_| CreateError::LengthOverflow)?;
+    let geometry = Geometry::new(piece_length, piece_count, total_length)?;
+    let mut pieces = vec![[0u8; 20]; piece_count];
+    hash_pieces(
+        &file_set,
+        geometry,
+        threads(opts),
+        progress,
+        &mut pieces,
+        &|_, digest| digest,
+    )?;
+    Ok(Info {
+        name,
+        piece_length,
+        pieces,
+        files,
+        multi_file: meta.is_dir(),
+        private: opts.private,
+    })
+}
+
+fn threads(opts: &CreateOptions) -> usize {
+    if opts.threads == 0 {
+        default_threads()
+    } else {
+        opts.threads
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> CreateError {
+    CreateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The torrent's name: `explicit`, or the input's last component, validated either way.
+fn torrent_name(path: &Path, explicit: Option<&str>) -> Result<String, CreateError> {
+    let name = match explicit {
+        Some(name) => name.to_owned(),
+        None => {
+            let last = match path.file_name() {
+                Some(last) => last.to_owned(),
+                // `.`, `..`, `dir/..`: name it after the directory it resolves to.
+                None => fs::canonicalize(path)
+                    .map_err(|source| io_error(path, source))?
+                    .file_name()
+                    .ok_or_else(|| CreateError::NoName {
+                        path: path.to_path_buf(),
+                    })?
+                    .to_owned(),
+            };
+            last.into_string().map_err(|_| CreateError::NonUtf8Name {
+                path: path.to_path_buf(),
+            })?
+        }
+    };
+    validate_component(&name).map_err(|source| CreateError::UnsafeName {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(name)
+}
+
+/// A regular file found below the input directory.
+struct Found {
+    /// Path components relative to the input directory.
+    rel: Vec<String>,
+    /// Path on disk.
+    abs: PathBuf,
+    /// Length in bytes when listed.
+    length: u64,
+}
+
+/// Lists the regular files below `root`, in mktorrent's order, without following links.
+fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
+    let mut found = Vec::new();
+    let mut pending = vec![(root.to_path_buf(), Vec::<String>::new())];
+    let mut dirs = 1usize;
+    while let Some((dir, rel)) = pending.pop() {
+        let entries = fs::read_dir(&dir).map_err(|source| io_error(&dir, source))?;
+        for entry in entries {
+            let entry = entry.map_err(|source| io_error(&dir, source))?;
+            let path = entry.path();
+            // DirEntry::file_type does not follow links.
+            let file_type = entry
+                .file_type()
+                .map_err(|source| io_error(&path, source))?;
+            if file_type.is_symlink() {
+                tracing::debug!(path = %path.display(), "skipping symbolic link");
+                continue;
+            }
+            if !file_type.is_dir() && !file_type.is_file() {
+                tracing::debug!(path = %path.display(), "skipping special file");
+                continue;
+            }
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|_| CreateError::NonUtf8Name { path: path.clone() })?;
+            validate_component(&name).map_err(|source| CreateError::UnsafeName {
+                path: path.clone(),
+                source,
+            })?;
+            let mut child = rel.clone();
+            child.push(name);
+            if file_type.is_dir() {
+                // Its files will have at least one more component.
+                if child.len() >= MAX_PATH_COMPONENTS {
+                    return Err(CreateError::TooDeep {
+                        path,
+                        limit: MAX_PATH_COMPONENTS,
+                    });
+                }
+                dirs += 1;
+                if dirs > MAX_DIRS {
+                    return Err(CreateError::TooManyDirectories { limit: MAX_DIRS });
+                }
+                pending.push((path, child));
+            } else {
+                if found.len() >= MAX_FILES {
+                    return Err(CreateError::TooManyFiles { limit: MAX_FILES });
+                }
+                let length = entry
+                    .metadata()
+                    .map_err(|source| io_error(&path, source))?
+                    .len();
+                found.push(Found {
+                    rel: child,
+                    abs: path,
+                    length,
+                });
+            }
+        }
+    }
+    found.sort_unstable_by(|a, b| mktorrent_order(&a.rel, &b.rel));
+    Ok(found)
+}
+
+/// mktorrent 1.1's file order: `strcmp` of the `/`-joined relative paths, so `a.txt` comes
+/// before `a/b` ('.' < '/') and `.hid/f` before `.hidden`. Not a per-component order.
+fn mktorrent_order(a: &[String], b: &[String]) -> Ordering {
+    fn joined(path: &[String]) -> impl Iterator<Item = u8> + '_ {
+        path.iter()
+            .enumerate()
+            .flat_map(|(i, component)| (i > 0).then_some(b'/').into_iter().chain(component.bytes()))
+    }
+    joined(a).cmp(joined(b))
+}
+
+/// Upper estimate of the bencoded `.torrent` size in bytes (saturating).
+fn estimate_torrent_len(
+    name: &str,
+    files: &[FileEntry],
+    piece_count: u64,
+    opts: &CreateOptions,
+) -> u64 {
+    // Per string: its bytes plus up to 21 bytes of length prefix; per file: `d6:lengthi…e4:pathl…ee`.
+    let string = |s: &str| {
+        u64::try_from(s.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(21)
+    };
+    let file_cost = |f: &FileEntry| {
+        f.path
+            .iter()
+            .map(|c| string(c))
+            .fold(40u64, u64::saturating_add)
+    };
+    let urls = opts
+        .trackers
+        .iter()
+        .flatten()
+        .chain(&opts.url_list)
+        .map(|u| string(u));
+    let comment = opts.comment.as_deref().map_or(0, string);
+    [string(name), piece_count.saturating_mul(20), 256, comment]
+        .into_iter()
+        .chain(files.iter().map(file_cost))
+        .chain(urls)
+        .fold(0u64, u64::saturating_add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_piece_length_aims_at_at_most_2000_pieces() {
+        assert_eq!(auto_piece_length(1), MIN_PIECE_LEN);
+        assert_eq!(auto_piece_length(2000 * 16 * 1024), MIN_PIECE_LEN);
+        assert_eq!(auto_piece_length(2000 * 16 * 1024 + 1), 32 * 1024);
+        assert_eq!(auto_piece_length(1 << 30), 1 << 20); // 1 GiB: 1 024 pieces of 1 MiB
+        assert_eq!(auto_piece_length(1 << 40), MAX_PIECE_LEN);
+        assert_eq!(auto_piece_length(u64::MAX), MAX_PIECE_LEN);
+        for shift in 24..=33 {
+            let total = 3u64 << shift;
+            let pieces = total.div_ceil(u64::from(auto_piece_length(total)));
+            assert!(
+                (1001..=2000).contains(&pieces),
+                "{total} bytes -> {pieces} pieces"
+            );
+        }
+    }
+
+    #[test]
+    fn orders_paths_like_mktorrent() {
+        // Observed with mktorrent 1.1 on this machine (see tests/mktorrent.rs).
+        let mut paths: Vec<Vec<String>> = [
+            &["ü"][..],
+            &["sub", "link"],
+            &["a", "b"],
+            &["a.txt"],
+            &["a-b"],
+            &["Zed"],
+            &[".hidden"],
+            &[".hid", "f"],
+            &["sub", "deeper", "n"],
+            &["empty"],
+        ]
+        .iter()
+        .map(|p| p.iter().map(|c| (*c).to_owned()).collect())
+        .collect();
+        paths.sort_by(|a, b| mktorrent_order(a, b));
+        let joined: Vec<String> = paths.iter().map(|p| p.join("/")).collect();
+        assert_eq!(
+            joined,
+            [
+                ".hid/f",
+                ".hidden",
+                "Zed",
+                "a-b",
+                "a.txt",
+                "a/b",
+                "empty",
+                "sub/deeper/n",
+                "sub/link",
+                "ü"
+            ]
+        );
+    }
+}

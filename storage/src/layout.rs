@@ -1,0 +1,520 @@
+//! [`Storage`]: a torrent's files on disk, mapped onto its pieces, read block by block.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use seednode_wire::limits::MAX_BLOCK_LEN;
+use seednode_wire::metainfo::{FileEntry, Info};
+
+use crate::files::{Backing, FileSet, SegmentIter, open_error};
+use crate::path::{PathError, SafeRelPath};
+
+/// Why a torrent's data could not be opened or read. Variants name what is wrong with the data
+/// on disk or with the request; every I/O variant carries the file's path.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file of the torrent does not exist (SECURITY S5: the torrent must stop serving).
+    #[error("{path}: file missing")]
+    FileMissing {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// A file has another length than the torrent says.
+    #[error("{path}: {actual} bytes on disk, torrent says {expected}")]
+    WrongLength {
+        /// The file's path.
+        path: PathBuf,
+        /// Length in the torrent, in bytes.
+        expected: u64,
+        /// Length on disk, in bytes.
+        actual: u64,
+    },
+    /// A file ended before the torrent's length while reading: it was truncated after it was
+    /// opened. Its bytes are never replaced by zeros.
+    #[error("{path}: end of file at byte {offset}, torrent says {expected} bytes")]
+    Truncated {
+        /// The file's path.
+        path: PathBuf,
+        /// Offset in the file where the read hit end of file, in bytes.
+        offset: u64,
+        /// Length in the torrent, in bytes.
+        expected: u64,
+    },
+    /// A path below the data root is, or passes through, a symbolic link. Storage never follows
+    /// links below the root (SECURITY §0 rule 8).
+    #[error("{path}: symbolic link below the data root")]
+    SymlinkInPath {
+        /// The link's path.
+        path: PathBuf,
+    },
+    /// A path that must be a regular file (or, for the root of a multi-file torrent, a
+    /// directory) is something else.
+    #[error("{path}: not a regular file or directory as the torrent requires")]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An I/O call failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A path from the torrent failed [`SafeRelPath`] validation.
+    #[error("unsafe path in torrent: {0}")]
+    UnsafePath(#[from] PathError),
+    /// File lengths or an offset add up past `u64::MAX`.
+    #[error("lengths overflow 64 bits")]
+    LengthOverflow,
+    /// The torrent's piece table does not match its files (wire normally rejects this first).
+    #[error("{pieces} piece hashes for {total_length} bytes in pieces of {piece_length} bytes")]
+    BadGeometry {
+        /// Piece length in bytes.
+        piece_length: u32,
+        /// Number of piece hashes.
+        pieces: usize,
+        /// Sum of the file lengths in bytes.
+        total_length: u64,
+    },
+    /// The `Info` passed along does not describe this storage.
+    #[error("info does not match the storage: {what}")]
+    InfoMismatch {
+        /// Which property differs.
+        what: &'static str,
+    },
+    /// A request named a piece past the last one.
+    #[error("piece {piece} out of range ({count} pieces)")]
+    PieceOutOfRange {
+        /// Requested piece index.
+        piece: u32,
+        /// Number of pieces.
+        count: u32,
+    },
+    /// A block request asked for 0 bytes or more than `MAX_BLOCK_LEN` (BEP 3).
+    #[error("block length {length} outside 1..={max}")]
+    BadBlockLength {
+        /// Requested length in bytes.
+        length: u32,
+        /// Largest block in bytes.
+        max: u32,
+    },
+    /// A block request ends past the end of its piece.
+    #[error("block {begin}+{length} past the end of piece {piece} ({piece_len} bytes)")]
+    BlockOutOfPiece {
+        /// Piece index.
+        piece: u32,
+        /// Offset of the block in the piece, in bytes.
+        begin: u32,
+        /// Requested length in bytes.
+        length: u32,
+        /// Length of the piece in bytes.
+        piece_len: u32,
+    },
+    /// A byte range does not lie within the torrent.
+    #[error("range {offset}+{len} outside the torrent's {total} bytes")]
+    RangeOutOfBounds {
+        /// Start of the range in the torrent, in bytes.
+        offset: u64,
+        /// Length of the range in bytes.
+        len: u64,
+        /// Length of the torrent in bytes.
+        total: u64,
+    },
+    /// A file index past the last file.
+    #[error("file {index} out of range ({count} files)")]
+    NoSuchFile {
+        /// Requested file index.
+        index: usize,
+        /// Number of files.
+        count: usize,
+    },
+    /// The file is a padding or zero-length file: it has no bytes on disk to open.
+    #[error("file {index} has nothing on disk (padding or empty)")]
+    NothingOnDisk {
+        /// File index.
+        index: usize,
+    },
+    /// The caller's buffer does not have the length of what it asked to read.
+    #[error("buffer of {got} bytes for a read of {expected} bytes")]
+    BufferLength {
+        /// Bytes the read needs.
+        expected: usize,
+        /// Bytes in the buffer.
+        got: usize,
+    },
+}
+
+/// The files of one torrent on disk, mapped onto its pieces; read-only.
+///
+/// Built by [`Storage::open`], which checks that every file exists with its exact length.
+/// Handles are opened lazily, read-only, and cached (at most
+/// [`MAX_OPEN_FILES_PER_TORRENT`](crate::limits::MAX_OPEN_FILES_PER_TORRENT), least recently
+/// used evicted). `Storage` is `Send + Sync`: share it between disk threads with an `Arc`; reads
+/// use `pread` and never move a file position.
+#[derive(Debug)]
+pub struct Storage {
+    files: FileSet,
+    piece_length: u32,
+    piece_count: u32,
+}
+
+/// Which files of a torrent are BEP 47 padding files that read as zeros.
+///
+/// `wire`'s [`FileEntry`] does not carry BEP 47's `attr`, so padding files are recognised by the
+/// path libtorrent gives them, `.pad/<N>` with `N` the file's length in decimal. A real file
+/// with that exact path and length would be read as zeros; its piece hash then fails, so
+/// verification reports the piece bad (nothing wrong is ever marked good).
+fn is_padding(entry: &FileEntry) -> bool {
+    matches!(entry.path.as_slice(), [dir, n] if dir == ".pad" && *n == entry.length.to_string())
+}
+
+impl Storage {
+    /// Opens a torrent's data at `data_path` and checks that it is all there.
+    ///
+    /// For a single-file torrent `data_path` is the file itself (the engine's choice, usually
+    /// `root/<name>`; it may be a symbolic link). For a multi-file torrent it is the directory
+    /// that holds the files (usually `root/<name>`; it may be a link too); every path below it
+    /// comes from [`SafeRelPath`], and no component below it may be a symbolic link.
+    ///
+    /// Every non-empty file must exist as a regular file with exactly the torrent's length;
+    /// zero-length files and BEP 47 padding files (`.pad/<N>`) need nothing on disk. Files are
+    /// not read and handles are not kept: [`Storage::read_block`] opens them on demand.
+    ///
+    /// A link created below the root after `open` is caught when its file is opened (the last
+    /// component is opened with `O_NOFOLLOW`); a directory swapped for a link after `open` is
+    /// not, so the data root must not be writable by untrusted users.
+    ///
+    /// # Errors
+    /// [`StorageError::UnsafePath`] for a path that fails validation;
+    /// [`StorageError::BadGeometry`] or [`StorageError::LengthOverflow`] for an inconsistent
+    /// `info`; [`StorageError::FileMissing`], [`StorageError::WrongLength`],
+    /// [`StorageError::NotRegularFile`], [`StorageError::SymlinkInPath`] or [`StorageError::Io`]
+    /// for data on disk that does not match.
+    pub fn open(data_path: &Path, info: &Info) -> Result<Self, StorageError> {
+        let storage = Self::layout(data_path, info)?;
+        if info.multi_file {
+            let meta = fs::metadata(data_path).map_err(|e| open_error(data_path, e))?;
+            if !meta.is_dir() {
+                return Err(StorageError::NotRegularFile {
+                    path: data_path.to_path_buf(),
+                });
+            }
+        }
+        let mut checked_dirs = HashSet::new();
+        for (slot, entry) in storage.files.slots().iter().zip(&info.files) {
+            if slot.backing == Backing::Padding || slot.length == 0 {
+                continue;
+            }
+            let meta = if info.multi_file {
+                check_no_symlinks(data_path, &entry.path, &mut checked_dirs)?;
+                fs::symlink_metadata(&slot.path)
+            } else {
+                fs::metadata(&slot.path)
+            };
+            let meta = meta.map_err(|e| open_error(&slot.path, e))?;
+            if meta.file_type().is_symlink() {
+                return Err(StorageError::SymlinkInPath {
+                    path: slot.path.clone(),
+                });
+            }
+            if !meta.is_file() {
+                return Err(StorageError::NotRegularFile {
+                    path: slot.path.clone(),
+                });
+            }
+            if meta.len() != slot.length {
+                return Err(StorageError::WrongLength {
+                    path: slot.path.clone(),
+                    expected: slot.length,
+                    actual: meta.len(),
+                });
+            }
+        }
+        Ok(storage)
+    }
+
+    /// Maps `info`'s files under `data_path` without touching the disk.
+    fn layout(data_path: &Path, info: &Info) -> Result<Self, StorageError> {
+        let files = if info.multi_file {
+            let mut files = Vec::with_capacity(info.files.len());
+            for entry in &info.files {
+                let rel = SafeRelPath::new(&entry.path)?;
+                let backing = if is_padding(entry) {
+                    Backing::Padding
+                } else {
+                    Backing::Disk
+                };
+                files.push((rel.under(data_path), entry.length, backing));
+            }
+            FileSet::new(files, true)?
+        } else {
+            let [entry] = info.files.as_slice() else {
+                return Err(StorageError::InfoMismatch {
+                    what: "single-file torrent with files",
+                });
+            };
+            FileSet::new(
+                [(data_path.to_path_buf(), entry.length, Backing::Disk)],
+                false,
+            )?
+        };
+        let geometry = Geometry::new(info.piece_length, info.pieces.len(), files.total_length())?;
+        Ok(Self {
+            files,
+            piece_length: geometry.piece_length,
+            piece_count: geometry.piece_count,
+        })
+    }
+
+    /// Bytes per piece (the last piece may be shorter).
+    #[must_use]
+    pub fn piece_length(&self) -> u32 {
+        self.piece_length
+    }
+
+    /// Number of pieces.
+    #[must_use]
+    pub fn piece_count(&self) -> u32 {
+        self.piece_count
+    }
+
+    /// Length of the torrent in bytes (sum of its files).
+    #[must_use]
+    pub fn total_length(&self) -> u64 {
+        self.files.total_length()
+    }
+
+    /// Number of files, as in `Info::files`.
+    #[must_use]
+    pub fn file_count(&self) -> usize {
+        self.files.slots().len()
+    }
+
+    /// Path on disk of file `index` (for error messages and `sendfile`); `None` past the end.
+    #[must_use]
+    pub fn file_path(&self, index: usize) -> Option<&Path> {
+        self.files
+            .slots()
+            .get(index)
+            .map(|slot| slot.path.as_path())
+    }
+
+    /// Length in bytes of piece `piece`; `None` past the last piece.
+    #[must_use]
+    pub fn piece_len(&self, piece: u32) -> Option<u32> {
+        self.geometry().piece_len(piece)
+    }
+
+    pub(crate) fn geometry(&self) -> Geometry {
+        Geometry {
+            piece_length: self.piece_length,
+            piece_count: self.piece_count,
+            total_length: self.total_length(),
+        }
+    }
+
+    pub(crate) fn files(&self) -> &FileSet {
+        &self.files
+    }
+
+    /// Reads the block `begin..begin + length` of piece `piece` into `buf` (BEP 3 `request`).
+    ///
+    /// `buf` must be exactly `length` bytes. Reads spanning several files use one `pread` loop
+    /// per file; padding files read as zeros.
+    ///
+    /// # Errors
+    /// [`StorageError::PieceOutOfRange`], [`StorageError::BadBlockLength`] (0 or over
+    /// `MAX_BLOCK_LEN`), [`StorageError::BlockOutOfPiece`] for a bad request;
+    /// [`StorageError::BufferLength`] when `buf` has another length; and any error of reading the
+    /// files: [`StorageError::FileMissing`], [`StorageError::WrongLength`],
+    /// [`StorageError::Truncated`], [`StorageError::SymlinkInPath`], [`StorageError::Io`].
+    pub fn read_block(
+        &self,
+        piece: u32,
+        begin: u32,
+        length: u32,
+        buf: &mut [u8],
+    ) -> Result<(), StorageError> {
+        let offset = self.block_offset(piece, begin, length)?;
+        self.read_range(offset, length, buf)
+    }
+
+    /// Reads the whole piece `piece` into `buf`, which must be exactly
+    /// [`Storage::piece_len`] bytes.
+    ///
+    /// # Errors
+    /// [`StorageError::PieceOutOfRange`], [`StorageError::BufferLength`], and the file errors of
+    /// [`Storage::read_block`].
+    pub fn read_piece(&self, piece: u32, buf: &mut [u8]) -> Result<(), StorageError> {
+        let piece_len = self.checked_piece_len(piece)?;
+        let offset = u64::from(piece) * u64::from(self.piece_length);
+        self.read_range(offset, piece_len, buf)
+    }
+
+    /// The file segments that hold the block `begin..begin + length` of piece `piece`, in order,
+    /// validated like [`Storage::read_block`]; for sending with `sendfile`.
+    ///
+    /// # Errors
+    /// [`StorageError::PieceOutOfRange`], [`StorageError::BadBlockLength`],
+    /// [`StorageError::BlockOutOfPiece`].
+    pub fn block_segments(
+        &self,
+        piece: u32,
+        begin: u32,
+        length: u32,
+    ) -> Result<SegmentIter<'_>, StorageError> {
+        let offset = self.block_offset(piece, begin, length)?;
+        self.segments(offset, u64::from(length))
+    }
+
+    /// The file segments that hold the torrent's bytes `offset..offset + len`, in order; zero-
+    /// length files never appear.
+    ///
+    /// # Errors
+    /// [`StorageError::RangeOutOfBounds`] when the range does not lie within the torrent.
+    pub fn segments(&self, offset: u64, len: u64) -> Result<SegmentIter<'_>, StorageError> {
+        self.files.segments(offset, len)
+    }
+
+    /// The cached read-only handle of file `index`, opened if needed (for `sendfile`).
+    ///
+    /// # Errors
+    /// [`StorageError::NoSuchFile`] past the last file; [`StorageError::NothingOnDisk`] for a
+    /// padding or zero-length file; otherwise the file errors of [`Storage::read_block`].
+    pub fn file(&self, index: usize) -> Result<Arc<File>, StorageError> {
+        let slot = self
+            .files
+            .slots()
+            .get(index)
+            .ok_or(StorageError::NoSuchFile {
+                index,
+                count: self.file_count(),
+            })?;
+        if slot.backing == Backing::Padding || slot.length == 0 {
+            return Err(StorageError::NothingOnDisk { index });
+        }
+        self.files.handle(index)
+    }
+
+    fn checked_piece_len(&self, piece: u32) -> Result<u32, StorageError> {
+        self.piece_len(piece).ok_or(StorageError::PieceOutOfRange {
+            piece,
+            count: self.piece_count,
+        })
+    }
+
+    /// Validates a block request (BEP 3 `request`) and returns its torrent offset in bytes.
+    fn block_offset(&self, piece: u32, begin: u32, length: u32) -> Result<u64, StorageError> {
+        let piece_len = self.checked_piece_len(piece)?;
+        if length == 0 || length > MAX_BLOCK_LEN {
+            return Err(StorageError::BadBlockLength {
+                length,
+                max: MAX_BLOCK_LEN,
+            });
+        }
+        match begin.checked_add(length) {
+            Some(end) if end <= piece_len => {}
+            _ => {
+                return Err(StorageError::BlockOutOfPiece {
+                    piece,
+                    begin,
+                    length,
+                    piece_len,
+                });
+            }
+        }
+        // piece < piece_count, so piece * piece_length < total_length <= u64::MAX.
+        Ok(u64::from(piece) * u64::from(self.piece_length) + u64::from(begin))
+    }
+
+    fn read_range(&self, offset: u64, length: u32, buf: &mut [u8]) -> Result<(), StorageError> {
+        let expected = usize::try_from(length).map_err(|_| StorageError::LengthOverflow)?;
+        if buf.len() != expected {
+            return Err(StorageError::BufferLength {
+                expected,
+                got: buf.len(),
+            });
+        }
+        self.files.read_exact_at(offset, buf)
+    }
+}
+
+/// Checks that no directory between `root` and the file `components` is a symbolic link.
+/// `checked` remembers directories already found safe, so each is `lstat`ed once.
+fn check_no_symlinks(
+    root: &Path,
+    components: &[String],
+    checked: &mut HashSet<PathBuf>,
+) -> Result<(), StorageError> {
+    let Some((_file, dirs)) = components.split_last() else {
+        return Ok(());
+    };
+    let mut dir = root.to_path_buf();
+    for component in dirs {
+        dir.push(component);
+        if checked.contains(&dir) {
+            continue;
+        }
+        let meta = fs::symlink_metadata(&dir).map_err(|e| open_error(&dir, e))?;
+        if meta.file_type().is_symlink() {
+            return Err(StorageError::SymlinkInPath { path: dir });
+        }
+        if !meta.is_dir() {
+            return Err(StorageError::NotRegularFile { path: dir });
+        }
+        checked.insert(dir.clone());
+    }
+    Ok(())
+}
+
+/// Piece geometry, checked: `piece_count == ceil(total_length / piece_length)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub(crate) piece_length: u32,
+    pub(crate) piece_count: u32,
+    pub(crate) total_length: u64,
+}
+
+impl Geometry {
+    /// # Errors
+    /// [`StorageError::BadGeometry`] unless `pieces == ceil(total_length / piece_length)` with a
+    /// non-zero piece length and a count that fits `u32`.
+    pub(crate) fn new(
+        piece_length: u32,
+        pieces: usize,
+        total_length: u64,
+    ) -> Result<Self, StorageError> {
+        let bad = StorageError::BadGeometry {
+            piece_length,
+            pieces,
+            total_length,
+        };
+        if piece_length == 0 {
+            return Err(bad);
+        }
+        let expected = total_length.div_ceil(u64::from(piece_length));
+        match u32::try_from(pieces) {
+            Ok(piece_count) if u64::from(piece_count) == expected => Ok(Self {
+                piece_length,
+                piece_count,
+                total_length,
+            }),
+            _ => Err(bad),
+        }
+    }
+
+    pub(crate) fn piece_len(&self, piece: u32) -> Option<u32> {
+        if piece >= self.piece_count {
+            return None;
+        }
+        let start = u64::from(piece) * u64::from(self.piece_length);
+        let len = (self.total_length - start).min(u64::from(self.piece_length));
+        // len <= piece_length, a u32.
+        u32::try_from(len).ok()
+    }
+}

@@ -1,0 +1,90 @@
+//! Every bound this crate enforces, with its unit, its reason and what happens at the limit.
+
+/// Open file handles cached per [`Storage`](crate::Storage), in files.
+///
+/// libtorrent's `file_pool_size` defaults to 40; SECURITY §2.7 asks for 40–256 handles. Handles
+/// are opened lazily on first read; when the cache is full, the least recently used handle is
+/// dropped from the cache before a new one is cached (a read still using it keeps it open until it
+/// finishes, so the bound is this plus one per in-flight read). The engine's descriptor budget is
+/// therefore about this value times the number of open torrents.
+pub const MAX_OPEN_FILES_PER_TORRENT: usize = 64;
+
+/// Bytes each hashing thread reads from disk per `pread` round, in bytes: 1 MiB.
+///
+/// Large enough that syscall overhead is negligible next to SHA-1 (about 0.7 ms of hashing per
+/// round at 1.4 GB/s), small enough to stay in a core's L2 cache so SHA-1 reads what `pread` just
+/// wrote without going back to memory (measured with `create_vs_mktorrent`). It is also the memory
+/// each hashing thread holds, whatever the piece length: pieces longer than this are hashed
+/// incrementally. Progress is reported once per round per thread.
+pub const READ_BUF_LEN: usize = 1024 * 1024;
+
+/// Bytes of contiguous pieces a hashing thread takes from the shared queue at a time, in bytes:
+/// 8 MiB (about 6 ms of SHA-1 at 1.4 GB/s), rounded down to whole pieces, at least one piece.
+///
+/// Small enough that threads finish within a few milliseconds of each other even when one core
+/// is busy with other work; large enough that each chunk is a long sequential read and the queue's
+/// lock is taken about 170 times per GB.
+pub const HASH_CHUNK_LEN: u64 = 8 * 1024 * 1024;
+
+/// Largest number of hashing threads, in threads. A larger request is clamped to this.
+///
+/// Memory for hashing is this times [`READ_BUF_LEN`] at most (64 MiB).
+pub const MAX_HASH_THREADS: usize = 64;
+
+/// Fewest bytes worth a hashing thread of their own, in bytes: 16 MiB.
+///
+/// Below this, starting a thread costs more than it saves; an input of `n` bytes uses at most
+/// `n / MIN_BYTES_PER_HASH_THREAD` threads (and at least one).
+pub const MIN_BYTES_PER_HASH_THREAD: u64 = 16 * 1024 * 1024;
+
+/// Smallest piece length for a new torrent, in bytes: 16 KiB, one block (BEP 3; libtorrent's
+/// minimum). A smaller explicit piece length is rejected.
+pub const MIN_PIECE_LEN: u32 = 16 * 1024;
+
+/// Largest piece length for a new torrent, in bytes: 16 MiB. Larger pieces cost more to
+/// re-download after one bad block and delay the first complete piece a leecher can share;
+/// SECURITY §2.7 accepts up to 64 MiB in uploads, so every torrent created here can be uploaded.
+/// (mktorrent 1.1 accepts 32 KiB–256 MiB.) A larger explicit piece length is rejected; the
+/// automatic choice stops here, so inputs over 31.25 GiB get more than [`AUTO_MAX_PIECES`]
+/// pieces.
+pub const MAX_PIECE_LEN: u32 = 16 * 1024 * 1024;
+
+/// Most pieces the automatic piece length aims for, in pieces.
+///
+/// The automatic piece length is the smallest power of two in
+/// [`MIN_PIECE_LEN`]`..=`[`MAX_PIECE_LEN`] that cuts the input into at most this many pieces, so
+/// an input between 31.25 MiB and 31.25 GiB gets 1 001–2 000 pieces (libtorrent and mktorrent users
+/// aim at 1 000–2 000: a `.torrent` of about 40 KiB with pieces short enough to share early).
+pub const AUTO_MAX_PIECES: u64 = 2000;
+
+/// Most files in a torrent this crate creates, in files: `wire`'s
+/// [`MAX_FILES`](seednode_wire::limits::MAX_FILES) (100 000), so every torrent created here
+/// loads. A directory with more regular files is rejected before anything is hashed.
+pub const MAX_FILES: usize = seednode_wire::limits::MAX_FILES;
+
+/// Most components in a file's path below the torrent's root (directories plus the file name), in
+/// components: `wire`'s [`MAX_PATH_DEPTH`](seednode_wire::limits::MAX_PATH_DEPTH) (100, SECURITY
+/// §2.7 "dir depth ≤ 100", row M5). [`SafeRelPath`](crate::SafeRelPath) refuses longer paths;
+/// creation refuses a directory whose files would have longer paths (never skips it silently).
+pub const MAX_PATH_COMPONENTS: usize = seednode_wire::limits::MAX_PATH_DEPTH;
+
+/// Longest path component, in bytes: `wire`'s
+/// [`MAX_PATH_COMPONENT_LEN`](seednode_wire::limits::MAX_PATH_COMPONENT_LEN) (255, SECURITY §2.7;
+/// Linux's `NAME_MAX`). A longer component is rejected.
+pub const MAX_COMPONENT_LEN: usize = seednode_wire::limits::MAX_PATH_COMPONENT_LEN;
+
+/// Largest `.torrent` this crate creates, in bytes (estimated before hashing): `wire`'s
+/// [`MAX_TORRENT_LEN`](seednode_wire::limits::MAX_TORRENT_LEN) (10 MiB, the upload limit), so
+/// every torrent seednode creates can be uploaded back to a seednode. Over it: creation is
+/// rejected; a larger piece length helps. It also keeps the piece count far below `wire`'s
+/// [`MAX_PIECES`](seednode_wire::limits::MAX_PIECES).
+pub const MAX_TORRENT_LEN: u64 = seednode_wire::limits::MAX_TORRENT_LEN as u64;
+
+/// Largest input creation accepts, in bytes: `wire`'s
+/// [`MAX_TOTAL_LENGTH`](seednode_wire::limits::MAX_TOTAL_LENGTH) (2^48, 256 TiB), the largest
+/// torrent seednode loads. Over it: rejected before hashing.
+pub const MAX_TOTAL_LENGTH: u64 = seednode_wire::limits::MAX_TOTAL_LENGTH;
+
+/// Most directories creation descends into below the input, in directories. Each pending
+/// directory costs its path in memory; over the limit, creation is rejected.
+pub const MAX_DIRS: usize = 100_000;
