@@ -58,8 +58,12 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1_000;
 pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 8;
 
 /// Default number of upload slots per torrent: interested peers unchoked at once (BEP 3 choking;
-/// libtorrent and Transmission use 4). Others wait, first come first served.
+/// libtorrent and Transmission use 4). Others wait for a rotation (see `choker`).
 pub(crate) const DEFAULT_UPLOAD_SLOTS: usize = 4;
+
+/// Default number of upload slots over all torrents (libtorrent's `unchoke_slots_limit` is 8 for
+/// a client; a seed node serves more). Past it interested peers wait for a rotation.
+pub(crate) const DEFAULT_GLOBAL_UPLOAD_SLOTS: usize = 16;
 
 /// Threads reading blocks from disk. Two match this project's small targets (2-core boxes, a Pi).
 pub(crate) const DEFAULT_DISK_THREADS: usize = 2;

@@ -28,8 +28,8 @@ use seednode_wire::metainfo::Metainfo;
 use tracing::{info, warn};
 
 use crate::limits::{
-    DEFAULT_DISK_THREADS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
-    DEFAULT_UPLOAD_SLOTS,
+    DEFAULT_DISK_THREADS, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_UPLOAD_SLOTS,
 };
 use crate::reactor::{ListenerKind, Reactor, ReactorConfig, SeededTorrent};
 
@@ -95,9 +95,12 @@ struct SeedArgs {
     /// Threads used to hash [default: all cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Peers of one torrent unchoked at once.
+    /// Peers of one torrent unchoked at once (one of them rotates: the optimistic unchoke).
     #[arg(long, default_value_t = DEFAULT_UPLOAD_SLOTS, value_name = "N")]
     upload_slots: usize,
+    /// Peers unchoked at once over all torrents.
+    #[arg(long, default_value_t = DEFAULT_GLOBAL_UPLOAD_SLOTS, value_name = "N")]
+    global_upload_slots: usize,
     /// Most connections at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     max_connections: usize,
@@ -399,6 +402,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         peer_port: listen.port(),
         announce_ip,
         upload_slots: args.upload_slots,
+        global_upload_slots: args.global_upload_slots,
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         disk_threads: DEFAULT_DISK_THREADS,

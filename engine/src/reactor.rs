@@ -120,6 +120,8 @@ pub(crate) struct ReactorConfig {
     pub(crate) announce_ip: Option<IpAddr>,
     /// Upload slots per torrent.
     pub(crate) upload_slots: usize,
+    /// Upload slots over all torrents.
+    pub(crate) global_upload_slots: usize,
     /// Global connection cap.
     pub(crate) max_connections: usize,
     /// Per-IP connection cap.
@@ -130,7 +132,6 @@ pub(crate) struct ReactorConfig {
 
 struct TorrentSlot {
     torrent: SeededTorrent,
-    choker: Choker,
     /// Encoded `bitfield` message.
     bitfield_msg: Bytes,
     uploaded: u64,
@@ -174,6 +175,7 @@ pub(crate) struct Reactor {
     conns: Slab<Conn>,
     torrents: Vec<TorrentSlot>,
     by_hash: HashMap<InfoHash, usize>,
+    choker: Choker,
     tracker: Tracker,
     disk: DiskPool,
     signals: Signals,
@@ -221,6 +223,11 @@ impl Reactor {
             conns: Slab::new(),
             torrents: Vec::new(),
             by_hash: HashMap::new(),
+            choker: Choker::new(
+                Instant::now(),
+                config.upload_slots,
+                config.global_upload_slots,
+            ),
             tracker,
             disk,
             signals,
@@ -248,7 +255,6 @@ impl Reactor {
         self.by_hash.insert(torrent.info_hash, self.torrents.len());
         self.torrents.push(TorrentSlot {
             torrent,
-            choker: Choker::new(self.config.upload_slots),
             bitfield_msg: msg.freeze(),
             uploaded: 0,
         });
@@ -264,10 +270,12 @@ impl Reactor {
         loop {
             let now = Instant::now();
             let timeout = if self.backlog.is_empty() {
-                self.timers
-                    .peek()
-                    .map(|Reverse((t, _, _))| t.saturating_duration_since(now))
-                    .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
+                let next_timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
+                let next = next_timer.map_or(self.choker.poll_timeout(), |t| {
+                    t.min(self.choker.poll_timeout())
+                });
+                next.saturating_duration_since(now)
+                    .min(Duration::from_secs(1))
             } else {
                 Duration::ZERO
             };
@@ -322,6 +330,8 @@ impl Reactor {
                 }
             }
             self.run_timers(now);
+            let decisions = self.choker.tick(now);
+            self.apply_choking(&decisions);
             if now.duration_since(last_expire) >= seednode_tracker::limits::EXPIRE_INTERVAL {
                 self.tracker.expire(now);
                 last_expire = now;
@@ -426,11 +436,10 @@ impl Reactor {
                 self.per_ip.remove(&ip);
             }
         }
-        if let ConnState::Peer { torrent, session } = &conn.state {
+        if let ConnState::Peer { session, .. } = &conn.state {
             debug!(peer = %conn.remote, uploaded = session.uploaded, reason = %why, "peer closed");
-            if let Some(next) = self.torrents[*torrent].choker.leave(key) {
-                self.unchoke(next);
-            }
+            let decisions = self.choker.leave(Instant::now(), key);
+            self.apply_choking(&decisions);
         } else {
             debug!(peer = %conn.remote, reason = %why, "connection closed");
         }
@@ -566,20 +575,18 @@ impl Reactor {
                         .handle_message(now, &msg, &slot.torrent)
                         .map_err(|e| e.to_string())?;
                     let torrent = *torrent;
-                    match step {
-                        Step::Continue => {}
-                        Step::Interested => {
-                            if self.torrents[torrent].choker.interested(key) {
-                                self.unchoke(key);
+                    let decisions = match step {
+                        Step::Continue => {
+                            if matches!(msg, Message::Request(_)) {
+                                self.choker.record_request(now, key);
                             }
+                            Vec::new()
                         }
-                        Step::NotInterested => {
-                            if let Some(next) = self.torrents[torrent].choker.leave(key) {
-                                self.unchoke(next);
-                            }
-                        }
-                    }
+                        Step::Interested => self.choker.interested(now, key, torrent),
+                        Step::NotInterested => self.choker.leave(now, key),
+                    };
                     self.drain_outbox(key);
+                    self.apply_choking(&decisions);
                 }
                 ConnState::Http => match http::parse(&conn.rbuf) {
                     http::Parsed::Partial => return Ok(()),
@@ -627,13 +634,22 @@ impl Reactor {
         }
     }
 
-    fn unchoke(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if let ConnState::Peer { session, .. } = &mut conn.state {
-            session.unchoke();
+    /// Applies the choker's decisions: each peer is choked or unchoked and told so.
+    fn apply_choking(&mut self, decisions: &[crate::choker::Decision]) {
+        for &(key, unchoke) in decisions {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let ConnState::Peer { session, .. } = &mut conn.state else {
+                continue;
+            };
+            if unchoke {
+                session.unchoke();
+            } else {
+                session.choke();
+            }
             self.drain_outbox(key);
+            self.pump(key);
         }
     }
 
@@ -680,6 +696,7 @@ impl Reactor {
             match d.result {
                 Ok(msg) if d.epoch == session.choke_epoch => {
                     session.uploaded += u64::from(d.req.length);
+                    self.choker.record_upload(d.key, u64::from(d.req.length));
                     self.torrents[*torrent].uploaded += u64::from(d.req.length);
                     self.queue(d.key, msg);
                     self.pump(d.key);
