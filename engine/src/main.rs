@@ -9,6 +9,7 @@ mod disk;
 mod http;
 mod limits;
 mod progress;
+mod rate;
 mod reactor;
 mod session;
 mod sniff;
@@ -98,6 +99,12 @@ struct SeedArgs {
     /// Peers of one torrent unchoked at once (one of them rotates: the optimistic unchoke).
     #[arg(long, default_value_t = DEFAULT_UPLOAD_SLOTS, value_name = "N")]
     upload_slots: usize,
+    /// Upload limit of the whole node in bytes per second (0 = unlimited).
+    #[arg(long, default_value_t = 0, value_name = "BYTES_PER_SEC")]
+    max_upload_rate: u64,
+    /// Upload limit of each torrent in bytes per second (0 = unlimited).
+    #[arg(long, default_value_t = 0, value_name = "BYTES_PER_SEC")]
+    max_upload_rate_per_torrent: u64,
     /// Peers unchoked at once over all torrents.
     #[arg(long, default_value_t = DEFAULT_GLOBAL_UPLOAD_SLOTS, value_name = "N")]
     global_upload_slots: usize,
@@ -403,6 +410,8 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         announce_ip,
         upload_slots: args.upload_slots,
         global_upload_slots: args.global_upload_slots,
+        upload_rate_bytes_per_sec: args.max_upload_rate,
+        torrent_upload_rate_bytes_per_sec: args.max_upload_rate_per_torrent,
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         disk_threads: DEFAULT_DISK_THREADS,

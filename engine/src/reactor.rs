@@ -34,6 +34,7 @@ use crate::limits::{
     MAX_READS_IN_FLIGHT_PER_PEER, MAX_REQUEST_QUEUE, MAX_SNIFF_LEN, PEER_IDLE_TIMEOUT,
     READ_CHUNK_LEN, SEND_BUFFER_HIGH_WATER,
 };
+use crate::rate::TokenBucket;
 use crate::session::{PeerSession, PieceMap, Step};
 use crate::sniff::{Protocol, Sniff, sniff};
 
@@ -43,6 +44,9 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 2;
 /// Most iovecs handed to one `writev`.
 const MAX_IOVECS: usize = 64;
+/// While peers wait for upload tokens, the loop wakes this often to hand them out: short enough
+/// that a limit is used fully, long enough to cost nothing measurable.
+const THROTTLE_RECHECK_INTERVAL: Duration = Duration::from_millis(5);
 /// How long to stop accepting after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -122,6 +126,10 @@ pub(crate) struct ReactorConfig {
     pub(crate) upload_slots: usize,
     /// Upload slots over all torrents.
     pub(crate) global_upload_slots: usize,
+    /// Node-wide upload limit, bytes per second (0 = unlimited).
+    pub(crate) upload_rate_bytes_per_sec: u64,
+    /// Per-torrent upload limit, bytes per second (0 = unlimited).
+    pub(crate) torrent_upload_rate_bytes_per_sec: u64,
     /// Global connection cap.
     pub(crate) max_connections: usize,
     /// Per-IP connection cap.
@@ -132,6 +140,7 @@ pub(crate) struct ReactorConfig {
 
 struct TorrentSlot {
     torrent: SeededTorrent,
+    upload_limit: TokenBucket,
     /// Encoded `bitfield` message.
     bitfield_msg: Bytes,
     uploaded: u64,
@@ -176,6 +185,10 @@ pub(crate) struct Reactor {
     torrents: Vec<TorrentSlot>,
     by_hash: HashMap<InfoHash, usize>,
     choker: Choker,
+    /// The node's upload limit.
+    upload_limit: TokenBucket,
+    /// Peers with requests waiting for upload tokens, in arrival order.
+    throttled: VecDeque<(usize, u64)>,
     tracker: Tracker,
     disk: DiskPool,
     signals: Signals,
@@ -223,6 +236,8 @@ impl Reactor {
             conns: Slab::new(),
             torrents: Vec::new(),
             by_hash: HashMap::new(),
+            upload_limit: TokenBucket::new(Instant::now(), config.upload_rate_bytes_per_sec),
+            throttled: VecDeque::new(),
             choker: Choker::new(
                 Instant::now(),
                 config.upload_slots,
@@ -255,6 +270,10 @@ impl Reactor {
         self.by_hash.insert(torrent.info_hash, self.torrents.len());
         self.torrents.push(TorrentSlot {
             torrent,
+            upload_limit: TokenBucket::new(
+                Instant::now(),
+                self.config.torrent_upload_rate_bytes_per_sec,
+            ),
             bitfield_msg: msg.freeze(),
             uploaded: 0,
         });
@@ -282,6 +301,11 @@ impl Reactor {
             let timeout = match self.accept_paused_until {
                 Some(t) => timeout.min(t.saturating_duration_since(now)),
                 None => timeout,
+            };
+            let timeout = if self.throttled.is_empty() {
+                timeout
+            } else {
+                timeout.min(THROTTLE_RECHECK_INTERVAL)
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -330,6 +354,15 @@ impl Reactor {
                 }
             }
             self.run_timers(now);
+            for (key, generation) in std::mem::take(&mut self.throttled) {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.pump(key);
+                }
+            }
             let decisions = self.choker.tick(now);
             self.apply_choking(&decisions);
             if now.duration_since(last_expire) >= seednode_tracker::limits::EXPIRE_INTERVAL {
@@ -780,14 +813,27 @@ impl Reactor {
             return;
         };
         if let ConnState::Peer { torrent, session } = &mut conn.state {
-            let storage = &self.torrents[*torrent].torrent.storage;
+            let now = Instant::now();
+            let slot = &mut self.torrents[*torrent];
+            let storage = &slot.torrent.storage;
             while session.reads_in_flight < MAX_READS_IN_FLIGHT_PER_PEER
                 && conn.wqueued + session.reads_in_flight * (MAX_BLOCK_LEN as usize)
                     < SEND_BUFFER_HIGH_WATER
             {
-                let Some(req) = session.next_request() else {
+                let Some(&req) = session.peek_request() else {
                     break;
                 };
+                // Upload limits are charged when the read is issued: what is read is sent.
+                let len = u64::from(req.length);
+                if !self.upload_limit.can_take(now, len) || !slot.upload_limit.can_take(now, len) {
+                    if !self.throttled.contains(&(key, conn.generation)) {
+                        self.throttled.push_back((key, conn.generation));
+                    }
+                    break;
+                }
+                self.upload_limit.take(now, len);
+                slot.upload_limit.take(now, len);
+                session.next_request();
                 session.reads_in_flight += 1;
                 self.disk.submit(DiskJob {
                     key,

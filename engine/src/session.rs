@@ -275,6 +275,11 @@ impl PeerSession {
         self.outbox.push_back(Message::Unchoke);
     }
 
+    /// The next queued request, without taking it.
+    pub(crate) fn peek_request(&self) -> Option<&BlockRequest> {
+        self.queue.front()
+    }
+
     /// Takes the next queued request to read from disk, if any.
     pub(crate) fn next_request(&mut self) -> Option<BlockRequest> {
         self.queue.pop_front()
