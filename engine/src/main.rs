@@ -8,6 +8,7 @@ mod choker;
 mod disk;
 mod http;
 mod limits;
+mod outq;
 mod progress;
 mod rate;
 mod reactor;
@@ -32,7 +33,7 @@ use crate::limits::{
     DEFAULT_DISK_THREADS, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_UPLOAD_SLOTS,
 };
-use crate::reactor::{ListenerKind, Reactor, ReactorConfig, SeededTorrent};
+use crate::reactor::{DataPath, ListenerKind, Reactor, ReactorConfig, SeededTorrent};
 
 /// Largest .torrent file read from disk, bytes (SECURITY.md M9: 10 MB).
 const MAX_TORRENT_FILE_LEN: u64 = 10 * 1000 * 1000;
@@ -105,6 +106,10 @@ struct SeedArgs {
     /// Upload limit of each torrent in bytes per second (0 = unlimited).
     #[arg(long, default_value_t = 0, value_name = "BYTES_PER_SEC")]
     max_upload_rate_per_torrent: u64,
+    /// How block payloads reach the socket: `sendfile` (no copy in user space) or `copy`
+    /// (read on a disk thread, then write).
+    #[arg(long, value_enum, default_value = "sendfile", value_name = "HOW")]
+    data_path: DataPath,
     /// Peers unchoked at once over all torrents.
     #[arg(long, default_value_t = DEFAULT_GLOBAL_UPLOAD_SLOTS, value_name = "N")]
     global_upload_slots: usize,
@@ -415,6 +420,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         disk_threads: DEFAULT_DISK_THREADS,
+        data_path: args.data_path,
     };
     let mut reactor = Reactor::new(listeners, Tracker::new(TrackerConfig::default()), config)
         .map_err(|e| format!("starting the event loop: {e}"))?;

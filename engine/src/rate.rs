@@ -1,6 +1,8 @@
 //! Upload rate limits: token buckets in bytes per second, pure (time is an argument).
 
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
 
 /// How much a bucket may save up, in seconds of its rate: small, so a limit holds over short
 /// windows too (a 2 MiB/s limit never bursts past 2 MiB/s × this).

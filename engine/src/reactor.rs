@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use crate::limits::{
     MAX_READS_IN_FLIGHT_PER_PEER, MAX_REQUEST_QUEUE, MAX_SNIFF_LEN, PEER_IDLE_TIMEOUT,
     READ_CHUNK_LEN, SEND_BUFFER_HIGH_WATER,
 };
+use crate::outq::OutQueue;
 use crate::rate::TokenBucket;
 use crate::session::{PeerSession, PieceMap, Step};
 use crate::sniff::{Protocol, Sniff, sniff};
@@ -42,8 +43,6 @@ const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 2;
-/// Most iovecs handed to one `writev`.
-const MAX_IOVECS: usize = 64;
 /// While peers wait for upload tokens, the loop wakes this often to hand them out: short enough
 /// that a limit is used fully, long enough to cost nothing measurable.
 const THROTTLE_RECHECK_INTERVAL: Duration = Duration::from_millis(5);
@@ -103,6 +102,44 @@ impl SeededTorrent {
     }
 }
 
+/// How block payloads reach the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DataPath {
+    /// `sendfile(2)` from the page cache to the socket: no copy in user space.
+    Sendfile,
+    /// `pread` on a disk thread into a buffer, then `writev`: one copy each way.
+    Copy,
+}
+
+/// Queues the `piece` message for `req`: its header in memory, its payload as file ranges (or
+/// zeros for BEP 47 padding files).
+fn queue_block_from_files(
+    out: &mut OutQueue,
+    storage: &Storage,
+    req: peer::BlockRequest,
+) -> Result<(), seednode_storage::StorageError> {
+    // Collect first, so that a failure queues nothing.
+    let mut ranges = Vec::with_capacity(2);
+    for seg in storage.block_segments(req.piece, req.begin, req.length)? {
+        let len = usize::try_from(seg.len).unwrap_or(usize::MAX);
+        if seg.padding {
+            ranges.push((None, seg.file_offset, len));
+        } else {
+            ranges.push((Some(storage.file(seg.file_index)?), seg.file_offset, len));
+        }
+    }
+    out.push_bytes(Bytes::copy_from_slice(&peer::piece_header(
+        req.piece, req.begin, req.length,
+    )));
+    for (file, offset, len) in ranges {
+        match file {
+            Some(f) => out.push_file(f, offset, len),
+            None => out.push_bytes(Bytes::from(vec![0; len])),
+        }
+    }
+    Ok(())
+}
+
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListenerKind {
@@ -136,6 +173,8 @@ pub(crate) struct ReactorConfig {
     pub(crate) max_connections_per_ip: usize,
     /// Disk reader threads.
     pub(crate) disk_threads: usize,
+    /// How block payloads reach the socket.
+    pub(crate) data_path: DataPath,
 }
 
 struct TorrentSlot {
@@ -169,8 +208,7 @@ struct Conn {
     generation: u64,
     accepted: Instant,
     rbuf: BytesMut,
-    wqueue: VecDeque<Bytes>,
-    wqueued: usize,
+    out: OutQueue,
     state: ConnState,
 }
 
@@ -446,8 +484,7 @@ impl Reactor {
             generation,
             accepted: now,
             rbuf: BytesMut::new(),
-            wqueue: VecDeque::new(),
-            wqueued: 0,
+            out: OutQueue::default(),
             state,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
@@ -485,7 +522,7 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.wqueued > SEND_BUFFER_HIGH_WATER || matches!(conn.state, ConnState::Closing) {
+            if conn.out.len() > SEND_BUFFER_HIGH_WATER || matches!(conn.state, ConnState::Closing) {
                 // Back-pressure: leave the bytes in the kernel until the peer drains our replies.
                 break;
             }
@@ -698,8 +735,7 @@ impl Reactor {
 
     fn queue(&mut self, key: usize, bytes: Bytes) {
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.wqueued += bytes.len();
-            conn.wqueue.push_back(bytes);
+            conn.out.push_bytes(bytes);
             if let ConnState::Peer { session, .. } = &mut conn.state {
                 session.last_send = Instant::now();
             }
@@ -756,49 +792,18 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let was_over = conn.wqueued > SEND_BUFFER_HIGH_WATER;
-        while !conn.wqueue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (slot, b) in slices.iter_mut().zip(&conn.wqueue) {
-                *slot = IoSlice::new(b);
-                count += 1;
-            }
-            match conn.stream.write_vectored(&slices[..count]) {
-                Ok(0) => {
-                    self.close(key, "write returned 0".into());
-                    return;
-                }
-                Ok(mut n) => {
-                    conn.wqueued -= n;
-                    while n > 0 {
-                        let Some(front) = conn.wqueue.front_mut() else {
-                            break;
-                        };
-                        if n >= front.len() {
-                            n -= front.len();
-                            conn.wqueue.pop_front();
-                        } else {
-                            let _ = front.split_to(n);
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.close(key, format!("write error: {e}"));
-                    return;
-                }
-            }
+        let was_over = conn.out.len() > SEND_BUFFER_HIGH_WATER;
+        if let Err(e) = conn.out.write_to(&mut conn.stream) {
+            self.close(key, e.to_string());
+            return;
         }
-        if conn.wqueue.is_empty() && matches!(conn.state, ConnState::Closing) {
+        if conn.out.is_empty() && matches!(conn.state, ConnState::Closing) {
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
             self.close(key, "response sent".into());
             return;
         }
         let generation = conn.generation;
-        if was_over && conn.wqueued <= SEND_BUFFER_HIGH_WATER {
+        if was_over && conn.out.len() <= SEND_BUFFER_HIGH_WATER {
             // Reading was paused by back-pressure; edge-triggered readiness will not repeat, so
             // revisit the socket explicitly.
             self.backlog.push((key, generation));
@@ -812,12 +817,13 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let mut failed = None;
         if let ConnState::Peer { torrent, session } = &mut conn.state {
             let now = Instant::now();
             let slot = &mut self.torrents[*torrent];
             let storage = &slot.torrent.storage;
             while session.reads_in_flight < MAX_READS_IN_FLIGHT_PER_PEER
-                && conn.wqueued + session.reads_in_flight * (MAX_BLOCK_LEN as usize)
+                && conn.out.len() + session.reads_in_flight * (MAX_BLOCK_LEN as usize)
                     < SEND_BUFFER_HIGH_WATER
             {
                 let Some(&req) = session.peek_request() else {
@@ -834,6 +840,19 @@ impl Reactor {
                 self.upload_limit.take(now, len);
                 slot.upload_limit.take(now, len);
                 session.next_request();
+                if self.config.data_path == DataPath::Sendfile {
+                    // The block goes from the page cache to the socket (`sendfile`); only the
+                    // 13-byte header is built in memory.
+                    if let Err(e) = queue_block_from_files(&mut conn.out, storage, req) {
+                        failed = Some(format!("block {req:?}: {e}"));
+                        break;
+                    }
+                    session.uploaded += len;
+                    session.last_send = now;
+                    slot.uploaded += len;
+                    self.choker.record_upload(key, len);
+                    continue;
+                }
                 session.reads_in_flight += 1;
                 self.disk.submit(DiskJob {
                     key,
@@ -843,6 +862,11 @@ impl Reactor {
                     req,
                 });
             }
+        }
+        if let Some(why) = failed {
+            // A missing or short file is never served as zeros (SECURITY.md S5).
+            warn!(error = %why, "cannot serve block");
+            self.close(key, why);
         }
     }
 
