@@ -1,25 +1,63 @@
-//! Parsing of HTTP announce requests (BEP 3 §Trackers, BEP 23 `compact`).
+//! Parsing of HTTP announce requests (BEP 3 §Trackers, BEP 23 `compact`, BEP 7).
+
+use std::net::IpAddr;
 
 use seednode_wire::{InfoHash, PeerId};
 
 use crate::limits::{DEFAULT_NUMWANT, MAX_NUMWANT, MAX_QUERY_LEN, MAX_QUERY_PARAMS};
+use crate::query::{decode_20, pairs, parse_u64, percent_decode};
 
-/// The `event` parameter of an announce (BEP 3).
+/// The `event` parameter of an announce (BEP 3; BEP 15 numbers them 0–3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AnnounceEvent {
-    /// No event: a regular re-announce.
+    /// No event: a regular re-announce (`event` absent, empty or `empty`; UDP 0).
     #[default]
     None,
-    /// The peer started the torrent.
+    /// The peer started the torrent (UDP 2).
     Started,
-    /// The peer stopped the torrent and leaves the swarm.
+    /// The peer stopped the torrent and leaves the swarm (UDP 3).
     Stopped,
-    /// The peer finished downloading.
+    /// The peer finished downloading (UDP 1).
     Completed,
 }
 
-/// A validated HTTP announce request (BEP 3). The peer's address comes from the socket, never from
-/// the `ip` parameter (SECURITY.md rule 6).
+impl AnnounceEvent {
+    /// The BEP 15 number of this event.
+    #[must_use]
+    pub const fn to_udp(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Completed => 1,
+            Self::Started => 2,
+            Self::Stopped => 3,
+        }
+    }
+
+    /// The event a BEP 15 number stands for, `None` for numbers outside 0–3.
+    #[must_use]
+    pub const fn from_udp(n: u32) -> Option<Self> {
+        match n {
+            0 => Some(Self::None),
+            1 => Some(Self::Completed),
+            2 => Some(Self::Started),
+            3 => Some(Self::Stopped),
+            _ => None,
+        }
+    }
+
+    /// The HTTP `event` value, `None` for a regular announce.
+    #[must_use]
+    pub const fn as_http(self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::Started => Some("started"),
+            Self::Stopped => Some("stopped"),
+            Self::Completed => Some("completed"),
+        }
+    }
+}
+
+/// A validated HTTP announce request (BEP 3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceRequest {
     /// Torrent announced.
@@ -38,11 +76,19 @@ pub struct AnnounceRequest {
     pub event: AnnounceEvent,
     /// Peers wanted, already clamped to [`MAX_NUMWANT`].
     pub numwant: usize,
-    /// `compact=0` asks for the dictionary model; we always answer compact (BEP 23 allows it).
+    /// `compact=0` asks for the dictionary model (BEP 3 `peers` list); anything else, or no
+    /// `compact`, gets compact peers (BEP 23 suggests compact by default).
     pub compact: bool,
+    /// `no_peer_id=1`: leave `peer id` out of dictionary-model peers.
+    pub no_peer_id: bool,
+    /// The `ip` parameter when it is an IP literal. Used only when the tracker is configured to
+    /// trust it ([`crate::TrackerConfig::trust_ip_param`]); otherwise the peer's address is the
+    /// socket address (SECURITY.md rule 6, TH3). DNS names are ignored.
+    pub ip: Option<IpAddr>,
 }
 
-/// Why an announce was refused; the text becomes the `failure reason` (BEP 3).
+/// Why an announce or scrape was refused; the text becomes the `failure reason` (BEP 3) or the
+/// BEP 15 error message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnounceError {
     /// A required parameter is absent.
@@ -51,65 +97,38 @@ pub enum AnnounceError {
     /// A parameter's value does not parse or is out of range.
     #[error("invalid parameter `{0}`")]
     Invalid(&'static str),
-    /// The query string is longer than [`MAX_QUERY_LEN`] or has more than [`MAX_QUERY_PARAMS`]
-    /// parameters.
+    /// The query string is longer than its limit or has too many parameters.
     #[error("request too large")]
     TooLarge,
-    /// The tracker does not accept new torrents (store full).
+    /// The tracker does not accept new torrents or peers (store full).
     #[error("tracker is full")]
     Full,
-    /// The torrent is not hosted here.
+    /// The torrent is not hosted here, not on the allow-list, or on the deny-list.
     #[error("torrent not registered with this tracker")]
     UnknownTorrent,
+    /// A scrape named more info-hashes than the limit.
+    #[error("too many info_hash values, limit {limit}")]
+    TooManyInfoHashes {
+        /// [`crate::limits::MAX_SCRAPE_INFO_HASHES`].
+        limit: usize,
+    },
+    /// A scrape named no info-hash: full scrapes are not served.
+    #[error("full scrape is not supported")]
+    FullScrape,
 }
 
-/// Decodes `%XX` escapes and `+` into `out`, which is cleared first.
-///
-/// # Errors
-/// `Err(())` for a truncated or non-hex escape.
-fn percent_decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
-    out.clear();
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'%' => {
-                let hi = input.get(i + 1).and_then(|c| hex_val(*c)).ok_or(())?;
-                let lo = input.get(i + 2).and_then(|c| hex_val(*c)).ok_or(())?;
-                out.push((hi << 4) | lo);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
+fn number(value: &[u8], name: &'static str) -> Result<u64, AnnounceError> {
+    parse_u64(value).ok_or(AnnounceError::Invalid(name))
+}
+
+/// Parses the `ip` value as an IP literal (percent-decoded first); `None` for DNS names and
+/// garbage.
+fn ip_literal(value: &[u8]) -> Option<IpAddr> {
+    let mut buf = Vec::with_capacity(value.len().min(64));
+    if value.len() > 64 || percent_decode(value, &mut buf).is_err() {
+        return None;
     }
-    Ok(())
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn parse_u64(value: &[u8], name: &'static str) -> Result<u64, AnnounceError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or(AnnounceError::Invalid(name))
-}
-
-fn decode_20(raw: &[u8], buf: &mut Vec<u8>, name: &'static str) -> Result<[u8; 20], AnnounceError> {
-    percent_decode(raw, buf).map_err(|()| AnnounceError::Invalid(name))?;
-    <[u8; 20]>::try_from(buf.as_slice()).map_err(|_| AnnounceError::Invalid(name))
+    std::str::from_utf8(&buf).ok()?.parse().ok()
 }
 
 impl AnnounceRequest {
@@ -117,11 +136,14 @@ impl AnnounceRequest {
     ///
     /// `info_hash` and `peer_id` must percent-decode to exactly 20 bytes; `port` must be
     /// 1..=65535; `uploaded`, `downloaded` and `left` are decimal u64 (missing counts as 0);
-    /// `numwant` is clamped to [`MAX_NUMWANT`] and a value that does not parse falls back to
-    /// [`DEFAULT_NUMWANT`]; `ip` is ignored. Unknown parameters are ignored.
+    /// `numwant` is clamped to [`MAX_NUMWANT`] and a value that does not parse (`-1`, `abc`)
+    /// falls back to [`DEFAULT_NUMWANT`]; `ip` is kept only as a literal; unknown parameters
+    /// (`key`, `trackerid`, `supportcrypto`, ...) are ignored; a repeated parameter's last value
+    /// wins. Non-UTF-8 bytes are fine anywhere.
     ///
     /// # Errors
-    /// [`AnnounceError`] naming the missing or invalid parameter, or `TooLarge`.
+    /// [`AnnounceError`] naming the missing or invalid parameter, or `TooLarge` for a query over
+    /// [`MAX_QUERY_LEN`] bytes (refused before it is scanned) or [`MAX_QUERY_PARAMS`] pairs.
     pub fn parse_query(query: &[u8]) -> Result<Self, AnnounceError> {
         if query.len() > MAX_QUERY_LEN {
             return Err(AnnounceError::TooLarge);
@@ -133,22 +155,23 @@ impl AnnounceRequest {
         let mut event = AnnounceEvent::None;
         let mut numwant = DEFAULT_NUMWANT;
         let mut compact = true;
-        let mut buf = Vec::with_capacity(64);
-        for (n, pair) in query.split(|&b| b == b'&').enumerate() {
+        let mut no_peer_id = false;
+        let mut ip = None;
+        for (n, (key, value)) in pairs(query).enumerate() {
             if n >= MAX_QUERY_PARAMS {
                 return Err(AnnounceError::TooLarge);
             }
-            let (key, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-                None => (pair, &b""[..]),
-            };
             match key {
                 b"info_hash" => {
-                    info_hash = Some(InfoHash(decode_20(value, &mut buf, "info_hash")?));
+                    let raw = decode_20(value).map_err(|()| AnnounceError::Invalid("info_hash"))?;
+                    info_hash = Some(InfoHash(raw));
                 }
-                b"peer_id" => peer_id = Some(PeerId(decode_20(value, &mut buf, "peer_id")?)),
+                b"peer_id" => {
+                    let raw = decode_20(value).map_err(|()| AnnounceError::Invalid("peer_id"))?;
+                    peer_id = Some(PeerId(raw));
+                }
                 b"port" => {
-                    let p = parse_u64(value, "port")?;
+                    let p = number(value, "port")?;
                     port = Some(
                         u16::try_from(p)
                             .ok()
@@ -156,9 +179,9 @@ impl AnnounceRequest {
                             .ok_or(AnnounceError::Invalid("port"))?,
                     );
                 }
-                b"uploaded" => uploaded = parse_u64(value, "uploaded")?,
-                b"downloaded" => downloaded = parse_u64(value, "downloaded")?,
-                b"left" => left = parse_u64(value, "left")?,
+                b"uploaded" => uploaded = number(value, "uploaded")?,
+                b"downloaded" => downloaded = number(value, "downloaded")?,
+                b"left" => left = number(value, "left")?,
                 b"event" => {
                     event = match value {
                         b"started" => AnnounceEvent::Started,
@@ -169,11 +192,13 @@ impl AnnounceRequest {
                     }
                 }
                 b"numwant" => {
-                    numwant = parse_u64(value, "numwant").map_or(DEFAULT_NUMWANT, |n| {
+                    numwant = parse_u64(value).map_or(DEFAULT_NUMWANT, |n| {
                         usize::try_from(n).unwrap_or(MAX_NUMWANT).min(MAX_NUMWANT)
                     });
                 }
                 b"compact" => compact = value != b"0",
+                b"no_peer_id" => no_peer_id = value != b"0",
+                b"ip" => ip = ip_literal(value),
                 _ => {}
             }
         }
@@ -187,6 +212,8 @@ impl AnnounceRequest {
             event,
             numwant,
             compact,
+            no_peer_id,
+            ip,
         })
     }
 }
@@ -279,9 +306,72 @@ mod tests {
     }
 
     #[test]
-    fn ignores_ip_parameter_and_non_utf8() {
+    fn keeps_ip_literal_only_and_accepts_non_utf8() {
         let req =
             AnnounceRequest::parse_query(query("&ip=10.0.0.1&junk=%FF%FE").as_bytes()).unwrap();
-        assert_eq!(req.port, 6881);
+        assert_eq!(req.ip, Some("10.0.0.1".parse().unwrap()));
+        let req = AnnounceRequest::parse_query(query("&ip=victim.example").as_bytes()).unwrap();
+        assert_eq!(req.ip, None);
+        let req = AnnounceRequest::parse_query(query("&ip=%3A%3A1").as_bytes()).unwrap();
+        assert_eq!(req.ip, Some("::1".parse().unwrap()));
+        // Raw (unescaped) high bytes in info_hash are 20 bytes too.
+        let mut q = b"info_hash=".to_vec();
+        q.extend_from_slice(&[0xfe; 20]);
+        q.extend_from_slice(b"&peer_id=-SN0001-abcdefghijkl&port=1&\xff\x00=\x80");
+        let req = AnnounceRequest::parse_query(&q).unwrap();
+        assert_eq!(req.info_hash, InfoHash([0xfe; 20]));
+    }
+
+    #[test]
+    fn parses_dictionary_model_flags_and_events() {
+        let req =
+            AnnounceRequest::parse_query(query("&compact=0&no_peer_id=1").as_bytes()).unwrap();
+        assert!(!req.compact && req.no_peer_id);
+        for (text, event) in [
+            ("", AnnounceEvent::None),
+            ("empty", AnnounceEvent::None),
+            ("started", AnnounceEvent::Started),
+            ("stopped", AnnounceEvent::Stopped),
+            ("completed", AnnounceEvent::Completed),
+        ] {
+            let req =
+                AnnounceRequest::parse_query(query(&format!("&event={text}")).as_bytes()).unwrap();
+            assert_eq!(req.event, event);
+            if let Some(t) = event.as_http() {
+                assert_eq!(t, text);
+            }
+            assert_eq!(AnnounceEvent::from_udp(event.to_udp()), Some(event));
+        }
+        assert_eq!(
+            AnnounceRequest::parse_query(query("&event=paused").as_bytes()),
+            Err(AnnounceError::Invalid("event"))
+        );
+        assert_eq!(AnnounceEvent::from_udp(4), None);
+    }
+
+    #[test]
+    fn rejects_one_mebibyte_query_without_scanning() {
+        let q = vec![b'a'; 1 << 20];
+        assert_eq!(
+            AnnounceRequest::parse_query(&q),
+            Err(AnnounceError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn missing_peer_id_and_info_hash_are_named() {
+        let q = query("").replace("&peer_id=-SN0001-abcdefghijkl", "");
+        assert_eq!(
+            AnnounceRequest::parse_query(q.as_bytes()),
+            Err(AnnounceError::Missing("peer_id"))
+        );
+        assert_eq!(
+            AnnounceRequest::parse_query(b"peer_id=-SN0001-abcdefghijkl&port=1"),
+            Err(AnnounceError::Missing("info_hash"))
+        );
+        assert_eq!(
+            AnnounceRequest::parse_query(query("&left=-5").as_bytes()),
+            Err(AnnounceError::Invalid("left"))
+        );
     }
 }

@@ -1,0 +1,482 @@
+//! The tracker machine: swarm store, access control, and the announce/scrape core shared by the
+//! HTTP ([`crate::http`]) and UDP ([`Tracker::handle_datagram`]) front ends.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use seednode_wire::InfoHash;
+
+use crate::access::AccessList;
+use crate::announce::{AnnounceError, AnnounceEvent};
+use crate::limits::{
+    DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MIN_ANNOUNCE_INTERVAL, DEFAULT_PEER_TTL, MAX_PEERS,
+    MAX_TORRENTS,
+};
+use crate::rng::Rng;
+use crate::swarm::{COMPACT_V4_LEN, COMPACT_V6_LEN, PeerEntry, Swarm, Upsert};
+use crate::udp::conn_id::ConnectionIds;
+
+/// Tracker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerConfig {
+    /// `interval` told to clients (HTTP and UDP).
+    pub announce_interval: Duration,
+    /// `min interval` told to HTTP clients.
+    pub min_announce_interval: Duration,
+    /// A peer silent for this long is dropped by [`Tracker::expire`] (default 2 ×
+    /// `announce_interval`).
+    pub peer_ttl: Duration,
+    /// With no access list: when false (the default) only torrents registered with
+    /// [`Tracker::host`] are tracked and any other info-hash gets a `failure reason`
+    /// (SECURITY.md TH6); when true every info-hash is (bounded by [`MAX_TORRENTS`]). Ignored
+    /// while an access list is set ([`Tracker::set_access_list`]).
+    pub open: bool,
+    /// Use the HTTP `ip` parameter (an IP literal) as the peer's address instead of the socket
+    /// address. Only for a tracker behind a trusted proxy that sets it (SECURITY.md rule 6, TH3);
+    /// default false. The UDP `IP address` field is always ignored (TU8).
+    pub trust_ip_param: bool,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
+            min_announce_interval: DEFAULT_MIN_ANNOUNCE_INTERVAL,
+            peer_ttl: DEFAULT_PEER_TTL,
+            open: false,
+            trust_ip_param: false,
+        }
+    }
+}
+
+/// Counters for `/metrics`. Bad network input is counted here, never logged per packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrackerStats {
+    /// HTTP announces answered with peers.
+    pub http_announces: u64,
+    /// HTTP scrapes answered.
+    pub http_scrapes: u64,
+    /// HTTP announces and scrapes answered with a `failure reason`.
+    pub http_failures: u64,
+    /// UDP connect requests answered.
+    pub udp_connects: u64,
+    /// UDP announces answered with peers.
+    pub udp_announces: u64,
+    /// UDP scrapes answered.
+    pub udp_scrapes: u64,
+    /// UDP error packets sent (only to holders of a valid connection ID).
+    pub udp_errors_sent: u64,
+    /// Datagrams dropped because they do not parse (short, oversized, unknown action, bad
+    /// protocol ID, source port 0).
+    pub udp_dropped_malformed: u64,
+    /// Announces and scrapes dropped for a forged, expired or other-IP connection ID.
+    pub udp_dropped_connection_id: u64,
+    /// Datagrams dropped because the tracker was built without a secret ([`Tracker::new`]).
+    pub udp_dropped_disabled: u64,
+    /// Announces from new peers answered but not stored (per-torrent or global cap).
+    pub peers_not_stored: u64,
+    /// Announces refused because a new swarm would exceed [`MAX_TORRENTS`].
+    pub torrents_refused_full: u64,
+    /// Announces refused by the access policy.
+    pub announces_refused_access: u64,
+}
+
+/// An in-memory BitTorrent tracker. Sans-IO: the caller passes `now`, the request's socket
+/// address and its bytes, and gets the response bytes back.
+#[derive(Debug)]
+pub struct Tracker {
+    pub(crate) config: TrackerConfig,
+    pub(crate) swarms: HashMap<InfoHash, Swarm>,
+    pub(crate) access: Option<AccessList>,
+    pub(crate) total_peers: usize,
+    /// The instant peer `last_seen` seconds count from; set by [`Tracker::with_secret`] or the
+    /// first call that passes a `now`.
+    pub(crate) origin: Option<Instant>,
+    pub(crate) rng: Rng,
+    pub(crate) conn_ids: Option<ConnectionIds>,
+    pub(crate) stats: TrackerStats,
+}
+
+/// One announce, from either front end, after parsing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAnnounce {
+    pub(crate) info_hash: InfoHash,
+    pub(crate) peer_id: [u8; 20],
+    /// Canonical address (IPv4-mapped unwrapped) and the announced port.
+    pub(crate) addr: SocketAddr,
+    pub(crate) left: u64,
+    pub(crate) event: AnnounceEvent,
+    /// Already clamped by the front end.
+    pub(crate) numwant: usize,
+}
+
+/// Swarm counts for a response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Seeders, this node included for hosted torrents.
+    pub(crate) complete: u32,
+    /// Leechers.
+    pub(crate) incomplete: u32,
+    /// `completed` events seen.
+    pub(crate) downloaded: u64,
+}
+
+/// A peer picked for a response: its compact address (6 or 18 bytes) and, for stored peers, its
+/// peer ID (this node's own entry has none: its peer ID is not known here, and a wrong one would
+/// make strict clients drop the connection).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Selected<'a> {
+    pub(crate) compact: &'a [u8],
+    pub(crate) peer_id: Option<&'a [u8; 20]>,
+}
+
+impl Tracker {
+    /// Creates an empty tracker with no UDP front end ([`Tracker::handle_datagram`] drops every
+    /// datagram) and a fixed PRNG seed. Use [`Tracker::with_secret`] in production.
+    #[must_use]
+    pub fn new(config: TrackerConfig) -> Self {
+        Self {
+            config,
+            swarms: HashMap::new(),
+            access: None,
+            total_peers: 0,
+            origin: None,
+            rng: Rng::from_seed([0; 32]),
+            conn_ids: None,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Creates an empty tracker whose clock origin is `now`, with the UDP front end enabled.
+    /// `secret` (32 bytes from `ring::rand::SystemRandom`) keys the connection IDs (see
+    /// [`crate::udp::conn_id`]) and, through a separate derivation, seeds the PRNG used for fair
+    /// peer selection.
+    #[must_use]
+    pub fn with_secret(config: TrackerConfig, now: Instant, secret: [u8; 32]) -> Self {
+        let rng_seed = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+            b"seednode-tracker peer selection rng",
+        );
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(rng_seed.as_ref());
+        Self {
+            origin: Some(now),
+            rng: Rng::from_seed(seed),
+            conn_ids: Some(ConnectionIds::new(now, &secret)),
+            ..Self::new(config)
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// Counters since construction.
+    #[must_use]
+    pub const fn stats(&self) -> &TrackerStats {
+        &self.stats
+    }
+
+    /// Registers a torrent this node seeds: it is tracked whatever the access policy, never
+    /// dropped when empty, not counted against [`MAX_TORRENTS`], and this node is listed as a
+    /// seeder in its responses.
+    pub fn host(&mut self, info_hash: InfoHash) {
+        self.swarms.entry(info_hash).or_default().hosted = true;
+    }
+
+    /// Undoes [`Tracker::host`]: the swarm then follows the access policy like any other, and is
+    /// dropped at once if that policy refuses it.
+    pub fn unhost(&mut self, info_hash: &InfoHash) {
+        if let Some(s) = self.swarms.get_mut(info_hash) {
+            s.hosted = false;
+        }
+        self.purge_disallowed();
+    }
+
+    /// Installs (or with `None` removes) the access list, as opentracker reloads its list on
+    /// SIGHUP; parse the new text with [`AccessList::parse`] first and keep the old list if that
+    /// fails. Swarms the new policy refuses are dropped now, except hosted ones.
+    pub fn set_access_list(&mut self, list: Option<AccessList>) {
+        self.access = list;
+        self.purge_disallowed();
+    }
+
+    /// Whether announces for `info_hash` are accepted: hosted, or allowed by the access list, or
+    /// (with no list) the tracker is open.
+    #[must_use]
+    pub fn allows(&self, info_hash: &InfoHash) -> bool {
+        self.swarms.get(info_hash).is_some_and(|s| s.hosted) || self.policy_allows(info_hash)
+    }
+
+    fn policy_allows(&self, info_hash: &InfoHash) -> bool {
+        match &self.access {
+            Some(list) => list.allows(info_hash),
+            None => self.config.open,
+        }
+    }
+
+    fn purge_disallowed(&mut self) {
+        let Self {
+            swarms,
+            access,
+            config,
+            total_peers,
+            ..
+        } = self;
+        swarms.retain(|ih, s| {
+            let allowed = s.hosted
+                || match access {
+                    Some(list) => list.allows(ih),
+                    None => config.open,
+                };
+            if !allowed {
+                *total_peers -= s.peer_count();
+            }
+            allowed
+        });
+    }
+
+    /// Number of torrents tracked (hosted ones included).
+    #[must_use]
+    pub fn torrent_count(&self) -> usize {
+        self.swarms.len()
+    }
+
+    /// Number of peers stored over all torrents.
+    #[must_use]
+    pub const fn peer_count(&self) -> usize {
+        self.total_peers
+    }
+
+    /// Drops peers not seen for `peer_ttl` and empty swarms of torrents not hosted here. Call it
+    /// every [`crate::limits::EXPIRE_INTERVAL`]; it walks every stored peer once.
+    pub fn expire(&mut self, now: Instant) {
+        let now_secs = self.secs(now);
+        let ttl = u32::try_from(self.config.peer_ttl.as_secs()).unwrap_or(u32::MAX);
+        // Kept when `now - last_seen < ttl`.
+        let cutoff = now_secs.saturating_add(1).saturating_sub(ttl);
+        let total = &mut self.total_peers;
+        self.swarms.retain(|_, s| {
+            *total -= s.v4.retain_seen_since(cutoff);
+            *total -= s.v6.retain_seen_since(cutoff);
+            s.hosted || s.peer_count() > 0
+        });
+        if self.swarms.capacity() > 2 * self.swarms.len() + 64 {
+            self.swarms
+                .shrink_to(self.swarms.len() + self.swarms.len() / 4);
+        }
+    }
+
+    /// Whole seconds from the clock origin to `now` (the origin is set on first use).
+    pub(crate) fn secs(&mut self, now: Instant) -> u32 {
+        let origin = *self.origin.get_or_insert(now);
+        u32::try_from(now.saturating_duration_since(origin).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// Scrape counts of one torrent; zeros for one not tracked (BEP 48: unknown is not an error).
+    pub(crate) fn scrape_counts(&self, info_hash: &InfoHash) -> Counts {
+        self.swarms
+            .get(info_hash)
+            .map_or_else(Counts::default, |s| {
+                let (complete, incomplete) = s.counts();
+                Counts {
+                    complete,
+                    incomplete,
+                    downloaded: s.downloaded,
+                }
+            })
+    }
+
+    /// Applies one announce to the store and calls `emit` for the peers picked for the reply:
+    /// this node first (hosted torrents, when `self_addr` is given; with `same_family_only`, only
+    /// if its family matches the announcer's), then up to `numwant` peers of the announcer's
+    /// address family, from a random offset. A seeder is never sent seeders (except this node);
+    /// the announcer is never sent itself; `stopped` gets no peers.
+    ///
+    /// # Errors
+    /// [`AnnounceError::UnknownTorrent`] when the access policy refuses the info-hash;
+    /// [`AnnounceError::Full`] when a new swarm would exceed [`MAX_TORRENTS`].
+    pub(crate) fn announce_core(
+        &mut self,
+        now: Instant,
+        a: &PeerAnnounce,
+        self_addr: Option<SocketAddr>,
+        same_family_only: bool,
+        mut emit: impl FnMut(Selected<'_>),
+    ) -> Result<Counts, AnnounceError> {
+        let now_secs = self.secs(now);
+        let hosted = self.swarms.get(&a.info_hash).is_some_and(|s| s.hosted);
+        if !hosted && !self.policy_allows(&a.info_hash) {
+            self.stats.announces_refused_access += 1;
+            return Err(AnnounceError::UnknownTorrent);
+        }
+        let swarms_len = self.swarms.len();
+        let Self {
+            swarms,
+            rng,
+            total_peers,
+            stats,
+            ..
+        } = self;
+        let swarm = match swarms.get_mut(&a.info_hash) {
+            Some(s) => s,
+            // Nothing to remove, and no reason to create a swarm for it.
+            None if a.event == AnnounceEvent::Stopped => return Ok(Counts::default()),
+            None if swarms_len >= MAX_TORRENTS => {
+                stats.torrents_refused_full += 1;
+                return Err(AnnounceError::Full);
+            }
+            None => swarms.entry(a.info_hash).or_default(),
+        };
+
+        let seeder = a.left == 0;
+        let may_insert = *total_peers < MAX_PEERS;
+        let compact4;
+        let compact6;
+        let (removed, own) = match a.addr {
+            SocketAddr::V4(v4) => {
+                compact4 = compact_v4(v4.ip().octets(), v4.port());
+                let entry = PeerEntry {
+                    last_seen: now_secs,
+                    addr: compact4,
+                    seeder,
+                    peer_id: a.peer_id,
+                };
+                let removed = if a.event == AnnounceEvent::Stopped {
+                    swarm.v4.remove(&compact4).is_some()
+                } else {
+                    let outcome = swarm.v4.upsert(entry, may_insert);
+                    record(outcome, a.event, swarm, total_peers, stats);
+                    false
+                };
+                (removed, &compact4[..])
+            }
+            SocketAddr::V6(v6) => {
+                compact6 = compact_v6(v6.ip().octets(), v6.port());
+                let entry = PeerEntry {
+                    last_seen: now_secs,
+                    addr: compact6,
+                    seeder,
+                    peer_id: a.peer_id,
+                };
+                let removed = if a.event == AnnounceEvent::Stopped {
+                    swarm.v6.remove(&compact6).is_some()
+                } else {
+                    let outcome = swarm.v6.upsert(entry, may_insert);
+                    record(outcome, a.event, swarm, total_peers, stats);
+                    false
+                };
+                (removed, &compact6[..])
+            }
+        };
+        if removed {
+            *total_peers -= 1;
+        }
+
+        let (complete, incomplete) = swarm.counts();
+        let counts = Counts {
+            complete,
+            incomplete,
+            downloaded: swarm.downloaded,
+        };
+        if a.event == AnnounceEvent::Stopped || a.numwant == 0 {
+            return Ok(counts);
+        }
+
+        let mut listed = 0;
+        if swarm.hosted {
+            // This node is listed even to a client that says `left=0`: a client that starts
+            // from a magnet link does not know the size yet and announces as a seeder (aria2c
+            // does), and it can only get the metadata from us.
+            if let Some(me) = self_addr.map(canonical_addr).filter(|me| *me != a.addr) {
+                if !same_family_only || me.is_ipv4() == a.addr.is_ipv4() {
+                    let mut buf = [0u8; COMPACT_V6_LEN];
+                    let compact = match me {
+                        SocketAddr::V4(v4) => {
+                            buf[..COMPACT_V4_LEN]
+                                .copy_from_slice(&compact_v4(v4.ip().octets(), v4.port()));
+                            &buf[..COMPACT_V4_LEN]
+                        }
+                        SocketAddr::V6(v6) => {
+                            buf = compact_v6(v6.ip().octets(), v6.port());
+                            &buf[..]
+                        }
+                    };
+                    emit(Selected {
+                        compact,
+                        peer_id: None,
+                    });
+                    listed += 1;
+                }
+            }
+        }
+        let want = a.numwant.saturating_sub(listed);
+        // Seeders are never sent to a seeder: they have nothing to trade.
+        if let Ok(own4) = <&[u8; COMPACT_V4_LEN]>::try_from(own) {
+            swarm.v4.select(rng, want, own4, seeder, |p| {
+                emit(Selected {
+                    compact: &p.addr,
+                    peer_id: Some(&p.peer_id),
+                });
+            });
+        } else if let Ok(own6) = <&[u8; COMPACT_V6_LEN]>::try_from(own) {
+            swarm.v6.select(rng, want, own6, seeder, |p| {
+                emit(Selected {
+                    compact: &p.addr,
+                    peer_id: Some(&p.peer_id),
+                });
+            });
+        }
+        Ok(counts)
+    }
+}
+
+/// Books the outcome of an upsert: the global peer count, the `downloaded` count for a
+/// `completed` from a peer not already known as a seeder, and the not-stored counter.
+fn record(
+    outcome: Upsert,
+    event: AnnounceEvent,
+    swarm: &mut Swarm,
+    total_peers: &mut usize,
+    stats: &mut TrackerStats,
+) {
+    match outcome {
+        Upsert::Inserted => *total_peers += 1,
+        Upsert::Full => stats.peers_not_stored += 1,
+        Upsert::Updated { .. } => {}
+    }
+    if event == AnnounceEvent::Completed && outcome != (Upsert::Updated { was_seeder: true }) {
+        swarm.downloaded = swarm.downloaded.saturating_add(1);
+    }
+}
+
+pub(crate) fn compact_v4(ip: [u8; 4], port: u16) -> [u8; COMPACT_V4_LEN] {
+    let mut out = [0u8; COMPACT_V4_LEN];
+    out[..4].copy_from_slice(&ip);
+    out[4..].copy_from_slice(&port.to_be_bytes());
+    out
+}
+
+pub(crate) fn compact_v6(ip: [u8; 16], port: u16) -> [u8; COMPACT_V6_LEN] {
+    let mut out = [0u8; COMPACT_V6_LEN];
+    out[..16].copy_from_slice(&ip);
+    out[16..].copy_from_slice(&port.to_be_bytes());
+    out
+}
+
+/// Unwraps IPv4-mapped IPv6 addresses so one host has one identity (before any per-IP rule).
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// [`canonical_ip`] for a socket address.
+pub(crate) fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
+}
