@@ -20,9 +20,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use seednode_storage::{CreateOptions, Storage};
+use seednode_tracker::access::AccessMode;
 use seednode_tracker::{Tracker, TrackerConfig};
 use seednode_wire::PeerId;
 use seednode_wire::magnet::Magnet;
@@ -64,6 +66,27 @@ enum Command {
     Seed(SeedArgs),
     /// Create a .torrent for a file or directory without seeding it.
     Create(CreateArgs),
+    /// Run only the tracker (HTTP and UDP), for any torrent, like opentracker.
+    Tracker(TrackerArgs),
+}
+
+#[derive(Args)]
+struct TrackerArgs {
+    /// Address for the HTTP tracker (`/announce`, `/scrape`).
+    #[arg(long, default_value = "0.0.0.0:6969", value_name = "ADDR")]
+    http: SocketAddr,
+    /// Address for the UDP tracker (BEP 15) [default: the --http address, over UDP].
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<SocketAddr>,
+    /// Serve only the info-hashes listed in FILE (40 hex digits a line; reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE", conflicts_with = "deny")]
+    allow: Option<PathBuf>,
+    /// Serve every info-hash except those listed in FILE (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    deny: Option<PathBuf>,
+    /// Most connections at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
 }
 
 #[derive(Args)]
@@ -83,6 +106,12 @@ struct SeedArgs {
     /// Also serve HTTP (the tracker) on a port of its own.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Address for the UDP tracker (BEP 15) [default: the --listen address, over UDP].
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<SocketAddr>,
+    /// Run no UDP tracker.
+    #[arg(long, conflicts_with = "udp")]
+    no_udp: bool,
     /// Host or IP that clients should use to reach this node, put into the announce URL and
     /// given out by the tracker [default: the --listen IP; 127.0.0.1 if that is 0.0.0.0].
     #[arg(long, value_name = "HOST")]
@@ -159,6 +188,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Seed(args) => seed(&args),
         Command::Create(args) => create(&args).map(|_| ()),
+        Command::Tracker(args) => tracker(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -304,6 +334,70 @@ fn read_torrent_file(path: &Path) -> Result<Metainfo, CliError> {
     Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A fresh 32-byte secret for keyed MACs (UDP connection ids, tokens).
+fn random_secret() -> [u8; 32] {
+    use ring::rand::SecureRandom;
+    let mut secret = [0u8; 32];
+    if ring::rand::SystemRandom::new().fill(&mut secret).is_err() {
+        // Without the OS RNG there is no safe secret; refusing to start beats a guessable one.
+        eprintln!("error: the operating system's random number generator failed");
+        std::process::exit(1);
+    }
+    secret
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, CliError> {
+    std::net::UdpSocket::bind(addr).map_err(|e| format!("cannot listen on udp {addr}: {e}"))
+}
+
+fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
+    let http = bind(args.http)?;
+    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    let udp = bind_udp(args.udp.unwrap_or(http_addr))?;
+    let udp_addr = udp.local_addr().map_err(|e| e.to_string())?;
+    let access_list = match (&args.allow, &args.deny) {
+        (Some(f), _) => Some((AccessMode::Allow, f.clone())),
+        (None, Some(f)) => Some((AccessMode::Deny, f.clone())),
+        (None, None) => None,
+    };
+    println!("http: {http_addr}");
+    println!("udp: {udp_addr}");
+    let _ = std::io::stdout().flush();
+    let config = ReactorConfig {
+        peer_id: new_peer_id(),
+        peer_port: http_addr.port(),
+        announce_ip: None,
+        upload_slots: DEFAULT_UPLOAD_SLOTS,
+        global_upload_slots: DEFAULT_GLOBAL_UPLOAD_SLOTS,
+        upload_rate_bytes_per_sec: 0,
+        torrent_upload_rate_bytes_per_sec: 0,
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections,
+        disk_threads: 1,
+        data_path: DataPath::Sendfile,
+        access_list: access_list.clone(),
+    };
+    let tracker_config = TrackerConfig {
+        open: true,
+        ..TrackerConfig::default()
+    };
+    let tracker = Tracker::with_secret(tracker_config, Instant::now(), random_secret());
+    let mut reactor = Reactor::new(
+        vec![(http, ListenerKind::HttpOnly)],
+        Some(udp),
+        tracker,
+        config,
+    )
+    .map_err(|e| format!("starting the event loop: {e}"))?;
+    if let Some((_, path)) = &access_list {
+        // A list that cannot be read at start is an error, not an open tracker.
+        std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        reactor.reload_access_list();
+    }
+    info!(http = %http_addr, udp = %udp_addr, "tracker running");
+    reactor.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
 fn new_peer_id() -> PeerId {
     use ring::rand::SecureRandom;
     let mut id = [0u8; 20];
@@ -340,6 +434,18 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
     };
     let tracker_port = http_addr.map_or(listen.port(), |a| a.port());
     let announce_url = format!("http://{host}:{tracker_port}/announce");
+    let udp = if args.no_udp {
+        None
+    } else {
+        Some(bind_udp(args.udp.unwrap_or(listen))?)
+    };
+    let udp_announce_url = match &udp {
+        Some(u) => {
+            let port = u.local_addr().map_err(|e| e.to_string())?.port();
+            Some(format!("udp://{host}:{port}/announce"))
+        }
+        None => None,
+    };
 
     let (meta, torrent_path, have) = match &args.torrent {
         Some(t) => {
@@ -371,6 +477,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         }
         None => {
             let mut trackers = vec![announce_url.clone()];
+            trackers.extend(udp_announce_url.iter().cloned());
             trackers.extend(args.trackers.iter().cloned());
             let meta = create_metainfo(
                 &args.path,
@@ -421,8 +528,10 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         max_connections_per_ip: args.max_connections_per_ip,
         disk_threads: DEFAULT_DISK_THREADS,
         data_path: args.data_path,
+        access_list: None,
     };
-    let mut reactor = Reactor::new(listeners, Tracker::new(TrackerConfig::default()), config)
+    let tracker = Tracker::with_secret(TrackerConfig::default(), Instant::now(), random_secret());
+    let mut reactor = Reactor::new(listeners, udp, tracker, config)
         .map_err(|e| format!("starting the event loop: {e}"))?;
     reactor.add_torrent(SeededTorrent {
         info_hash: meta.info_hash,

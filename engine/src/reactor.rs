@@ -11,14 +11,16 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use seednode_storage::Storage;
 use seednode_tracker::Tracker;
+use seednode_tracker::access::{AccessList, AccessMode};
 use seednode_wire::limits::MAX_BLOCK_LEN;
 use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension};
 use seednode_wire::{InfoHash, PeerId};
@@ -41,8 +43,11 @@ use crate::sniff::{Protocol, Sniff, sniff};
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+const UDP_TRACKER: Token = Token(usize::MAX - 2);
 /// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 2;
+const LISTENER_BASE: usize = usize::MAX - 3;
+/// Most datagrams handled per readiness event of the UDP socket before serving other sockets.
+const MAX_DATAGRAMS_PER_WAKE: usize = 256;
 /// While peers wait for upload tokens, the loop wakes this often to hand them out: short enough
 /// that a limit is used fully, long enough to cost nothing measurable.
 const THROTTLE_RECHECK_INTERVAL: Duration = Duration::from_millis(5);
@@ -175,6 +180,8 @@ pub(crate) struct ReactorConfig {
     pub(crate) disk_threads: usize,
     /// How block payloads reach the socket.
     pub(crate) data_path: DataPath,
+    /// The tracker's access list file and how to read it; reloaded on SIGHUP.
+    pub(crate) access_list: Option<(AccessMode, PathBuf)>,
 }
 
 struct TorrentSlot {
@@ -239,6 +246,14 @@ pub(crate) struct Reactor {
     next_generation: u64,
     config: ReactorConfig,
     done: Vec<DiskDone>,
+    /// The UDP tracker socket (BEP 15).
+    udp: Option<UdpSocket>,
+    /// The UDP socket may hold more datagrams: drain it on the next turn.
+    udp_pending: bool,
+    /// Receive buffer for one datagram.
+    udp_rx: Box<[u8]>,
+    /// The reply being built.
+    udp_tx: Vec<u8>,
     /// Every socket read lands here first ([`READ_CHUNK_LEN`] bytes).
     scratch: Box<[u8]>,
 }
@@ -250,16 +265,30 @@ impl Reactor {
     /// Errors from creating the poll, the waker, the signal pipe or the disk threads.
     pub(crate) fn new(
         listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+        udp: Option<std::net::UdpSocket>,
         tracker: Tracker,
         config: ReactorConfig,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let disk = DiskPool::new(config.disk_threads, waker)?;
-        let mut signals =
-            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals = Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let udp = match udp {
+            Some(u) => {
+                u.set_nonblocking(true)?;
+                let mut u = UdpSocket::from_std(u);
+                poll.registry()
+                    .register(&mut u, UDP_TRACKER, Interest::READABLE)?;
+                Some(u)
+            }
+            None => None,
+        };
         let mut mio_listeners = Vec::new();
         for (i, (l, kind)) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
@@ -291,6 +320,10 @@ impl Reactor {
             next_generation: 0,
             config,
             done: Vec::new(),
+            udp_pending: udp.is_some(),
+            udp,
+            udp_rx: vec![0; seednode_tracker::limits::MAX_UDP_REQUEST_LEN].into_boxed_slice(),
+            udp_tx: Vec::with_capacity(seednode_tracker::limits::MAX_UDP_REPLY_LEN),
             scratch: vec![0; READ_CHUNK_LEN].into_boxed_slice(),
         })
     }
@@ -326,7 +359,7 @@ impl Reactor {
         let mut last_expire = Instant::now();
         loop {
             let now = Instant::now();
-            let timeout = if self.backlog.is_empty() {
+            let timeout = if self.backlog.is_empty() && !self.udp_pending {
                 let next_timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
                 let next = next_timer.map_or(self.choker.poll_timeout(), |t| {
                     t.min(self.choker.poll_timeout())
@@ -355,12 +388,17 @@ impl Reactor {
                 match event.token() {
                     WAKER => self.on_disk_done(),
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() {
+                        let pending: Vec<i32> = self.signals.pending().collect();
+                        if pending.contains(&signal_hook::consts::SIGHUP) {
+                            self.reload_access_list();
+                        }
+                        if pending.iter().any(|s| *s != signal_hook::consts::SIGHUP) {
                             info!("signal received, shutting down");
                             self.shutdown();
                             return Ok(());
                         }
                     }
+                    UDP_TRACKER => self.udp_pending = true,
                     Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
                         self.accept(now, LISTENER_BASE - t);
                     }
@@ -383,6 +421,9 @@ impl Reactor {
                 }
             }
             self.run_backlog(now);
+            if self.udp_pending {
+                self.udp_pending = self.drain_udp(now);
+            }
             if let Some(t) = self.accept_paused_until
                 && now >= t
             {
@@ -408,6 +449,66 @@ impl Reactor {
                 last_expire = now;
             }
         }
+    }
+
+    /// Loads the access list file (at start and on SIGHUP). A file that fails to load leaves the
+    /// list in force unchanged.
+    pub(crate) fn reload_access_list(&mut self) {
+        let Some((mode, path)) = &self.config.access_list else {
+            return;
+        };
+        let loaded = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| AccessList::parse(*mode, &text).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(list) => {
+                info!(path = %path.display(), "access list loaded");
+                self.tracker.set_access_list(Some(list));
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "access list not loaded; keeping the old one")
+            }
+        }
+    }
+
+    /// Answers UDP tracker datagrams (BEP 15) until the socket is empty or the per-wake budget is
+    /// used; returns true when datagrams may remain.
+    fn drain_udp(&mut self, now: Instant) -> bool {
+        let Some(socket) = &self.udp else {
+            return false;
+        };
+        let me = self
+            .config
+            .announce_ip
+            .or_else(|| {
+                socket
+                    .local_addr()
+                    .ok()
+                    .map(|a| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+            })
+            .map(|ip| SocketAddr::new(ip, self.config.peer_port));
+        for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            match socket.recv_from(&mut self.udp_rx) {
+                Ok((n, src)) => {
+                    if self.tracker.handle_datagram(
+                        now,
+                        src,
+                        me,
+                        &self.udp_rx[..n],
+                        &mut self.udp_tx,
+                    ) {
+                        // A full send buffer drops the reply: UDP clients retransmit (BEP 15).
+                        let _ = socket.send_to(&self.udp_tx, src);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP errors from earlier sends surface here; they concern other datagrams.
+                Err(_) => {}
+            }
+        }
+        true
     }
 
     fn shutdown(&mut self) {
@@ -692,6 +793,10 @@ impl Reactor {
             return http::error(503);
         };
         match req.path.as_str() {
+            "/scrape" => {
+                let body = self.tracker.http_scrape(now, &req.query);
+                http::response(200, "text/plain", &body, !head)
+            }
             "/announce" => {
                 let ip = self.config.announce_ip.unwrap_or_else(|| conn.local.ip());
                 let me = SocketAddr::new(ip, self.config.peer_port);
