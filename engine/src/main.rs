@@ -376,6 +376,7 @@ fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         disk_threads: 1,
         data_path: DataPath::Sendfile,
         access_list: access_list.clone(),
+        secret: random_secret(),
     };
     let tracker_config = TrackerConfig {
         open: true,
@@ -385,6 +386,7 @@ fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
     let mut reactor = Reactor::new(
         vec![(http, ListenerKind::HttpOnly)],
         Some(udp),
+        None,
         tracker,
         config,
     )
@@ -529,9 +531,19 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         disk_threads: DEFAULT_DISK_THREADS,
         data_path: args.data_path,
         access_list: None,
+        secret: random_secret(),
     };
     let tracker = Tracker::with_secret(TrackerConfig::default(), Instant::now(), random_secret());
-    let mut reactor = Reactor::new(listeners, udp, tracker, config)
+    // Announces to external trackers leave from a socket of their own (not the tracker's).
+    let announce_socket = bind_udp(SocketAddr::new(
+        if listen.is_ipv6() {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            listen.ip()
+        },
+        0,
+    ))?;
+    let mut reactor = Reactor::new(listeners, udp, Some(announce_socket), tracker, config)
         .map_err(|e| format!("starting the event loop: {e}"))?;
     reactor.add_torrent(SeededTorrent {
         info_hash: meta.info_hash,
@@ -541,5 +553,19 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         have,
         info_bytes: meta.info_bytes.clone(),
     });
+    // Every tracker the torrent names, except this node's own (it knows about itself).
+    let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];
+    let mut tiers: Vec<Vec<String>> = if meta.announce_list.is_empty() {
+        meta.announce.iter().map(|a| vec![a.clone()]).collect()
+    } else {
+        meta.announce_list.clone()
+    };
+    for tier in &mut tiers {
+        tier.retain(|url| !own.contains(&Some(url.as_str())));
+    }
+    tiers.retain(|t| !t.is_empty());
+    if !tiers.is_empty() {
+        reactor.announce_to(meta.info_hash, &tiers);
+    }
     reactor.run().map_err(|e| format!("event loop failed: {e}"))
 }

@@ -29,6 +29,8 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use crate::choker::Choker;
+
+mod announcer;
 use crate::disk::{DiskDone, DiskJob, DiskPool};
 use crate::http;
 use crate::limits::{
@@ -44,8 +46,11 @@ use crate::sniff::{Protocol, Sniff, sniff};
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const UDP_TRACKER: Token = Token(usize::MAX - 2);
+const ANNOUNCE_UDP: Token = Token(usize::MAX - 3);
 /// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 3;
+const LISTENER_BASE: usize = usize::MAX - 4;
+/// How long shutdown waits for `stopped` announces to external trackers.
+const SHUTDOWN_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most datagrams handled per readiness event of the UDP socket before serving other sockets.
 const MAX_DATAGRAMS_PER_WAKE: usize = 256;
 /// While peers wait for upload tokens, the loop wakes this often to hand them out: short enough
@@ -182,6 +187,8 @@ pub(crate) struct ReactorConfig {
     pub(crate) data_path: DataPath,
     /// The tracker's access list file and how to read it; reloaded on SIGHUP.
     pub(crate) access_list: Option<(AccessMode, PathBuf)>,
+    /// Seed for the PRNGs of the protocol machines (from the OS RNG).
+    pub(crate) secret: [u8; 32],
 }
 
 struct TorrentSlot {
@@ -195,8 +202,13 @@ struct TorrentSlot {
 enum ConnState {
     /// Waiting for enough bytes to tell the protocol.
     Sniffing,
-    /// Peer wire, before the handshake completes.
-    Handshake,
+    /// Peer wire, before the handshake completes. `dialed` names the torrent when we connected
+    /// out (our handshake is already queued).
+    Handshake { dialed: Option<usize> },
+    /// An HTTP announce to an external tracker, waiting for the whole response.
+    TrackerFetch {
+        id: seednode_tracker::client::RequestId,
+    },
     /// Peer wire, handshake done.
     Peer {
         torrent: usize,
@@ -248,6 +260,10 @@ pub(crate) struct Reactor {
     done: Vec<DiskDone>,
     /// The UDP tracker socket (BEP 15).
     udp: Option<UdpSocket>,
+    /// Announcing to external trackers, when enabled.
+    announcer: Option<announcer::Announcer>,
+    /// Peers dialled lately, so a tracker reply does not redial them.
+    dialed: HashMap<SocketAddr, Instant>,
     /// The UDP socket may hold more datagrams: drain it on the next turn.
     udp_pending: bool,
     /// Receive buffer for one datagram.
@@ -266,12 +282,13 @@ impl Reactor {
     pub(crate) fn new(
         listeners: Vec<(std::net::TcpListener, ListenerKind)>,
         udp: Option<std::net::UdpSocket>,
+        announce_socket: Option<std::net::UdpSocket>,
         tracker: Tracker,
         config: ReactorConfig,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let disk = DiskPool::new(config.disk_threads, waker)?;
+        let disk = DiskPool::new(config.disk_threads, Arc::clone(&waker))?;
         let mut signals = Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
@@ -286,6 +303,24 @@ impl Reactor {
                 poll.registry()
                     .register(&mut u, UDP_TRACKER, Interest::READABLE)?;
                 Some(u)
+            }
+            None => None,
+        };
+        let announcer = match announce_socket {
+            Some(socket) => {
+                socket.set_nonblocking(true)?;
+                let mut socket = UdpSocket::from_std(socket);
+                poll.registry()
+                    .register(&mut socket, ANNOUNCE_UDP, Interest::READABLE)?;
+                let client = seednode_tracker::client::TrackerClient::new(
+                    seednode_tracker::client::ClientConfig::new(config.peer_id, config.peer_port),
+                    config.secret,
+                );
+                Some(announcer::Announcer::new(
+                    client,
+                    socket,
+                    announcer::Resolver::new(Arc::clone(&waker))?,
+                ))
             }
             None => None,
         };
@@ -321,6 +356,8 @@ impl Reactor {
             config,
             done: Vec::new(),
             udp_pending: udp.is_some(),
+            announcer,
+            dialed: HashMap::new(),
             udp,
             udp_rx: vec![0; seednode_tracker::limits::MAX_UDP_REQUEST_LEN].into_boxed_slice(),
             udp_tx: Vec::with_capacity(seednode_tracker::limits::MAX_UDP_REPLY_LEN),
@@ -361,9 +398,16 @@ impl Reactor {
             let now = Instant::now();
             let timeout = if self.backlog.is_empty() && !self.udp_pending {
                 let next_timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
-                let next = next_timer.map_or(self.choker.poll_timeout(), |t| {
+                let mut next = next_timer.map_or(self.choker.poll_timeout(), |t| {
                     t.min(self.choker.poll_timeout())
                 });
+                if let Some(t) = self
+                    .announcer
+                    .as_ref()
+                    .and_then(|a| a.client.poll_timeout())
+                {
+                    next = next.min(t);
+                }
                 next.saturating_duration_since(now)
                     .min(Duration::from_secs(1))
             } else {
@@ -386,7 +430,11 @@ impl Reactor {
             let now = Instant::now();
             for event in &events {
                 match event.token() {
-                    WAKER => self.on_disk_done(),
+                    WAKER => {
+                        self.on_disk_done();
+                        self.on_resolved(now);
+                    }
+                    ANNOUNCE_UDP => self.drain_announcer_udp(now),
                     SIGNALS => {
                         let pending: Vec<i32> = self.signals.pending().collect();
                         if pending.contains(&signal_hook::consts::SIGHUP) {
@@ -433,6 +481,7 @@ impl Reactor {
                 }
             }
             self.run_timers(now);
+            self.drive_announcer(now);
             for (key, generation) in std::mem::take(&mut self.throttled) {
                 if self
                     .conns
@@ -511,11 +560,50 @@ impl Reactor {
         true
     }
 
+    /// Sends `stopped` to the external trackers and waits (at most
+    /// [`SHUTDOWN_ANNOUNCE_TIMEOUT`]) for their answers.
+    fn stop_announcing(&mut self) {
+        let start = Instant::now();
+        let Some(a) = &mut self.announcer else { return };
+        a.client.shutdown(start);
+        self.flush_announcer(start);
+        let mut events = Events::with_capacity(64);
+        while self.announcer.as_ref().is_some_and(|a| !a.client.is_idle())
+            && start.elapsed() < SHUTDOWN_ANNOUNCE_TIMEOUT
+        {
+            if self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(50)))
+                .is_err()
+            {
+                break;
+            }
+            let now = Instant::now();
+            for event in &events {
+                match event.token() {
+                    WAKER => self.on_resolved(now),
+                    ANNOUNCE_UDP => self.drain_announcer_udp(now),
+                    Token(key) if self.conns.contains(key) => {
+                        if event.is_writable() {
+                            self.flush(key);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(key, now);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.drive_announcer(now);
+        }
+    }
+
     fn shutdown(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close(key, "shutdown".into());
         }
+        self.stop_announcing();
         let total: u64 = self.torrents.iter().map(|t| t.uploaded).sum();
         info!(uploaded_bytes = total, "closed all connections");
     }
@@ -543,13 +631,7 @@ impl Reactor {
         self.accept_paused_until = Some(now);
     }
 
-    fn admit(
-        &mut self,
-        now: Instant,
-        mut stream: TcpStream,
-        remote: SocketAddr,
-        kind: ListenerKind,
-    ) {
+    fn admit(&mut self, now: Instant, stream: TcpStream, remote: SocketAddr, kind: ListenerKind) {
         let ip = canonical_ip(remote.ip());
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         if self.conns.len() >= self.config.max_connections
@@ -558,9 +640,25 @@ impl Reactor {
             debug!(peer = %remote, "connection limit reached; closing");
             return;
         }
-        let Ok(local) = stream.local_addr() else {
-            return;
+        let state = match kind {
+            ListenerKind::Shared => ConnState::Sniffing,
+            ListenerKind::HttpOnly => ConnState::Http,
         };
+        if let Some(key) = self.insert_conn(now, stream, remote, state) {
+            debug!(peer = %remote, key, "accepted");
+        }
+    }
+
+    /// Registers a connection (accepted, or being dialled) and starts its deadline; `None` when
+    /// it could not be registered.
+    fn insert_conn(
+        &mut self,
+        now: Instant,
+        mut stream: TcpStream,
+        remote: SocketAddr,
+        state: ConnState,
+    ) -> Option<usize> {
+        let local = stream.local_addr().ok()?;
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -570,14 +668,11 @@ impl Reactor {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!(error = %e, "register failed");
-            return;
+            return None;
         }
         self.next_generation += 1;
         let generation = self.next_generation;
-        let state = match kind {
-            ListenerKind::Shared => ConnState::Sniffing,
-            ListenerKind::HttpOnly => ConnState::Http,
-        };
+        let ip = canonical_ip(remote.ip());
         entry.insert(Conn {
             stream,
             remote,
@@ -591,7 +686,64 @@ impl Reactor {
         *self.per_ip.entry(ip).or_insert(0) += 1;
         self.timers
             .push(Reverse((now + HANDSHAKE_TIMEOUT, key, generation)));
-        debug!(peer = %remote, key, "accepted");
+        Some(key)
+    }
+
+    /// Connects out to a peer of `torrent` (learnt from a tracker or the DHT), unless it was
+    /// tried lately, is connected already, is this node, or a limit says no.
+    pub(crate) fn dial_peer(&mut self, now: Instant, torrent: usize, addr: SocketAddr) {
+        let addr = SocketAddr::new(canonical_ip(addr.ip()), addr.port());
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return;
+        }
+        let is_self = addr.port() == self.config.peer_port
+            && (self.config.announce_ip == Some(addr.ip())
+                || self.listeners.iter().any(|(l, _)| {
+                    l.local_addr()
+                        .is_ok_and(|a| a.ip() == addr.ip() || a.ip().is_unspecified())
+                }));
+        if is_self
+            || self
+                .dialed
+                .get(&addr)
+                .is_some_and(|t| now.duration_since(*t) < announcer::REDIAL_INTERVAL)
+            || self.conns.iter().any(|(_, c)| c.remote == addr)
+            || self.conns.len() >= self.config.max_connections
+            || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
+                >= self.config.max_connections_per_ip
+        {
+            return;
+        }
+        if self.dialed.len() >= announcer::MAX_DIAL_MEMORY {
+            self.dialed
+                .retain(|_, t| now.duration_since(*t) < announcer::REDIAL_INTERVAL);
+            if self.dialed.len() >= announcer::MAX_DIAL_MEMORY {
+                return;
+            }
+        }
+        self.dialed.insert(addr, now);
+        let Ok(stream) = TcpStream::connect(addr) else {
+            return;
+        };
+        let info_hash = self.torrents[torrent].torrent.info_hash;
+        let state = ConnState::Handshake {
+            dialed: Some(torrent),
+        };
+        if let Some(key) = self.insert_conn(now, stream, addr, state) {
+            debug!(peer = %addr, %info_hash, "dialling");
+            let hs = handshake_bytes(info_hash, self.config.peer_id);
+            self.queue(key, hs);
+        }
+    }
+
+    /// Announces `torrent` to the trackers of its metainfo (BEP 12 tiers).
+    pub(crate) fn announce_to(&mut self, info_hash: InfoHash, tiers: &[Vec<String>]) {
+        let now = Instant::now();
+        let Some(a) = &mut self.announcer else { return };
+        if let Err(e) = a.client.add_torrent(now, info_hash, tiers, 0) {
+            debug!(%info_hash, error = %e, "not announced to external trackers");
+        }
+        self.flush_announcer(now);
     }
 
     fn close(&mut self, key: usize, why: CloseReason) {
@@ -607,7 +759,19 @@ impl Reactor {
                 self.per_ip.remove(&ip);
             }
         }
-        if let ConnState::Peer { session, .. } = &conn.state {
+        if let ConnState::TrackerFetch { id } = &conn.state {
+            // The response never came whole: the announce failed.
+            let mut reason = why.clone();
+            if let announcer::ResponseState::Done(status, body) =
+                announcer::parse_response(&conn.rbuf, true)
+            {
+                self.http_response(Instant::now(), *id, status, &body);
+                return;
+            }
+            reason.truncate(200);
+            self.request_failed(Instant::now(), *id, &reason);
+            self.flush_announcer(Instant::now());
+        } else if let ConnState::Peer { session, .. } = &conn.state {
             debug!(peer = %conn.remote, uploaded = session.uploaded, reason = %why, "peer closed");
             let decisions = self.choker.leave(Instant::now(), key);
             self.apply_choking(&decisions);
@@ -675,7 +839,9 @@ impl Reactor {
             let conn = self.conns.get_mut(key).ok_or("gone")?;
             match &mut conn.state {
                 ConnState::Sniffing => match sniff(&conn.rbuf) {
-                    Sniff::Is(Protocol::PeerWire) => conn.state = ConnState::Handshake,
+                    Sniff::Is(Protocol::PeerWire) => {
+                        conn.state = ConnState::Handshake { dialed: None };
+                    }
                     Sniff::Is(Protocol::Http) => conn.state = ConnState::Http,
                     Sniff::Unknown => return Err("unknown protocol".into()),
                     Sniff::NeedMore if conn.rbuf.len() >= MAX_SNIFF_LEN => {
@@ -683,7 +849,8 @@ impl Reactor {
                     }
                     Sniff::NeedMore => return Ok(()),
                 },
-                ConnState::Handshake => {
+                ConnState::Handshake { dialed } => {
+                    let dialed = *dialed;
                     let Some(bytes) = conn.rbuf.first_chunk::<HANDSHAKE_LEN>() else {
                         return Ok(());
                     };
@@ -693,11 +860,15 @@ impl Reactor {
                         .by_hash
                         .get(&hs.info_hash)
                         .ok_or_else(|| format!("unknown info-hash {}", hs.info_hash))?;
-                    let ours = Handshake {
-                        reserved: Handshake::reserved_bits(true, true, false),
-                        info_hash: hs.info_hash,
-                        peer_id: self.config.peer_id,
-                    };
+                    if dialed.is_some_and(|t| t != torrent) {
+                        return Err("dialled peer answered for another torrent".into());
+                    }
+                    if hs.peer_id == self.config.peer_id {
+                        return Err("connected to ourselves".into());
+                    }
+                    let ours = dialed
+                        .is_none()
+                        .then(|| handshake_bytes(hs.info_hash, self.config.peer_id));
                     conn.state = ConnState::Peer {
                         torrent,
                         session: Box::new(PeerSession::new(now, hs.supports_fast_extension())),
@@ -727,7 +898,9 @@ impl Reactor {
                             payload: payload.into(),
                         })
                     });
-                    self.queue(key, Bytes::copy_from_slice(&ours.encode()));
+                    if let Some(ours) = ours {
+                        self.queue(key, ours);
+                    }
                     // BEP 10: the extension handshake follows the BitTorrent handshake.
                     if let Some(extension) = extension {
                         self.queue(key, extension);
@@ -779,6 +952,18 @@ impl Reactor {
                 ConnState::Closing => {
                     conn.rbuf.clear();
                     return Ok(());
+                }
+                ConnState::TrackerFetch { id } => {
+                    let id = *id;
+                    return match announcer::parse_response(&conn.rbuf, false) {
+                        announcer::ResponseState::Partial => Ok(()),
+                        announcer::ResponseState::Done(status, body) => {
+                            conn.state = ConnState::Closing;
+                            self.http_response(now, id, status, &body);
+                            Err("tracker response received".into())
+                        }
+                        announcer::ResponseState::Bad(why) => Err(why.into()),
+                    };
                 }
             }
         }
@@ -1004,11 +1189,11 @@ impl Reactor {
                 continue;
             }
             let next = match &conn.state {
-                ConnState::Sniffing | ConnState::Handshake => {
+                ConnState::Sniffing | ConnState::Handshake { .. } => {
                     self.close(key, "handshake timeout".into());
                     continue;
                 }
-                ConnState::Http | ConnState::Closing => {
+                ConnState::Http | ConnState::Closing | ConnState::TrackerFetch { .. } => {
                     if now.duration_since(conn.accepted) >= HTTP_TIMEOUT {
                         self.close(key, "http timeout".into());
                         continue;
@@ -1034,6 +1219,16 @@ impl Reactor {
             self.timers.push(Reverse((next, key, generation)));
         }
     }
+}
+
+/// Our BEP 3 handshake for `info_hash`, advertising BEP 10 and BEP 6.
+fn handshake_bytes(info_hash: InfoHash, peer_id: PeerId) -> Bytes {
+    let hs = Handshake {
+        reserved: Handshake::reserved_bits(true, true, false),
+        info_hash,
+        peer_id,
+    };
+    Bytes::copy_from_slice(&hs.encode())
 }
 
 /// One message, length prefix included.
