@@ -1,14 +1,21 @@
-//! Disk reads off the event loop: a small pool of threads reads blocks with `pread` and hands them
-//! back through a queue, waking the loop with [`mio::Waker`].
+//! Disk reads off the event loop (the `--data-path copy` path): a small pool of threads reads
+//! pieces with `pread` into a bounded LRU cache of whole pieces and hands blocks back as slices of
+//! them, waking the loop with [`mio::Waker`].
+//!
+//! A piece read into the cache is checked against its SHA-1 first (SECURITY.md S6: data changed
+//! on disk is never served). Pieces larger than half the cache are not cached: their blocks are
+//! read one by one, unchecked, so a small cache never thrashes.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use bytes::{Bytes, BytesMut};
 use mio::Waker;
-use seednode_storage::Storage;
-use seednode_wire::peer::{BlockRequest, PIECE_HEADER_LEN, piece_header};
+use seednode_storage::{Storage, StorageError};
+use seednode_wire::peer::{BlockRequest, piece_header};
+use sha1::{Digest, Sha1};
 
 /// A block to read for connection `key`.
 pub(crate) struct DiskJob {
@@ -18,19 +25,77 @@ pub(crate) struct DiskJob {
     pub(crate) generation: u64,
     /// The session's choke epoch when the read was issued.
     pub(crate) epoch: u32,
+    /// The torrent's index in the reactor (the cache key).
+    pub(crate) torrent: usize,
     /// Where the torrent's data lives.
     pub(crate) storage: Arc<Storage>,
+    /// The torrent's piece hashes, to check what is read.
+    pub(crate) piece_hashes: Arc<[[u8; 20]]>,
     /// The block.
     pub(crate) req: BlockRequest,
 }
 
-/// A finished read: `Ok` holds the whole `piece` message (header and block) ready to send.
+/// Why a read produced nothing to send.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DiskError {
+    /// Reading failed (file missing, truncated, I/O error).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The piece on disk no longer matches its hash.
+    #[error("piece {piece} fails its hash check: the data changed on disk")]
+    HashMismatch {
+        /// Piece index.
+        piece: u32,
+    },
+}
+
+/// A finished read: the `piece` message's header and its block, ready to send.
 pub(crate) struct DiskDone {
     pub(crate) key: usize,
     pub(crate) generation: u64,
     pub(crate) epoch: u32,
     pub(crate) req: BlockRequest,
-    pub(crate) result: Result<Bytes, seednode_storage::StorageError>,
+    pub(crate) result: Result<(Bytes, Bytes), DiskError>,
+}
+
+/// Whole pieces, least recently used evicted first, within a byte budget.
+struct PieceCache {
+    capacity_bytes: usize,
+    used_bytes: usize,
+    entries: HashMap<(usize, u32), (Bytes, u64)>,
+    tick: u64,
+}
+
+impl PieceCache {
+    fn get(&mut self, key: (usize, u32)) -> Option<Bytes> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(&key).map(|(piece, used)| {
+            *used = tick;
+            piece.clone()
+        })
+    }
+
+    fn insert(&mut self, key: (usize, u32), piece: Bytes) {
+        while self.used_bytes + piece.len() > self.capacity_bytes {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
+            else {
+                return;
+            };
+            if let Some((old, _)) = self.entries.remove(&oldest) {
+                self.used_bytes -= old.len();
+            }
+        }
+        self.tick += 1;
+        self.used_bytes += piece.len();
+        if let Some((old, _)) = self.entries.insert(key, (piece, self.tick)) {
+            self.used_bytes -= old.len();
+        }
+    }
 }
 
 type DoneQueue = Arc<Mutex<Vec<DiskDone>>>;
@@ -43,20 +108,34 @@ pub(crate) struct DiskPool {
 }
 
 impl DiskPool {
-    /// Starts `threads` readers that wake `waker` when a result is ready.
-    pub(crate) fn new(threads: usize, waker: Arc<Waker>) -> std::io::Result<Self> {
+    /// Starts `threads` readers sharing a cache of `cache_bytes`, waking `waker` when a result is
+    /// ready.
+    pub(crate) fn new(
+        threads: usize,
+        cache_bytes: usize,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<DiskJob>();
         let rx = Arc::new(Mutex::new(rx));
         let done: DoneQueue = Arc::new(Mutex::new(Vec::new()));
+        let cache = Arc::new(Mutex::new(PieceCache {
+            capacity_bytes: cache_bytes,
+            used_bytes: 0,
+            entries: HashMap::new(),
+            tick: 0,
+        }));
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
-            let rx = Arc::clone(&rx);
-            let done = Arc::clone(&done);
-            let waker = Arc::clone(&waker);
+            let (rx, done, waker, cache) = (
+                Arc::clone(&rx),
+                Arc::clone(&done),
+                Arc::clone(&waker),
+                Arc::clone(&cache),
+            );
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("disk-{i}"))
-                    .spawn(move || worker(&rx, &done, &waker))?,
+                    .spawn(move || worker(&rx, &done, &waker, &cache))?,
             );
         }
         Ok(Self {
@@ -91,7 +170,53 @@ impl Drop for DiskPool {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<DiskJob>>, done: &Mutex<Vec<DiskDone>>, waker: &Waker) {
+/// The block of `job`: a slice of its cached (and checked) piece, or read alone.
+fn read(job: &DiskJob, cache: &Mutex<PieceCache>) -> Result<Bytes, DiskError> {
+    let req = job.req;
+    let key = (job.torrent, req.piece);
+    let (begin, end) = (req.begin as usize, req.begin as usize + req.length as usize);
+    let piece_len = job.storage.piece_len(req.piece).unwrap_or(0) as usize;
+    let cacheable = piece_len.saturating_mul(2)
+        <= cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .capacity_bytes;
+    if !cacheable {
+        let mut buf = BytesMut::zeroed(req.length as usize);
+        job.storage
+            .read_block(req.piece, req.begin, req.length, &mut buf)?;
+        return Ok(buf.freeze());
+    }
+    if let Some(piece) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(key)
+    {
+        return Ok(piece.slice(begin..end.min(piece.len())));
+    }
+    let mut buf = BytesMut::zeroed(piece_len);
+    job.storage.read_piece(req.piece, &mut buf)?;
+    let expected = usize::try_from(req.piece)
+        .ok()
+        .and_then(|i| job.piece_hashes.get(i));
+    if expected.is_none_or(|h| Sha1::digest(&buf)[..] != h[..]) {
+        return Err(DiskError::HashMismatch { piece: req.piece });
+    }
+    let piece = buf.freeze();
+    cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, piece.clone());
+    // The session validated begin + length against the piece length already.
+    Ok(piece.slice(begin..end.min(piece.len())))
+}
+
+fn worker(
+    rx: &Mutex<Receiver<DiskJob>>,
+    done: &Mutex<Vec<DiskDone>>,
+    waker: &Waker,
+    cache: &Mutex<PieceCache>,
+) {
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -100,24 +225,17 @@ fn worker(rx: &Mutex<Receiver<DiskJob>>, done: &Mutex<Vec<DiskDone>>, waker: &Wa
                 Err(_) => return,
             }
         };
+        let result = read(&job, cache).map(|block| {
+            let header = piece_header(job.req.piece, job.req.begin, job.req.length);
+            (Bytes::copy_from_slice(&header), block)
+        });
         let DiskJob {
             key,
             generation,
             epoch,
-            storage,
             req,
+            ..
         } = job;
-        let len = req.length as usize;
-        let mut buf = BytesMut::zeroed(PIECE_HEADER_LEN + len);
-        buf[..PIECE_HEADER_LEN].copy_from_slice(&piece_header(req.piece, req.begin, req.length));
-        let result = storage
-            .read_block(
-                req.piece,
-                req.begin,
-                req.length,
-                &mut buf[PIECE_HEADER_LEN..],
-            )
-            .map(|()| buf.freeze());
         let was_empty = {
             let mut q = done.lock().unwrap_or_else(PoisonError::into_inner);
             q.push(DiskDone {
@@ -133,5 +251,33 @@ fn worker(rx: &Mutex<Receiver<DiskJob>>, done: &Mutex<Vec<DiskDone>>, waker: &Wa
             // A failed wake leaves the result queued; the loop's next turn picks it up.
             let _ = waker.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_evicts_least_recently_used_within_budget() {
+        let mut c = PieceCache {
+            capacity_bytes: 300,
+            used_bytes: 0,
+            entries: HashMap::new(),
+            tick: 0,
+        };
+        c.insert((0, 1), Bytes::from(vec![1; 100]));
+        c.insert((0, 2), Bytes::from(vec![2; 100]));
+        c.insert((0, 3), Bytes::from(vec![3; 100]));
+        assert!(c.get((0, 1)).is_some(), "touch piece 1");
+        c.insert((1, 1), Bytes::from(vec![4; 100]));
+        assert!(c.get((0, 2)).is_none(), "piece 2 was least recently used");
+        assert!(c.get((0, 1)).is_some() && c.get((0, 3)).is_some() && c.get((1, 1)).is_some());
+        assert_eq!(c.used_bytes, 300);
+        c.insert((2, 0), Bytes::from(vec![5; 400]));
+        assert!(
+            c.used_bytes <= 300,
+            "an entry larger than the budget is not kept"
+        );
     }
 }

@@ -74,3 +74,7 @@ pub(crate) const READ_CHUNK_LEN: usize = 64 * 1024;
 /// Extension handshakes (BEP 10) a peer may send on one connection; BEP 10 allows repeats to
 /// update settings, a flood is an attack (SECURITY.md W11). One more: close.
 pub(crate) const MAX_EXTENSION_HANDSHAKES: u32 = 4;
+
+/// Default size of the piece cache of `--data-path copy`, MiB: small enough for a Raspberry Pi
+/// Zero 2 (512 MiB RAM) to seed many torrents, large enough for 16 pieces of 256 KiB.
+pub(crate) const DEFAULT_CACHE_MIB: usize = 4;

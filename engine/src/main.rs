@@ -32,7 +32,7 @@ use seednode_wire::metainfo::Metainfo;
 use tracing::{info, warn};
 
 use crate::limits::{
-    DEFAULT_DISK_THREADS, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_CACHE_MIB, DEFAULT_DISK_THREADS, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_UPLOAD_SLOTS,
 };
 use crate::reactor::{DataPath, ListenerKind, Reactor, ReactorConfig, SeededTorrent};
@@ -139,6 +139,10 @@ struct SeedArgs {
     /// (read on a disk thread, then write).
     #[arg(long, value_enum, default_value = "sendfile", value_name = "HOW")]
     data_path: DataPath,
+    /// MiB of whole pieces kept in memory by `--data-path copy` (pieces read into it are checked
+    /// against their hash first).
+    #[arg(long, default_value_t = DEFAULT_CACHE_MIB, value_name = "MIB")]
+    cache_mib: usize,
     /// Peers unchoked at once over all torrents.
     #[arg(long, default_value_t = DEFAULT_GLOBAL_UPLOAD_SLOTS, value_name = "N")]
     global_upload_slots: usize,
@@ -375,6 +379,7 @@ fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         max_connections_per_ip: args.max_connections,
         disk_threads: 1,
         data_path: DataPath::Sendfile,
+        cache_bytes: 0,
         access_list: access_list.clone(),
         secret: random_secret(),
     };
@@ -530,6 +535,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         max_connections_per_ip: args.max_connections_per_ip,
         disk_threads: DEFAULT_DISK_THREADS,
         data_path: args.data_path,
+        cache_bytes: args.cache_mib.saturating_mul(1024 * 1024),
         access_list: None,
         secret: random_secret(),
     };
@@ -552,6 +558,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         total_length: meta.info.total_length(),
         have,
         info_bytes: meta.info_bytes.clone(),
+        piece_hashes: meta.info.pieces.clone().into(),
     });
     // Every tracker the torrent names, except this node's own (it knows about itself).
     let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];

@@ -73,6 +73,8 @@ pub(crate) struct SeededTorrent {
     pub(crate) have: Vec<bool>,
     /// The raw info dictionary, for `ut_metadata` (BEP 9).
     pub(crate) info_bytes: Bytes,
+    /// SHA-1 of every piece, to check pieces read for sending.
+    pub(crate) piece_hashes: Arc<[[u8; 20]]>,
 }
 
 impl PieceMap for SeededTorrent {
@@ -185,6 +187,8 @@ pub(crate) struct ReactorConfig {
     pub(crate) disk_threads: usize,
     /// How block payloads reach the socket.
     pub(crate) data_path: DataPath,
+    /// Bytes of whole pieces the copy path keeps in memory.
+    pub(crate) cache_bytes: usize,
     /// The tracker's access list file and how to read it; reloaded on SIGHUP.
     pub(crate) access_list: Option<(AccessMode, PathBuf)>,
     /// Seed for the PRNGs of the protocol machines (from the OS RNG).
@@ -288,7 +292,7 @@ impl Reactor {
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let disk = DiskPool::new(config.disk_threads, Arc::clone(&waker))?;
+        let disk = DiskPool::new(config.disk_threads, config.cache_bytes, Arc::clone(&waker))?;
         let mut signals = Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
@@ -1053,11 +1057,12 @@ impl Reactor {
             };
             session.reads_in_flight = session.reads_in_flight.saturating_sub(1);
             match d.result {
-                Ok(msg) if d.epoch == session.choke_epoch => {
+                Ok((header, block)) if d.epoch == session.choke_epoch => {
                     session.uploaded += u64::from(d.req.length);
                     self.choker.record_upload(d.key, u64::from(d.req.length));
                     self.torrents[*torrent].uploaded += u64::from(d.req.length);
-                    self.queue(d.key, msg);
+                    self.queue(d.key, header);
+                    self.queue(d.key, block);
                     self.pump(d.key);
                 }
                 Ok(_) => {
@@ -1148,7 +1153,9 @@ impl Reactor {
                     key,
                     generation: conn.generation,
                     epoch: session.choke_epoch,
+                    torrent: *torrent,
                     storage: Arc::clone(storage),
+                    piece_hashes: Arc::clone(&slot.torrent.piece_hashes),
                     req,
                 });
             }
