@@ -78,3 +78,6 @@ pub(crate) const MAX_EXTENSION_HANDSHAKES: u32 = 4;
 /// Default size of the piece cache of `--data-path copy`, MiB: small enough for a Raspberry Pi
 /// Zero 2 (512 MiB RAM) to seed many torrents, large enough for 16 pieces of 256 KiB.
 pub(crate) const DEFAULT_CACHE_MIB: usize = 4;
+
+/// Peers dialled from one PEX message at most (BEP 11 messages carry up to 50).
+pub(crate) const MAX_PEX_DIALS_PER_MESSAGE: usize = 10;

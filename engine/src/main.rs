@@ -559,6 +559,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         have,
         info_bytes: meta.info_bytes.clone(),
         piece_hashes: meta.info.pieces.clone().into(),
+        private: meta.info.private,
     });
     // Every tracker the torrent names, except this node's own (it knows about itself).
     let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];

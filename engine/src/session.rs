@@ -4,7 +4,8 @@
 //! returned [`Step`]; block requests wait in a bounded queue until the reactor takes them with
 //! [`PeerSession::next_request`] for a disk read.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,9 +13,13 @@ use seednode_wire::limits::MAX_BLOCK_LEN;
 use seednode_wire::peer::extension::{
     self, ExtensionError, ExtensionHandshake, MetadataMessage, OUR_UT_METADATA_ID,
 };
+use seednode_wire::peer::pex::{OUR_UT_PEX_ID, PexMessage};
 use seednode_wire::peer::{BlockRequest, Message};
 
-use crate::limits::{MAX_EXTENSION_HANDSHAKES, MAX_REQUEST_QUEUE, MAX_REQUESTS_WHILE_CHOKED};
+use crate::limits::{
+    MAX_EXTENSION_HANDSHAKES, MAX_PEX_DIALS_PER_MESSAGE, MAX_REQUEST_QUEUE,
+    MAX_REQUESTS_WHILE_CHOKED,
+};
 
 /// What a torrent looks like to a session: enough to validate a peer's messages.
 pub(crate) trait PieceMap {
@@ -26,6 +31,8 @@ pub(crate) trait PieceMap {
     fn have(&self, index: u32) -> bool;
     /// The raw info dictionary, served over `ut_metadata` (BEP 9).
     fn info_bytes(&self) -> &Bytes;
+    /// BEP 27 private torrent: no PEX (nor DHT).
+    fn is_private(&self) -> bool;
 }
 
 /// Why a peer is disconnected. Each variant is something the peer did (BEP 3).
@@ -66,6 +73,9 @@ pub(crate) enum Step {
     Interested,
     /// The peer lost interest: free its slot.
     NotInterested,
+    /// The peer told us of other peers of the swarm (BEP 11); at most
+    /// [`MAX_PEX_DIALS_PER_MESSAGE`] of them.
+    Peers(Vec<SocketAddr>),
 }
 
 /// One peer's state as seen by a seed.
@@ -92,6 +102,12 @@ pub(crate) struct PeerSession {
     pub(crate) uploaded: u64,
     /// The peer's extended id for `ut_metadata` (BEP 9), from its extension handshake.
     peer_ut_metadata: Option<u8>,
+    /// The peer's extended id for `ut_pex` (BEP 11).
+    pub(crate) peer_ut_pex: Option<u8>,
+    /// The port the peer accepts connections on, from its extension handshake (`p`).
+    pub(crate) listen_port: Option<u16>,
+    /// The peers we last told this peer about over PEX.
+    pub(crate) pex_sent: HashSet<SocketAddr>,
     extension_handshakes: u32,
     /// Both sides set the Fast Extension bit (BEP 6): requests are never silently dropped.
     fast: bool,
@@ -115,6 +131,9 @@ impl PeerSession {
             last_send: now,
             uploaded: 0,
             peer_ut_metadata: None,
+            peer_ut_pex: None,
+            listen_port: None,
+            pex_sent: HashSet::new(),
             extension_handshakes: 0,
             fast,
             outbox: VecDeque::new(),
@@ -196,7 +215,25 @@ impl PeerSession {
                         self.extension_handshakes,
                     ));
                 }
-                self.peer_ut_metadata = ExtensionHandshake::parse(payload)?.ut_metadata;
+                let hs = ExtensionHandshake::parse(payload)?;
+                self.peer_ut_metadata = hs.ut_metadata;
+                self.peer_ut_pex = hs.ut_pex.filter(|_| !torrent.is_private());
+                self.listen_port = hs.listen_port.or(self.listen_port);
+            }
+            Message::Extended {
+                id: OUR_UT_PEX_ID,
+                payload,
+            } if !torrent.is_private() => {
+                let pex = PexMessage::parse(payload)?;
+                let peers: Vec<SocketAddr> = pex
+                    .added
+                    .into_iter()
+                    .map(|(a, _)| a)
+                    .take(MAX_PEX_DIALS_PER_MESSAGE)
+                    .collect();
+                if !peers.is_empty() {
+                    return Ok(Step::Peers(peers));
+                }
             }
             Message::Extended {
                 id: OUR_UT_METADATA_ID,
@@ -330,6 +367,9 @@ mod tests {
             static INFO: Bytes = Bytes::from_static(b"d4:name1:xe");
             &INFO
         }
+        fn is_private(&self) -> bool {
+            false
+        }
     }
 
     fn ext(id: u8, payload: &'static [u8]) -> Message {
@@ -433,6 +473,24 @@ mod tests {
         s.choke();
         assert_eq!(s.poll_send(), Some(Message::Choke));
         assert_eq!(s.poll_send(), None);
+    }
+
+    #[test]
+    fn pex_peers_are_reported_for_dialling() {
+        let now = Instant::now();
+        let mut s = PeerSession::new(now, false);
+        s.handle_message(now, &ext(0, b"d1:md6:ut_pexi9ee1:pi7000ee"), &Map)
+            .unwrap();
+        assert_eq!((s.peer_ut_pex, s.listen_port), (Some(9), Some(7000)));
+        let pex = ext(OUR_UT_PEX_ID, b"d5:added6:\x01\x02\x03\x04\x1a\xe1e");
+        assert_eq!(
+            s.handle_message(now, &pex, &Map),
+            Ok(Step::Peers(vec!["1.2.3.4:6881".parse().unwrap()]))
+        );
+        assert!(
+            s.handle_message(now, &ext(OUR_UT_PEX_ID, b"i1e"), &Map)
+                .is_err()
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use seednode_storage::Storage;
 use seednode_tracker::Tracker;
 use seednode_tracker::access::{AccessList, AccessMode};
 use seednode_wire::limits::MAX_BLOCK_LEN;
-use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension};
+use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension, pex};
 use seednode_wire::{InfoHash, PeerId};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -75,6 +75,8 @@ pub(crate) struct SeededTorrent {
     pub(crate) info_bytes: Bytes,
     /// SHA-1 of every piece, to check pieces read for sending.
     pub(crate) piece_hashes: Arc<[[u8; 20]]>,
+    /// BEP 27 private torrent: peers come only from its trackers (no PEX, no DHT).
+    pub(crate) private: bool,
 }
 
 impl PieceMap for SeededTorrent {
@@ -104,6 +106,10 @@ impl PieceMap for SeededTorrent {
 
     fn info_bytes(&self) -> &Bytes {
         &self.info_bytes
+    }
+
+    fn is_private(&self) -> bool {
+        self.private
     }
 }
 
@@ -225,6 +231,8 @@ enum ConnState {
 }
 
 struct Conn {
+    /// We connected out to this peer (so `remote` is where it accepts connections).
+    dialed: bool,
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
@@ -268,6 +276,8 @@ pub(crate) struct Reactor {
     announcer: Option<announcer::Announcer>,
     /// Peers dialled lately, so a tracker reply does not redial them.
     dialed: HashMap<SocketAddr, Instant>,
+    /// When PEX messages (BEP 11) are next sent.
+    next_pex: Instant,
     /// The UDP socket may hold more datagrams: drain it on the next turn.
     udp_pending: bool,
     /// Receive buffer for one datagram.
@@ -362,6 +372,7 @@ impl Reactor {
             udp_pending: udp.is_some(),
             announcer,
             dialed: HashMap::new(),
+            next_pex: Instant::now() + Duration::from_secs(pex::PEX_INTERVAL_SECS),
             udp,
             udp_rx: vec![0; seednode_tracker::limits::MAX_UDP_REQUEST_LEN].into_boxed_slice(),
             udp_tx: Vec::with_capacity(seednode_tracker::limits::MAX_UDP_REPLY_LEN),
@@ -486,6 +497,10 @@ impl Reactor {
             }
             self.run_timers(now);
             self.drive_announcer(now);
+            if now >= self.next_pex {
+                self.send_pex();
+                self.next_pex = now + Duration::from_secs(pex::PEX_INTERVAL_SECS);
+            }
             for (key, generation) in std::mem::take(&mut self.throttled) {
                 if self
                     .conns
@@ -562,6 +577,68 @@ impl Reactor {
             }
         }
         true
+    }
+
+    /// Tells every peer that speaks `ut_pex` (BEP 11) which peers of its swarm joined and left
+    /// since the last message: at most 50 of each, once a minute, never for private torrents.
+    fn send_pex(&mut self) {
+        // Each torrent's connected peers, by the address they accept connections on.
+        let mut swarms: HashMap<usize, Vec<SocketAddr>> = HashMap::new();
+        for (_, conn) in &self.conns {
+            if let ConnState::Peer { torrent, session } = &conn.state
+                && let Some(addr) = listen_addr(conn, session)
+            {
+                swarms.entry(*torrent).or_default().push(addr);
+            }
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let own = match &conn.state {
+                ConnState::Peer { session, .. } => listen_addr(conn, session),
+                _ => continue,
+            };
+            let ConnState::Peer { torrent, session } = &mut conn.state else {
+                continue;
+            };
+            let Some(id) = session.peer_ut_pex else {
+                continue;
+            };
+            let swarm = swarms.get(torrent).map(Vec::as_slice).unwrap_or_default();
+            let current: std::collections::HashSet<SocketAddr> =
+                swarm.iter().copied().filter(|a| Some(*a) != own).collect();
+            let added: Vec<(SocketAddr, u8)> = current
+                .difference(&session.pex_sent)
+                .take(pex::MAX_PEX_PEERS_PER_MESSAGE)
+                .map(|a| (*a, 0))
+                .collect();
+            let dropped: Vec<SocketAddr> = session
+                .pex_sent
+                .difference(&current)
+                .take(pex::MAX_PEX_PEERS_PER_MESSAGE)
+                .copied()
+                .collect();
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            for (a, _) in &added {
+                session.pex_sent.insert(*a);
+            }
+            for a in &dropped {
+                session.pex_sent.remove(a);
+            }
+            let payload = pex::PexMessage { added, dropped }.encode();
+            self.queue(
+                key,
+                encode(&Message::Extended {
+                    id,
+                    payload: payload.into(),
+                }),
+            );
+            self.flush(key);
+        }
     }
 
     /// Sends `stopped` to the external trackers and waits (at most
@@ -677,7 +754,9 @@ impl Reactor {
         self.next_generation += 1;
         let generation = self.next_generation;
         let ip = canonical_ip(remote.ip());
+        let dialed = matches!(state, ConnState::Handshake { dialed: Some(_) });
         entry.insert(Conn {
+            dialed,
             stream,
             remote,
             local,
@@ -895,6 +974,7 @@ impl Reactor {
                             concat!("seednode/", env!("CARGO_PKG_VERSION")),
                             MAX_REQUEST_QUEUE as u32,
                             Some(slot.torrent.info_bytes.len() as u64),
+                            !slot.torrent.private,
                             Some(&yourip),
                         );
                         encode(&Message::Extended {
@@ -932,6 +1012,12 @@ impl Reactor {
                         }
                         Step::Interested => self.choker.interested(now, key, torrent),
                         Step::NotInterested => self.choker.leave(now, key),
+                        Step::Peers(peers) => {
+                            for addr in peers {
+                                self.dial_peer(now, torrent, addr);
+                            }
+                            Vec::new()
+                        }
                     };
                     self.drain_outbox(key);
                     self.apply_choking(&decisions);
@@ -1236,6 +1322,17 @@ fn handshake_bytes(info_hash: InfoHash, peer_id: PeerId) -> Bytes {
         peer_id,
     };
     Bytes::copy_from_slice(&hs.encode())
+}
+
+/// The address a connected peer accepts connections on: the one we dialled, or its IP with the
+/// port from its extension handshake; `None` when it never said.
+fn listen_addr(conn: &Conn, session: &PeerSession) -> Option<SocketAddr> {
+    if conn.dialed {
+        return Some(conn.remote);
+    }
+    session
+        .listen_port
+        .map(|p| SocketAddr::new(canonical_ip(conn.remote.ip()), p))
 }
 
 /// One message, length prefix included.

@@ -30,6 +30,8 @@ pub const REQQ_RANGE: (u32, u32) = (1, 2_000);
 pub struct ExtensionHandshake {
     /// The peer's extended id for `ut_metadata`, if it supports it (0 in `m` means disabled).
     pub ut_metadata: Option<u8>,
+    /// The peer's extended id for `ut_pex` (BEP 11), if it supports it.
+    pub ut_pex: Option<u8>,
     /// Client name and version (`v`), lossily decoded, at most 64 bytes kept.
     pub client: Option<String>,
     /// The peer's request queue length (`reqq`), clamped to [`REQQ_RANGE`].
@@ -77,13 +79,16 @@ impl ExtensionHandshake {
         let dict = value
             .as_dict()
             .ok_or(ExtensionError::BadKey("dictionary"))?;
-        let ut_metadata = dict
-            .get(b"m")
-            .and_then(|m| m.as_dict())
-            .and_then(|m| m.get(b"ut_metadata"))
-            .and_then(bencode::Value::as_int)
-            .and_then(|id| u8::try_from(id).ok())
-            .filter(|&id| id != 0);
+        let ext_id = |name: &[u8]| {
+            dict.get(b"m")
+                .and_then(|m| m.as_dict())
+                .and_then(|m| m.get(name))
+                .and_then(bencode::Value::as_int)
+                .and_then(|id| u8::try_from(id).ok())
+                .filter(|&id| id != 0)
+        };
+        let ut_metadata = ext_id(b"ut_metadata");
+        let ut_pex = ext_id(b"ut_pex");
         let client = dict
             .get(b"v")
             .and_then(bencode::Value::as_bytes)
@@ -104,6 +109,7 @@ impl ExtensionHandshake {
             .filter(|&n| n > 0 && n <= crate::limits::MAX_TORRENT_LEN as u64);
         Ok(Self {
             ut_metadata,
+            ut_pex,
             client,
             reqq,
             listen_port,
@@ -113,13 +119,16 @@ impl ExtensionHandshake {
 }
 
 /// Encodes our extension handshake (BEP 10): `m` maps `ut_metadata` to
-/// [`OUR_UT_METADATA_ID`] when `metadata_size` is given, plus `metadata_size`, `reqq`, `v` and,
-/// when known, `yourip` (the peer's address as we see it: 4 or 16 bytes).
+/// [`OUR_UT_METADATA_ID`] when `metadata_size` is given and `ut_pex` to
+/// [`super::pex::OUR_UT_PEX_ID`] when `pex` (never for private torrents, BEP 27), plus
+/// `metadata_size`, `reqq`, `v` and, when known, `yourip` (the peer's address as we see it: 4 or
+/// 16 bytes).
 #[must_use]
 pub fn encode_handshake(
     client: &str,
     reqq: u32,
     metadata_size: Option<u64>,
+    pex: bool,
     yourip: Option<&[u8]>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(96);
@@ -129,6 +138,10 @@ pub fn encode_handshake(
     if metadata_size.is_some() {
         put_bytes(&mut out, b"ut_metadata");
         put_int(&mut out, i64::from(OUR_UT_METADATA_ID));
+    }
+    if pex {
+        put_bytes(&mut out, b"ut_pex");
+        put_int(&mut out, i64::from(super::pex::OUR_UT_PEX_ID));
     }
     out.push(b'e');
     if let Some(size) = metadata_size {
@@ -290,11 +303,18 @@ mod tests {
 
     #[test]
     fn our_handshake_round_trips() {
-        let bytes = encode_handshake("seednode/0.1.0", 500, Some(40_000), Some(&[127, 0, 0, 1]));
+        let bytes = encode_handshake(
+            "seednode/0.1.0",
+            500,
+            Some(40_000),
+            true,
+            Some(&[127, 0, 0, 1]),
+        );
         assert_eq!(
             bytes,
-            b"d1:md11:ut_metadatai2ee13:metadata_sizei40000e4:reqqi500e1:v14:seednode/0.1.06:yourip4:\x7f\0\0\x01e"
+            b"d1:md11:ut_metadatai2e6:ut_pexi1ee13:metadata_sizei40000e4:reqqi500e1:v14:seednode/0.1.06:yourip4:\x7f\0\0\x01e"
         );
+        assert_eq!(ExtensionHandshake::parse(&bytes).unwrap().ut_pex, Some(1));
         let hs = ExtensionHandshake::parse(&bytes).unwrap();
         assert_eq!(
             (hs.ut_metadata, hs.metadata_size, hs.reqq),
