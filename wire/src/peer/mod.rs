@@ -21,6 +21,7 @@ pub mod extension;
 mod frame;
 mod handshake;
 mod message;
+pub mod pex;
 
 pub use frame::{LEN_PREFIX_LEN, decode_frame, max_frame_len};
 pub use message::piece_header;
