@@ -143,6 +143,10 @@ struct SeedArgs {
     /// against their hash first).
     #[arg(long, default_value_t = DEFAULT_CACHE_MIB, value_name = "MIB")]
     cache_mib: usize,
+    /// Super-seeding (BEP 16): reveal one piece at a time to each peer, least common first, to
+    /// spread a new torrent with the fewest bytes uploaded by this node.
+    #[arg(long)]
+    super_seed: bool,
     /// Peers unchoked at once over all torrents.
     #[arg(long, default_value_t = DEFAULT_GLOBAL_UPLOAD_SLOTS, value_name = "N")]
     global_upload_slots: usize,
@@ -560,6 +564,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         info_bytes: meta.info_bytes.clone(),
         piece_hashes: meta.info.pieces.clone().into(),
         private: meta.info.private,
+        super_seed: args.super_seed,
     });
     // Every tracker the torrent names, except this node's own (it knows about itself).
     let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];

@@ -73,6 +73,16 @@ pub(crate) enum Step {
     Interested,
     /// The peer lost interest: free its slot.
     NotInterested,
+    /// The peer announced `have` for a piece (BEP 3); a super-seed (BEP 16) offers the next piece
+    /// when it is one it was offered.
+    Have {
+        /// The piece.
+        piece: u32,
+        /// It was one of the pieces this peer was offered in super-seed mode.
+        was_offered: bool,
+    },
+    /// The peer announced every piece it has (bitfield or `have_all`); for availability counts.
+    Bitfield(Bytes),
     /// The peer told us of other peers of the swarm (BEP 11); at most
     /// [`MAX_PEX_DIALS_PER_MESSAGE`] of them.
     Peers(Vec<SocketAddr>),
@@ -108,6 +118,9 @@ pub(crate) struct PeerSession {
     pub(crate) listen_port: Option<u16>,
     /// The peers we last told this peer about over PEX.
     pub(crate) pex_sent: HashSet<SocketAddr>,
+    /// Super-seeding (BEP 16): the pieces this peer was told we have; `None` when the torrent is
+    /// seeded normally.
+    super_offered: Option<Vec<u32>>,
     extension_handshakes: u32,
     /// Both sides set the Fast Extension bit (BEP 6): requests are never silently dropped.
     fast: bool,
@@ -134,10 +147,32 @@ impl PeerSession {
             peer_ut_pex: None,
             listen_port: None,
             pex_sent: HashSet::new(),
+            super_offered: None,
             extension_handshakes: 0,
             fast,
             outbox: VecDeque::new(),
         }
+    }
+
+    /// Puts the session in super-seed mode (BEP 16): it serves only pieces offered with
+    /// [`PeerSession::offer`].
+    pub(crate) fn super_seed(&mut self) {
+        self.super_offered = Some(Vec::new());
+    }
+
+    /// Super-seeding: tells the peer we have `piece` (queues `have`), and serves it from now on.
+    pub(crate) fn offer(&mut self, piece: u32) {
+        if let Some(offered) = &mut self.super_offered {
+            offered.push(piece);
+            self.outbox.push_back(Message::Have { piece });
+        }
+    }
+
+    /// Whether `piece` was offered to this peer while super-seeding.
+    pub(crate) fn was_offered(&self, piece: u32) -> bool {
+        self.super_offered
+            .as_ref()
+            .is_some_and(|o| o.contains(&piece))
     }
 
     /// Takes the next message to send to the peer. Call after every input until `None`.
@@ -195,7 +230,20 @@ impl PeerSession {
             }
             // BEP 3 says a bitfield comes first only; aria2c sends one later when it has pieces,
             // and libtorrent accepts that, so only its size and spare bits are checked.
-            Message::Bitfield(bits) => check_bitfield(bits, count)?,
+            Message::Bitfield(bits) => {
+                check_bitfield(bits, count)?;
+                return Ok(Step::Bitfield(bits.clone()));
+            }
+            Message::Have { piece } => {
+                let was_offered = self
+                    .super_offered
+                    .as_ref()
+                    .is_some_and(|o| o.contains(piece));
+                return Ok(Step::Have {
+                    piece: *piece,
+                    was_offered,
+                });
+            }
             Message::Request(req) => self.on_request(*req, torrent)?,
             Message::Cancel(req) => {
                 // BEP 6: a cancelled request is still answered, by the block or by a reject.
@@ -272,7 +320,11 @@ impl PeerSession {
                 length: req.length,
             });
         }
-        if !torrent.have(req.piece) {
+        let offered = self
+            .super_offered
+            .as_ref()
+            .is_none_or(|o| o.contains(&req.piece));
+        if !torrent.have(req.piece) || !offered {
             return Err(PeerError::RequestedMissingPiece { piece: req.piece });
         }
         if self.choked {
@@ -490,6 +542,35 @@ mod tests {
         assert!(
             s.handle_message(now, &ext(OUR_UT_PEX_ID, b"i1e"), &Map)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn super_seed_serves_only_offered_pieces() {
+        let now = Instant::now();
+        let mut s = unchoked(now);
+        s.super_seed();
+        while s.poll_send().is_some() {}
+        assert_eq!(
+            s.handle_message(now, &req(1, 0, 16384), &Map),
+            Err(PeerError::RequestedMissingPiece { piece: 1 })
+        );
+        s.offer(1);
+        assert_eq!(s.poll_send(), Some(Message::Have { piece: 1 }));
+        s.handle_message(now, &req(1, 0, 16384), &Map).unwrap();
+        assert_eq!(
+            s.handle_message(now, &Message::Have { piece: 1 }, &Map),
+            Ok(Step::Have {
+                piece: 1,
+                was_offered: true
+            })
+        );
+        assert_eq!(
+            s.handle_message(now, &Message::Have { piece: 2 }, &Map),
+            Ok(Step::Have {
+                piece: 2,
+                was_offered: false
+            })
         );
     }
 

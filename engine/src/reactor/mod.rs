@@ -77,6 +77,8 @@ pub(crate) struct SeededTorrent {
     pub(crate) piece_hashes: Arc<[[u8; 20]]>,
     /// BEP 27 private torrent: peers come only from its trackers (no PEX, no DHT).
     pub(crate) private: bool,
+    /// Super-seeding (BEP 16): each peer is offered one piece at a time, the least common first.
+    pub(crate) super_seed: bool,
 }
 
 impl PieceMap for SeededTorrent {
@@ -203,6 +205,9 @@ pub(crate) struct ReactorConfig {
 
 struct TorrentSlot {
     torrent: SeededTorrent,
+    /// Per piece: peers seen to have it plus times it was offered (super-seeding picks the
+    /// lowest). Peers that leave are not subtracted: it only has to rank pieces.
+    availability: Vec<u32>,
     upload_limit: TokenBucket,
     /// Encoded `bitfield` message.
     bitfield_msg: Bytes,
@@ -392,6 +397,7 @@ impl Reactor {
         self.tracker.host(torrent.info_hash);
         self.by_hash.insert(torrent.info_hash, self.torrents.len());
         self.torrents.push(TorrentSlot {
+            availability: vec![0; torrent.have.len()],
             torrent,
             upload_limit: TokenBucket::new(
                 Instant::now(),
@@ -577,6 +583,24 @@ impl Reactor {
             }
         }
         true
+    }
+
+    /// Super-seeding (BEP 16): offers peer `key` the piece we have that is least available and
+    /// not yet offered to it.
+    fn super_offer(&mut self, key: usize, torrent: usize) {
+        let slot = &mut self.torrents[torrent];
+        let Some(ConnState::Peer { session, .. }) = self.conns.get_mut(key).map(|c| &mut c.state)
+        else {
+            return;
+        };
+        let pick = (0..slot.torrent.piece_count())
+            .filter(|&p| slot.torrent.have(p) && !session.was_offered(p))
+            .min_by_key(|&p| slot.availability[p as usize]);
+        if let Some(piece) = pick {
+            slot.availability[piece as usize] = slot.availability[piece as usize].saturating_add(1);
+            session.offer(piece);
+            self.drain_outbox(key);
+        }
     }
 
     /// Tells every peer that speaks `ut_pex` (BEP 11) which peers of its swarm joined and left
@@ -960,10 +984,14 @@ impl Reactor {
                     let slot = &self.torrents[torrent];
                     // BEP 6: a complete seed says `have_all` to a peer that speaks the Fast
                     // Extension.
-                    let bitfield = if hs.supports_fast_extension() && slot.torrent.is_complete() {
-                        encode(&Message::HaveAll)
+                    let bitfield = if slot.torrent.super_seed {
+                        // BEP 16: a super-seed starts out looking empty.
+                        hs.supports_fast_extension()
+                            .then(|| encode(&Message::HaveNone))
+                    } else if hs.supports_fast_extension() && slot.torrent.is_complete() {
+                        Some(encode(&Message::HaveAll))
                     } else {
-                        slot.bitfield_msg.clone()
+                        Some(slot.bitfield_msg.clone())
                     };
                     let extension = hs.supports_extension_protocol().then(|| {
                         let yourip = match canonical_ip(conn.remote.ip()) {
@@ -989,7 +1017,17 @@ impl Reactor {
                     if let Some(extension) = extension {
                         self.queue(key, extension);
                     }
-                    self.queue(key, bitfield);
+                    if let Some(bitfield) = bitfield {
+                        self.queue(key, bitfield);
+                    }
+                    if self.torrents[torrent].torrent.super_seed {
+                        if let Some(ConnState::Peer { session, .. }) =
+                            self.conns.get_mut(key).map(|c| &mut c.state)
+                        {
+                            session.super_seed();
+                        }
+                        self.super_offer(key, torrent);
+                    }
                 }
                 ConnState::Peer { torrent, session } => {
                     let slot = &self.torrents[*torrent];
@@ -1012,6 +1050,26 @@ impl Reactor {
                         }
                         Step::Interested => self.choker.interested(now, key, torrent),
                         Step::NotInterested => self.choker.leave(now, key),
+                        Step::Have { piece, was_offered } => {
+                            if let Some(n) =
+                                self.torrents[torrent].availability.get_mut(piece as usize)
+                            {
+                                *n = n.saturating_add(1);
+                            }
+                            if was_offered {
+                                self.super_offer(key, torrent);
+                            }
+                            Vec::new()
+                        }
+                        Step::Bitfield(bits) => {
+                            let avail = &mut self.torrents[torrent].availability;
+                            for (i, n) in avail.iter_mut().enumerate() {
+                                if bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0) {
+                                    *n = n.saturating_add(1);
+                                }
+                            }
+                            Vec::new()
+                        }
                         Step::Peers(peers) => {
                             for addr in peers {
                                 self.dial_peer(now, torrent, addr);
