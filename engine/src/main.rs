@@ -91,10 +91,11 @@ struct TrackerArgs {
 
 #[derive(Args)]
 struct SeedArgs {
-    /// The file or directory to seed.
-    path: PathBuf,
+    /// The files or directories to seed, one torrent each.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
     /// Seed an existing .torrent: PATH is verified against it instead of hashed anew. For a
-    /// multi-file torrent PATH is the directory holding its files.
+    /// multi-file torrent PATH is the directory holding its files. Only with a single PATH.
     #[arg(long, value_name = "FILE")]
     torrent: Option<PathBuf>,
     /// Where to write the .torrent [default: PATH.torrent beside PATH].
@@ -418,6 +419,69 @@ fn new_peer_id() -> PeerId {
     PeerId(id)
 }
 
+/// A torrent ready to seed: its metainfo, where its .torrent is, which pieces verified, its
+/// data.
+struct Prepared {
+    meta: Metainfo,
+    torrent_path: PathBuf,
+    have: Vec<bool>,
+    storage: Storage,
+}
+
+/// Hashes `path` into a new torrent announcing to `trackers` (written beside it, or to `-o`), or
+/// verifies it against `--torrent`.
+fn prepare_torrent(
+    args: &SeedArgs,
+    path: &Path,
+    trackers: &[String],
+) -> Result<Prepared, CliError> {
+    if let Some(t) = &args.torrent {
+        let meta = read_torrent_file(t)?;
+        let storage = Storage::open(path, &meta.info).map_err(|e| e.to_string())?;
+        let bar = progress::Progress::new("verifying", Some(meta.info.total_length()));
+        let have = seednode_storage::verify(&storage, &meta.info, threads(args.threads), &|d| {
+            bar.set(d);
+        })
+        .map_err(|e| e.to_string())?;
+        bar.finish();
+        let good = have.iter().filter(|h| **h).count();
+        if good == 0 {
+            return Err(format!(
+                "{}: no piece matches {}; nothing to seed",
+                path.display(),
+                t.display()
+            ));
+        }
+        if good < have.len() {
+            warn!(
+                good,
+                total = have.len(),
+                "some pieces fail verification; seeding the rest"
+            );
+        }
+        return Ok(Prepared {
+            meta,
+            torrent_path: t.clone(),
+            have,
+            storage,
+        });
+    }
+    let meta = create_metainfo(path, args.piece_length, trackers, &[], false, args.threads)?;
+    let out = match &args.output {
+        Some(o) => o.clone(),
+        None => default_torrent_path(path)?,
+    };
+    write_atomically(&out, &meta.to_bytes())?;
+    let storage = Storage::open(path, &meta.info).map_err(|e| e.to_string())?;
+    let have = vec![true; meta.info.pieces.len()];
+    Ok(Prepared {
+        meta,
+        torrent_path: out,
+        have,
+        storage,
+    })
+}
+
 fn seed(args: &SeedArgs) -> Result<(), CliError> {
     let listener = bind(args.listen)?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
@@ -458,70 +522,33 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         None => None,
     };
 
-    let (meta, torrent_path, have) = match &args.torrent {
-        Some(t) => {
-            let meta = read_torrent_file(t)?;
-            let storage = Storage::open(&args.path, &meta.info).map_err(|e| e.to_string())?;
-            let bar = progress::Progress::new("verifying", Some(meta.info.total_length()));
-            let have =
-                seednode_storage::verify(&storage, &meta.info, threads(args.threads), &|d| {
-                    bar.set(d);
-                })
-                .map_err(|e| e.to_string())?;
-            bar.finish();
-            let good = have.iter().filter(|h| **h).count();
-            if good == 0 {
-                return Err(format!(
-                    "{}: no piece matches {}; nothing to seed",
-                    args.path.display(),
-                    t.display()
-                ));
-            }
-            if good < have.len() {
-                warn!(
-                    good,
-                    total = have.len(),
-                    "some pieces fail verification; seeding the rest"
-                );
-            }
-            (meta, t.clone(), have)
-        }
-        None => {
-            let mut trackers = vec![announce_url.clone()];
-            trackers.extend(udp_announce_url.iter().cloned());
-            trackers.extend(args.trackers.iter().cloned());
-            let meta = create_metainfo(
-                &args.path,
-                args.piece_length,
-                &trackers,
-                &[],
-                false,
-                args.threads,
-            )?;
-            let out = match &args.output {
-                Some(o) => o.clone(),
-                None => default_torrent_path(&args.path)?,
-            };
-            write_atomically(&out, &meta.to_bytes())?;
-            let have = vec![true; meta.info.pieces.len()];
-            (meta, out, have)
-        }
-    };
-    let storage = Storage::open(&args.path, &meta.info).map_err(|e| e.to_string())?;
+    if args.paths.len() > 1 && (args.torrent.is_some() || args.output.is_some()) {
+        return Err("--torrent and -o take a single PATH".into());
+    }
+    let mut trackers = vec![announce_url.clone()];
+    trackers.extend(udp_announce_url.iter().cloned());
+    trackers.extend(args.trackers.iter().cloned());
+    let mut prepared = Vec::with_capacity(args.paths.len());
+    for path in &args.paths {
+        prepared.push(prepare_torrent(args, path, &trackers)?);
+    }
     let self_addr = SocketAddr::new(
         announce_ip.unwrap_or(Ipv4Addr::LOCALHOST.into()),
         listen.port(),
     );
-    println!("info-hash: {}", meta.info_hash);
-    println!("magnet: {}", magnet_of(&meta, Some(self_addr)));
-    println!("torrent: {}", torrent_path.display());
+    for p in &prepared {
+        let meta = &p.meta;
+        println!("info-hash: {}", meta.info_hash);
+        println!("magnet: {}", magnet_of(meta, Some(self_addr)));
+        println!("torrent: {}", p.torrent_path.display());
+        info!(info_hash = %meta.info_hash, name = %meta.info.name, pieces = meta.info.pieces.len(),
+              bytes = meta.info.total_length(), announce = %announce_url, "seeding");
+    }
     println!("listening: {listen}");
     if let Some(h) = http_addr {
         println!("http: {h}");
     }
     let _ = std::io::stdout().flush();
-    info!(info_hash = %meta.info_hash, name = %meta.info.name, pieces = meta.info.pieces.len(),
-          bytes = meta.info.total_length(), announce = %announce_url, "seeding");
 
     let mut listeners = vec![(listener, ListenerKind::Shared)];
     if let Some(l) = http_listener {
@@ -555,30 +582,38 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
     ))?;
     let mut reactor = Reactor::new(listeners, udp, Some(announce_socket), tracker, config)
         .map_err(|e| format!("starting the event loop: {e}"))?;
-    reactor.add_torrent(SeededTorrent {
-        info_hash: meta.info_hash,
-        storage: Arc::new(storage),
-        piece_length: meta.info.piece_length,
-        total_length: meta.info.total_length(),
-        have,
-        info_bytes: meta.info_bytes.clone(),
-        piece_hashes: meta.info.pieces.clone().into(),
-        private: meta.info.private,
-        super_seed: args.super_seed,
-    });
-    // Every tracker the torrent names, except this node's own (it knows about itself).
+    // Every tracker a torrent names, except this node's own (it knows about itself).
     let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];
-    let mut tiers: Vec<Vec<String>> = if meta.announce_list.is_empty() {
-        meta.announce.iter().map(|a| vec![a.clone()]).collect()
-    } else {
-        meta.announce_list.clone()
-    };
-    for tier in &mut tiers {
-        tier.retain(|url| !own.contains(&Some(url.as_str())));
-    }
-    tiers.retain(|t| !t.is_empty());
-    if !tiers.is_empty() {
-        reactor.announce_to(meta.info_hash, &tiers);
+    for Prepared {
+        meta,
+        have,
+        storage,
+        ..
+    } in prepared
+    {
+        reactor.add_torrent(SeededTorrent {
+            info_hash: meta.info_hash,
+            storage: Arc::new(storage),
+            piece_length: meta.info.piece_length,
+            total_length: meta.info.total_length(),
+            have,
+            info_bytes: meta.info_bytes.clone(),
+            piece_hashes: meta.info.pieces.clone().into(),
+            private: meta.info.private,
+            super_seed: args.super_seed,
+        });
+        let mut tiers: Vec<Vec<String>> = if meta.announce_list.is_empty() {
+            meta.announce.iter().map(|a| vec![a.clone()]).collect()
+        } else {
+            meta.announce_list.clone()
+        };
+        for tier in &mut tiers {
+            tier.retain(|url| !own.contains(&Some(url.as_str())));
+        }
+        tiers.retain(|t| !t.is_empty());
+        if !tiers.is_empty() {
+            reactor.announce_to(meta.info_hash, &tiers);
+        }
     }
     reactor.run().map_err(|e| format!("event loop failed: {e}"))
 }
