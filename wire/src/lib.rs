@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod limits;
 pub mod magnet;
 pub mod metainfo;
+pub mod mse;
 pub mod peer;
 mod types;
 

@@ -22,6 +22,7 @@ use seednode_storage::Storage;
 use seednode_tracker::Tracker;
 use seednode_tracker::access::{AccessList, AccessMode};
 use seednode_wire::limits::MAX_BLOCK_LEN;
+use seednode_wire::mse::{self, MseResponder, MseStep, Rc4};
 use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension, pex};
 use seednode_wire::{InfoHash, PeerId};
 use signal_hook_mio::v1_0::Signals;
@@ -217,6 +218,8 @@ struct TorrentSlot {
 enum ConnState {
     /// Waiting for enough bytes to tell the protocol.
     Sniffing,
+    /// An MSE/PE handshake (the encrypted opening aria2c and libtorrent try first).
+    Mse(Box<MseResponder>),
     /// Peer wire, before the handshake completes. `dialed` names the torrent when we connected
     /// out (our handshake is already queued).
     Handshake { dialed: Option<usize> },
@@ -235,9 +238,17 @@ enum ConnState {
     Closing,
 }
 
+/// The RC4 ciphers of an MSE connection that selected encryption.
+struct StreamCipher {
+    recv: Rc4,
+    send: Rc4,
+}
+
 struct Conn {
     /// We connected out to this peer (so `remote` is where it accepts connections).
     dialed: bool,
+    /// RC4 for the whole stream, when an MSE handshake chose it (then `sendfile` is not used).
+    cipher: Option<Box<StreamCipher>>,
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
@@ -258,6 +269,8 @@ pub(crate) struct Reactor {
     conns: Slab<Conn>,
     torrents: Vec<TorrentSlot>,
     by_hash: HashMap<InfoHash, usize>,
+    /// `HASH('req2', info-hash)` of every torrent, how MSE initiators name them.
+    mse_keys: HashMap<[u8; 20], InfoHash>,
     choker: Choker,
     /// The node's upload limit.
     upload_limit: TokenBucket,
@@ -357,6 +370,7 @@ impl Reactor {
             conns: Slab::new(),
             torrents: Vec::new(),
             by_hash: HashMap::new(),
+            mse_keys: HashMap::new(),
             upload_limit: TokenBucket::new(Instant::now(), config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),
             choker: Choker::new(
@@ -396,6 +410,8 @@ impl Reactor {
         Message::Bitfield(Bytes::from(bits)).encode(&mut msg);
         self.tracker.host(torrent.info_hash);
         self.by_hash.insert(torrent.info_hash, self.torrents.len());
+        self.mse_keys
+            .insert(mse::req2_hash(&torrent.info_hash), torrent.info_hash);
         self.torrents.push(TorrentSlot {
             availability: vec![0; torrent.have.len()],
             torrent,
@@ -781,6 +797,7 @@ impl Reactor {
         let dialed = matches!(state, ConnState::Handshake { dialed: Some(_) });
         entry.insert(Conn {
             dialed,
+            cipher: None,
             stream,
             remote,
             local,
@@ -922,6 +939,9 @@ impl Reactor {
                     return;
                 }
                 Ok(got) => {
+                    if let Some(cipher) = &mut conn.cipher {
+                        cipher.recv.apply(&mut self.scratch[..got]);
+                    }
                     conn.rbuf.extend_from_slice(&self.scratch[..got]);
                     budget -= got;
                     if let Err(why) = self.process(key, now) {
@@ -950,12 +970,42 @@ impl Reactor {
                         conn.state = ConnState::Handshake { dialed: None };
                     }
                     Sniff::Is(Protocol::Http) => conn.state = ConnState::Http,
-                    Sniff::Unknown => return Err("unknown protocol".into()),
+                    // Anything else may be an MSE handshake (its first bytes are a random public
+                    // key); the responder gives up on garbage within a few hundred bytes.
+                    Sniff::Unknown => conn.state = ConnState::Mse(Box::new(new_mse_responder())),
                     Sniff::NeedMore if conn.rbuf.len() >= MAX_SNIFF_LEN => {
-                        return Err("unknown protocol".into());
+                        conn.state = ConnState::Mse(Box::new(new_mse_responder()));
                     }
                     Sniff::NeedMore => return Ok(()),
                 },
+                ConnState::Mse(responder) => {
+                    let keys = &self.mse_keys;
+                    let step = responder
+                        .receive(&mut conn.rbuf, |h| keys.get(h).copied())
+                        .map_err(|e| e.to_string())?;
+                    match step {
+                        MseStep::NeedMore => return Ok(()),
+                        MseStep::Send(bytes) => {
+                            self.queue(key, bytes.into());
+                            return Ok(());
+                        }
+                        MseStep::Done(bytes, est) => {
+                            // The reply goes out before the cipher (if any) is switched on.
+                            self.queue(key, bytes.into());
+                            let conn = self.conns.get_mut(key).ok_or("gone")?;
+                            let mut rest = conn.rbuf.split();
+                            if let Some((recv, send)) = est.rc4 {
+                                let mut cipher = Box::new(StreamCipher { recv, send });
+                                cipher.recv.apply(&mut rest);
+                                conn.cipher = Some(cipher);
+                            }
+                            conn.rbuf.extend_from_slice(&est.initial_payload);
+                            conn.rbuf.extend_from_slice(&rest);
+                            conn.state = ConnState::Handshake { dialed: None };
+                            debug!(peer = %conn.remote, rc4 = conn.cipher.is_some(), "MSE handshake");
+                        }
+                    }
+                }
                 ConnState::Handshake { dialed } => {
                     let dialed = *dialed;
                     let Some(bytes) = conn.rbuf.first_chunk::<HANDSHAKE_LEN>() else {
@@ -1173,7 +1223,16 @@ impl Reactor {
 
     fn queue(&mut self, key: usize, bytes: Bytes) {
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.out.push_bytes(bytes);
+            match &mut conn.cipher {
+                Some(cipher) => {
+                    // RC4 streams are encrypted in send order, so at queueing time; the bytes may
+                    // be shared (a cached piece), hence the copy.
+                    let mut b = BytesMut::from(&bytes[..]);
+                    cipher.send.apply(&mut b);
+                    conn.out.push_bytes(b.freeze());
+                }
+                None => conn.out.push_bytes(bytes),
+            }
             if let ConnState::Peer { session, .. } = &mut conn.state {
                 session.last_send = Instant::now();
             }
@@ -1279,7 +1338,7 @@ impl Reactor {
                 self.upload_limit.take(now, len);
                 slot.upload_limit.take(now, len);
                 session.next_request();
-                if self.config.data_path == DataPath::Sendfile {
+                if self.config.data_path == DataPath::Sendfile && conn.cipher.is_none() {
                     // The block goes from the page cache to the socket (`sendfile`); only the
                     // 13-byte header is built in memory.
                     if let Err(e) = queue_block_from_files(&mut conn.out, storage, req) {
@@ -1340,7 +1399,7 @@ impl Reactor {
                 continue;
             }
             let next = match &conn.state {
-                ConnState::Sniffing | ConnState::Handshake { .. } => {
+                ConnState::Sniffing | ConnState::Mse(_) | ConnState::Handshake { .. } => {
                     self.close(key, "handshake timeout".into());
                     continue;
                 }
@@ -1391,6 +1450,19 @@ fn listen_addr(conn: &Conn, session: &PeerSession) -> Option<SocketAddr> {
     session
         .listen_port
         .map(|p| SocketAddr::new(canonical_ip(conn.remote.ip()), p))
+}
+
+/// A fresh MSE responder: a random private key and 0-511 bytes of random padding.
+fn new_mse_responder() -> MseResponder {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    let mut key = [0u8; mse::PRIVATE_KEY_LEN];
+    let mut pad = [0u8; mse::MAX_PAD_LEN];
+    // A failing OS RNG leaves zeros: the handshake then fails at the peer, nothing worse.
+    let _ = rng.fill(&mut key);
+    let _ = rng.fill(&mut pad);
+    let pad_len = usize::from(u16::from_be_bytes([pad[0], pad[1]])) % mse::MAX_PAD_LEN;
+    MseResponder::new(key, &pad[..pad_len], true)
 }
 
 /// One message, length prefix included.
