@@ -157,6 +157,14 @@ pub enum Event {
     /// address (BEP 42 §Bootstrapping, the `ip` key); reported again only when it changes. If
     /// our ID was derived from another address, the engine may restart the node with
     /// [`IdSource::ExternalIp`] and the exported nodes (BEP 42: "SHOULD consider restarting").
+    /// A peer announced itself for an info-hash to this node (a valid `announce_peer`, BEP 5);
+    /// the engine may dial it when it seeds that torrent.
+    PeerAnnounced {
+        /// The torrent.
+        info_hash: InfoHash,
+        /// Where the peer accepts connections.
+        peer: SocketAddr,
+    },
     ExternalAddress {
         /// Our address as others see it.
         ip: IpAddr,
@@ -559,6 +567,14 @@ impl Dht {
         )
     }
 
+    /// Records that this node itself seeds `info_hash`, reachable at `addr`: `get_peers`
+    /// queries for it are answered with `addr` like any stored peer. It expires like them (30
+    /// minutes, BEP 5), so call it again with every announce.
+    pub fn add_local_peer(&mut self, now: Instant, info_hash: InfoHash, addr: SocketAddr) {
+        self.last_now = now;
+        self.store.announce(now, info_hash, addr);
+    }
+
     /// Pings `addr`; if it answers (and passes BEP 42 when enforced) it may enter the routing
     /// table. For the BEP 5 `PORT` message. Skipped when the transaction table is full.
     pub fn ping(&mut self, now: Instant, addr: SocketAddr) {
@@ -738,9 +754,11 @@ impl Dht {
                     return;
                 }
                 let port = if *implied_port { from.port() } else { *port };
-                self.store
-                    .announce(now, *info_hash, SocketAddr::new(from.ip(), port));
+                let peer = SocketAddr::new(from.ip(), port);
+                self.store.announce(now, *info_hash, peer);
                 self.stats.announces_stored += 1;
+                // Rate-limited and token-checked above, so this event is bounded like the store.
+                self.push_event(Event::PeerAnnounced { info_hash: *info_hash, peer });
                 self.reply(now, from, t, Response::id_only(self.id), None);
             }
             Method::SampleInfohashes { target, want } => {
@@ -1103,6 +1121,18 @@ impl Dht {
             port: port.flatten(),
         };
         let announce = port.is_some();
+        // Peers announced to this very node count too: in a small network (or when we are the
+        // closest node) nobody else stores them.
+        if matches!(kind, LookupKind::GetPeers | LookupKind::Announce) && !internal {
+            let info_hash = InfoHash(target.0);
+            let mut peers = Vec::new();
+            for v6 in [false, true] {
+                peers.extend(self.store.peers(now, &info_hash, v6, MAX_VALUES_PER_REPLY, &mut self.rng));
+            }
+            if !peers.is_empty() {
+                self.push_event(Event::Peers { lookup: id, info_hash, peers });
+            }
+        }
         if self.lookups.len() < MAX_ACTIVE_LOOKUPS && self.queued.is_empty() {
             self.activate(now, q, announce);
         } else if self.queued.len() < MAX_QUEUED_LOOKUPS && !internal {

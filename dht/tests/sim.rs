@@ -156,6 +156,7 @@ impl Sim {
                     assert_eq!(*ip, from.ip(), "nodes agree on each other's address");
                     continue;
                 }
+                Event::PeerAnnounced { .. } => continue,
             };
             // Lookup ids are per node; key them by node too.
             self.events

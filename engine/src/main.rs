@@ -68,6 +68,38 @@ enum Command {
     Create(CreateArgs),
     /// Run only the tracker (HTTP and UDP), for any torrent, like opentracker.
     Tracker(TrackerArgs),
+    /// Run only a Mainline DHT node (BEP 5), e.g. as the bootstrap node of a private network.
+    Dht(DhtNodeArgs),
+}
+
+/// Mainline DHT settings (BEP 5), shared by `seed` and `dht`.
+#[derive(Args)]
+struct DhtArgs {
+    /// Do not join the Mainline DHT.
+    #[arg(long)]
+    no_dht: bool,
+    /// A DHT node to bootstrap from, HOST:PORT (repeatable) [default: the well-known public
+    /// routers, router.bittorrent.com:6881 and others]. `--dht-bootstrap none` uses none.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    bootstrap: Vec<String>,
+    /// Where the DHT routing table is kept between runs
+    /// [default: $XDG_STATE_HOME/seednode/dht_nodes, or ~/.local/state/seednode/dht_nodes].
+    #[arg(long = "dht-state", value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DhtNodeArgs {
+    /// UDP address of the node.
+    #[arg(long, default_value = "0.0.0.0:6881", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// A node to bootstrap from, HOST:PORT (repeatable) [default: none: a standalone node is
+    /// usually the bootstrap node of a private network].
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap: Vec<String>,
+    /// Where the routing table is kept between runs.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -110,9 +142,11 @@ struct SeedArgs {
     /// Address for the UDP tracker (BEP 15) [default: the --listen address, over UDP].
     #[arg(long, value_name = "ADDR")]
     udp: Option<SocketAddr>,
-    /// Run no UDP tracker.
-    #[arg(long, conflicts_with = "udp")]
+    /// Run no UDP tracker (the UDP port still carries the DHT unless --no-dht).
+    #[arg(long)]
     no_udp: bool,
+    #[command(flatten)]
+    dht: DhtArgs,
     /// Host or IP that clients should use to reach this node, put into the announce URL and
     /// given out by the tracker [default: the --listen IP; 127.0.0.1 if that is 0.0.0.0].
     #[arg(long, value_name = "HOST")]
@@ -198,6 +232,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => seed(&args),
         Command::Create(args) => create(&args).map(|_| ()),
         Command::Tracker(args) => tracker(&args),
+        Command::Dht(args) => dht_node(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -396,6 +431,8 @@ fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
     let mut reactor = Reactor::new(
         vec![(http, ListenerKind::HttpOnly)],
         Some(udp),
+        true,
+        None,
         None,
         tracker,
         config,
@@ -407,6 +444,117 @@ fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         reactor.reload_access_list();
     }
     info!(http = %http_addr, udp = %udp_addr, "tracker running");
+    reactor.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+/// `$XDG_STATE_HOME/seednode/dht_nodes` or `~/.local/state/seednode/dht_nodes`.
+fn default_dht_state() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("seednode").join("dht_nodes"))
+}
+
+/// How long start-up waits for bootstrap host names to resolve (there may be no DNS at all).
+const BOOTSTRAP_RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Resolves `HOST:PORT` bootstrap names on threads of their own, waiting at most
+/// [`BOOTSTRAP_RESOLVE_TIMEOUT`]; names that fail or are late are skipped with a warning.
+fn resolve_bootstrap(names: &[String]) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for name in names.iter().filter(|n| n.as_str() != "none") {
+        let (tx, name) = (tx.clone(), name.clone());
+        let _ = std::thread::Builder::new()
+            .name("resolve".into())
+            .spawn(move || {
+                let addrs: Vec<SocketAddr> = name
+                    .to_socket_addrs()
+                    .map(Iterator::collect)
+                    .unwrap_or_default();
+                let _ = tx.send((name, addrs));
+            });
+    }
+    drop(tx);
+    let deadline = Instant::now() + BOOTSTRAP_RESOLVE_TIMEOUT;
+    let mut out = Vec::new();
+    while let Ok((name, addrs)) =
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        if addrs.is_empty() {
+            warn!(node = %name, "DHT bootstrap node did not resolve");
+        }
+        out.extend(addrs);
+    }
+    out
+}
+
+/// A DHT node bootstrapping from `bootstrap`, with the routing table of the last run from
+/// `state` (and the node ID it had then).
+fn new_dht(
+    bootstrap: &[String],
+    state: Option<PathBuf>,
+    external_ip: Option<IpAddr>,
+) -> Result<(seednode_dht::Dht, Option<PathBuf>), CliError> {
+    let config = seednode_dht::Config {
+        bootstrap_nodes: resolve_bootstrap(bootstrap),
+        ..seednode_dht::Config::default()
+    };
+    let saved = state
+        .as_deref()
+        .map(reactor::dht::load_nodes)
+        .unwrap_or_default();
+    let secret = random_secret();
+    let seed = u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8]));
+    let id = match external_ip.filter(|ip| !ip.is_loopback() && !ip.is_unspecified()) {
+        Some(ip) => seednode_dht::IdSource::ExternalIp(ip),
+        None => {
+            let mut id = [0u8; 20];
+            id.copy_from_slice(&random_secret()[..20]);
+            seednode_dht::IdSource::Fixed(seednode_dht::NodeId(id))
+        }
+    };
+    let mut dht = seednode_dht::Dht::new(config, id, random_secret(), seed, Instant::now());
+    dht.import_nodes(&saved);
+    let _ = dht.bootstrap(Instant::now());
+    info!(node_id = %seednode_wire::InfoHash(dht.node_id().0), saved_nodes = saved.len(), "DHT node started");
+    Ok((dht, state))
+}
+
+fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
+    let udp = bind_udp(args.listen)?;
+    let addr = udp.local_addr().map_err(|e| e.to_string())?;
+    let dht = new_dht(&args.bootstrap, args.state.clone(), None)?;
+    println!("node-id: {}", seednode_wire::InfoHash(dht.0.node_id().0));
+    println!("dht: {addr}");
+    let _ = std::io::stdout().flush();
+    let config = ReactorConfig {
+        peer_id: new_peer_id(),
+        peer_port: addr.port(),
+        announce_ip: None,
+        upload_slots: DEFAULT_UPLOAD_SLOTS,
+        global_upload_slots: DEFAULT_GLOBAL_UPLOAD_SLOTS,
+        upload_rate_bytes_per_sec: 0,
+        torrent_upload_rate_bytes_per_sec: 0,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+        disk_threads: 1,
+        data_path: DataPath::Sendfile,
+        cache_bytes: 0,
+        access_list: None,
+        secret: random_secret(),
+    };
+    let tracker = Tracker::new(TrackerConfig::default());
+    let mut reactor = Reactor::new(
+        Vec::new(),
+        Some(udp),
+        false,
+        Some(dht),
+        None,
+        tracker,
+        config,
+    )
+    .map_err(|e| format!("starting the event loop: {e}"))?;
     reactor.run().map_err(|e| format!("event loop failed: {e}"))
 }
 
@@ -509,12 +657,12 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
     };
     let tracker_port = http_addr.map_or(listen.port(), |a| a.port());
     let announce_url = format!("http://{host}:{tracker_port}/announce");
-    let udp = if args.no_udp {
+    let udp = if args.no_udp && args.dht.no_dht {
         None
     } else {
         Some(bind_udp(args.udp.unwrap_or(listen))?)
     };
-    let udp_announce_url = match &udp {
+    let udp_announce_url = match udp.as_ref().filter(|_| !args.no_udp) {
         Some(u) => {
             let port = u.local_addr().map_err(|e| e.to_string())?.port();
             Some(format!("udp://{host}:{port}/announce"))
@@ -580,8 +728,30 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         },
         0,
     ))?;
-    let mut reactor = Reactor::new(listeners, udp, Some(announce_socket), tracker, config)
-        .map_err(|e| format!("starting the event loop: {e}"))?;
+    let dht = if args.dht.no_dht {
+        None
+    } else {
+        let bootstrap = if args.dht.bootstrap.is_empty() {
+            seednode_dht::DEFAULT_BOOTSTRAP_NODES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        } else {
+            args.dht.bootstrap.clone()
+        };
+        let state = args.dht.state.clone().or_else(default_dht_state);
+        Some(new_dht(&bootstrap, state, announce_ip)?)
+    };
+    let mut reactor = Reactor::new(
+        listeners,
+        udp,
+        !args.no_udp,
+        dht,
+        Some(announce_socket),
+        tracker,
+        config,
+    )
+    .map_err(|e| format!("starting the event loop: {e}"))?;
     // Every tracker a torrent names, except this node's own (it knows about itself).
     let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];
     for Prepared {

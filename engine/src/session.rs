@@ -83,6 +83,8 @@ pub(crate) enum Step {
     },
     /// The peer announced every piece it has (bitfield or `have_all`); for availability counts.
     Bitfield(Bytes),
+    /// The peer told us its DHT port (BEP 5 `port`).
+    DhtPort(u16),
     /// The peer told us of other peers of the swarm (BEP 11); at most
     /// [`MAX_PEX_DIALS_PER_MESSAGE`] of them.
     Peers(Vec<SocketAddr>),
@@ -253,6 +255,7 @@ impl PeerSession {
                 }
             }
             Message::Piece { .. } => return Err(PeerError::UnrequestedPiece),
+            Message::Port(port) => return Ok(Step::DhtPort(*port)),
             Message::Extended {
                 id: extension::HANDSHAKE_ID,
                 payload,

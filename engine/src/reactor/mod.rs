@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::choker::Choker;
 
 mod announcer;
+pub(crate) mod dht;
 use crate::disk::{DiskDone, DiskJob, DiskPool};
 use crate::http;
 use crate::limits::{
@@ -292,6 +293,10 @@ pub(crate) struct Reactor {
     udp: Option<UdpSocket>,
     /// Announcing to external trackers, when enabled.
     announcer: Option<announcer::Announcer>,
+    /// The Mainline DHT node (BEP 5), when enabled; it shares the UDP socket.
+    dht: Option<dht::DhtNode>,
+    /// Whether the UDP socket also answers BEP 15 tracker requests.
+    udp_tracker: bool,
     /// Peers dialled lately, so a tracker reply does not redial them.
     dialed: HashMap<SocketAddr, Instant>,
     /// When PEX messages (BEP 11) are next sent.
@@ -314,6 +319,8 @@ impl Reactor {
     pub(crate) fn new(
         listeners: Vec<(std::net::TcpListener, ListenerKind)>,
         udp: Option<std::net::UdpSocket>,
+        udp_tracker: bool,
+        dht_node: Option<(seednode_dht::Dht, Option<PathBuf>)>,
         announce_socket: Option<std::net::UdpSocket>,
         tracker: Tracker,
         config: ReactorConfig,
@@ -390,6 +397,13 @@ impl Reactor {
             done: Vec::new(),
             udp_pending: udp.is_some(),
             announcer,
+            dht: dht_node.map(|(dht, state_file)| dht::DhtNode {
+                dht,
+                state_file,
+                next_announce: Instant::now(),
+                announced_with_nodes: false,
+            }),
+            udp_tracker,
             dialed: HashMap::new(),
             next_pex: Instant::now() + Duration::from_secs(pex::PEX_INTERVAL_SECS),
             udp,
@@ -444,6 +458,13 @@ impl Reactor {
                     .and_then(|a| a.client.poll_timeout())
                 {
                     next = next.min(t);
+                }
+                if let Some(node) = &self.dht {
+                    next = node
+                        .dht
+                        .poll_timeout()
+                        .map_or(next, |t| next.min(t))
+                        .min(node.next_announce);
                 }
                 next.saturating_duration_since(now)
                     .min(Duration::from_secs(1))
@@ -519,6 +540,7 @@ impl Reactor {
             }
             self.run_timers(now);
             self.drive_announcer(now);
+            self.drive_dht(now);
             if now >= self.next_pex {
                 self.send_pex();
                 self.next_pex = now + Duration::from_secs(pex::PEX_INTERVAL_SECS);
@@ -579,7 +601,17 @@ impl Reactor {
             })
             .map(|ip| SocketAddr::new(ip, self.config.peer_port));
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            let Some(socket) = &self.udp else {
+                return false;
+            };
             match socket.recv_from(&mut self.udp_rx) {
+                // KRPC messages are bencoded dictionaries (BEP 5); no BEP 15 packet starts so.
+                Ok((n, src)) if self.udp_rx.first() == Some(&b'd') && n > 0 => {
+                    let datagram = self.udp_rx[..n].to_vec();
+                    self.dht_datagram(now, src, &datagram);
+                    self.flush_dht(now);
+                }
+                Ok((_, _)) if !self.udp_tracker => {}
                 Ok((n, src)) => {
                     if self.tracker.handle_datagram(
                         now,
@@ -720,6 +752,7 @@ impl Reactor {
     }
 
     fn shutdown(&mut self) {
+        self.save_dht();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close(key, "shutdown".into());
@@ -855,7 +888,7 @@ impl Reactor {
         };
         if let Some(key) = self.insert_conn(now, stream, addr, state) {
             debug!(peer = %addr, %info_hash, "dialling");
-            let hs = handshake_bytes(info_hash, self.config.peer_id);
+            let hs = handshake_bytes(info_hash, self.config.peer_id, self.dht.is_some());
             self.queue(key, hs);
         }
     }
@@ -1023,9 +1056,9 @@ impl Reactor {
                     if hs.peer_id == self.config.peer_id {
                         return Err("connected to ourselves".into());
                     }
-                    let ours = dialed
-                        .is_none()
-                        .then(|| handshake_bytes(hs.info_hash, self.config.peer_id));
+                    let ours = dialed.is_none().then(|| {
+                        handshake_bytes(hs.info_hash, self.config.peer_id, self.dht.is_some())
+                    });
                     conn.state = ConnState::Peer {
                         torrent,
                         session: Box::new(PeerSession::new(now, hs.supports_fast_extension())),
@@ -1062,6 +1095,17 @@ impl Reactor {
                     });
                     if let Some(ours) = ours {
                         self.queue(key, ours);
+                    }
+                    // BEP 5: tell DHT-capable peers our DHT port.
+                    if hs.supports_dht()
+                        && self.dht.is_some()
+                        && let Some(port) = self
+                            .udp
+                            .as_ref()
+                            .and_then(|u| u.local_addr().ok())
+                            .map(|a| a.port())
+                    {
+                        self.queue(key, encode(&Message::Port(port)));
                     }
                     // BEP 10: the extension handshake follows the BitTorrent handshake.
                     if let Some(extension) = extension {
@@ -1117,6 +1161,13 @@ impl Reactor {
                                 if bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0) {
                                     *n = n.saturating_add(1);
                                 }
+                            }
+                            Vec::new()
+                        }
+                        Step::DhtPort(port) => {
+                            let remote = self.conns.get(key).map(|c| c.remote);
+                            if let Some(remote) = remote {
+                                self.dht_port_message(now, remote, port);
                             }
                             Vec::new()
                         }
@@ -1432,9 +1483,9 @@ impl Reactor {
 }
 
 /// Our BEP 3 handshake for `info_hash`, advertising BEP 10 and BEP 6.
-fn handshake_bytes(info_hash: InfoHash, peer_id: PeerId) -> Bytes {
+fn handshake_bytes(info_hash: InfoHash, peer_id: PeerId, dht: bool) -> Bytes {
     let hs = Handshake {
-        reserved: Handshake::reserved_bits(true, true, false),
+        reserved: Handshake::reserved_bits(true, true, dht),
         info_hash,
         peer_id,
     };

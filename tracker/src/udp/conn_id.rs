@@ -5,7 +5,8 @@
 //! # Layout (8 bytes, big-endian as sent)
 //!
 //! ```text
-//! byte 0     low 8 bits of the time bucket the ID was issued in
+//! byte 0     0x80 | the low 7 bits of the time bucket the ID was issued in (the top bit set
+//!            means no ID starts with `d`, so one UDP port can carry BEP 15 and KRPC, BEP 5)
 //! bytes 1..8 the first 7 bytes of HMAC-SHA256(epoch_key, bucket as u64 BE || client IP octets)
 //! ```
 //!
@@ -44,7 +45,7 @@ const BUCKETS_PER_EPOCH: u64 =
 const KEY_LABEL: &[u8] = b"seednode-tracker BEP 15 connection id v1";
 
 // The bucket byte must name the accepted buckets unambiguously.
-const _: () = assert!(MAX_AGE_BUCKETS < 256 && BUCKETS_PER_EPOCH > MAX_AGE_BUCKETS);
+const _: () = assert!(MAX_AGE_BUCKETS < 128 && BUCKETS_PER_EPOCH > MAX_AGE_BUCKETS);
 
 /// Issues and checks connection IDs. Sans-IO: `now` is passed in.
 pub struct ConnectionIds {
@@ -88,7 +89,7 @@ impl ConnectionIds {
         let bucket = self.bucket(now);
         let mac = self.mac(bucket, ip);
         let mut id = [0u8; 8];
-        id[0] = bucket as u8;
+        id[0] = 0x80 | (bucket as u8 & 0x7f);
         id[1..].copy_from_slice(&mac);
         u64::from_be_bytes(id)
     }
@@ -98,7 +99,10 @@ impl ConnectionIds {
     pub fn check(&mut self, now: Instant, ip: IpAddr, id: u64) -> bool {
         let id = id.to_be_bytes();
         let current = self.bucket(now);
-        let age = u64::from((current as u8).wrapping_sub(id[0]));
+        if id[0] & 0x80 == 0 {
+            return false;
+        }
+        let age = u64::from((current as u8).wrapping_sub(id[0]) & 0x7f);
         if age > MAX_AGE_BUCKETS || age > current {
             return false;
         }
@@ -222,12 +226,24 @@ mod tests {
         for forged in [0, u64::MAX, id ^ 1, id ^ (1 << 40)] {
             assert!(!ids.check(now, ip("192.0.2.1"), forged));
         }
-        // The bucket byte of "one bucket in the future" reads as 255 buckets old.
+        // The bucket byte of "one bucket in the future" reads as 127 buckets old.
         let future = id.wrapping_add(1 << 56);
         assert!(!ids.check(now, ip("192.0.2.1"), future));
         // A different secret issues different IDs.
         let mut other = ConnectionIds::new(t0, &[8; 32]);
         assert!(!other.check(now, ip("192.0.2.1"), id));
+    }
+
+    #[test]
+    fn connection_ids_never_start_like_krpc() {
+        let t0 = Instant::now();
+        let mut ids = ConnectionIds::new(t0, &[7; 32]);
+        for minute in 0..300u64 {
+            let now = t0 + Duration::from_secs(minute * 15);
+            let id = ids.issue(now, ip("192.0.2.1"));
+            assert_ne!(id.to_be_bytes()[0], b'd', "a KRPC message starts with 'd' (BEP 5)");
+            assert!(ids.check(now, ip("192.0.2.1"), id));
+        }
     }
 
     #[test]
