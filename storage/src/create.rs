@@ -1,5 +1,6 @@
 //! Torrent creation from a file or a directory (BEP 3 metainfo, BEP 12 `announce-list`, BEP 19
-//! `url-list`, BEP 27 `private`), byte-for-byte compatible with mktorrent 1.1.
+//! `url-list`, BEP 27 `private`), byte-for-byte compatible with mktorrent 1.1. v2-only and hybrid
+//! torrents (BEP 52, [`CreateOptions::version`]) are created by `create_v2`.
 //!
 //! For the same data, name, piece length and `private` flag, the `info` dictionary, and so the
 //! info-hash, equals mktorrent's: mktorrent writes exactly the keys `Info::encode` writes, and
@@ -23,7 +24,7 @@ use crate::limits::{
     MAX_TOTAL_LENGTH, MIN_PIECE_LEN,
 };
 use crate::path::{PathError, validate_component};
-use crate::{StorageError, default_threads};
+use crate::{StorageError, TorrentVersion, default_threads};
 
 /// The `created by` value of torrents this crate creates.
 pub const CREATED_BY: &str = concat!("seednode ", env!("CARGO_PKG_VERSION"));
@@ -31,6 +32,9 @@ pub const CREATED_BY: &str = concat!("seednode ", env!("CARGO_PKG_VERSION"));
 /// What to put in a new torrent besides its data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateOptions {
+    /// Which metainfo format to write: v1 (the default, mktorrent-compatible), v2-only or hybrid
+    /// (BEP 52). Only [`create_torrent`] makes v2 and hybrid torrents.
+    pub version: TorrentVersion,
     /// Piece length in bytes: a power of two in
     /// [`MIN_PIECE_LEN`]`..=`[`MAX_PIECE_LEN`]; `None` chooses [`auto_piece_length`].
     pub piece_length: Option<u32>,
@@ -149,6 +153,27 @@ pub enum CreateError {
     /// Reading the data failed while hashing, e.g. a file changed or vanished meanwhile.
     #[error("reading data: {0}")]
     Read(#[from] StorageError),
+    /// [`create_info`] builds a v1 `info` only; v2 and hybrid torrents come from
+    /// [`create_torrent`].
+    #[error("create_info makes v1 torrents only; use create_torrent for {version:?}")]
+    NotV1 {
+        /// The version asked for.
+        version: TorrentVersion,
+    },
+    /// A v2-only torrent of a directory that holds a single file: BEP 52 (and libtorrent) would
+    /// load it as a single-file torrent of that file, not of the directory. Create it from the
+    /// file itself, or as a hybrid.
+    #[error(
+        "{path}: a v2-only torrent of a one-file directory would name the file, not the directory"
+    )]
+    SingleFileDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The finished torrent did not pass `wire`'s own parser (a bug, or data that changed its
+    /// shape while being hashed).
+    #[error("the created torrent does not load: {0}")]
+    Invalid(#[from] seednode_wire::metainfo::MetainfoError),
 }
 
 /// The automatic piece length for `total_length` bytes, in bytes: the smallest power of two in
@@ -168,7 +193,8 @@ pub fn auto_piece_length(total_length: u64) -> u32 {
 }
 
 /// Creates a torrent of the file or directory at `path`: hashes its data and returns the
-/// metainfo (`created by` [`CREATED_BY`]).
+/// metainfo (`created by` [`CREATED_BY`]), in the format [`CreateOptions::version`] names (for
+/// v2 and hybrid, see [`TorrentVersion`]).
 ///
 /// A regular file (or a link to one) gives a single-file torrent; a directory gives a
 /// multi-file torrent of every regular file below it, hidden ones and empty ones included, in
@@ -177,12 +203,16 @@ pub fn auto_piece_length(total_length: u64) -> u32 {
 /// (from any thread, one call at a time, never decreasing).
 ///
 /// # Errors
-/// See [`create_info`].
+/// See [`create_info`]; for v2 and hybrid also [`CreateError::SingleFileDirectory`] and
+/// [`CreateError::Invalid`].
 pub fn create_torrent(
     path: &Path,
     opts: &CreateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Metainfo, CreateError> {
+    if opts.version != TorrentVersion::V1 {
+        return crate::create_v2::create_v2(path, opts, progress);
+    }
     let info = create_info(path, opts, progress)?;
     let mut metainfo = Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone());
     metainfo.comment.clone_from(&opts.comment);
@@ -201,13 +231,19 @@ pub fn create_torrent(
 /// [`CreateError::TooDeep`], [`CreateError::TooManyFiles`], [`CreateError::TooManyDirectories`],
 /// [`CreateError::TooLarge`], [`CreateError::TorrentTooLarge`], [`CreateError::LengthOverflow`]
 /// over a limit;
-/// [`CreateError::NoData`] for 0 bytes; [`CreateError::BadPieceLength`]; and
-/// [`CreateError::Read`] when data changes or fails to read while hashing.
+/// [`CreateError::NoData`] for 0 bytes; [`CreateError::BadPieceLength`];
+/// [`CreateError::Read`] when data changes or fails to read while hashing; and
+/// [`CreateError::NotV1`] unless `opts.version` is [`TorrentVersion::V1`].
 pub fn create_info(
     path: &Path,
     opts: &CreateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Info, CreateError> {
+    if opts.version != TorrentVersion::V1 {
+        return Err(CreateError::NotV1 {
+            version: opts.version,
+        });
+    }
     let name = torrent_name(path, opts.name.as_deref())?;
     let meta = fs::metadata(path).map_err(|source| io_error(path, source))?;
     let (files, file_set) = if meta.is_file() {
@@ -253,17 +289,7 @@ pub fn create_info(
             limit: MAX_TOTAL_LENGTH,
         });
     }
-    let piece_length = match opts.piece_length {
-        None => auto_piece_length(total_length),
-        Some(got) if got.is_power_of_two() && (MIN_PIECE_LEN..=MAX_PIECE_LEN).contains(&got) => got,
-        Some(got) => {
-            return Err(CreateError::BadPieceLength {
-                got,
-                min: MIN_PIECE_LEN,
-                max: MAX_PIECE_LEN,
-            });
-        }
-    };
+    let piece_length = choose_piece_length(opts, total_length)?;
     let piece_count = total_length.div_ceil(u64::from(piece_length));
     let estimated = estimate_torrent_len(&name, &files, piece_count, opts);
     if estimated > MAX_TORRENT_LEN {
@@ -294,7 +320,29 @@ pub fn create_info(
     })
 }
 
-fn threads(opts: &CreateOptions) -> usize {
+/// `opts.piece_length` when valid, else [`auto_piece_length`] of `total_length`.
+///
+/// # Errors
+/// [`CreateError::BadPieceLength`] for an explicit length that is not a power of two in
+/// [`MIN_PIECE_LEN`]`..=`[`MAX_PIECE_LEN`].
+pub(crate) fn choose_piece_length(
+    opts: &CreateOptions,
+    total_length: u64,
+) -> Result<u32, CreateError> {
+    match opts.piece_length {
+        None => Ok(auto_piece_length(total_length)),
+        Some(got) if got.is_power_of_two() && (MIN_PIECE_LEN..=MAX_PIECE_LEN).contains(&got) => {
+            Ok(got)
+        }
+        Some(got) => Err(CreateError::BadPieceLength {
+            got,
+            min: MIN_PIECE_LEN,
+            max: MAX_PIECE_LEN,
+        }),
+    }
+}
+
+pub(crate) fn threads(opts: &CreateOptions) -> usize {
     if opts.threads == 0 {
         default_threads()
     } else {
@@ -302,7 +350,7 @@ fn threads(opts: &CreateOptions) -> usize {
     }
 }
 
-fn io_error(path: &Path, source: io::Error) -> CreateError {
+pub(crate) fn io_error(path: &Path, source: io::Error) -> CreateError {
     CreateError::Io {
         path: path.to_path_buf(),
         source,
@@ -310,7 +358,7 @@ fn io_error(path: &Path, source: io::Error) -> CreateError {
 }
 
 /// The torrent's name: `explicit`, or the input's last component, validated either way.
-fn torrent_name(path: &Path, explicit: Option<&str>) -> Result<String, CreateError> {
+pub(crate) fn torrent_name(path: &Path, explicit: Option<&str>) -> Result<String, CreateError> {
     let name = match explicit {
         Some(name) => name.to_owned(),
         None => {
@@ -338,17 +386,17 @@ fn torrent_name(path: &Path, explicit: Option<&str>) -> Result<String, CreateErr
 }
 
 /// A regular file found below the input directory.
-struct Found {
+pub(crate) struct Found {
     /// Path components relative to the input directory.
-    rel: Vec<String>,
+    pub(crate) rel: Vec<String>,
     /// Path on disk.
-    abs: PathBuf,
+    pub(crate) abs: PathBuf,
     /// Length in bytes when listed.
-    length: u64,
+    pub(crate) length: u64,
 }
 
 /// Lists the regular files below `root`, in mktorrent's order, without following links.
-fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
+pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
     let mut found = Vec::new();
     let mut pending = vec![(root.to_path_buf(), Vec::<String>::new())];
     let mut dirs = 1usize;

@@ -177,7 +177,8 @@ impl Storage {
     /// Opens a torrent's data at `data_path` and checks that it is all there.
     ///
     /// For a single-file torrent `data_path` is the file itself (the engine's choice, usually
-    /// `root/<name>`; it may be a symbolic link). For a multi-file torrent it is the directory
+    /// `root/<name>`; it may be a symbolic link); a second entry `.pad/<N>` after it (the v1 view
+    /// of a v2-only torrent, see `seednode_wire::metainfo_v2`) is padding that reads as zeros. For a multi-file torrent it is the directory
     /// that holds the files (usually `root/<name>`; it may be a link too); every path below it
     /// comes from [`SafeRelPath`], and no component below it may be a symbolic link.
     ///
@@ -253,15 +254,21 @@ impl Storage {
             }
             FileSet::new(files, true)?
         } else {
-            let [entry] = info.files.as_slice() else {
-                return Err(StorageError::InfoMismatch {
-                    what: "single-file torrent with files",
-                });
+            // One file, and for a v2-only torrent (BEP 52) the padding that fills its last piece.
+            let (entry, tail) = match info.files.as_slice() {
+                [entry] => (entry, None),
+                [entry, pad] if is_padding(pad) => (entry, Some(pad)),
+                _ => {
+                    return Err(StorageError::InfoMismatch {
+                        what: "single-file torrent with files",
+                    });
+                }
             };
-            FileSet::new(
-                [(data_path.to_path_buf(), entry.length, Backing::Disk)],
-                false,
-            )?
+            let mut files = vec![(data_path.to_path_buf(), entry.length, Backing::Disk)];
+            if let Some(pad) = tail {
+                files.push((PathBuf::new(), pad.length, Backing::Padding));
+            }
+            FileSet::new(files, false)?
         };
         let geometry = Geometry::new(info.piece_length, info.pieces.len(), files.total_length())?;
         Ok(Self {

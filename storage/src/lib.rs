@@ -15,6 +15,11 @@
 //! Call order for seeding: [`Storage::open`] (checks every file exists with its length), then
 //! optionally [`verify`], then [`Storage::read_block`] or [`Storage::block_segments`] +
 //! [`Storage::file`] (for `sendfile`) per request, from any thread through an `Arc<Storage>`.
+//!
+//! v2 and hybrid torrents (BEP 52) are opened the same way with their `Metainfo::info` (the
+//! piece space, files aligned by padding that reads as zeros); [`verify_v2`] checks the data
+//! against the SHA-256 merkle hashes, and [`block_hashes_v2`] hashes the blocks a `hash request`
+//! below the piece layer needs.
 //! The engine builds the data path of a torrent named `name` as
 //! `SafeRelPath::new(&[name])?.under(root)`.
 //!
@@ -23,8 +28,10 @@
 #![warn(missing_docs)]
 
 mod create;
+mod create_v2;
 mod files;
 mod hash;
+mod hash_v2;
 mod layout;
 pub mod limits;
 mod path;
@@ -33,8 +40,10 @@ mod verify;
 pub use create::{
     CREATED_BY, CreateError, CreateOptions, auto_piece_length, create_info, create_torrent,
 };
+pub use create_v2::TorrentVersion;
 pub use files::{Segment, SegmentIter};
 pub use hash::default_threads;
 pub use layout::{Storage, StorageError};
 pub use path::{PathError, SafeRelPath, validate_component};
+pub use hash_v2::{block_hashes_v2, verify_v2};
 pub use verify::verify;

@@ -88,3 +88,20 @@ pub const MAX_TOTAL_LENGTH: u64 = seednode_wire::limits::MAX_TOTAL_LENGTH;
 /// Most directories creation descends into below the input, in directories. Each pending
 /// directory costs its path in memory; over the limit, creation is rejected.
 pub const MAX_DIRS: usize = 100_000;
+
+/// Most 16 KiB leaf hashes one hashing thread keeps for a piece of a v2 or hybrid torrent, in
+/// hashes: `wire`'s [`MAX_PIECE_LENGTH`](seednode_wire::limits::MAX_PIECE_LENGTH) (512 MiB, the
+/// largest piece any torrent may have) divided by the 16 KiB block, so 32 768 hashes, 1 MiB per
+/// thread. A piece's leaves are reduced to its root as soon as it is read; pieces are never longer,
+/// so the limit is never hit.
+pub const MAX_LEAVES_PER_PIECE: usize =
+    (seednode_wire::limits::MAX_PIECE_LENGTH / seednode_wire::merkle::BLOCK_LEN) as usize;
+
+/// Most 16 KiB blocks [`block_hashes_v2`](crate::block_hashes_v2) reads and hashes for one call:
+/// one piece's worth, `wire`'s
+/// [`MAX_HASH_REQUEST_PIECES`](seednode_wire::limits::MAX_HASH_REQUEST_PIECES) (a `hash request`
+/// below the piece layer is answered from at most one piece of data); the exact bound is the
+/// torrent's blocks per piece, at most [`MAX_LEAVES_PER_PIECE`]. A larger span is refused with
+/// `StorageError::RangeOutOfBounds`.
+pub const MAX_BLOCK_HASHES_PER_CALL: usize =
+    MAX_LEAVES_PER_PIECE * seednode_wire::limits::MAX_HASH_REQUEST_PIECES as usize;

@@ -6,13 +6,19 @@ use bytes::BytesMut;
 
 use crate::bencode;
 use crate::metainfo::Metainfo;
+use crate::metainfo_v2::{InfoHashV2, MetainfoV2, PieceMap};
+use crate::peer::hashes::{HashMessage, HashRequest};
 use crate::peer::{Message, decode_frame};
 
-/// Target `wire_metainfo`: decodes `data` as bencode and as a .torrent.
+/// Target `wire_metainfo`: decodes `data` as bencode and as a .torrent (v1, v2 or hybrid).
 ///
 /// Invariants: nothing panics; a torrent that parses re-parses from [`Metainfo::to_bytes`] to the
-/// same info-hash and `info`; its `info` re-encoded canonically by [`Metainfo::new`] parses back
-/// to the same `info`.
+/// same info-hash, `info` and v2 side; a v1 torrent's `info` re-encoded canonically by
+/// [`Metainfo::new`] parses back to the same `info`. For a v2 or hybrid torrent: the v2
+/// info-hash is the SHA-256 of the raw `info`, the piece map covers [`Metainfo::info`]'s pieces,
+/// every merkle tree the piece layers give has the file's root and answers a piece-layer
+/// `hash request`, and the v2 side re-encoded canonically by [`Metainfo::new_v2`] parses back to
+/// the same files and layers.
 ///
 /// # Panics
 /// When an invariant is broken.
@@ -29,10 +35,76 @@ pub fn metainfo(data: &[u8]) {
     assert_eq!(again.info_hash, m.info_hash);
     assert_eq!(again.info, m.info);
     assert_eq!(again.info_bytes, m.info_bytes);
+    assert_eq!(again.v2, m.v2);
 
+    if let Some(v2) = &m.v2 {
+        check_v2(&m, v2);
+        return;
+    }
     let fresh = Metainfo::new(m.info, m.announce_list, m.url_list);
     let reparsed = Metainfo::from_bytes(&fresh.to_bytes()).expect("canonical info re-parses");
     assert_eq!(reparsed, fresh);
+}
+
+/// The v2 invariants of [`metainfo`].
+fn check_v2(m: &Metainfo, v2: &MetainfoV2) {
+    assert_eq!(v2.info_hash, InfoHashV2::of(&m.info_bytes));
+    assert_eq!(m.has_v1(), v2.hybrid);
+    if !v2.hybrid {
+        assert_eq!(m.info_hash, v2.info_hash.truncated());
+    }
+    let map = PieceMap::new(&v2.info);
+    assert_eq!(map.piece_count(), m.info.piece_count());
+    assert_eq!(map.piece_count(), v2.info.piece_count());
+    for piece in [
+        0,
+        map.piece_count() / 2,
+        map.piece_count().saturating_sub(1),
+    ] {
+        let loc = map.locate(piece).expect("every piece has a file");
+        assert!(loc.data_len > 0 && loc.data_len <= v2.info.piece_length);
+    }
+    for (file, f) in v2.info.files.iter().enumerate() {
+        let Ok(tree) = v2.merkle_tree(file) else {
+            continue;
+        };
+        assert_eq!(Some(tree.root()), f.pieces_root);
+        let Some(root) = f.pieces_root else { continue };
+        let base_layer = tree.base_height();
+        if base_layer < tree.height() {
+            let req = HashRequest {
+                pieces_root: root,
+                base_layer,
+                index: 0,
+                length: 2,
+                proof_layers: tree.height() - base_layer - 1,
+            };
+            let hashes = tree
+                .hashes(&req, None)
+                .expect("a piece-layer request is served");
+            let message = HashMessage::hashes(req, &hashes);
+            let mut out = BytesMut::new();
+            message.encode(&mut out);
+            let payload = out.freeze().slice(5..);
+            assert_eq!(
+                HashMessage::parse(message.id(), &payload).expect("own answer parses"),
+                Some(message)
+            );
+        }
+    }
+    let fresh = Metainfo::new_v2(
+        v2.info.clone(),
+        v2.piece_layers.clone(),
+        v2.hybrid.then(|| m.info.pieces.clone()),
+        m.info.private,
+        m.announce_list.clone(),
+        m.url_list.clone(),
+    )
+    .expect("canonical v2 info re-parses");
+    let fresh_v2 = fresh.v2.as_ref().expect("still v2");
+    assert_eq!(fresh_v2.info, v2.info);
+    assert_eq!(fresh_v2.piece_layers, v2.piece_layers);
+    assert_eq!(fresh_v2.hybrid, v2.hybrid);
 }
 
 /// Target `wire_peer_frame`: feeds `data` as a TCP stream to [`decode_frame`].
@@ -78,6 +150,15 @@ pub fn peer_frame(data: &[u8]) {
                     );
                     if let Message::Piece { block, .. } = &message {
                         assert!(block.len() <= crate::limits::MAX_FRAME_LEN as usize);
+                    }
+                    if let Message::Unknown { id, payload } = &message {
+                        // BEP 52 hash messages arrive as `Unknown`; a parsed one re-encodes to
+                        // the same frame.
+                        if let Ok(Some(hash_message)) = HashMessage::parse(*id, payload) {
+                            encoded.clear();
+                            hash_message.encode(&mut encoded);
+                            assert_eq!(&encoded[..], frame, "hash message re-encoding differs");
+                        }
                     }
                 }
                 Ok(None) => {

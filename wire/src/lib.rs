@@ -5,19 +5,25 @@
 //! [`limits`] and returns an error instead of panicking.
 //!
 //! - [`bencode`]: a lenient, bounded bencode decoder (policy documented there) and an encoder.
-//! - [`metainfo`]: v1 .torrent files (BEP 3, 12, 19, 27); the info-hash is the SHA-1 of the raw
-//!   `info` bytes.
-//! - [`magnet`]: magnet URIs (BEP 9).
-//! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, and a zero-copy frame decoder.
+//! - [`metainfo`]: .torrent files (BEP 3, 12, 19, 27); the info-hash is the SHA-1 of the raw
+//!   `info` bytes. v2 and hybrid torrents (BEP 52) load through the same
+//!   [`metainfo::Metainfo::from_bytes`]; their v2 side is in [`metainfo_v2`].
+//! - [`merkle`]: BEP 52 merkle trees: roots, piece layers, answers to `hash request`s.
+//! - [`magnet`]: magnet URIs (BEP 9; BEP 52 `urn:btmh:`).
+//! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, a zero-copy frame decoder,
+//!   and the BEP 52 hash messages.
 
 pub mod bencode;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
 pub mod magnet;
+pub mod merkle;
 pub mod metainfo;
+pub mod metainfo_v2;
 pub mod mse;
 pub mod peer;
 mod types;
 
+pub use metainfo_v2::InfoHashV2;
 pub use types::{InfoHash, ParseHashError, PeerId};

@@ -96,3 +96,45 @@ pub const MAX_MAGNET_TRACKERS: usize = 100;
 /// Most `x.pe` (peer address) parameters kept from one magnet URI: 100 (security row M11).
 /// Beyond it: the rest are ignored (truncate).
 pub const MAX_MAGNET_PEERS: usize = 100;
+
+// ---------------------------------------------------------------------------------------------
+// v2 metainfo and merkle trees (BEP 52)
+// ---------------------------------------------------------------------------------------------
+
+/// Smallest `piece length` of a v2 or hybrid torrent, in bytes: 16 KiB, one merkle leaf block
+/// (BEP 52 §info dictionary: "It must be a power of two and at least 16KiB"; libtorrent refuses
+/// smaller ones). Below it, or not a power of two:
+/// [`crate::metainfo::MetainfoError::OutOfRange`] for `info.piece length`.
+pub const MIN_PIECE_LENGTH_V2: u32 = 16 * 1024;
+
+/// Deepest v2 `file tree`, in path components of one file: [`MAX_PATH_DEPTH`] (100, security rule
+/// M5; libtorrent's `max_directory_depth` is 100 too). The tree is walked with an explicit stack,
+/// never by recursion. Over it: [`crate::metainfo::MetainfoError::BadPath`].
+pub const MAX_FILE_TREE_DEPTH: usize = MAX_PATH_DEPTH;
+
+/// Tallest merkle tree of one file, in layers above the 16 KiB leaves: 34, the height for a file of
+/// [`MAX_TOTAL_LENGTH`] bytes (2^48 / 2^14 = 2^34 leaves). Every tree this crate builds is at most
+/// this tall, which bounds the proof hashes of one `hashes` message.
+pub const MAX_MERKLE_HEIGHT: u32 = MAX_TOTAL_LENGTH.ilog2() - crate::merkle::BLOCK_LEN.ilog2();
+
+/// Most hashes one BEP 52 `hash request` may ask for (its `length`): 8 192, libtorrent's limit
+/// (`validate_hash_request`: "a limit of 8192 corresponds to a piece size of 128MB", since a
+/// client asks for the leaf hashes of a whole piece at a time). BEP 52 says `length` SHOULD NOT
+/// exceed 512, which is what libtorrent asks for in the piece layer. Over it: the request is
+/// answered with a `hash reject`, and a `hashes` message claiming more is refused by
+/// [`crate::peer::hashes::HashMessage::parse`].
+pub const MAX_HASH_REQUEST_LENGTH: u32 = 8192;
+
+/// Pieces of file data read from disk to answer one `hash request` whose base layer lies below
+/// the layer a seed keeps in memory (the piece layer): 1. libtorrent asks for leaf hashes one whole
+/// piece at a time, so one piece is all a real client needs; a request spanning more is answered
+/// with a `hash reject`, which bounds the disk reads and hashing a peer can make a seed do per
+/// 49-byte request to one piece.
+pub const MAX_HASH_REQUEST_PIECES: u64 = 1;
+
+/// Largest body (id byte and payload) of a BEP 52 `hashes` message, in bytes: the 49-byte header
+/// plus [`MAX_HASH_REQUEST_LENGTH`] base hashes and one proof hash per layer of the tallest tree,
+/// 32 bytes each (about 264 KiB, under [`MAX_FRAME_LEN`]). A seed never asks for hashes, so it
+/// never needs to accept one this large; the constant sizes the answers it sends.
+pub const MAX_HASHES_MESSAGE_LEN: usize =
+    1 + 48 + 32 * (MAX_HASH_REQUEST_LENGTH as usize + MAX_MERKLE_HEIGHT as usize + 1);

@@ -1,8 +1,10 @@
-//! v1 metainfo (.torrent) files: BEP 3, with `announce-list` (BEP 12), `url-list` (BEP 19) and
-//! `private` (BEP 27).
+//! Metainfo (.torrent) files: BEP 3, with `announce-list` (BEP 12), `url-list` (BEP 19) and
+//! `private` (BEP 27); v2 and hybrid torrents (BEP 52) are parsed by [`crate::metainfo_v2`] from
+//! [`Metainfo::from_bytes`] too, and their v2 side is [`Metainfo::v2`].
 //!
 //! The info-hash is always the SHA-1 of the exact bytes of the `info` dictionary as they stand in the
-//! file, never of a re-encoding.
+//! file, never of a re-encoding (for a v2-only torrent, which has no v1 side,
+//! [`Metainfo::info_hash`] is the v2 info-hash truncated to 20 bytes, see [`crate::metainfo_v2`]).
 //!
 //! # What is accepted
 //!
@@ -23,13 +25,20 @@
 //! - File lengths are non-negative, summed with checked arithmetic, and the total is
 //!   1 ..= [`MAX_TOTAL_LENGTH`] bytes (zero-length files are fine, an all-empty torrent is not).
 //! - BEP 47 padding files (`attr` containing `p`) are kept as ordinary entries (their bytes are
-//!   zeros). Other `attr` flags, including symlinks (`l`) and their `symlink path`, are ignored:
-//!   such an entry is an ordinary file of its `length`, so no symlink is ever created or followed.
+//!   zeros). Files whose path is `.pad/<their length>` (libtorrent's padding files: every one of a
+//!   length has that path) are exempt from the distinct-path rule. Other `attr` flags, including
+//!   symlinks (`l`) and their `symlink path`, are ignored: such an entry is an ordinary file of
+//!   its `length`, so no symlink is ever created or followed.
 //! - `private` is set when it is a non-zero integer (libtorrent tests `!= 0`; BEP 27 writes 1).
 //! - Optional keys of the wrong type (`announce`, `announce-list`, `url-list`, `comment`,
 //!   `created by`, `creation date`) are ignored rather than fatal, as in libtorrent. Tracker and
 //!   webseed URLs are trimmed of surrounding whitespace; empty ones and empty tiers are dropped.
 //!   When `announce-list` gives no tracker, `announce` becomes the only tier (as libtorrent).
+//! - `meta version` (BEP 52) decides the format, as in libtorrent: 2 is a v2 or hybrid torrent
+//!   ([`crate::metainfo_v2`]), above 2 is refused ([`MetainfoError::UnsupportedMetaVersion`]),
+//!   1 requires sorted unique keys throughout `info`; a `file tree` without `meta version` 2 is
+//!   refused ([`MetainfoError::FileTreeWithoutMetaVersion`]). Without `meta version`, everything
+//!   above applies unchanged.
 
 use bendy::encoding::Encoder;
 use sha1::{Digest as _, Sha1};
@@ -74,9 +83,12 @@ pub struct Info {
 /// A parsed .torrent file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metainfo {
-    /// Parsed `info` dictionary.
+    /// Parsed `info` dictionary, as v1 sees it: the piece space of the peer protocol. For a hybrid
+    /// torrent this is its v1 side; for a v2-only torrent a view synthesized from the `file tree`
+    /// with placeholder piece hashes (see [`crate::metainfo_v2`]).
     pub info: Info,
-    /// SHA-1 of [`Metainfo::info_bytes`].
+    /// SHA-1 of [`Metainfo::info_bytes`]; for a v2-only torrent, the SHA-256 info-hash truncated
+    /// to 20 bytes (BEP 52 §infohash: what trackers, the DHT and the handshake use).
     pub info_hash: InfoHash,
     /// The raw bencoded `info` dictionary exactly as it stands in the file (also what BEP 9
     /// `ut_metadata` serves).
@@ -93,6 +105,9 @@ pub struct Metainfo {
     pub created_by: Option<String>,
     /// `creation date`, seconds since the Unix epoch.
     pub creation_date: Option<i64>,
+    /// The BEP 52 side of a v2-only or hybrid torrent (`meta version` 2): file tree, SHA-256
+    /// info-hash and piece layers; `None` for a v1 torrent.
+    pub v2: Option<crate::metainfo_v2::MetainfoV2>,
 }
 
 impl Info {
@@ -175,9 +190,45 @@ pub enum MetainfoError {
         /// `ceil(total length / piece length)`.
         expected: u64,
     },
-    /// A multi-file torrent whose `files` list is empty.
+    /// A multi-file torrent whose `files` list (or a v2 torrent whose `file tree`) is empty.
     #[error("`info.files` is empty")]
     EmptyFileList,
+    /// `meta version` is newer than BEP 52's 2 (BEP 52: implementations must check it first).
+    #[error("`info.meta version` {got} is newer than this parser supports (2)")]
+    UnsupportedMetaVersion {
+        /// The `meta version` found.
+        got: i64,
+    },
+    /// A dictionary inside a v2 (or `meta version` 1) `info` has unsorted or duplicate keys;
+    /// libtorrent refuses these (BEP 52 §infohash: no decode-encode round trip on invalid data).
+    #[error("`info` of a v2 torrent has unsorted or duplicate dictionary keys")]
+    NotCanonical,
+    /// A `file tree` in a torrent without `meta version` 2 (libtorrent refuses it).
+    #[error("`info.file tree` without `meta version` 2")]
+    FileTreeWithoutMetaVersion,
+    /// A v2 `file tree` node is malformed (BEP 52 §File tree layout).
+    #[error("bad file tree at {path:?}: {reason}")]
+    BadFileTree {
+        /// Lossy rendering of the path of the node.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An entry of `piece layers` is malformed or does not match its file (BEP 52 §metainfo
+    /// files: "A torrent is not valid if ... the contained hashes do not match the merkle roots
+    /// or are not from the correct layer").
+    #[error("bad `piece layers`: {reason}")]
+    BadPieceLayer {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The v1 and v2 sides of a hybrid torrent describe different files or alignment (BEP 52
+    /// §Upgrade Path; libtorrent's `torrent_inconsistent_files`).
+    #[error("hybrid torrent's v1 and v2 sides differ: {reason}")]
+    HybridMismatch {
+        /// What differs.
+        reason: &'static str,
+    },
 }
 
 impl Metainfo {
@@ -203,7 +254,12 @@ impl Metainfo {
             .value
             .as_dict()
             .ok_or(MetainfoError::BadKey { key: "info" })?;
-        let info = parse_info(info_dict)?;
+        let (info, info_hash, v2) = if crate::metainfo_v2::is_v2(info_dict)? {
+            let (info, info_hash, v2) = crate::metainfo_v2::parse(root, info_entry)?;
+            (info, info_hash, Some(v2))
+        } else {
+            (parse_info(info_dict)?, info_hash_of(info_entry.raw), None)
+        };
 
         let announce = root.get(b"announce").and_then(url);
         let mut announce_list = root
@@ -228,7 +284,7 @@ impl Metainfo {
         };
         Ok(Self {
             info,
-            info_hash: info_hash_of(info_entry.raw),
+            info_hash,
             info_bytes: Bytes::copy_from_slice(info_entry.raw),
             announce,
             announce_list,
@@ -236,6 +292,7 @@ impl Metainfo {
             comment: text(b"comment.utf-8", b"comment"),
             created_by: text(b"created by.utf-8", b"created by"),
             creation_date: root.get(b"creation date").and_then(Value::as_int),
+            v2,
         })
     }
 
@@ -248,15 +305,7 @@ impl Metainfo {
     #[must_use]
     pub fn new(info: Info, announce_list: Vec<Vec<String>>, url_list: Vec<String>) -> Self {
         let info_bytes = Bytes::from(info.encode());
-        let announce_list: Vec<Vec<String>> = announce_list
-            .into_iter()
-            .map(|tier| {
-                tier.into_iter()
-                    .filter_map(|u| clean_url(&u))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|tier| !tier.is_empty())
-            .collect();
+        let announce_list = clean_tiers(announce_list);
         Self {
             info_hash: info_hash_of(&info_bytes),
             info,
@@ -265,8 +314,9 @@ impl Metainfo {
             announce_list,
             url_list: url_list.into_iter().filter_map(|u| clean_url(&u)).collect(),
             comment: None,
-            created_by: Some(concat!("seednode/", env!("CARGO_PKG_VERSION")).to_owned()),
+            created_by: Some(CREATED_BY.to_owned()),
             creation_date: None,
+            v2: None,
         }
     }
 
@@ -275,8 +325,9 @@ impl Metainfo {
     ///
     /// Keys are written in canonical order: `announce`, `announce-list` (only when it says more
     /// than `announce` alone, i.e. more than one URL as mktorrent does), `comment`, `created by`,
-    /// `creation date`, `info`, `url-list` (a string for one webseed, a list for several, as
-    /// mktorrent).
+    /// `creation date`, `info`, `piece layers` (v2 and hybrid torrents only, always, as
+    /// libtorrent: one entry per distinct root of a file longer than one piece whose layer is
+    /// known), `url-list` (a string for one webseed, a list for several, as mktorrent).
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         use bencode::{put_bytes, put_int};
@@ -320,6 +371,9 @@ impl Metainfo {
         }
         put_bytes(&mut out, b"info");
         out.extend_from_slice(&self.info_bytes);
+        if let Some(v2) = &self.v2 {
+            crate::metainfo_v2::put_piece_layers(&mut out, &v2.info.files, &v2.piece_layers);
+        }
         match self.url_list.as_slice() {
             [] => {}
             [one] => {
@@ -445,7 +499,25 @@ pub fn validate_component(component: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
+/// The `created by` value of [`Metainfo::new`] and [`Metainfo::new_v2`].
+pub(crate) const CREATED_BY: &str = concat!("seednode/", env!("CARGO_PKG_VERSION"));
+
+/// Tracker tiers trimmed, empty URLs and empty tiers dropped (as [`Metainfo::from_bytes`] reads
+/// them).
+pub(crate) fn clean_tiers(announce_list: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    announce_list
+        .into_iter()
+        .map(|tier| {
+            tier.into_iter()
+                .filter_map(|u| clean_url(&u))
+                .collect::<Vec<_>>()
+        })
+        .filter(|tier| !tier.is_empty())
+        .collect()
+}
+
+/// The validated `name` of an `info` dictionary, from `name.utf-8` when it is valid UTF-8.
+pub(crate) fn parse_name(d: &Dict<'_>) -> Result<String, MetainfoError> {
     let name_value = d
         .get(b"name.utf-8")
         .filter(|v| v.as_str().is_some())
@@ -454,7 +526,12 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
     let name_bytes = name_value
         .as_bytes()
         .ok_or(MetainfoError::BadKey { key: "info.name" })?;
-    let name = utf8_component(name_bytes, &[])?;
+    utf8_component(name_bytes, &[])
+}
+
+/// Parses a v1 `info` dictionary (also the v1 side of a hybrid torrent).
+pub(crate) fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
+    let name = parse_name(d)?;
 
     let piece_length =
         d.get(b"piece length")
@@ -583,8 +660,24 @@ fn parse_files(list: &[Value<'_>]) -> Result<Vec<FileEntry>, MetainfoError> {
             length,
         });
     }
-    check_distinct_paths(&files)?;
+    let not_padding: Vec<&FileEntry> = files.iter().filter(|f| !has_padding_path(f)).collect();
+    check_distinct_paths(&not_padding)?;
     Ok(files)
+}
+
+/// True when a `files` entry has a BEP 47 `attr` containing `p` (a padding file).
+pub(crate) fn is_bep47_padding(d: &Dict<'_>) -> bool {
+    d.get(b"attr")
+        .and_then(Value::as_bytes)
+        .is_some_and(|attr| attr.contains(&b'p'))
+}
+
+/// True when the file's path is `.pad/<its length>`, the name libtorrent gives padding files
+/// (BEP 47's recommendation) and the one storage reads as zeros. Such files may repeat (every
+/// padding file of one length has this path), so the distinct-path rule skips them; it does not
+/// look at `attr`, so that [`Info::encode`], which writes no `attr`, round-trips.
+fn has_padding_path(f: &FileEntry) -> bool {
+    matches!(f.path.as_slice(), [dir, n] if dir == ".pad" && *n == f.length.to_string())
 }
 
 /// The validated path of one `files` entry, from `path.utf-8` when it is a list of UTF-8 strings,
@@ -624,7 +717,7 @@ fn parse_path(d: &Dict<'_>) -> Result<Vec<String>, MetainfoError> {
 
 /// Decodes and validates one component; `whole` is the full path for the error message (empty
 /// for a `name`).
-fn utf8_component(component: &[u8], whole: &[&[u8]]) -> Result<String, MetainfoError> {
+pub(crate) fn utf8_component(component: &[u8], whole: &[&[u8]]) -> Result<String, MetainfoError> {
     let shown = || {
         if whole.is_empty() {
             render_path(&[component])
@@ -644,7 +737,7 @@ fn utf8_component(component: &[u8], whole: &[&[u8]]) -> Result<String, MetainfoE
 }
 
 /// Lossy `/`-joined rendering of a path for error messages, cut to 200 characters.
-fn render_path(components: &[&[u8]]) -> String {
+pub(crate) fn render_path(components: &[&[u8]]) -> String {
     const MAX_SHOWN_CHARS: usize = 200;
     let mut out = String::new();
     for (i, c) in components.iter().enumerate() {
@@ -663,7 +756,7 @@ fn render_path(components: &[&[u8]]) -> String {
 /// Refuses two files with the same path, or a file whose path is also a directory of another.
 /// Sorted by components, a path that is a prefix of another sorts right before some path it
 /// prefixes, so comparing neighbours finds every clash.
-fn check_distinct_paths(files: &[FileEntry]) -> Result<(), MetainfoError> {
+fn check_distinct_paths(files: &[&FileEntry]) -> Result<(), MetainfoError> {
     let mut paths: Vec<&[String]> = files.iter().map(|f| f.path.as_slice()).collect();
     paths.sort_unstable();
     for pair in paths.windows(2) {
@@ -893,6 +986,44 @@ mod tests {
         assert_eq!(m.info.files.len(), 4);
         assert_eq!(m.info.files[1].path, [".pad", "16284"]);
         assert_eq!(m.info.total_length(), 32768);
+    }
+
+    #[test]
+    fn repeated_padding_paths_accepted() {
+        // libtorrent names every padding file of a length `.pad/<length>`.
+        let pad = |n: i64| {
+            B::D(vec![
+                ("attr", s("p")),
+                ("length", B::I(n)),
+                ("path", path(&[".pad", &n.to_string()])),
+            ])
+        };
+        let files = vec![
+            file(100, &["a"]),
+            pad(16284),
+            file(100, &["b"]),
+            pad(16284),
+            file(5, &["c"]),
+        ];
+        let m = Metainfo::from_bytes(&multi(files)).unwrap();
+        assert_eq!(m.info.files.len(), 5);
+        // Re-encoded without `attr`, it still loads.
+        let again = Metainfo::new(m.info.clone(), vec![], vec![]);
+        assert_eq!(
+            Metainfo::from_bytes(&again.to_bytes()).unwrap().info,
+            m.info
+        );
+        // A `.pad/<N>` path whose N is not the file's length is an ordinary path.
+        let fake = || {
+            B::D(vec![
+                ("length", B::I(3)),
+                ("path", path(&[".pad", "16284"])),
+            ])
+        };
+        assert_eq!(
+            bad_path_reason(&multi(vec![fake(), fake()])),
+            "two files with the same path"
+        );
     }
 
     #[test]

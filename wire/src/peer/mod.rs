@@ -11,7 +11,9 @@
 //! most [`crate::limits::MAX_BLOCK_LEN`]) is checked by the caller, which knows the torrent.
 //!
 //! BEP 5 `port`, BEP 6 (fast extension) and BEP 10 (extension protocol) message ids are decoded
-//! too; any other id becomes [`Message::Unknown`], which BEP 3 says to ignore.
+//! too; any other id becomes [`Message::Unknown`], which BEP 3 says to ignore. That includes the
+//! BEP 52 hash messages (ids 21–23): [`hashes::HashMessage::parse`] decodes them from an
+//! `Unknown` message.
 
 use bytes::Bytes;
 
@@ -20,13 +22,15 @@ use crate::{InfoHash, PeerId};
 pub mod extension;
 mod frame;
 mod handshake;
+pub mod hashes;
 mod message;
 pub mod pex;
 
 pub use frame::{LEN_PREFIX_LEN, decode_frame, max_frame_len};
 pub use message::piece_header;
 
-/// Message ids (BEP 3; BEP 5 `port`; BEP 6 fast extension; BEP 10 `extended`).
+/// Message ids (BEP 3; BEP 5 `port`; BEP 6 fast extension; BEP 10 `extended`; BEP 52 hash
+/// messages).
 pub mod id {
     /// `choke` (BEP 3).
     pub const CHOKE: u8 = 0;
@@ -60,6 +64,12 @@ pub mod id {
     pub const ALLOWED_FAST: u8 = 17;
     /// `extended` (BEP 10).
     pub const EXTENDED: u8 = 20;
+    /// `hash request` (BEP 52).
+    pub const HASH_REQUEST: u8 = 21;
+    /// `hashes` (BEP 52).
+    pub const HASHES: u8 = 22;
+    /// `hash reject` (BEP 52).
+    pub const HASH_REJECT: u8 = 23;
 }
 
 /// Length of the BEP 3 handshake in bytes: 1 + 19 + 8 + 20 + 20.

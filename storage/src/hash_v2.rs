@@ -1,0 +1,316 @@
+//! The BEP 52 read-and-hash loop, shared by v2/hybrid creation and [`verify_v2`].
+//!
+//! Pieces of a v2 torrent never span files (every file starts on a piece boundary), so each
+//! piece is hashed on its own: its bytes are read once, by `pread`, into a per-thread buffer, and
+//! from that same buffer fed to SHA-256 one 16 KiB block at a time (the merkle leaves, reduced to
+//! the piece's root at its end) and, for a hybrid torrent, to SHA-1 over the whole piece of the
+//! padded stream (the v1 piece hash). No byte is read or copied twice. Threads take chunks of
+//! contiguous pieces from a shared queue, as in `hash.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+
+use seednode_wire::merkle::{self, BLOCK_LEN, HASH_LEN, LeafSpan};
+use seednode_wire::metainfo_v2::{InfoV2, MetainfoV2, PieceMap};
+use sha1::{Digest as _, Sha1};
+
+use crate::files::FileSet;
+use crate::hash::effective_threads;
+use crate::limits::{
+    HASH_CHUNK_LEN, MAX_BLOCK_HASHES_PER_CALL, MAX_LEAVES_PER_PIECE, READ_BUF_LEN,
+};
+use crate::{Storage, StorageError};
+
+/// The hashes of one piece.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PieceDigest {
+    /// The piece's v2 hash: the merkle root over its blocks ([`merkle::piece_leaves`] wide).
+    pub(crate) v2: [u8; HASH_LEN],
+    /// SHA-1 of the whole piece of the padded stream (hybrid only; zeros otherwise).
+    pub(crate) v1: [u8; 20],
+}
+
+/// Serializes progress reports, which never go down.
+struct Progress<'a> {
+    callback: &'a (dyn Fn(u64) + Sync),
+    hashed: Mutex<u64>,
+}
+
+impl Progress<'_> {
+    fn add(&self, bytes: u64) {
+        let mut hashed = self.hashed.lock().unwrap_or_else(PoisonError::into_inner);
+        *hashed = hashed.saturating_add(bytes);
+        (self.callback)(*hashed);
+    }
+}
+
+/// Hashes every piece of `info`'s piece space, read from `files` (the piece space itself:
+/// padding after files as `Backing::Padding`). With `sha1`, also the SHA-1 of each whole piece
+/// (padding included, the piece as long as `files` makes it); without, padding is not read.
+///
+/// # Errors
+/// [`StorageError::BadGeometry`] when `files` is shorter than the piece space; the first read
+/// error of any thread (the others stop at their next piece).
+pub(crate) fn hash_pieces_v2(
+    files: &FileSet,
+    info: &InfoV2,
+    map: &PieceMap,
+    sha1: bool,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<PieceDigest>, StorageError> {
+    let piece_count = map.piece_count();
+    let mut out = vec![PieceDigest::default(); piece_count as usize];
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let piece_length = u64::from(info.piece_length);
+    let threads = effective_threads(threads, files.total_length(), piece_count);
+    let progress = Progress {
+        callback: progress,
+        hashed: Mutex::new(0),
+    };
+    let abort = AtomicBool::new(false);
+    let chunk_pieces = usize::try_from(HASH_CHUNK_LEN / piece_length)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let queue = Mutex::new(out.chunks_mut(chunk_pieces).enumerate());
+    let work = || -> Result<(), StorageError> {
+        // A power of two of at least 16 KiB, so every read but a piece's last ends on a block.
+        let mut buf = vec![0u8; READ_BUF_LEN.min(info.piece_length as usize)];
+        let mut leaves = Vec::with_capacity((info.piece_length / BLOCK_LEN).max(1) as usize);
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+            let Some((chunk, slots)) = next else {
+                return Ok(());
+            };
+            for (k, slot) in slots.iter_mut().enumerate() {
+                if abort.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                // (chunk * chunk_pieces + k) < piece_count, a u32.
+                let piece = u32::try_from(chunk * chunk_pieces + k)
+                    .map_err(|_| StorageError::LengthOverflow)?;
+                let job = PieceJob {
+                    files,
+                    map,
+                    piece_length,
+                    sha1,
+                };
+                match job.hash(piece, &mut buf, &mut leaves, &progress) {
+                    Ok(digest) => *slot = digest,
+                    Err(e) => {
+                        abort.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    };
+    if threads == 1 {
+        work()?;
+        return Ok(out);
+    }
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        let mut result = Ok(());
+        for handle in handles {
+            let thread_result = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            if result.is_ok() {
+                result = thread_result;
+            }
+        }
+        result
+    })?;
+    Ok(out)
+}
+
+/// What every piece of one hashing run shares.
+struct PieceJob<'a> {
+    files: &'a FileSet,
+    map: &'a PieceMap,
+    piece_length: u64,
+    sha1: bool,
+}
+
+impl PieceJob<'_> {
+    /// Reads piece `piece` through `buf` and hashes it.
+    fn hash(
+        &self,
+        piece: u32,
+        buf: &mut [u8],
+        leaves: &mut Vec<[u8; HASH_LEN]>,
+        progress: &Progress<'_>,
+    ) -> Result<PieceDigest, StorageError> {
+        let total = self.files.total_length();
+        let bad = || StorageError::BadGeometry {
+            piece_length: u32::try_from(self.piece_length).unwrap_or(u32::MAX),
+            pieces: self.map.piece_count() as usize,
+            total_length: total,
+        };
+        let loc = self.map.locate(piece).ok_or_else(bad)?;
+        let start = u64::from(piece) * self.piece_length;
+        let piece_len = total
+            .checked_sub(start)
+            .map(|rest| rest.min(self.piece_length))
+            .ok_or_else(bad)?;
+        let data_len = u64::from(loc.data_len);
+        if piece_len < data_len {
+            return Err(bad());
+        }
+        let read_len = if self.sha1 { piece_len } else { data_len };
+        let mut sha1 = Sha1::new();
+        leaves.clear();
+        let mut pos = 0u64;
+        while pos < read_len {
+            let n = usize::try_from(read_len - pos).map_or(buf.len(), |left| left.min(buf.len()));
+            let chunk = &mut buf[..n];
+            self.files.read_exact_at(start + pos, chunk)?;
+            if self.sha1 {
+                sha1.update(&*chunk);
+            }
+            // The file's bytes in this chunk; `pos` is a multiple of 16 KiB here.
+            let data_end = (pos + n as u64).min(data_len);
+            if pos < data_end {
+                let data = &chunk[..(data_end - pos) as usize];
+                for block in data.chunks(BLOCK_LEN as usize) {
+                    if leaves.len() >= MAX_LEAVES_PER_PIECE {
+                        return Err(bad());
+                    }
+                    leaves.push(merkle::block_hash(block));
+                }
+            }
+            pos += n as u64;
+            progress.add(n as u64);
+        }
+        Ok(PieceDigest {
+            v2: merkle::root_of_layer(leaves, 0, loc.leaves),
+            v1: if self.sha1 {
+                sha1.finalize().into()
+            } else {
+                [0; 20]
+            },
+        })
+    }
+}
+
+/// Hashes every piece of a v2 or hybrid torrent's data with SHA-256 merkle trees (BEP 52) and
+/// compares it with the torrent's hashes: `result[i]` is true when piece `i` of the piece space
+/// matches.
+///
+/// `storage` must have been opened with the torrent's
+/// [`Metainfo::info`](seednode_wire::metainfo::Metainfo::info). A piece is checked against its
+/// entry in the file's piece layer, or, for a file of one piece, against the file's
+/// `pieces root`. A file longer than one piece whose layer the torrent lacks is checked as a
+/// whole against its root: all its pieces are good or none is. `threads` and `progress` are as
+/// in [`verify`](crate::verify); padding is not read. Missing or truncated data is an error, not
+/// bad pieces (SECURITY S5).
+///
+/// # Errors
+/// [`StorageError::InfoMismatch`] when the piece length or piece count of `storage` differs from
+/// `v2`'s; [`StorageError::BadGeometry`] when its files are shorter than the piece space; any read
+/// error of [`Storage::read_piece`].
+pub fn verify_v2(
+    storage: &Storage,
+    v2: &MetainfoV2,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<bool>, StorageError> {
+    let info = &v2.info;
+    let map = PieceMap::new(info);
+    if storage.piece_length() != info.piece_length {
+        return Err(StorageError::InfoMismatch {
+            what: "piece length",
+        });
+    }
+    if storage.piece_count() != map.piece_count() {
+        return Err(StorageError::InfoMismatch {
+            what: "piece count",
+        });
+    }
+    let digests = hash_pieces_v2(storage.files(), info, &map, false, threads, progress)?;
+    let mut good = vec![false; digests.len()];
+    let piece_height = info.blocks_per_piece().max(1).ilog2();
+    for (i, file) in info.files.iter().enumerate() {
+        let range = map.file_pieces(i);
+        let (Some(root), false) = (file.pieces_root, range.is_empty()) else {
+            continue;
+        };
+        let pieces = range.start as usize..range.end as usize;
+        let roots: Vec<[u8; HASH_LEN]> = digests[pieces.clone()].iter().map(|d| d.v2).collect();
+        let layer = v2.piece_layers.get(i).and_then(Option::as_deref);
+        if file.length <= u64::from(info.piece_length) {
+            good[pieces.start] = roots.first() == Some(&root);
+        } else if let Some(layer) = layer {
+            for (k, slot) in good[pieces].iter_mut().enumerate() {
+                *slot = layer.get(k) == roots.get(k);
+            }
+        } else {
+            let height = merkle::tree_height(merkle::block_count(file.length));
+            let width = 1u64 << (height - piece_height);
+            let ok = merkle::root_of_layer(&roots, piece_height, width) == root;
+            good[pieces].fill(ok);
+        }
+    }
+    Ok(good)
+}
+
+/// The leaf hashes (SHA-256 of each 16 KiB block, the last maybe short) of `span` of file `file`
+/// of a v2 or hybrid torrent: what
+/// [`MerkleTree::hashes`](seednode_wire::merkle::MerkleTree::hashes) needs to answer a
+/// `hash request` below the piece layer (its `leaves_needed` names the span).
+///
+/// `storage` is opened with the torrent's `Metainfo::info`; `map` is `PieceMap::new(info)`.
+/// Reads only the span's bytes (at most one piece, [`MAX_BLOCK_HASHES_PER_CALL`] blocks).
+///
+/// # Errors
+/// [`StorageError::NoSuchFile`]; [`StorageError::RangeOutOfBounds`] for an empty span, one past
+/// the file's last block or longer than one piece; any read error of [`Storage::read_block`].
+pub fn block_hashes_v2(
+    storage: &Storage,
+    info: &InfoV2,
+    map: &PieceMap,
+    file: usize,
+    span: LeafSpan,
+) -> Result<Vec<[u8; HASH_LEN]>, StorageError> {
+    let f = info.files.get(file).ok_or(StorageError::NoSuchFile {
+        index: file,
+        count: info.files.len(),
+    })?;
+    let block = u64::from(BLOCK_LEN);
+    let out_of_bounds = StorageError::RangeOutOfBounds {
+        offset: span.first_block.saturating_mul(block),
+        len: span.blocks.saturating_mul(block),
+        total: f.length,
+    };
+    let max_blocks = u64::from(info.blocks_per_piece()).min(MAX_BLOCK_HASHES_PER_CALL as u64);
+    let end_block = span.first_block.checked_add(span.blocks);
+    if span.blocks == 0
+        || span.blocks > max_blocks
+        || end_block.is_none_or(|end| end > merkle::block_count(f.length))
+    {
+        return Err(out_of_bounds);
+    }
+    let begin = span.first_block * block;
+    let len = (span.blocks * block).min(f.length - begin);
+    let file_start = u64::from(map.file_pieces(file).start) * u64::from(info.piece_length);
+    let mut buf = vec![0u8; READ_BUF_LEN.min(info.piece_length as usize)];
+    let mut leaves = Vec::with_capacity(span.blocks as usize);
+    let mut pos = 0u64;
+    while pos < len {
+        let n = usize::try_from(len - pos).map_or(buf.len(), |left| left.min(buf.len()));
+        let chunk = &mut buf[..n];
+        storage
+            .files()
+            .read_exact_at(file_start + begin + pos, chunk)?;
+        leaves.extend(chunk.chunks(BLOCK_LEN as usize).map(merkle::block_hash));
+        pos += n as u64;
+    }
+    Ok(leaves)
+}
