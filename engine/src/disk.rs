@@ -15,7 +15,6 @@ use bytes::{Bytes, BytesMut};
 use mio::Waker;
 use seednode_storage::{Storage, StorageError};
 use seednode_wire::peer::{BlockRequest, piece_header};
-use sha1::{Digest, Sha1};
 
 /// A block to read for connection `key`.
 pub(crate) struct DiskJob {
@@ -29,8 +28,8 @@ pub(crate) struct DiskJob {
     pub(crate) torrent: usize,
     /// Where the torrent's data lives.
     pub(crate) storage: Arc<Storage>,
-    /// The torrent's piece hashes, to check what is read.
-    pub(crate) piece_hashes: Arc<[[u8; 20]]>,
+    /// Checks what is read against the torrent's hashes.
+    pub(crate) piece_check: crate::reactor::PieceCheck,
     /// The block.
     pub(crate) req: BlockRequest,
 }
@@ -196,10 +195,7 @@ fn read(job: &DiskJob, cache: &Mutex<PieceCache>) -> Result<Bytes, DiskError> {
     }
     let mut buf = BytesMut::zeroed(piece_len);
     job.storage.read_piece(req.piece, &mut buf)?;
-    let expected = usize::try_from(req.piece)
-        .ok()
-        .and_then(|i| job.piece_hashes.get(i));
-    if expected.is_none_or(|h| Sha1::digest(&buf)[..] != h[..]) {
+    if !(job.piece_check)(req.piece, &buf) {
         return Err(DiskError::HashMismatch { piece: req.piece });
     }
     let piece = buf.freeze();

@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use seednode_storage::{CreateOptions, Storage};
+use seednode_storage::{CreateOptions, Storage, TorrentVersion};
 use seednode_tracker::access::AccessMode;
 use seednode_tracker::{Tracker, TrackerConfig};
 use seednode_wire::PeerId;
-use seednode_wire::magnet::Magnet;
+use seednode_wire::magnet::MagnetLink;
 use seednode_wire::metainfo::Metainfo;
 use tracing::{info, warn};
 
@@ -35,7 +35,11 @@ use crate::limits::{
     DEFAULT_CACHE_MIB, DEFAULT_DISK_THREADS, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_UPLOAD_SLOTS,
 };
-use crate::reactor::{DataPath, ListenerKind, Reactor, ReactorConfig, SeededTorrent};
+use crate::reactor::{
+    DataPath, ListenerKind, PieceCheck, Reactor, ReactorConfig, SeededTorrent, V2Torrent,
+};
+use seednode_wire::InfoHash;
+use seednode_wire::metainfo_v2::PieceMap;
 
 /// Largest .torrent file read from disk, bytes (SECURITY.md M9: 10 MB).
 const MAX_TORRENT_FILE_LEN: u64 = 10 * 1000 * 1000;
@@ -148,6 +152,8 @@ struct SeedArgs {
     no_udp: bool,
     #[command(flatten)]
     dht: DhtArgs,
+    #[command(flatten)]
+    format: FormatArgs,
     /// Host or IP that clients should use to reach this node, put into the announce URL and
     /// given out by the tracker [default: the --listen IP; 127.0.0.1 if that is 0.0.0.0].
     #[arg(long, value_name = "HOST")]
@@ -214,6 +220,8 @@ struct CreateArgs {
     /// Mark the torrent private (BEP 27).
     #[arg(long)]
     private: bool,
+    #[command(flatten)]
+    format: FormatArgs,
     /// Threads used to hash [default: all cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -282,43 +290,54 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), CliError> {
     })
 }
 
-fn create_metainfo(
-    path: &Path,
-    piece_length: Option<u32>,
-    trackers: &[String],
-    webseeds: &[String],
-    private: bool,
-    threads_wanted: Option<usize>,
-) -> Result<Metainfo, CliError> {
-    let opts = CreateOptions {
-        piece_length,
-        trackers: trackers.iter().map(|t| vec![t.clone()]).collect(),
-        url_list: webseeds.to_vec(),
-        private,
-        threads: threads(threads_wanted),
-        ..CreateOptions::default()
-    };
+/// Which BEP a new torrent follows.
+#[derive(Args, Clone, Copy)]
+struct FormatArgs {
+    /// Create a v2-only torrent (BEP 52: SHA-256 merkle trees; libtorrent 2 and qBittorrent 4.4+
+    /// can use it, older clients cannot).
+    #[arg(long, conflicts_with = "hybrid")]
+    v2: bool,
+    /// Create a hybrid v1 + v2 torrent (BEP 52 with BEP 47 padding files): every client can use
+    /// it, v2 clients verify with merkle trees.
+    #[arg(long)]
+    hybrid: bool,
+}
+
+impl FormatArgs {
+    fn version(self) -> TorrentVersion {
+        match (self.v2, self.hybrid) {
+            (true, _) => TorrentVersion::V2,
+            (_, true) => TorrentVersion::Hybrid,
+            _ => TorrentVersion::V1,
+        }
+    }
+}
+
+/// Hashes `path` into a new torrent as `opts` say, with a progress report.
+fn create_metainfo(path: &Path, opts: &CreateOptions) -> Result<Metainfo, CliError> {
     // A directory's size is only known once storage has walked it; its bar counts bytes only.
     let total = std::fs::metadata(path)
         .ok()
         .filter(std::fs::Metadata::is_file)
         .map(|m| m.len());
     let bar = progress::Progress::new("hashing", total);
-    let meta = seednode_storage::create_torrent(path, &opts, &|done| bar.set(done))
+    let meta = seednode_storage::create_torrent(path, opts, &|done| bar.set(done))
         .map_err(|e| e.to_string())?;
     bar.finish();
     Ok(meta)
 }
 
 fn create(args: &CreateArgs) -> Result<PathBuf, CliError> {
-    let meta = create_metainfo(
-        &args.path,
-        args.piece_length,
-        &args.trackers,
-        &args.webseeds,
-        args.private,
-        args.threads,
-    )?;
+    let opts = CreateOptions {
+        piece_length: args.piece_length,
+        trackers: args.trackers.iter().map(|t| vec![t.clone()]).collect(),
+        url_list: args.webseeds.clone(),
+        private: args.private,
+        threads: threads(args.threads),
+        version: args.format.version(),
+        ..CreateOptions::default()
+    };
+    let meta = create_metainfo(&args.path, &opts)?;
     let out = match &args.output {
         Some(o) => o.clone(),
         None => default_torrent_path(&args.path)?,
@@ -330,23 +349,19 @@ fn create(args: &CreateArgs) -> Result<PathBuf, CliError> {
     Ok(out)
 }
 
-fn magnet_of(meta: &Metainfo, peer: Option<SocketAddr>) -> Magnet {
-    let mut trackers: Vec<String> = Vec::new();
-    for url in meta
+/// The torrent's magnet link (BEP 9; `urn:btmh:` too for v2 and hybrid, BEP 52), with its
+/// trackers and, when given, this node as a direct peer (`x.pe`).
+fn magnet_of(meta: &Metainfo, peer: Option<SocketAddr>) -> String {
+    let mut link = MagnetLink::for_metainfo(meta);
+    if let Some(a) = meta
         .announce
-        .iter()
-        .chain(meta.announce_list.iter().flatten())
+        .as_ref()
+        .filter(|a| !link.trackers.contains(a))
     {
-        if !trackers.contains(url) {
-            trackers.push(url.clone());
-        }
+        link.trackers.insert(0, a.clone());
     }
-    Magnet {
-        info_hash: meta.info_hash,
-        display_name: Some(meta.info.name.clone()),
-        trackers,
-        peers: peer.map(|p| p.to_string()).into_iter().collect(),
-    }
+    link.peers = peer.map(|p| p.to_string()).into_iter().collect();
+    link.to_uri()
 }
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, CliError> {
@@ -518,7 +533,7 @@ fn new_dht(
     let mut dht = seednode_dht::Dht::new(config, id, random_secret(), seed, Instant::now());
     dht.import_nodes(&saved);
     let _ = dht.bootstrap(Instant::now());
-    info!(node_id = %seednode_wire::InfoHash(dht.node_id().0), saved_nodes = saved.len(), "DHT node started");
+    info!(node_id = %InfoHash(dht.node_id().0), saved_nodes = saved.len(), "DHT node started");
     Ok((dht, state))
 }
 
@@ -526,7 +541,7 @@ fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
     let udp = bind_udp(args.listen)?;
     let addr = udp.local_addr().map_err(|e| e.to_string())?;
     let dht = new_dht(&args.bootstrap, args.state.clone(), None)?;
-    println!("node-id: {}", seednode_wire::InfoHash(dht.0.node_id().0));
+    println!("node-id: {}", InfoHash(dht.0.node_id().0));
     println!("dht: {addr}");
     let _ = std::io::stdout().flush();
     let config = ReactorConfig {
@@ -568,6 +583,32 @@ fn new_peer_id() -> PeerId {
     PeerId(id)
 }
 
+/// How pieces read for sending are checked: SHA-1 for torrents with a v1 side, the merkle piece
+/// layers for v2-only ones.
+fn piece_check(meta: &Metainfo, v2: Option<&Arc<V2Torrent>>) -> PieceCheck {
+    use sha1::Digest;
+    match v2.filter(|_| !meta.has_v1()) {
+        Some(v2) => {
+            let v2 = Arc::clone(v2);
+            Arc::new(move |piece, data| {
+                v2.map
+                    .locate(piece)
+                    .and_then(|loc| v2.meta.verify_piece(&loc, data))
+                    .unwrap_or(false)
+            })
+        }
+        None => {
+            let hashes: Arc<[[u8; 20]]> = meta.info.pieces.clone().into();
+            Arc::new(move |piece, data| {
+                usize::try_from(piece)
+                    .ok()
+                    .and_then(|i| hashes.get(i))
+                    .is_some_and(|h| sha1::Sha1::digest(data)[..] == h[..])
+            })
+        }
+    }
+}
+
 /// A torrent ready to seed: its metainfo, where its .torrent is, which pieces verified, its
 /// data.
 struct Prepared {
@@ -588,9 +629,14 @@ fn prepare_torrent(
         let meta = read_torrent_file(t)?;
         let storage = Storage::open(path, &meta.info).map_err(|e| e.to_string())?;
         let bar = progress::Progress::new("verifying", Some(meta.info.total_length()));
-        let have = seednode_storage::verify(&storage, &meta.info, threads(args.threads), &|d| {
-            bar.set(d);
-        })
+        let progress = |d| bar.set(d);
+        // A v2-only torrent has no SHA-1 piece hashes: its merkle trees are checked instead.
+        let have = match meta.v2.as_ref().filter(|_| !meta.has_v1()) {
+            Some(v2) => seednode_storage::verify_v2(&storage, v2, threads(args.threads), &progress),
+            None => {
+                seednode_storage::verify(&storage, &meta.info, threads(args.threads), &progress)
+            }
+        }
         .map_err(|e| e.to_string())?;
         bar.finish();
         let good = have.iter().filter(|h| **h).count();
@@ -615,7 +661,14 @@ fn prepare_torrent(
             storage,
         });
     }
-    let meta = create_metainfo(path, args.piece_length, trackers, &[], false, args.threads)?;
+    let opts = CreateOptions {
+        piece_length: args.piece_length,
+        trackers: trackers.iter().map(|t| vec![t.clone()]).collect(),
+        threads: threads(args.threads),
+        version: args.format.version(),
+        ..CreateOptions::default()
+    };
+    let meta = create_metainfo(path, &opts)?;
     let out = match &args.output {
         Some(o) => o.clone(),
         None => default_torrent_path(path)?,
@@ -762,6 +815,19 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         ..
     } in prepared
     {
+        let v2 = meta.v2.as_ref().map(|v2| {
+            Arc::new(V2Torrent {
+                meta: v2.clone(),
+                map: PieceMap::new(&v2.info),
+            })
+        });
+        // A hybrid is also known by its truncated v2 info-hash (BEP 52).
+        let aliases: Vec<InfoHash> = meta
+            .info_hash_v2()
+            .map(|h| h.truncated())
+            .filter(|h| *h != meta.info_hash)
+            .into_iter()
+            .collect();
         reactor.add_torrent(SeededTorrent {
             info_hash: meta.info_hash,
             storage: Arc::new(storage),
@@ -769,7 +835,9 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
             total_length: meta.info.total_length(),
             have,
             info_bytes: meta.info_bytes.clone(),
-            piece_hashes: meta.info.pieces.clone().into(),
+            piece_check: piece_check(&meta, v2.as_ref()),
+            v2,
+            aliases,
             private: meta.info.private,
             super_seed: args.super_seed,
         });

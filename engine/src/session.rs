@@ -13,6 +13,7 @@ use seednode_wire::limits::MAX_BLOCK_LEN;
 use seednode_wire::peer::extension::{
     self, ExtensionError, ExtensionHandshake, MetadataMessage, OUR_UT_METADATA_ID,
 };
+use seednode_wire::peer::hashes::{HashMessage, HashMessageError, HashRequest};
 use seednode_wire::peer::pex::{OUR_UT_PEX_ID, PexMessage};
 use seednode_wire::peer::{BlockRequest, Message};
 
@@ -59,6 +60,9 @@ pub(crate) enum PeerError {
     /// A malformed or oversized extension message (W11, W12).
     #[error("bad extension message: {0}")]
     BadExtension(#[from] ExtensionError),
+    /// A malformed BEP 52 hash message.
+    #[error("bad hash message: {0}")]
+    BadHashMessage(#[from] HashMessageError),
     /// More extension handshakes than [`MAX_EXTENSION_HANDSHAKES`] (W11).
     #[error("{0} extension handshakes")]
     TooManyExtensionHandshakes(u32),
@@ -85,6 +89,8 @@ pub(crate) enum Step {
     Bitfield(Bytes),
     /// The peer told us its DHT port (BEP 5 `port`).
     DhtPort(u16),
+    /// The peer asked for merkle hashes (BEP 52 `hash request`).
+    HashRequest(HashRequest),
     /// The peer told us of other peers of the swarm (BEP 11); at most
     /// [`MAX_PEX_DIALS_PER_MESSAGE`] of them.
     Peers(Vec<SocketAddr>),
@@ -256,6 +262,12 @@ impl PeerSession {
             }
             Message::Piece { .. } => return Err(PeerError::UnrequestedPiece),
             Message::Port(port) => return Ok(Step::DhtPort(*port)),
+            Message::Unknown { id, payload } => {
+                // BEP 52 hash messages; anything else unknown is ignored (BEP 3).
+                if let Some(HashMessage::Request(req)) = HashMessage::parse(*id, payload)? {
+                    return Ok(Step::HashRequest(req));
+                }
+            }
             Message::Extended {
                 id: extension::HANDSHAKE_ID,
                 payload,

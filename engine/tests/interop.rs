@@ -38,6 +38,10 @@ const TREE: &[(&str, u64)] = &[
 
 const TREE_NAME: &str = "tree";
 
+/// Keeps every seeder here off the public Mainline DHT (no bootstrap traffic, no routing-table
+/// file in $HOME): these tests find the seed only through its tracker or by dialling it.
+const NO_DHT: &str = "--no-dht";
+
 /// One client address per test, so no test sees another's peer.
 const ARIA2C_FILE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 const LT_FILE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 12);
@@ -68,7 +72,7 @@ fn tree_fixture() -> (TempDir, PathBuf) {
 /// Starts `seednode seed PATH` with its default torrent location, and checks the torrent it wrote:
 /// `PATH.torrent` beside PATH, loadable by libtorrent, with the info-hash it printed.
 fn seed_with_default_torrent(tmp: &TempDir, path: &Path, deadline: Deadline) -> Seeder {
-    let seeder = Seeder::start(path, &[], tmp.path(), deadline);
+    let seeder = Seeder::start(path, &[OsStr::new(NO_DHT)], tmp.path(), deadline);
     let mut expected = path.as_os_str().to_owned();
     expected.push(".torrent");
     assert_same_path(&seeder.torrent, Path::new(&expected));
@@ -176,7 +180,11 @@ fn seed_mktorrent_torrent_to_aria2c() {
     let seeder = Seeder::start_on(
         port,
         &file,
-        &[OsStr::new("--torrent"), torrent.as_os_str()],
+        &[
+            OsStr::new(NO_DHT),
+            OsStr::new("--torrent"),
+            torrent.as_os_str(),
+        ],
         tmp.path(),
         deadline,
     );
@@ -204,7 +212,7 @@ fn seed_file_to_aria2c_by_magnet() {
     require_aria2c();
     let deadline = Deadline::after(TEST_TIMEOUT);
     let (tmp, file) = file_fixture();
-    let seeder = Seeder::start(&file, &[], tmp.path(), deadline);
+    let seeder = Seeder::start(&file, &[OsStr::new(NO_DHT)], tmp.path(), deadline);
     let dl = tmp.path().join("aria2c");
     aria2c_download(
         OsStr::new(&seeder.magnet),
@@ -222,7 +230,7 @@ fn seed_file_to_libtorrent_by_magnet() {
     require_libtorrent();
     let deadline = Deadline::after(TEST_TIMEOUT);
     let (tmp, file) = file_fixture();
-    let seeder = Seeder::start(&file, &[], tmp.path(), deadline);
+    let seeder = Seeder::start(&file, &[OsStr::new(NO_DHT)], tmp.path(), deadline);
     let dl = tmp.path().join("libtorrent");
     lt_download(
         LtSource::Magnet(&seeder.magnet),

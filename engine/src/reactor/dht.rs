@@ -104,10 +104,11 @@ impl super::Reactor {
                     .filter(|ip| !ip.is_unspecified())
             });
             for slot in self.torrents.iter().filter(|t| !t.torrent.private) {
-                let _ = node.dht.announce(now, slot.torrent.info_hash, Some(port));
-                if let Some(ip) = me {
-                    node.dht
-                        .add_local_peer(now, slot.torrent.info_hash, SocketAddr::new(ip, port));
+                for &ih in std::iter::once(&slot.torrent.info_hash).chain(&slot.torrent.aliases) {
+                    let _ = node.dht.announce(now, ih, Some(port));
+                    if let Some(ip) = me {
+                        node.dht.add_local_peer(now, ih, SocketAddr::new(ip, port));
+                    }
                 }
             }
         }

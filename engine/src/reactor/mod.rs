@@ -23,7 +23,7 @@ use seednode_tracker::Tracker;
 use seednode_tracker::access::{AccessList, AccessMode};
 use seednode_wire::limits::MAX_BLOCK_LEN;
 use seednode_wire::mse::{self, MseResponder, MseStep, Rc4};
-use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension, pex};
+use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension, hashes, pex};
 use seednode_wire::{InfoHash, PeerId};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -75,8 +75,13 @@ pub(crate) struct SeededTorrent {
     pub(crate) have: Vec<bool>,
     /// The raw info dictionary, for `ut_metadata` (BEP 9).
     pub(crate) info_bytes: Bytes,
-    /// SHA-1 of every piece, to check pieces read for sending.
-    pub(crate) piece_hashes: Arc<[[u8; 20]]>,
+    /// Checks a piece read for sending against its hash (SHA-1 for v1, the merkle piece layer
+    /// for v2-only torrents).
+    pub(crate) piece_check: PieceCheck,
+    /// The BEP 52 side of a v2 or hybrid torrent: answers `hash request`s.
+    pub(crate) v2: Option<Arc<V2Torrent>>,
+    /// Other info-hashes peers may use for this torrent (a hybrid's truncated v2 hash).
+    pub(crate) aliases: Vec<InfoHash>,
     /// BEP 27 private torrent: peers come only from its trackers (no PEX, no DHT).
     pub(crate) private: bool,
     /// Super-seeding (BEP 16): each peer is offered one piece at a time, the least common first.
@@ -162,6 +167,21 @@ fn queue_block_from_files(
     Ok(())
 }
 
+/// Checks that the bytes of piece `index` are the torrent's: true when they match.
+pub(crate) type PieceCheck = Arc<dyn Fn(u32, &[u8]) -> bool + Send + Sync>;
+
+/// A v2 or hybrid torrent's BEP 52 metadata, with its piece map built once.
+pub(crate) struct V2Torrent {
+    /// The v2 metainfo.
+    pub(crate) meta: seednode_wire::metainfo_v2::MetainfoV2,
+    /// Where each piece lies.
+    pub(crate) map: seednode_wire::metainfo_v2::PieceMap,
+}
+
+/// Merkle trees kept per torrent for answering hash requests, at most; past it the oldest file's
+/// tree is dropped and rebuilt when asked again.
+const MAX_CACHED_MERKLE_TREES: usize = 64;
+
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListenerKind {
@@ -207,6 +227,8 @@ pub(crate) struct ReactorConfig {
 
 struct TorrentSlot {
     torrent: SeededTorrent,
+    /// Merkle trees of the files hash requests asked about (BEP 52), by file index.
+    merkle_trees: Vec<(usize, seednode_wire::merkle::MerkleTree)>,
     /// Per piece: peers seen to have it plus times it was offered (super-seeding picks the
     /// lowest). Peers that leave are not subtracted: it only has to rank pieces.
     availability: Vec<u32>,
@@ -426,7 +448,13 @@ impl Reactor {
         self.by_hash.insert(torrent.info_hash, self.torrents.len());
         self.mse_keys
             .insert(mse::req2_hash(&torrent.info_hash), torrent.info_hash);
+        for alias in &torrent.aliases {
+            self.by_hash.insert(*alias, self.torrents.len());
+            self.mse_keys.insert(mse::req2_hash(alias), *alias);
+            self.tracker.host(*alias);
+        }
         self.torrents.push(TorrentSlot {
+            merkle_trees: Vec::new(),
             availability: vec![0; torrent.have.len()],
             torrent,
             upload_limit: TokenBucket::new(
@@ -631,6 +659,58 @@ impl Reactor {
             }
         }
         true
+    }
+
+    /// Answers a BEP 52 `hash request` with `hashes` (and their proof), or `hash reject` when the
+    /// torrent has no such file or tree, the request is malformed, or the data needed is
+    /// unreadable.
+    fn answer_hash_request(&mut self, key: usize, torrent: usize, req: &hashes::HashRequest) {
+        let reply = self
+            .hash_answer(torrent, req)
+            .unwrap_or(hashes::HashMessage::Reject(*req));
+        debug!(
+            ?req,
+            answered = matches!(reply, hashes::HashMessage::Hashes { .. }),
+            "hash request"
+        );
+        let mut b = BytesMut::new();
+        reply.encode(&mut b);
+        self.queue(key, b.freeze());
+    }
+
+    fn hash_answer(
+        &mut self,
+        torrent: usize,
+        req: &hashes::HashRequest,
+    ) -> Option<hashes::HashMessage> {
+        let slot = &mut self.torrents[torrent];
+        let v2 = Arc::clone(slot.torrent.v2.as_ref()?);
+        let file = v2.meta.file_by_root(&req.pieces_root)?;
+        if !slot.merkle_trees.iter().any(|(f, _)| *f == file) {
+            if slot.merkle_trees.len() >= MAX_CACHED_MERKLE_TREES {
+                slot.merkle_trees.remove(0);
+            }
+            slot.merkle_trees
+                .push((file, v2.meta.merkle_tree(file).ok()?));
+        }
+        let (_, tree) = slot.merkle_trees.iter().find(|(f, _)| *f == file)?;
+        // Block hashes come from disk only for requests below the piece layer (at most one
+        // piece of data, checked against the layer before use).
+        let leaves = match tree.leaves_needed(req).ok()? {
+            None => None,
+            Some(span) => Some(
+                seednode_storage::block_hashes_v2(
+                    &slot.torrent.storage,
+                    &v2.meta.info,
+                    &v2.map,
+                    file,
+                    span,
+                )
+                .ok()?,
+            ),
+        };
+        let list = tree.hashes(req, leaves.as_deref()).ok()?;
+        Some(hashes::HashMessage::hashes(*req, &list))
     }
 
     /// Super-seeding (BEP 16): offers peer `key` the piece we have that is least available and
@@ -888,7 +968,12 @@ impl Reactor {
         };
         if let Some(key) = self.insert_conn(now, stream, addr, state) {
             debug!(peer = %addr, %info_hash, "dialling");
-            let hs = handshake_bytes(info_hash, self.config.peer_id, self.dht.is_some());
+            let hs = handshake_bytes(
+                info_hash,
+                self.config.peer_id,
+                self.dht.is_some(),
+                self.torrents[torrent].torrent.v2.is_some(),
+            );
             self.queue(key, hs);
         }
     }
@@ -1057,7 +1142,12 @@ impl Reactor {
                         return Err("connected to ourselves".into());
                     }
                     let ours = dialed.is_none().then(|| {
-                        handshake_bytes(hs.info_hash, self.config.peer_id, self.dht.is_some())
+                        handshake_bytes(
+                            hs.info_hash,
+                            self.config.peer_id,
+                            self.dht.is_some(),
+                            self.torrents[torrent].torrent.v2.is_some(),
+                        )
                     });
                     conn.state = ConnState::Peer {
                         torrent,
@@ -1162,6 +1252,10 @@ impl Reactor {
                                     *n = n.saturating_add(1);
                                 }
                             }
+                            Vec::new()
+                        }
+                        Step::HashRequest(req) => {
+                            self.answer_hash_request(key, torrent, &req);
                             Vec::new()
                         }
                         Step::DhtPort(port) => {
@@ -1409,7 +1503,7 @@ impl Reactor {
                     epoch: session.choke_epoch,
                     torrent: *torrent,
                     storage: Arc::clone(storage),
-                    piece_hashes: Arc::clone(&slot.torrent.piece_hashes),
+                    piece_check: Arc::clone(&slot.torrent.piece_check),
                     req,
                 });
             }
@@ -1483,9 +1577,13 @@ impl Reactor {
 }
 
 /// Our BEP 3 handshake for `info_hash`, advertising BEP 10 and BEP 6.
-fn handshake_bytes(info_hash: InfoHash, peer_id: PeerId, dht: bool) -> Bytes {
+fn handshake_bytes(info_hash: InfoHash, peer_id: PeerId, dht: bool, v2: bool) -> Bytes {
+    let mut reserved = Handshake::reserved_bits(true, true, dht);
+    if v2 {
+        reserved[hashes::RESERVED_V2_BYTE] |= hashes::RESERVED_V2_MASK;
+    }
     let hs = Handshake {
-        reserved: Handshake::reserved_bits(true, true, dht),
+        reserved,
         info_hash,
         peer_id,
     };

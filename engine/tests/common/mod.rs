@@ -233,9 +233,18 @@ impl Seeder {
             .arg(path)
             .arg("--listen")
             .arg(&listen_arg)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(stderr);
+            .args(extra);
+        // Keep the DHT on loopback: no public bootstrap routers, state inside the test's dir.
+        if !extra
+            .iter()
+            .any(|a| *a == "--dht-bootstrap" || *a == "--no-dht")
+        {
+            cmd.arg("--dht-bootstrap").arg("none");
+        }
+        if !extra.iter().any(|a| *a == "--dht-state") {
+            cmd.arg("--dht-state").arg(log_dir.join("dht_nodes"));
+        }
+        cmd.stdout(Stdio::piped()).stderr(stderr);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
@@ -300,12 +309,14 @@ impl Seeder {
             "`info-hash:` is not 40 hex digits: {info_hash:?}"
         );
         let magnet = fields.remove("magnet").expect("checked above");
+        // A v1 or hybrid magnet starts with the v1 info-hash; a v2-only one names the SHA-256
+        // info-hash, whose first 20 bytes are the `info-hash:` line (BEP 52).
+        let lower = magnet.to_ascii_lowercase();
+        let ih = info_hash.to_ascii_lowercase();
         assert!(
-            magnet.to_ascii_lowercase().starts_with(&format!(
-                "magnet:?xt=urn:btih:{}",
-                info_hash.to_ascii_lowercase()
-            )),
-            "`magnet:` does not start with magnet:?xt=urn:btih:<info-hash>: {magnet:?}"
+            lower.starts_with(&format!("magnet:?xt=urn:btih:{ih}"))
+                || lower.starts_with(&format!("magnet:?xt=urn:btmh:1220{ih}")),
+            "`magnet:` does not start with the info-hash (btih, or btmh for v2): {magnet:?}"
         );
         let torrent = PathBuf::from(fields.remove("torrent").expect("checked above"));
         let torrent = if torrent.is_relative() {
