@@ -282,6 +282,13 @@ struct Conn {
     state: ConnState,
 }
 
+/// Counters the engine keeps for `/metrics` (bad input is counted, never logged per packet).
+#[derive(Debug, Default)]
+struct EngineStats {
+    /// Peers disconnected for breaking the protocol.
+    peers_dropped: u64,
+}
+
 /// Why a connection is being closed; logged at debug.
 type CloseReason = String;
 
@@ -331,6 +338,8 @@ pub(crate) struct Reactor {
     udp_tx: Vec<u8>,
     /// Every socket read lands here first ([`READ_CHUNK_LEN`] bytes).
     scratch: Box<[u8]>,
+    /// Counters for `/metrics`.
+    stats: EngineStats,
 }
 
 impl Reactor {
@@ -432,6 +441,7 @@ impl Reactor {
             udp_rx: vec![0; seednode_tracker::limits::MAX_UDP_REQUEST_LEN].into_boxed_slice(),
             udp_tx: Vec::with_capacity(seednode_tracker::limits::MAX_UDP_REPLY_LEN),
             scratch: vec![0; READ_CHUNK_LEN].into_boxed_slice(),
+            stats: EngineStats::default(),
         })
     }
 
@@ -589,6 +599,77 @@ impl Reactor {
                 last_expire = now;
             }
         }
+    }
+
+    /// Counters in the Prometheus text format (`GET /metrics`).
+    fn metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let peers = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ConnState::Peer { .. }))
+            .count();
+        let uploaded: u64 = self.torrents.iter().map(|t| t.uploaded).sum();
+        let t = self.tracker.stats();
+        let mut out = String::new();
+        let mut put = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP seednode_{name} {help}\n# TYPE seednode_{name} {kind}\nseednode_{name} {value}"
+            );
+        };
+        put(
+            "uploaded_bytes_total",
+            "counter",
+            "Block payload bytes sent to peers.",
+            uploaded,
+        );
+        put(
+            "torrents",
+            "gauge",
+            "Torrents seeded.",
+            self.torrents.len() as u64,
+        );
+        put(
+            "connections",
+            "gauge",
+            "Open connections of every kind.",
+            self.conns.len() as u64,
+        );
+        put("peers", "gauge", "Peers past the handshake.", peers as u64);
+        put(
+            "peers_dropped_total",
+            "counter",
+            "Peers disconnected for breaking the protocol.",
+            self.stats.peers_dropped,
+        );
+        put(
+            "tracker_http_announces_total",
+            "counter",
+            "HTTP announces answered.",
+            t.http_announces,
+        );
+        put(
+            "tracker_udp_announces_total",
+            "counter",
+            "UDP announces answered.",
+            t.udp_announces,
+        );
+        put(
+            "tracker_udp_dropped_total",
+            "counter",
+            "UDP tracker datagrams dropped (malformed or bad connection id).",
+            t.udp_dropped_malformed + t.udp_dropped_connection_id,
+        );
+        if let Some(node) = &self.dht {
+            put(
+                "dht_nodes",
+                "gauge",
+                "Good nodes in the DHT routing table.",
+                node.dht.good_nodes() as u64,
+            );
+        }
+        out
     }
 
     /// Loads the access list file (at start and on SIGHUP). A file that fails to load leaves the
@@ -1216,14 +1297,21 @@ impl Reactor {
                 ConnState::Peer { torrent, session } => {
                     let slot = &self.torrents[*torrent];
                     let max = peer::max_frame_len(slot.torrent.piece_count());
-                    let Some(msg) =
-                        peer::decode_frame(&mut conn.rbuf, max).map_err(|e| e.to_string())?
-                    else {
-                        return Ok(());
+                    let msg = match peer::decode_frame(&mut conn.rbuf, max) {
+                        Ok(Some(msg)) => msg,
+                        Ok(None) => return Ok(()),
+                        Err(e) => {
+                            self.stats.peers_dropped += 1;
+                            return Err(e.to_string());
+                        }
                     };
-                    let step = session
-                        .handle_message(now, &msg, &slot.torrent)
-                        .map_err(|e| e.to_string())?;
+                    let step = match session.handle_message(now, &msg, &slot.torrent) {
+                        Ok(step) => step,
+                        Err(e) => {
+                            self.stats.peers_dropped += 1;
+                            return Err(e.to_string());
+                        }
+                    };
                     let torrent = *torrent;
                     let decisions = match step {
                         Step::Continue => {
@@ -1324,6 +1412,10 @@ impl Reactor {
             "/scrape" => {
                 let body = self.tracker.http_scrape(now, &req.query);
                 http::response(200, "text/plain", &body, !head)
+            }
+            "/metrics" => {
+                let body = self.metrics();
+                http::response(200, "text/plain; version=0.0.4", body.as_bytes(), !head)
             }
             "/announce" => {
                 let ip = self.config.announce_ip.unwrap_or_else(|| conn.local.ip());
