@@ -758,7 +758,10 @@ impl Dht {
                 self.store.announce(now, *info_hash, peer);
                 self.stats.announces_stored += 1;
                 // Rate-limited and token-checked above, so this event is bounded like the store.
-                self.push_event(Event::PeerAnnounced { info_hash: *info_hash, peer });
+                self.push_event(Event::PeerAnnounced {
+                    info_hash: *info_hash,
+                    peer,
+                });
                 self.reply(now, from, t, Response::id_only(self.id), None);
             }
             Method::SampleInfohashes { target, want } => {
@@ -1127,10 +1130,20 @@ impl Dht {
             let info_hash = InfoHash(target.0);
             let mut peers = Vec::new();
             for v6 in [false, true] {
-                peers.extend(self.store.peers(now, &info_hash, v6, MAX_VALUES_PER_REPLY, &mut self.rng));
+                peers.extend(self.store.peers(
+                    now,
+                    &info_hash,
+                    v6,
+                    MAX_VALUES_PER_REPLY,
+                    &mut self.rng,
+                ));
             }
             if !peers.is_empty() {
-                self.push_event(Event::Peers { lookup: id, info_hash, peers });
+                self.push_event(Event::Peers {
+                    lookup: id,
+                    info_hash,
+                    peers,
+                });
             }
         }
         if self.lookups.len() < MAX_ACTIVE_LOOKUPS && self.queued.is_empty() {

@@ -43,7 +43,7 @@ pub use create::{
 pub use create_v2::TorrentVersion;
 pub use files::{Segment, SegmentIter};
 pub use hash::default_threads;
+pub use hash_v2::{block_hashes_v2, verify_v2};
 pub use layout::{Storage, StorageError};
 pub use path::{PathError, SafeRelPath, validate_component};
-pub use hash_v2::{block_hashes_v2, verify_v2};
 pub use verify::verify;

@@ -241,7 +241,11 @@ mod tests {
         for minute in 0..300u64 {
             let now = t0 + Duration::from_secs(minute * 15);
             let id = ids.issue(now, ip("192.0.2.1"));
-            assert_ne!(id.to_be_bytes()[0], b'd', "a KRPC message starts with 'd' (BEP 5)");
+            assert_ne!(
+                id.to_be_bytes()[0],
+                b'd',
+                "a KRPC message starts with 'd' (BEP 5)"
+            );
             assert!(ids.check(now, ip("192.0.2.1"), id));
         }
     }
