@@ -57,6 +57,10 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1_000;
 /// Default cap on concurrent connections from one IP address (SECURITY.md W15).
 pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 8;
 
+/// Default cap on peers of one torrent (libtorrent's `connections_limit` per torrent is similar);
+/// past it a peer is closed after its handshake.
+pub(crate) const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 200;
+
 /// Default number of upload slots per torrent: interested peers unchoked at once (BEP 3 choking;
 /// libtorrent and Transmission use 4). Others wait for a rotation (see `choker`).
 pub(crate) const DEFAULT_UPLOAD_SLOTS: usize = 4;

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use crate::limits::{
     DEFAULT_CACHE_MIB, DEFAULT_DISK_THREADS, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_UPLOAD_SLOTS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_PEERS_PER_TORRENT, DEFAULT_UPLOAD_SLOTS,
 };
 use crate::reactor::{
     DataPath, ListenerKind, PieceCheck, Reactor, ReactorConfig, SeededTorrent, V2Torrent,
@@ -198,6 +198,9 @@ struct SeedArgs {
     /// Most connections at once from one IP address.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP, value_name = "N")]
     max_connections_per_ip: usize,
+    /// Most peers of one torrent at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_PEERS_PER_TORRENT, value_name = "N")]
+    max_peers_per_torrent: usize,
 }
 
 #[derive(Args)]
@@ -433,6 +436,7 @@ fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         torrent_upload_rate_bytes_per_sec: 0,
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections,
+        max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
         disk_threads: 1,
         data_path: DataPath::Sendfile,
         cache_bytes: 0,
@@ -554,6 +558,7 @@ fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
         torrent_upload_rate_bytes_per_sec: 0,
         max_connections: DEFAULT_MAX_CONNECTIONS,
         max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+        max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
         disk_threads: 1,
         data_path: DataPath::Sendfile,
         cache_bytes: 0,
@@ -766,6 +771,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         torrent_upload_rate_bytes_per_sec: args.max_upload_rate_per_torrent,
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
+        max_peers_per_torrent: args.max_peers_per_torrent,
         disk_threads: DEFAULT_DISK_THREADS,
         data_path: args.data_path,
         cache_bytes: args.cache_mib.saturating_mul(1024 * 1024),

@@ -37,13 +37,13 @@ const FILE_NAME: &str = "tracked.bin";
 /// mktorrent's `-l`: 64 KiB pieces.
 const PIECE_LENGTH_LOG2: u8 = 16;
 
-/// Client addresses, one set per test, distinct from every other test's.
-const HTTP_SEEDER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 41);
-const HTTP_LEECHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 42);
-const UDP_SEEDER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 43);
-const UDP_LEECHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 44);
-const ARIA2C_UDP_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 45);
-const LT_OPENTRACKER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 46);
+/// Client addresses, one set per test, distinct from every other test file's (127.0.0.7x).
+const HTTP_SEEDER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 71);
+const HTTP_LEECHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 72);
+const UDP_SEEDER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 73);
+const UDP_LEECHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 74);
+const ARIA2C_UDP_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 75);
+const LT_OPENTRACKER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 76);
 
 /// How long `seednode tracker` and opentracker may take to start listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);

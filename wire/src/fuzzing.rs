@@ -171,3 +171,76 @@ pub fn peer_frame(data: &[u8]) {
         assert_eq!(consumed + buf.len(), fed);
     }
 }
+
+/// Target `wire_peer_extensions`: the decoders of what peers put inside `extended` messages and
+/// the MSE handshake. Byte 0 picks the decoder, the rest is its input: 0 the BEP 10 extension
+/// handshake, 1 a BEP 9 `ut_metadata` message, 2 a BEP 11 `ut_pex` message, 3 an MSE initiator's
+/// bytes fed to a responder (in chunks of byte 1's size).
+///
+/// Invariants: nothing panics; a `ut_pex` message that parses re-encodes to one that parses to
+/// the same peers (within the caps); a `ut_metadata` data message's offset lies within the input;
+/// the MSE responder never consumes more than it is given and never answers more than once with
+/// more than a public key, padding and its 14-byte reply.
+///
+/// # Panics
+/// When an invariant is broken.
+pub fn peer_extensions(data: &[u8]) {
+    use crate::mse::{DH_KEY_LEN, MAX_PAD_LEN, MseResponder, MseStep};
+    use crate::peer::extension::{ExtensionHandshake, MetadataMessage};
+    use crate::peer::pex::{MAX_PEX_PEERS_READ, PexMessage};
+
+    let Some((&selector, input)) = data.split_first() else {
+        return;
+    };
+    match selector % 4 {
+        0 => {
+            if let Ok(hs) = ExtensionHandshake::parse(input) {
+                if let Some(reqq) = hs.reqq {
+                    assert!((1..=2000).contains(&reqq), "reqq clamped");
+                }
+            }
+        }
+        1 => {
+            if let Ok(MetadataMessage::Data { data_offset, .. }) = MetadataMessage::parse(input) {
+                assert!(data_offset <= input.len());
+            }
+        }
+        2 => {
+            if let Ok(msg) = PexMessage::parse(input) {
+                assert!(msg.added.len() <= 2 * MAX_PEX_PEERS_READ);
+                assert!(msg.dropped.len() <= 2 * MAX_PEX_PEERS_READ);
+                let again = PexMessage::parse(&msg.encode()).expect("encode re-parses");
+                let mut a: Vec<_> = again.added.iter().map(|(p, _)| *p).collect();
+                let mut b: Vec<_> = msg.added.iter().map(|(p, _)| *p).collect();
+                a.sort();
+                b.sort();
+                assert_eq!(a, b);
+            }
+        }
+        _ => {
+            let Some((&chunk, stream)) = input.split_first() else {
+                return;
+            };
+            let chunk = usize::from(chunk).max(1);
+            let mut responder = MseResponder::new([9; 20], &[1, 2, 3], true);
+            let mut buf = BytesMut::new();
+            let mut sent = 0usize;
+            for piece in stream.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                let before = buf.len();
+                let step = responder.receive(&mut buf, |_| Some(crate::InfoHash([7; 20])));
+                assert!(buf.len() <= before, "consumed <= fed");
+                match step {
+                    Ok(MseStep::NeedMore) => {}
+                    Ok(MseStep::Send(out)) => sent += out.len(),
+                    Ok(MseStep::Done(out, _)) => {
+                        sent += out.len();
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert!(sent <= DH_KEY_LEN + MAX_PAD_LEN + 14);
+        }
+    }
+}

@@ -51,3 +51,10 @@ fn wire_peer_frame_corpus_replays() {
         fuzzing::peer_frame(&data);
     }
 }
+
+#[test]
+fn wire_peer_extensions_corpus_replays() {
+    for (_, data) in corpus("wire_peer_extensions") {
+        fuzzing::peer_extensions(&data);
+    }
+}

@@ -213,6 +213,8 @@ pub(crate) struct ReactorConfig {
     pub(crate) max_connections: usize,
     /// Per-IP connection cap.
     pub(crate) max_connections_per_ip: usize,
+    /// Peers of one torrent at most; more are closed after their handshake.
+    pub(crate) max_peers_per_torrent: usize,
     /// Disk reader threads.
     pub(crate) disk_threads: usize,
     /// How block payloads reach the socket.
@@ -227,6 +229,8 @@ pub(crate) struct ReactorConfig {
 
 struct TorrentSlot {
     torrent: SeededTorrent,
+    /// Connections of this torrent past the handshake.
+    peers: usize,
     /// Merkle trees of the files hash requests asked about (BEP 52), by file index.
     merkle_trees: Vec<(usize, seednode_wire::merkle::MerkleTree)>,
     /// Per piece: peers seen to have it plus times it was offered (super-seeding picks the
@@ -465,6 +469,7 @@ impl Reactor {
         }
         self.torrents.push(TorrentSlot {
             merkle_trees: Vec::new(),
+            peers: 0,
             availability: vec![0; torrent.have.len()],
             torrent,
             upload_limit: TokenBucket::new(
@@ -1094,8 +1099,9 @@ impl Reactor {
             reason.truncate(200);
             self.request_failed(Instant::now(), *id, &reason);
             self.flush_announcer(Instant::now());
-        } else if let ConnState::Peer { session, .. } = &conn.state {
+        } else if let ConnState::Peer { session, torrent } = &conn.state {
             debug!(peer = %conn.remote, uploaded = session.uploaded, reason = %why, "peer closed");
+            self.torrents[*torrent].peers -= 1;
             let decisions = self.choker.leave(Instant::now(), key);
             self.apply_choking(&decisions);
         } else {
@@ -1230,6 +1236,10 @@ impl Reactor {
                             self.torrents[torrent].torrent.v2.is_some(),
                         )
                     });
+                    if self.torrents[torrent].peers >= self.config.max_peers_per_torrent {
+                        return Err("torrent's peer limit reached".into());
+                    }
+                    self.torrents[torrent].peers += 1;
                     conn.state = ConnState::Peer {
                         torrent,
                         session: Box::new(PeerSession::new(now, hs.supports_fast_extension())),
