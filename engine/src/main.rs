@@ -14,6 +14,7 @@ mod rate;
 mod reactor;
 mod session;
 mod sniff;
+mod udp_batch;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

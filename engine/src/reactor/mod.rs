@@ -340,6 +340,10 @@ pub(crate) struct Reactor {
     udp_rx: Box<[u8]>,
     /// The reply being built.
     udp_tx: Vec<u8>,
+    /// Replies waiting for one `sendmmsg`.
+    udp_out: crate::udp_batch::UdpBatch,
+    /// The address this node's peer port is reachable at, as the UDP tracker lists it.
+    udp_self_addr: Option<SocketAddr>,
     /// Every socket read lands here first ([`READ_CHUNK_LEN`] bytes).
     scratch: Box<[u8]>,
     /// Counters for `/metrics`.
@@ -370,6 +374,15 @@ impl Reactor {
         ])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let udp_self_addr = config
+            .announce_ip
+            .or_else(|| {
+                udp.as_ref()
+                    .and_then(|u| u.local_addr().ok())
+                    .map(|a| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+            })
+            .map(|ip| SocketAddr::new(ip, config.peer_port));
         let udp = match udp {
             Some(u) => {
                 u.set_nonblocking(true)?;
@@ -444,6 +457,8 @@ impl Reactor {
             udp,
             udp_rx: vec![0; seednode_tracker::limits::MAX_UDP_REQUEST_LEN].into_boxed_slice(),
             udp_tx: Vec::with_capacity(seednode_tracker::limits::MAX_UDP_REPLY_LEN),
+            udp_out: crate::udp_batch::UdpBatch::default(),
+            udp_self_addr,
             scratch: vec![0; READ_CHUNK_LEN].into_boxed_slice(),
             stats: EngineStats::default(),
         })
@@ -700,29 +715,18 @@ impl Reactor {
     /// Answers UDP tracker datagrams (BEP 15) until the socket is empty or the per-wake budget is
     /// used; returns true when datagrams may remain.
     fn drain_udp(&mut self, now: Instant) -> bool {
-        let Some(socket) = &self.udp else {
-            return false;
-        };
-        let me = self
-            .config
-            .announce_ip
-            .or_else(|| {
-                socket
-                    .local_addr()
-                    .ok()
-                    .map(|a| a.ip())
-                    .filter(|ip| !ip.is_unspecified())
-            })
-            .map(|ip| SocketAddr::new(ip, self.config.peer_port));
+        let me = self.udp_self_addr;
+        let mut more = true;
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
             let Some(socket) = &self.udp else {
                 return false;
             };
             match socket.recv_from(&mut self.udp_rx) {
                 // KRPC messages are bencoded dictionaries (BEP 5); no BEP 15 packet starts so.
-                Ok((n, src)) if self.udp_rx.first() == Some(&b'd') && n > 0 => {
-                    let datagram = self.udp_rx[..n].to_vec();
-                    self.dht_datagram(now, src, &datagram);
+                Ok((n, src)) if n > 0 && self.udp_rx[0] == b'd' => {
+                    let rx = std::mem::take(&mut self.udp_rx);
+                    self.dht_datagram(now, src, &rx[..n]);
+                    self.udp_rx = rx;
                     self.flush_dht(now);
                 }
                 Ok((_, _)) if !self.udp_tracker => {}
@@ -734,17 +738,26 @@ impl Reactor {
                         &self.udp_rx[..n],
                         &mut self.udp_tx,
                     ) {
-                        // A full send buffer drops the reply: UDP clients retransmit (BEP 15).
-                        let _ = socket.send_to(&self.udp_tx, src);
+                        self.udp_out.push(src, &self.udp_tx);
+                        if self.udp_out.is_full() {
+                            let _ = self.udp_out.flush(socket);
+                        }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ICMP errors from earlier sends surface here; they concern other datagrams.
                 Err(_) => {}
             }
         }
-        true
+        if let Some(socket) = &self.udp {
+            // Replies that do not fit the socket buffer are dropped: clients retransmit (BEP 15).
+            let _ = self.udp_out.flush(socket);
+        }
+        more
     }
 
     /// Answers a BEP 52 `hash request` with `hashes` (and their proof), or `hash reject` when the
