@@ -465,6 +465,18 @@ pub(crate) fn lt_download(
     seeder: &Seeder,
     deadline: Deadline,
 ) {
+    lt_download_with(source, dir, client_ip, seeder, deadline, &[]);
+}
+
+/// [`lt_download`] with extra `lt_download.py` arguments (e.g. `--encryption rc4`).
+pub(crate) fn lt_download_with(
+    source: LtSource<'_>,
+    dir: &Path,
+    client_ip: Ipv4Addr,
+    seeder: &Seeder,
+    deadline: Deadline,
+    extra: &[&str],
+) {
     let log = dir.with_extension("lt_download.log");
     fs::create_dir_all(dir).expect("create libtorrent download dir");
     // Leave lt_download.py time to report its own timeout before run_client kills it.
@@ -484,7 +496,8 @@ pub(crate) fn lt_download(
         .arg("--listen")
         .arg(format!("{client_ip}:{}", free_port(client_ip)))
         .arg("--timeout")
-        .arg(format!("{}", timeout.as_secs().max(1)));
+        .arg(format!("{}", timeout.as_secs().max(1)))
+        .args(extra);
     run_client("lt_download.py", &mut cmd, &log, Some(seeder), deadline);
 }
 

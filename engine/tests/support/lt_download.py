@@ -56,6 +56,9 @@ def main():
     ap.add_argument("--listen", type=parse_addr, required=True, metavar="127.0.0.x:PORT",
                     help="this client's own address (use 127.0.0.x distinct from the seeder)")
     ap.add_argument("--timeout", type=float, required=True, metavar="SECS")
+    ap.add_argument("--encryption", choices=["default", "rc4", "plaintext"], default="default",
+                    help="force an MSE/PE handshake selecting RC4 or plaintext (default: "
+                    "libtorrent's own policy)")
     args = ap.parse_args()
 
     start = time.monotonic()
@@ -82,6 +85,14 @@ def main():
         | lt.alert.category_t.tracker_notification,
         "user_agent": "lt_download/" + lt.__version__,
     })
+    if args.encryption != "default":
+        # pe_forced (0): only MSE/PE connections; allowed_enc_level 1 = plaintext, 2 = RC4.
+        ses.apply_settings({
+            "out_enc_policy": 0,
+            "in_enc_policy": 0,
+            "allowed_enc_level": 2 if args.encryption == "rc4" else 1,
+            "prefer_rc4": args.encryption == "rc4",
+        })
 
     if args.magnet:
         atp = lt.parse_magnet_uri(args.magnet)
