@@ -79,7 +79,8 @@ pub struct AnnounceRequest {
     /// `compact=0` asks for the dictionary model (BEP 3 `peers` list); anything else, or no
     /// `compact`, gets compact peers (BEP 23 suggests compact by default).
     pub compact: bool,
-    /// `no_peer_id=1`: leave `peer id` out of dictionary-model peers.
+    /// `no_peer_id=1`: leave `peer id` out of dictionary-model peers. Parsed for completeness;
+    /// this tracker stores no peer IDs and always answers as if it were set (see [`crate::http`]).
     pub no_peer_id: bool,
     /// The `ip` parameter when it is an IP literal. Used only when the tracker is configured to
     /// trust it ([`crate::TrackerConfig::trust_ip_param`]); otherwise the peer's address is the

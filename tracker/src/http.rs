@@ -9,8 +9,11 @@
 //!   family's peers when it announces over IPv4, `peers6` (18 bytes each) when over IPv6; this
 //!   node's entry for hosted torrents goes under the key of its own family. `peers` is always
 //!   present (maybe empty); `peers6` only when not empty.
-//! - Dictionary model (`compact=0`): `peers` is a list of `{ip, peer id, port}` dictionaries,
-//!   `peer id` left out with `no_peer_id=1` (and for this node's own entry).
+//! - Dictionary model (`compact=0`): `peers` is a list of `{ip, port}` dictionaries, always
+//!   without `peer id`, as if `no_peer_id=1` had been sent (BEP 23 lets a tracker leave it out;
+//!   opentracker stores no peer ID either). Storing the 20-byte ID would more than double the
+//!   memory of a peer (10 bytes for IPv4, see `swarm.rs`) for a form modern clients do not ask
+//!   for, and clients learn the peer ID from the BEP 3 handshake anyway.
 //! - Every success carries `complete`, `downloaded`, `incomplete`, `interval`, `min interval`
 //!   (keys sorted, as bencode requires). Every refusal is `d14:failure reason<text>e`.
 
@@ -71,7 +74,6 @@ impl Tracker {
         };
         let a = PeerAnnounce {
             info_hash: req.info_hash,
-            peer_id: req.peer_id.0,
             addr: canonical_addr(SocketAddr::new(ip, req.port)),
             left: req.left,
             event: req.event,
@@ -81,7 +83,6 @@ impl Tracker {
         let mut peers6 = Vec::new();
         let mut dict = Vec::new();
         let compact = req.compact;
-        let no_peer_id = req.no_peer_id;
         let counts = self.announce_core(now, &a, self_addr, false, |p| {
             if compact {
                 if p.compact.len() == COMPACT_V4_LEN {
@@ -90,13 +91,13 @@ impl Tracker {
                     peers6.extend_from_slice(p.compact);
                 }
             } else {
-                put_dict_peer(&mut dict, p, no_peer_id);
+                put_dict_peer(&mut dict, p);
             }
         })?;
         let mut out = Vec::with_capacity(112 + peers4.len() + peers6.len() + dict.len());
         out.push(b'd');
         put_key_int(&mut out, b"complete", u64::from(counts.complete));
-        put_key_int(&mut out, b"downloaded", counts.downloaded);
+        put_key_int(&mut out, b"downloaded", u64::from(counts.downloaded));
         put_key_int(&mut out, b"incomplete", u64::from(counts.incomplete));
         put_key_int(
             &mut out,
@@ -153,7 +154,7 @@ impl Tracker {
             put_bytes(&mut out, &ih.0);
             out.push(b'd');
             put_key_int(&mut out, b"complete", u64::from(c.complete));
-            put_key_int(&mut out, b"downloaded", c.downloaded);
+            put_key_int(&mut out, b"downloaded", u64::from(c.downloaded));
             put_key_int(&mut out, b"incomplete", u64::from(c.incomplete));
             out.push(b'e');
         }
@@ -172,8 +173,9 @@ pub fn failure(reason: &str) -> Vec<u8> {
     out
 }
 
-/// One dictionary-model peer: `d2:ip<text>7:peer id20:<id>4:porti<port>ee` (keys sorted).
-fn put_dict_peer(out: &mut Vec<u8>, p: Selected<'_>, no_peer_id: bool) {
+/// One dictionary-model peer: `d2:ip<text>4:porti<port>ee` (keys sorted; no `peer id`, see the
+/// module docs).
+fn put_dict_peer(out: &mut Vec<u8>, p: Selected<'_>) {
     let (ip, port) = match p.compact.len() {
         COMPACT_V4_LEN => {
             let mut o = [0u8; 4];
@@ -191,9 +193,6 @@ fn put_dict_peer(out: &mut Vec<u8>, p: Selected<'_>, no_peer_id: bool) {
     };
     out.push(b'd');
     put_key_bytes(out, b"ip", ip.to_string().as_bytes());
-    if let Some(id) = p.peer_id.filter(|_| !no_peer_id) {
-        put_key_bytes(out, b"peer id", id);
-    }
     put_key_int(out, b"port", u64::from(u16::from_be_bytes(port)));
     out.push(b'e');
 }
@@ -443,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn bep3_dictionary_model_with_and_without_peer_id() {
+    fn bep3_dictionary_model_never_carries_peer_ids() {
         let now = Instant::now();
         let mut t = open();
         t.http_announce(now, addr(2, 1), None, &query(7002, 5, ""));
@@ -451,8 +450,12 @@ mod tests {
         q.extend_from_slice(b"&compact=0");
         let body = t.http_announce(now, addr(3, 1), None, &q);
         let expected = b"d8:completei0e10:downloadedi0e10:incompletei2e8:intervali1800e\
-12:min intervali900e5:peersld2:ip9:127.0.0.27:peer id20:-TE0001-0000000070024:porti7002eeee";
-        assert_eq!(body, &expected[..]);
+12:min intervali900e5:peersld2:ip9:127.0.0.24:porti7002eeee";
+        assert_eq!(
+            body,
+            &expected[..],
+            "no `peer id` even without no_peer_id: none is stored (BEP 23 allows it)"
+        );
         q.extend_from_slice(b"&no_peer_id=1");
         let body = t.http_announce(now, addr(3, 1), None, &q);
         assert!(body.ends_with(b"5:peersld2:ip9:127.0.0.24:porti7002eeee"));

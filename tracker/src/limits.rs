@@ -44,13 +44,15 @@ pub const MAX_TORRENTS: usize = 100_000;
 /// evicted for a newcomer, so a flood of fake peers cannot push real ones out.
 pub const MAX_PEERS_PER_TORRENT: usize = 5_000;
 
-/// Most peers kept over all torrents, about 50 MB of swarm memory (a stored IPv4 peer costs 32
-/// bytes in its list plus about 16 bytes of index in large swarms). Same policy as
+/// Most peers kept over all torrents, about 15 MB of swarm memory (a stored IPv4 peer costs 10
+/// bytes in its list plus up to a quarter of slack, and about 16 bytes of index in swarms over
+/// [`LINEAR_SCAN_MAX_PEERS`]; each swarm 64 bytes in the table). Same policy as
 /// [`MAX_PEERS_PER_TORRENT`] at the limit.
 pub const MAX_PEERS: usize = 1_000_000;
 
 /// Swarms up to this many peers (per address family) are searched linearly, with no hash index:
-/// most swarms are small, and an index costs more memory than the peers. Above it a hash index
+/// most swarms are small, and an index costs more memory than the peers (32 packed IPv4 entries
+/// are 320 bytes, five cache lines). Above it a hash index
 /// is kept. Not a bound on input; a memory/speed trade-off.
 pub const LINEAR_SCAN_MAX_PEERS: usize = 32;
 
@@ -142,6 +144,12 @@ pub const CONNECTION_ID_BUCKET: Duration = Duration::from_secs(15);
 /// How often the HMAC key for connection IDs is re-derived from the master secret (rotation driven
 /// by `now`). IDs issued under the previous key stay valid until their TTL.
 pub const CONNECTION_ID_KEY_ROTATION_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Slots of the connection-ID MAC cache (`udp::conn_id`), a power of two, 32 bytes each
+/// (128 KiB). A client's connect and its following announces and scrapes within one 15 s bucket
+/// share one HMAC while its slot holds; at the limit an older entry is overwritten (a miss only
+/// costs one HMAC). Not a bound on input; a memory/CPU trade-off.
+pub const CONNECTION_ID_MAC_CACHE_SLOTS: usize = 4096;
 
 // ---------------------------------------------------------------------------------------------
 // Server: access list

@@ -25,6 +25,13 @@
 //!   may change the source port between datagrams, and libtorrent shares one connection ID across
 //!   all sessions of a process (INTEROP.md); an attacker who can receive at the IP can spoof any
 //!   port of it anyway.
+//! - **Cache**: a MAC is a pure function of (bucket, IP) under the secret, so the last
+//!   [`CONNECTION_ID_MAC_CACHE_SLOTS`](crate::limits::CONNECTION_ID_MAC_CACHE_SLOTS) computed are kept in a direct-mapped cache (slot chosen by a keyed mix of
+//!   bucket and IP). A client that connects and then announces and scrapes several times per
+//!   bucket costs one HMAC per bucket instead of one per packet. Only MACs this machine computed
+//!   enter the cache, never a presented ID; a miss (or a slot taken by another address) just
+//!   recomputes, so a flood of forged IDs from many addresses costs no more than without the
+//!   cache. IDs stay bound to the IP and the bucket, and the comparison stays constant-time.
 //! - **Strength**: 56 MAC bits. Guessing an ID for a victim's IP takes about 2^55 datagrams, in a
 //!   window of two minutes. The MAC comparison is constant-time.
 
@@ -33,7 +40,12 @@ use std::time::Instant;
 
 use ring::hmac;
 
-use crate::limits::{CONNECTION_ID_BUCKET, CONNECTION_ID_KEY_ROTATION_INTERVAL, CONNECTION_ID_TTL};
+use crate::limits::{
+    CONNECTION_ID_BUCKET, CONNECTION_ID_KEY_ROTATION_INTERVAL,
+    CONNECTION_ID_MAC_CACHE_SLOTS as MAC_CACHE_SLOTS, CONNECTION_ID_TTL,
+};
+
+const _: () = assert!(MAC_CACHE_SLOTS.is_power_of_two());
 
 /// Buckets an ID may be old and still accepted.
 const MAX_AGE_BUCKETS: u64 = CONNECTION_ID_TTL.as_secs() / CONNECTION_ID_BUCKET.as_secs();
@@ -47,12 +59,24 @@ const KEY_LABEL: &[u8] = b"seednode-tracker BEP 15 connection id v1";
 // The bucket byte must name the accepted buckets unambiguously.
 const _: () = assert!(MAX_AGE_BUCKETS < 128 && BUCKETS_PER_EPOCH > MAX_AGE_BUCKETS);
 
+/// One cached MAC: the (bucket, IP) it was computed for and its 7 bytes.
+#[derive(Clone, Copy)]
+struct CachedMac {
+    bucket: u64,
+    ip: IpAddr,
+    mac: [u8; 7],
+}
+
 /// Issues and checks connection IDs. Sans-IO: `now` is passed in.
 pub struct ConnectionIds {
     master: hmac::Key,
     origin: Instant,
     current: (u64, hmac::Key),
     previous: Option<(u64, hmac::Key)>,
+    /// Direct-mapped cache of computed MACs (see the module docs); `None` slots are empty.
+    cache: Box<[Option<CachedMac>]>,
+    /// Key of the slot mix, derived from the secret so slot collisions are not predictable.
+    slot_key: [u64; 2],
 }
 
 impl std::fmt::Debug for ConnectionIds {
@@ -72,12 +96,38 @@ impl ConnectionIds {
     pub fn new(now: Instant, secret: &[u8; 32]) -> Self {
         let master = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let current = (0, derive(&master, 0));
+        let slot_tag = hmac::sign(&master, b"seednode-tracker BEP 15 mac cache slots v1");
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&slot_tag.as_ref()[..16]);
+        let (k0, k1) = k.split_at(8);
+        let slot_key = [
+            u64::from_le_bytes(k0.try_into().unwrap_or_default()),
+            u64::from_le_bytes(k1.try_into().unwrap_or_default()) | 1,
+        ];
         Self {
             master,
             origin: now,
             current,
             previous: None,
+            cache: vec![None; MAC_CACHE_SLOTS].into_boxed_slice(),
+            slot_key,
         }
+    }
+
+    /// Cache slot of (bucket, ip): a keyed multiply-fold mix, good enough to spread addresses
+    /// (a collision only costs a recomputation).
+    fn slot(&self, bucket: u64, ip: IpAddr) -> usize {
+        let (hi, lo) = match ip {
+            IpAddr::V4(v4) => (0, u64::from(v4.to_bits())),
+            IpAddr::V6(v6) => {
+                let b = v6.to_bits();
+                ((b >> 64) as u64 | 1 << 63, b as u64)
+            }
+        };
+        let x = (lo ^ self.slot_key[0]).wrapping_add(hi.rotate_left(29) ^ bucket);
+        let m = u128::from(x) * u128::from(self.slot_key[1]);
+        let folded = (m as u64) ^ ((m >> 64) as u64);
+        (folded as usize) & (MAC_CACHE_SLOTS - 1)
     }
 
     fn bucket(&self, now: Instant) -> u64 {
@@ -110,7 +160,18 @@ impl ConnectionIds {
         constant_time_eq(&mac, &id[1..])
     }
 
+    /// The MAC of (bucket, ip), from the cache or computed (and then cached).
     fn mac(&mut self, bucket: u64, ip: IpAddr) -> [u8; 7] {
+        let slot = self.slot(bucket, ip);
+        if let Some(c) = self.cache[slot].filter(|c| c.bucket == bucket && c.ip == ip) {
+            return c.mac;
+        }
+        let mac = self.compute_mac(bucket, ip);
+        self.cache[slot] = Some(CachedMac { bucket, ip, mac });
+        mac
+    }
+
+    fn compute_mac(&mut self, bucket: u64, ip: IpAddr) -> [u8; 7] {
         let mut msg = [0u8; 8 + 16];
         msg[..8].copy_from_slice(&bucket.to_be_bytes());
         let len = match ip {
@@ -275,6 +336,30 @@ mod tests {
                 ip("192.0.2.1")
             )
         );
+    }
+
+    #[test]
+    fn cached_macs_equal_computed_ones_and_stay_bound_to_ip_and_bucket() {
+        let t0 = Instant::now();
+        let mut ids = ConnectionIds::new(t0, &SECRET);
+        let mut fresh = ConnectionIds::new(t0, &SECRET);
+        // More addresses than slots, twice: hits, misses and evictions all give the HMAC.
+        for round in 0..2u32 {
+            for n in 0..(MAC_CACHE_SLOTS as u32 + 100) {
+                let a = IpAddr::from((n * 7 + round).to_be_bytes());
+                let id = ids.issue(t0, a);
+                assert_eq!(id.to_be_bytes()[1..], fresh.compute_mac(0, a));
+                assert!(ids.check(t0 + Duration::from_secs(20), a, id));
+                let b = IpAddr::from((n * 7 + round + 1).to_be_bytes());
+                assert!(!ids.check(t0, b, id), "a cached MAC is never another IP's");
+            }
+        }
+        // A cached (bucket 0, ip) entry does not validate the same MAC under another bucket.
+        let a = ip("192.0.2.9");
+        let id = ids.issue(t0, a);
+        let next = (id & !(0x7f << 56)) | (1 << 56);
+        assert!(!ids.check(t0 + CONNECTION_ID_BUCKET, a, next));
+        assert!(ids.check(t0 + CONNECTION_ID_BUCKET, a, id));
     }
 
     #[test]

@@ -132,7 +132,6 @@ impl Tracker {
             .min(max);
         let a = PeerAnnounce {
             info_hash: req.info_hash(),
-            peer_id: req.peer_id().0,
             // The socket address; the `IP address` field is never used (TU8).
             addr: SocketAddr::new(src.ip(), req.port()),
             left: req.left(),
@@ -165,8 +164,7 @@ impl Tracker {
         write_scrape_response_header(out, txid);
         for ih in req.info_hashes().take(MAX_UDP_SCRAPE_INFO_HASHES) {
             let c = self.scrape_counts(&ih);
-            let completed = u32::try_from(c.downloaded).unwrap_or(u32::MAX);
-            write_scrape_entry(out, c.complete, completed, c.incomplete);
+            write_scrape_entry(out, c.complete, c.downloaded, c.incomplete);
         }
         self.stats.udp_scrapes += 1;
         true
