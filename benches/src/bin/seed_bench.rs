@@ -30,9 +30,9 @@
 //!   `transmission-remote -a`; `VmRSS` after everything is loaded and `--idle` seconds passed.
 //!
 //! All four 1 GiB seeders run at once on their own ports of 127.0.0.1 (the idle ones cost next to
-//! nothing), so every test meets them back to back. transmission-daemon gets a fresh config dir with
-//! DHT, LPD, PEX, uTP and port mapping off and listens on 127.0.0.1 only (it refuses to dial 127/8
-//! peers but accepts them). Before each measurement the harness waits (polling every 30 s, up to
+//! nothing), so every test meets them back to back. transmission-daemon gets a fresh config dir
+//! with DHT, LPD, PEX, uTP and port mapping off and listens on 127.0.0.1 only (it refuses to dial
+//! 127/8 peers but accepts them). Before each measurement the harness waits (polling every 30 s, up to
 //! 20 min) while another benchmark named by `--busy-pattern` runs. Every child is stopped when the
 //! harness ends or fails ([`Guard`]); every wait is bounded.
 

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! sink_leecher --torrent FILE --peer IP:PORT [--connections N] [--source 127.0.0.X]
-//!     [--duration SECS [--warmup SECS] | --full] [--pipeline BLOCKS] [--verify-pieces N] [--timeout SECS]
-//!     [--python PATH] [--dial-helper PATH] [--quiet]
+//!     [--duration SECS [--warmup SECS] | --full [--timeout SECS]] [--pipeline BLOCKS]
+//!     [--verify-pieces N] [--python PATH] [--dial-helper PATH] [--quiet]
 //! ```
 //!
 //! Each connection handshakes (BEP 3, announcing BEP 6 and BEP 10), sends its extension
@@ -14,9 +14,9 @@
 //! the seeder's `reqq`). Connection `i` of `N` walks the pieces `[i*P/N, (i+1)*P/N)` in order:
 //! once with `--full`, round and round until `--warmup` + `--duration` end otherwise (blocks that
 //! arrive during the warm-up, while a seeder that rechokes every 10 s gets round to the new
-//! peers, are not counted). `piece` payloads are
-//! discarded, except that the first `--verify-pieces` pieces of each connection are assembled and
-//! checked against their SHA-1, to prove the seeder sends the right bytes. `bitfield`,
+//! peers, are not counted). `piece` payloads are discarded, except that the first
+//! `--verify-pieces` pieces of each connection are assembled and checked against their SHA-1, to
+//! prove the seeder sends the right bytes. `bitfield`,
 //! `have_all`, `have`, `choke`/`unchoke`, BEP 6 `reject_request` (the block is requested again)
 //! and keep-alives are handled; requests are only sent once the seeder has every piece.
 //!
@@ -34,9 +34,10 @@
 //! ```
 //!
 //! `bytes` counts block payload only; `secs` runs from the TCP connection plus the warm-up to the
-//! end of the duration (or the last block with `--full`). A connection the seeder never unchokes reports 0
-//! bytes; one the seeder closes reports what it got before and `closed=true`. Every wait is
-//! bounded: the handshake by [`HANDSHAKE_TIMEOUT`], the whole run by `--duration` or `--timeout`.
+//! end of the duration (or the last block with `--full`). A connection the seeder never unchokes
+//! reports 0 bytes; one the seeder closes reports what it got before and `closed=true`. Every wait
+//! is bounded: the handshake by [`HANDSHAKE_TIMEOUT`], the whole run by `--warmup` + `--duration`
+//! or `--timeout`.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -107,7 +108,8 @@ options:
   --duration SECS      stop after SECS, cycling through the slice [default: 10]
   --warmup SECS        run this long first without counting (before --duration) [default: 0]
   --full               download each slice once instead, then stop
-  --pipeline BLOCKS    requests outstanding per connection (capped by the seeder's reqq) [default: 128]
+  --pipeline BLOCKS    requests outstanding per connection, capped by the seeder's reqq
+                       [default: 128]
   --verify-pieces N    pieces per connection assembled and SHA-1 checked [default: 2]
   --timeout SECS       bound on a --full download [default: 300]
   --python PATH        Python that runs dial_from.py [default: /usr/bin/python3]
