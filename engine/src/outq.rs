@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rustix::io::Errno;
+use rustix::net::{SendAncillaryBuffer, SendFlags};
 
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -132,8 +133,11 @@ impl OutQueue {
         }
     }
 
-    /// One `writev` of the in-memory chunks at the front of the queue.
-    fn write_mem<S: Write>(&mut self, socket: &mut S) -> Result<(), WriteError> {
+    /// One `sendmsg` of the in-memory chunks at the front of the queue. When a file range
+    /// follows them (a `piece` header before its block), `MSG_MORE` keeps the header in the
+    /// socket until the block joins it, so the two leave in one TCP segment instead of a 13-byte
+    /// segment per block (the sockets run with Nagle off).
+    fn write_mem<S: Write + AsFd>(&mut self, socket: &mut S) -> Result<(), WriteError> {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
         for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
@@ -141,7 +145,19 @@ impl OutQueue {
             *slot = IoSlice::new(b);
             count += 1;
         }
-        let mut n = match socket.write_vectored(&slices[..count]) {
+        let flags = if matches!(self.chunks.get(count), Some(Chunk::File { .. })) {
+            SendFlags::MORE | SendFlags::NOSIGNAL
+        } else {
+            SendFlags::NOSIGNAL
+        };
+        let sent = rustix::net::sendmsg(
+            socket.as_fd(),
+            &slices[..count],
+            &mut SendAncillaryBuffer::default(),
+            flags,
+        )
+        .map_err(io::Error::from);
+        let mut n = match sent {
             Ok(0) => {
                 return Err(WriteError::Socket(io::ErrorKind::WriteZero.into()));
             }
