@@ -44,17 +44,10 @@ pub const MAX_TORRENTS: usize = 100_000;
 /// evicted for a newcomer, so a flood of fake peers cannot push real ones out.
 pub const MAX_PEERS_PER_TORRENT: usize = 5_000;
 
-/// Most peers kept over all torrents, about 15 MB of swarm memory (a stored IPv4 peer costs 10
-/// bytes in its list plus up to a quarter of slack, and about 16 bytes of index in swarms over
-/// [`LINEAR_SCAN_MAX_PEERS`]; each swarm 64 bytes in the table). Same policy as
-/// [`MAX_PEERS_PER_TORRENT`] at the limit.
+/// Most peers kept over all torrents, about 13 MB of swarm memory (a stored IPv4 peer costs 10
+/// bytes in its sorted list plus up to a quarter of slack; each swarm 56 bytes in the table).
+/// Same policy as [`MAX_PEERS_PER_TORRENT`] at the limit.
 pub const MAX_PEERS: usize = 1_000_000;
-
-/// Swarms up to this many peers (per address family) are searched linearly, with no hash index:
-/// most swarms are small, and an index costs more memory than the peers (32 packed IPv4 entries
-/// are 320 bytes, five cache lines). Above it a hash index
-/// is kept. Not a bound on input; a memory/speed trade-off.
-pub const LINEAR_SCAN_MAX_PEERS: usize = 32;
 
 // ---------------------------------------------------------------------------------------------
 // Server: HTTP requests

@@ -182,14 +182,14 @@ impl Tracker {
     /// dropped when empty, not counted against [`MAX_TORRENTS`], and this node is listed as a
     /// seeder in its responses.
     pub fn host(&mut self, info_hash: InfoHash) {
-        self.swarms.entry(info_hash).or_default().hosted = true;
+        self.swarms.entry(info_hash).or_default().set_hosted(true);
     }
 
     /// Undoes [`Tracker::host`]: the swarm then follows the access policy like any other, and is
     /// dropped at once if that policy refuses it.
     pub fn unhost(&mut self, info_hash: &InfoHash) {
         if let Some(s) = self.swarms.get_mut(info_hash) {
-            s.hosted = false;
+            s.set_hosted(false);
         }
         self.purge_disallowed();
     }
@@ -206,7 +206,7 @@ impl Tracker {
     /// (with no list) the tracker is open.
     #[must_use]
     pub fn allows(&self, info_hash: &InfoHash) -> bool {
-        self.swarms.get(info_hash).is_some_and(|s| s.hosted) || self.policy_allows(info_hash)
+        self.swarms.get(info_hash).is_some_and(Swarm::hosted) || self.policy_allows(info_hash)
     }
 
     fn policy_allows(&self, info_hash: &InfoHash) -> bool {
@@ -225,7 +225,7 @@ impl Tracker {
             ..
         } = self;
         swarms.retain(|ih, s| {
-            let allowed = s.hosted
+            let allowed = s.hosted()
                 || match access {
                     Some(list) => list.allows(ih),
                     None => config.open,
@@ -259,7 +259,7 @@ impl Tracker {
         let total = &mut self.total_peers;
         self.swarms.retain(|_, s| {
             *total -= s.retain_seen_since(cutoff);
-            s.hosted || s.peer_count() > 0
+            s.hosted() || s.peer_count() > 0
         });
         if self.swarms.capacity() > 2 * self.swarms.len() + 64 {
             self.swarms
@@ -282,7 +282,7 @@ impl Tracker {
                 Counts {
                     complete,
                     incomplete,
-                    downloaded: s.downloaded,
+                    downloaded: s.downloaded(),
                 }
             })
     }
@@ -322,7 +322,7 @@ impl Tracker {
         };
         // One table lookup for the common case (a known swarm).
         let swarm = match swarms.get_mut(&a.info_hash) {
-            Some(s) if s.hosted || policy_allows(&a.info_hash) => s,
+            Some(s) if s.hosted() || policy_allows(&a.info_hash) => s,
             Some(_) => {
                 stats.announces_refused_access += 1;
                 return Err(AnnounceError::UnknownTorrent);
@@ -378,14 +378,14 @@ impl Tracker {
         let counts = Counts {
             complete,
             incomplete,
-            downloaded: swarm.downloaded,
+            downloaded: swarm.downloaded(),
         };
         if a.event == AnnounceEvent::Stopped || a.numwant == 0 {
             return Ok(counts);
         }
 
         let mut listed = 0;
-        if swarm.hosted {
+        if swarm.hosted() {
             // This node is listed even to a client that says `left=0`: a client that starts
             // from a magnet link does not know the size yet and announces as a seeder (aria2c
             // does), and it can only get the metadata from us.
@@ -438,7 +438,7 @@ fn record(
         Upsert::Updated { .. } => {}
     }
     if event == AnnounceEvent::Completed && outcome != (Upsert::Updated { was_seeder: true }) {
-        swarm.downloaded = swarm.downloaded.saturating_add(1);
+        swarm.count_completed();
     }
 }
 
@@ -488,7 +488,8 @@ mod tests {
         table
             + t.swarms
                 .values()
-                .map(|s| chunk(s.heap_bytes()))
+                .flat_map(Swarm::heap_allocations)
+                .map(chunk)
                 .sum::<usize>()
     }
 

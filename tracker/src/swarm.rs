@@ -12,13 +12,14 @@
 //!   bit). An IPv4 entry is 10 bytes, an IPv6 one 22, both byte-aligned. No peer ID is stored:
 //!   the dictionary model (`compact=0`) is answered without `peer id` keys, as for
 //!   `no_peer_id=1` (BEP 23); see `http.rs`.
-//! - [`Swarm`] is 40 bytes (64 with its info-hash in the swarm table): the IPv4 list inline, the
-//!   rarer parts (IPv6 peers, hash indexes of large lists) behind one optional box.
+//! - A list is a boxed slice (pointer and capacity, 16 bytes) with its length and seeder count
+//!   kept as `u16`s in the swarm, so [`Swarm`] is 32 bytes (56 with its info-hash in the swarm
+//!   table); the rarer IPv6 list lives behind one optional box.
+//! - Lists are kept **sorted by address** and searched by binary search, as opentracker does:
+//!   no per-swarm hash index (an index cost about twice the peers it indexed). Inserting or
+//!   removing shifts the tail of the list, at most [`MAX_PEERS_PER_TORRENT`] entries (50 KB).
 //! - Lists grow by a quarter (at least [`MIN_GROWTH`] entries) instead of doubling, and expiry
 //!   gives back slack over a quarter, so a list's slack stays under ~25 %.
-//! - Lists of up to [`LINEAR_SCAN_MAX_PEERS`] peers are searched linearly (32 IPv4 entries are
-//!   320 bytes, five cache lines); larger ones keep a hash index (address → position), so finding
-//!   the announcer is O(1). Removal is `swap_remove`, fixing the index of the moved entry.
 //!   Seeder counts are maintained incrementally, never recounted except after expiry.
 //!
 //! # Fair selection
@@ -27,9 +28,7 @@
 //! wrapping around, so every peer has the same chance to be in a response, and the walk is
 //! bounded by the list length.
 
-use std::collections::HashMap;
-
-use crate::limits::{LINEAR_SCAN_MAX_PEERS, MAX_PEERS_PER_TORRENT};
+use crate::limits::MAX_PEERS_PER_TORRENT;
 use crate::rng::Rng;
 
 /// Compact IPv4 peer: address then port, network order (BEP 23).
@@ -45,7 +44,12 @@ const SEEDER_BIT: u32 = 1 << 31;
 /// Largest storable last-seen second (the flag takes the top bit): 68 years.
 const MAX_LAST_SEEN: u32 = SEEDER_BIT - 1;
 
-// Per-family seeder counts are u16.
+/// `hosted` flag in the swarm's packed `downloaded` word.
+const HOSTED_BIT: u32 = 1 << 31;
+/// Largest storable `downloaded` count (the flag takes the top bit).
+const MAX_DOWNLOADED: u32 = HOSTED_BIT - 1;
+
+// List lengths and per-family seeder counts are u16.
 const _: () = assert!(MAX_PEERS_PER_TORRENT <= u16::MAX as usize);
 
 /// One stored peer; `N` is its compact address length. Byte-aligned: 10 bytes for IPv4.
@@ -58,6 +62,12 @@ pub(crate) struct PeerEntry<const N: usize> {
 }
 
 impl<const N: usize> PeerEntry<N> {
+    /// Filler for a list's unused capacity.
+    const VACANT: Self = Self {
+        addr: [0; N],
+        seen: [0; 4],
+    };
+
     /// A peer at `addr` last seen at second `last_seen` (saturating at 68 years), a seeder when
     /// `left == 0` at that announce.
     pub(crate) fn new(addr: [u8; N], last_seen: u32, seeder: bool) -> Self {
@@ -88,53 +98,87 @@ pub(crate) enum Upsert {
     Full,
 }
 
-/// Address → position, kept only for lists over [`LINEAR_SCAN_MAX_PEERS`].
-type Index<const N: usize> = HashMap<[u8; N], u32>;
+/// A sorted peer list borrowed from its swarm: the slots (capacity), how many are used, and
+/// how many of those are seeders.
+struct List<'a, const N: usize> {
+    slots: &'a mut Box<[PeerEntry<N>]>,
+    len: &'a mut u16,
+    seeders: &'a mut u16,
+}
 
-/// The rarely needed parts of a swarm, boxed so a small IPv4-only swarm pays 8 bytes for them.
+/// The IPv6 list, boxed so an IPv4-only swarm pays 8 bytes for it.
 #[derive(Debug, Default)]
-struct Extra {
-    v6: Vec<PeerEntry<COMPACT_V6_LEN>>,
-    v6_seeders: u16,
-    v4_index: Option<Index<COMPACT_V4_LEN>>,
-    v6_index: Option<Index<COMPACT_V6_LEN>>,
+struct V6 {
+    slots: Box<[PeerEntry<COMPACT_V6_LEN>]>,
+    len: u16,
+    seeders: u16,
 }
 
-impl Extra {
-    fn is_unused(&self) -> bool {
-        self.v6.is_empty() && self.v4_index.is_none() && self.v6_index.is_none()
-    }
-}
-
-/// One torrent's swarm: 40 bytes.
+/// One torrent's swarm: 32 bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Swarm {
-    v4: Vec<PeerEntry<COMPACT_V4_LEN>>,
-    extra: Option<Box<Extra>>,
+    v4: Box<[PeerEntry<COMPACT_V4_LEN>]>,
+    v6: Option<Box<V6>>,
+    v4_len: u16,
     v4_seeders: u16,
-    /// This node seeds the torrent: it is always allowed, never dropped when empty, and this
-    /// node is listed as a seeder.
-    pub(crate) hosted: bool,
     /// `completed` events seen from peers that were not already seeders (the scrape
-    /// `downloaded` count), saturating (BEP 15 sends it as a u32 too).
-    pub(crate) downloaded: u32,
+    /// `downloaded` count, saturating at 2^31 - 1) in the low 31 bits; the top bit says this
+    /// node seeds the torrent (see [`Swarm::hosted`]).
+    downloaded_hosted: u32,
 }
 
 impl Swarm {
+    fn v4_list(&mut self) -> List<'_, COMPACT_V4_LEN> {
+        List {
+            slots: &mut self.v4,
+            len: &mut self.v4_len,
+            seeders: &mut self.v4_seeders,
+        }
+    }
+
+    fn v4_peers(&self) -> &[PeerEntry<COMPACT_V4_LEN>] {
+        &self.v4[..usize::from(self.v4_len)]
+    }
+
+    fn v6_peers(&self) -> &[PeerEntry<COMPACT_V6_LEN>] {
+        self.v6
+            .as_ref()
+            .map_or(&[], |v| &v.slots[..usize::from(v.len)])
+    }
+
+    /// This node seeds the torrent: it is always allowed, never dropped when empty, and this
+    /// node is listed as a seeder.
+    pub(crate) const fn hosted(&self) -> bool {
+        self.downloaded_hosted & HOSTED_BIT != 0
+    }
+
+    pub(crate) fn set_hosted(&mut self, hosted: bool) {
+        self.downloaded_hosted =
+            (self.downloaded_hosted & MAX_DOWNLOADED) | if hosted { HOSTED_BIT } else { 0 };
+    }
+
+    /// The scrape `downloaded` count.
+    pub(crate) const fn downloaded(&self) -> u32 {
+        self.downloaded_hosted & MAX_DOWNLOADED
+    }
+
+    /// Counts one `completed` event (saturating).
+    pub(crate) fn count_completed(&mut self) {
+        if self.downloaded() < MAX_DOWNLOADED {
+            self.downloaded_hosted += 1;
+        }
+    }
+
     pub(crate) fn peer_count(&self) -> usize {
-        self.v4.len() + self.extra.as_ref().map_or(0, |e| e.v6.len())
+        usize::from(self.v4_len) + self.v6.as_ref().map_or(0, |v| usize::from(v.len))
     }
 
     /// `(complete, incomplete)`: seeders (this node included when hosted) and leechers.
     pub(crate) fn counts(&self) -> (u32, u32) {
-        let (v6_len, v6_seeders) = self
-            .extra
-            .as_ref()
-            .map_or((0, 0), |e| (e.v6.len(), e.v6_seeders));
+        let (v6_len, v6_seeders) = self.v6.as_ref().map_or((0, 0), |v| (v.len, v.seeders));
         let seeders = u32::from(self.v4_seeders) + u32::from(v6_seeders);
-        // Both lengths are at most MAX_PEERS_PER_TORRENT, which fits u16.
-        let peers = (self.v4.len() + v6_len) as u32;
-        (seeders + u32::from(self.hosted), peers - seeders)
+        let peers = u32::from(self.v4_len) + u32::from(v6_len);
+        (seeders + u32::from(self.hosted()), peers - seeders)
     }
 
     /// Stores or refreshes an IPv4 peer (keyed by its address). A new peer is stored only when
@@ -144,15 +188,7 @@ impl Swarm {
         entry: PeerEntry<COMPACT_V4_LEN>,
         may_insert: bool,
     ) -> Upsert {
-        let index = self.extra.as_mut().and_then(|e| e.v4_index.as_mut());
-        let outcome = upsert(&mut self.v4, &mut self.v4_seeders, index, entry, may_insert);
-        if outcome == Upsert::Inserted
-            && self.v4.len() > LINEAR_SCAN_MAX_PEERS
-            && self.extra.as_ref().is_none_or(|e| e.v4_index.is_none())
-        {
-            self.extra.get_or_insert_default().v4_index = build_index(&self.v4);
-        }
-        outcome
+        upsert(self.v4_list(), entry, may_insert)
     }
 
     /// [`Swarm::upsert_v4`] for an IPv6 peer.
@@ -161,52 +197,64 @@ impl Swarm {
         entry: PeerEntry<COMPACT_V6_LEN>,
         may_insert: bool,
     ) -> Upsert {
-        if !may_insert && self.extra.is_none() {
+        if !may_insert && self.v6.is_none() {
             return Upsert::Full;
         }
-        let e = self.extra.get_or_insert_default();
+        let v = self.v6.get_or_insert_default();
         let outcome = upsert(
-            &mut e.v6,
-            &mut e.v6_seeders,
-            e.v6_index.as_mut(),
+            List {
+                slots: &mut v.slots,
+                len: &mut v.len,
+                seeders: &mut v.seeders,
+            },
             entry,
             may_insert,
         );
-        if outcome == Upsert::Inserted && e.v6.len() > LINEAR_SCAN_MAX_PEERS && e.v6_index.is_none()
-        {
-            e.v6_index = build_index(&e.v6);
+        if v.len == 0 {
+            self.v6 = None;
         }
         outcome
     }
 
     /// Removes the IPv4 peer at `addr`; true if it was stored.
     pub(crate) fn remove_v4(&mut self, addr: &[u8; COMPACT_V4_LEN]) -> bool {
-        let index = self.extra.as_mut().and_then(|e| e.v4_index.as_mut());
-        remove(&mut self.v4, &mut self.v4_seeders, index, addr)
+        remove(self.v4_list(), addr)
     }
 
     /// Removes the IPv6 peer at `addr`; true if it was stored.
     pub(crate) fn remove_v6(&mut self, addr: &[u8; COMPACT_V6_LEN]) -> bool {
-        self.extra
-            .as_mut()
-            .is_some_and(|e| remove(&mut e.v6, &mut e.v6_seeders, e.v6_index.as_mut(), addr))
+        let Some(v) = &mut self.v6 else {
+            return false;
+        };
+        let removed = remove(
+            List {
+                slots: &mut v.slots,
+                len: &mut v.len,
+                seeders: &mut v.seeders,
+            },
+            addr,
+        );
+        if v.len == 0 {
+            self.v6 = None;
+        }
+        removed
     }
 
     /// Drops peers last seen before `cutoff` (seconds); returns how many were dropped. Gives
-    /// back list slack, rebuilds (or drops) the indexes, and frees the boxed part once unused.
+    /// back list slack and frees the IPv6 box once empty.
     pub(crate) fn retain_seen_since(&mut self, cutoff: u32) -> usize {
-        let mut dropped = retain(&mut self.v4, &mut self.v4_seeders, cutoff);
-        if let Some(e) = &mut self.extra {
-            let dropped6 = retain(&mut e.v6, &mut e.v6_seeders, cutoff);
-            if dropped > 0 {
-                e.v4_index = build_index(&self.v4);
-            }
-            if dropped6 > 0 {
-                e.v6_index = build_index(&e.v6);
-            }
-            dropped += dropped6;
-            if e.is_unused() {
-                self.extra = None;
+        let mut dropped = retain(self.v4_list(), cutoff);
+        if let Some(v) = &mut self.v6 {
+            dropped += retain(
+                List {
+                    slots: &mut v.slots,
+                    len: &mut v.len,
+                    seeders: &mut v.seeders,
+                },
+                cutoff,
+            );
+            if v.len == 0 {
+                self.v6 = None;
             }
         }
         dropped
@@ -221,7 +269,7 @@ impl Swarm {
         leechers_only: bool,
         emit: impl FnMut(&[u8]),
     ) -> usize {
-        select(&self.v4, rng, want, skip, leechers_only, emit)
+        select(self.v4_peers(), rng, want, skip, leechers_only, emit)
     }
 
     /// [`select`] over the IPv6 peers.
@@ -233,131 +281,110 @@ impl Swarm {
         leechers_only: bool,
         emit: impl FnMut(&[u8]),
     ) -> usize {
-        self.extra
-            .as_ref()
-            .map_or(0, |e| select(&e.v6, rng, want, skip, leechers_only, emit))
+        select(self.v6_peers(), rng, want, skip, leechers_only, emit)
     }
 
-    /// Heap bytes this swarm holds (list capacities and indexes, allocator overhead not
-    /// included), for the memory tests.
+    /// Heap allocations this swarm holds, in bytes each (list capacities; allocator overhead
+    /// not included), for the memory tests.
     #[cfg(test)]
-    pub(crate) fn heap_bytes(&self) -> usize {
-        fn index_bytes<const N: usize>(i: Option<&Index<N>>) -> usize {
-            i.map_or(0, |i| i.capacity() * (size_of::<([u8; N], u32)>() + 1))
+    pub(crate) fn heap_allocations(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        if !self.v4.is_empty() {
+            out.push(self.v4.len() * size_of::<PeerEntry<COMPACT_V4_LEN>>());
         }
-        let mut bytes = self.v4.capacity() * size_of::<PeerEntry<COMPACT_V4_LEN>>();
-        if let Some(e) = &self.extra {
-            bytes += size_of::<Extra>()
-                + e.v6.capacity() * size_of::<PeerEntry<COMPACT_V6_LEN>>()
-                + index_bytes(e.v4_index.as_ref())
-                + index_bytes(e.v6_index.as_ref());
+        if let Some(v) = &self.v6 {
+            out.push(size_of::<V6>());
+            if !v.slots.is_empty() {
+                out.push(v.slots.len() * size_of::<PeerEntry<COMPACT_V6_LEN>>());
+            }
         }
-        bytes
-    }
-
-    #[cfg(test)]
-    pub(crate) fn has_v4_index(&self) -> bool {
-        self.extra.as_ref().is_some_and(|e| e.v4_index.is_some())
+        out
     }
 }
 
-fn position<const N: usize>(
-    peers: &[PeerEntry<N>],
-    index: Option<&Index<N>>,
-    addr: &[u8; N],
-) -> Option<usize> {
-    match index {
-        Some(index) => index.get(addr).map(|&i| i as usize),
-        None => peers.iter().position(|p| p.addr == *addr),
-    }
+/// Moves the used part of `slots` into a fresh boxed slice of `capacity` slots (exact size:
+/// no allocator rounding to a power of two).
+fn reallocate<const N: usize>(slots: &mut Box<[PeerEntry<N>]>, len: usize, capacity: usize) {
+    let mut v = Vec::with_capacity(capacity);
+    v.extend_from_slice(&slots[..len]);
+    v.resize(capacity, PeerEntry::VACANT);
+    *slots = v.into_boxed_slice();
 }
 
-fn upsert<const N: usize>(
-    peers: &mut Vec<PeerEntry<N>>,
-    seeders: &mut u16,
-    index: Option<&mut Index<N>>,
-    entry: PeerEntry<N>,
-    may_insert: bool,
-) -> Upsert {
-    if let Some(i) = position(peers, index.as_deref(), &entry.addr) {
-        let old = &mut peers[i];
-        let was_seeder = old.seeder();
-        match (was_seeder, entry.seeder()) {
-            (false, true) => *seeders += 1,
-            (true, false) => *seeders -= 1,
-            _ => {}
+fn upsert<const N: usize>(list: List<'_, N>, entry: PeerEntry<N>, may_insert: bool) -> Upsert {
+    let len = usize::from(*list.len);
+    let at = match list.slots[..len].binary_search_by(|p| p.addr.cmp(&entry.addr)) {
+        Ok(i) => {
+            let old = &mut list.slots[i];
+            let was_seeder = old.seeder();
+            match (was_seeder, entry.seeder()) {
+                (false, true) => *list.seeders += 1,
+                (true, false) => *list.seeders -= 1,
+                _ => {}
+            }
+            *old = entry;
+            return Upsert::Updated { was_seeder };
         }
-        *old = entry;
-        return Upsert::Updated { was_seeder };
-    }
-    if !may_insert || peers.len() >= MAX_PEERS_PER_TORRENT {
+        Err(at) => at,
+    };
+    if !may_insert || len >= MAX_PEERS_PER_TORRENT {
         return Upsert::Full;
     }
-    if peers.len() == peers.capacity() {
-        // Grow by a quarter, not the doubling `push` would do: less slack per swarm.
-        peers.reserve_exact((peers.len() / 4).max(MIN_GROWTH));
+    if len == list.slots.len() {
+        // Grow by a quarter, not the doubling `Vec::push` would do: less slack per swarm.
+        let capacity = (len + (len / 4).max(MIN_GROWTH)).min(MAX_PEERS_PER_TORRENT);
+        reallocate(list.slots, len, capacity);
     }
-    let at = peers.len();
-    peers.push(entry);
+    list.slots.copy_within(at..len, at + 1);
+    list.slots[at] = entry;
+    *list.len += 1;
     if entry.seeder() {
-        *seeders += 1;
-    }
-    if let Some(index) = index {
-        index.insert(entry.addr, at as u32);
+        *list.seeders += 1;
     }
     Upsert::Inserted
 }
 
-fn remove<const N: usize>(
-    peers: &mut Vec<PeerEntry<N>>,
-    seeders: &mut u16,
-    index: Option<&mut Index<N>>,
-    addr: &[u8; N],
-) -> bool {
-    let Some(i) = position(peers, index.as_deref(), addr) else {
+fn remove<const N: usize>(list: List<'_, N>, addr: &[u8; N]) -> bool {
+    let len = usize::from(*list.len);
+    let Ok(i) = list.slots[..len].binary_search_by(|p| p.addr.cmp(addr)) else {
         return false;
     };
-    let removed = peers.swap_remove(i);
-    if removed.seeder() {
-        *seeders -= 1;
+    if list.slots[i].seeder() {
+        *list.seeders -= 1;
     }
-    if let Some(index) = index {
-        index.remove(addr);
-        if let Some(moved) = peers.get(i) {
-            index.insert(moved.addr, i as u32);
-        }
+    list.slots.copy_within(i + 1..len, i);
+    *list.len -= 1;
+    if *list.len == 0 {
+        *list.slots = Box::default();
     }
     true
 }
 
-/// Keeps peers seen at or after `cutoff`; returns how many were dropped. The caller rebuilds
-/// the index when any were.
-fn retain<const N: usize>(peers: &mut Vec<PeerEntry<N>>, seeders: &mut u16, cutoff: u32) -> usize {
-    let before = peers.len();
-    peers.retain(|p| p.last_seen() >= cutoff);
-    let dropped = before - peers.len();
+/// Keeps peers seen at or after `cutoff`, in order; returns how many were dropped.
+fn retain<const N: usize>(list: List<'_, N>, cutoff: u32) -> usize {
+    let before = usize::from(*list.len);
+    let mut kept = 0;
+    let mut seeders = 0u16;
+    for i in 0..before {
+        let p = list.slots[i];
+        if p.last_seen() >= cutoff {
+            list.slots[kept] = p;
+            kept += 1;
+            seeders += u16::from(p.seeder());
+        }
+    }
+    let dropped = before - kept;
     if dropped > 0 {
-        // At most MAX_PEERS_PER_TORRENT, which fits u16.
-        *seeders = peers.iter().filter(|p| p.seeder()).count() as u16;
-        if peers.is_empty() {
-            *peers = Vec::new();
-        } else if peers.capacity() - peers.len() > (peers.len() / 4).max(MIN_GROWTH) {
-            peers.shrink_to(peers.len() + peers.len() / 8);
+        // kept <= before, which fits u16.
+        *list.len = kept as u16;
+        *list.seeders = seeders;
+        if kept == 0 {
+            *list.slots = Box::default();
+        } else if list.slots.len() - kept > (kept / 4).max(MIN_GROWTH) {
+            reallocate(list.slots, kept, kept + kept / 8);
         }
     }
     dropped
-}
-
-/// An index for `peers`, or `None` when a linear scan is cheaper.
-fn build_index<const N: usize>(peers: &[PeerEntry<N>]) -> Option<Index<N>> {
-    if peers.len() <= LINEAR_SCAN_MAX_PEERS {
-        return None;
-    }
-    let mut index = HashMap::with_capacity(peers.len());
-    for (i, p) in peers.iter().enumerate() {
-        index.insert(p.addr, i as u32);
-    }
-    Some(index)
 }
 
 /// Calls `emit` with the compact address of up to `want` peers, starting at a random offset and
@@ -412,8 +439,8 @@ mod tests {
     fn entries_and_swarms_are_compact() {
         assert_eq!(size_of::<PeerEntry<COMPACT_V4_LEN>>(), 10);
         assert_eq!(size_of::<PeerEntry<COMPACT_V6_LEN>>(), 22);
-        assert_eq!(size_of::<Swarm>(), 40);
-        assert!(size_of::<(seednode_wire::InfoHash, Swarm)>() <= 64);
+        assert_eq!(size_of::<Swarm>(), 32);
+        assert!(size_of::<(seednode_wire::InfoHash, Swarm)>() <= 56);
     }
 
     #[test]
@@ -425,12 +452,38 @@ mod tests {
     }
 
     #[test]
-    fn index_kept_consistent_through_inserts_removes_and_expiry() {
+    fn hosted_flag_and_downloaded_count_share_a_word() {
         let mut s = Swarm::default();
-        for n in 0..100 {
+        s.set_hosted(true);
+        s.count_completed();
+        s.count_completed();
+        assert!(s.hosted());
+        assert_eq!(s.downloaded(), 2);
+        s.set_hosted(false);
+        assert_eq!((s.hosted(), s.downloaded()), (false, 2));
+        s.downloaded_hosted = MAX_DOWNLOADED | HOSTED_BIT;
+        s.count_completed();
+        assert_eq!((s.hosted(), s.downloaded()), (true, MAX_DOWNLOADED));
+    }
+
+    fn assert_sorted(s: &Swarm) {
+        assert!(s.v4_peers().windows(2).all(|w| w[0].addr < w[1].addr));
+        assert!(s.v6_peers().windows(2).all(|w| w[0].addr < w[1].addr));
+    }
+
+    #[test]
+    fn list_stays_sorted_through_inserts_removes_and_expiry() {
+        let mut s = Swarm::default();
+        // Inserted out of order: every third from the top, then the rest.
+        let order: Vec<u16> = (0..100)
+            .rev()
+            .step_by(3)
+            .chain((0..100).filter(|n| (99 - n) % 3 != 0))
+            .collect();
+        for &n in &order {
             assert_eq!(s.upsert_v4(entry(n, n % 3 == 0), true), Upsert::Inserted);
+            assert_sorted(&s);
         }
-        assert!(s.has_v4_index());
         assert_eq!(s.counts(), (34, 66));
         assert_eq!(
             s.upsert_v4(entry(3, false), true),
@@ -441,36 +494,46 @@ mod tests {
             assert!(s.remove_v4(&entry(n, false).addr));
         }
         assert!(!s.remove_v4(&entry(0, false).addr));
-        let index = s.extra.as_ref().unwrap().v4_index.as_ref();
+        assert_sorted(&s);
         for n in (1..100).step_by(2) {
-            let addr = entry(n, false).addr;
             assert_eq!(
-                position(&s.v4, index, &addr).map(|i| s.v4[i].addr),
-                Some(addr)
+                s.upsert_v4(entry(n, n % 3 == 0), false),
+                Upsert::Updated {
+                    was_seeder: n % 3 == 0 && n != 3
+                },
+                "{n} is still found"
             );
         }
         assert_eq!(s.peer_count(), 50);
         assert_eq!(s.retain_seen_since(90), 45);
-        assert!(!s.has_v4_index(), "small lists go back to linear scans");
-        assert!(s.extra.is_none(), "the boxed part is freed once unused");
+        assert_sorted(&s);
         assert_eq!(s.peer_count(), 5);
         assert_eq!(s.counts(), (2, 3), "93 and 99 are seeders");
+        assert_eq!(s.retain_seen_since(1000), 5);
+        assert!(s.v4.is_empty(), "an empty list frees its slots");
     }
 
     #[test]
     fn ipv6_peers_live_in_their_own_list() {
         let mut s = Swarm::default();
-        for n in 0..40 {
+        for n in (0..40).rev() {
             assert_eq!(s.upsert_v6(entry6(n, n < 10), true), Upsert::Inserted);
         }
+        assert_sorted(&s);
         s.upsert_v4(entry(1, false), true);
         assert_eq!(s.counts(), (10, 31));
         assert!(s.remove_v6(&entry6(5, false).addr));
         assert!(!s.remove_v6(&entry6(5, false).addr));
         assert_eq!(s.counts(), (9, 31));
         assert_eq!(s.retain_seen_since(1000), 40);
-        assert!(s.extra.is_none());
+        assert!(s.v6.is_none());
         assert!(!s.remove_v6(&entry6(6, false).addr));
+        assert_eq!(s.upsert_v6(entry6(1, false), true), Upsert::Inserted);
+        assert!(s.remove_v6(&entry6(1, false).addr));
+        assert!(
+            s.v6.is_none(),
+            "the IPv6 box is freed when its last peer leaves"
+        );
     }
 
     #[test]
@@ -479,9 +542,27 @@ mod tests {
         for n in 0..1000 {
             s.upsert_v4(entry(n, false), true);
         }
-        assert!(s.v4.capacity() <= 1000 + 1000 / 4 + MIN_GROWTH);
+        assert!(s.v4.len() <= 1000 + 1000 / 4 + MIN_GROWTH);
         assert_eq!(s.retain_seen_since(900), 900);
-        assert!(s.v4.capacity() <= 100 + 100 / 4 + MIN_GROWTH);
+        assert!(s.v4.len() <= 100 + 100 / 4 + MIN_GROWTH);
+    }
+
+    #[test]
+    fn list_is_capped_at_max_peers_per_torrent() {
+        let mut s = Swarm::default();
+        for n in 0..MAX_PEERS_PER_TORRENT as u16 {
+            assert_eq!(s.upsert_v4(entry(n, false), true), Upsert::Inserted);
+        }
+        assert_eq!(s.v4.len(), MAX_PEERS_PER_TORRENT);
+        assert_eq!(
+            s.upsert_v4(entry(MAX_PEERS_PER_TORRENT as u16, false), true),
+            Upsert::Full
+        );
+        assert_eq!(
+            s.upsert_v4(entry(7, true), true),
+            Upsert::Updated { was_seeder: false },
+            "a known peer is still refreshed"
+        );
     }
 
     #[test]
@@ -490,7 +571,7 @@ mod tests {
         assert_eq!(s.upsert_v4(entry(1, false), false), Upsert::Full);
         assert_eq!(s.upsert_v6(entry6(1, false), false), Upsert::Full);
         assert_eq!(s.peer_count(), 0);
-        assert!(s.extra.is_none());
+        assert!(s.v6.is_none());
     }
 
     #[test]

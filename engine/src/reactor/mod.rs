@@ -681,6 +681,18 @@ impl Reactor {
             "UDP tracker datagrams dropped (malformed or bad connection id).",
             t.udp_dropped_malformed + t.udp_dropped_connection_id,
         );
+        put(
+            "tracker_torrents",
+            "gauge",
+            "Swarms the tracker holds (hosted ones included).",
+            self.tracker.torrent_count() as u64,
+        );
+        put(
+            "tracker_peers",
+            "gauge",
+            "Peers the tracker stores over all swarms.",
+            self.tracker.peer_count() as u64,
+        );
         if let Some(node) = &self.dht {
             put(
                 "dht_nodes",
