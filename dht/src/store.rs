@@ -67,6 +67,11 @@ impl PeerStore {
             announced: now,
         };
         if swarm.peers.len() < MAX_PEERS_PER_INFO_HASH {
+            if swarm.peers.capacity() == 0 {
+                // Most info-hashes (a seed's own torrents above all) hold one peer: no room
+                // for four, as the first `push` would make.
+                swarm.peers.reserve_exact(1);
+            }
             swarm.peers.push(peer);
             self.total += 1;
         } else if let Some(oldest) = swarm.peers.iter_mut().min_by_key(|p| p.announced) {

@@ -37,7 +37,7 @@ use crate::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_PEERS_PER_TORRENT, DEFAULT_UPLOAD_SLOTS,
 };
 use crate::reactor::{
-    DataPath, ListenerKind, PieceCheck, Reactor, ReactorConfig, SeededTorrent, V2Torrent,
+    DataPath, Have, ListenerKind, PieceCheck, Reactor, ReactorConfig, SeededTorrent, V2Torrent,
 };
 use seednode_wire::InfoHash;
 use seednode_wire::metainfo_v2::PieceMap;
@@ -604,11 +604,12 @@ fn piece_check(meta: &Metainfo, v2: Option<&Arc<V2Torrent>>) -> PieceCheck {
             })
         }
         None => {
-            let hashes: Arc<[[u8; 20]]> = meta.info.pieces.clone().into();
+            // A view into the info dictionary's `pieces` string: no second copy of the hashes.
+            let hashes = meta.piece_hashes();
             Arc::new(move |piece, data| {
                 usize::try_from(piece)
                     .ok()
-                    .and_then(|i| hashes.get(i))
+                    .and_then(|i| hashes.get(i.checked_mul(20)?..i.checked_mul(20)? + 20))
                     .is_some_and(|h| sha1::Sha1::digest(data)[..] == h[..])
             })
         }
@@ -840,7 +841,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
             storage: Arc::new(storage),
             piece_length: meta.info.piece_length,
             total_length: meta.info.total_length(),
-            have,
+            have: Have::from_flags(&have),
             info_bytes: meta.info_bytes.clone(),
             piece_check: piece_check(&meta, v2.as_ref()),
             v2,

@@ -147,8 +147,9 @@ impl FileSet {
         files: impl IntoIterator<Item = (PathBuf, u64, Backing)>,
         no_follow: bool,
     ) -> Result<Self, StorageError> {
+        let files = files.into_iter();
         let mut offset = 0u64;
-        let mut slots = Vec::new();
+        let mut slots = Vec::with_capacity(files.size_hint().0);
         for (path, length, backing) in files {
             let next = offset
                 .checked_add(length)

@@ -304,7 +304,9 @@ impl Metainfo {
     /// `None` (set the fields afterwards if wanted; wall time is the caller's).
     #[must_use]
     pub fn new(info: Info, announce_list: Vec<Vec<String>>, url_list: Vec<String>) -> Self {
-        let info_bytes = Bytes::from(info.encode());
+        // Exact size: the encoder's buffer grows by doubling, and a seed keeps these bytes for
+        // as long as it serves the torrent.
+        let info_bytes = Bytes::from(info.encode().into_boxed_slice());
         let announce_list = clean_tiers(announce_list);
         Self {
             info_hash: info_hash_of(&info_bytes),
@@ -317,6 +319,20 @@ impl Metainfo {
             created_by: Some(CREATED_BY.to_owned()),
             creation_date: None,
             v2: None,
+        }
+    }
+
+    /// The info dictionary's `pieces` string (BEP 3: the 20-byte SHA-1 hash of every piece,
+    /// concatenated) as a zero-copy slice of [`Metainfo::info_bytes`], so a seed need not keep a
+    /// second copy of the hashes; empty when the dictionary has none (v2-only, BEP 52).
+    #[must_use]
+    pub fn piece_hashes(&self) -> Bytes {
+        match bencode::decode(&self.info_bytes) {
+            Ok(Value::Dict(d)) => match d.get(b"pieces") {
+                Some(Value::Bytes(p)) => self.info_bytes.slice_ref(p),
+                _ => Bytes::new(),
+            },
+            _ => Bytes::new(),
         }
     }
 
@@ -1360,6 +1376,20 @@ mod tests {
                         .is_canonical()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn piece_hashes_is_a_view_of_the_info_bytes() {
+        for multi_file in [false, true] {
+            let m = Metainfo::new(sample_info(multi_file), vec![], vec![]);
+            let hashes = m.piece_hashes();
+            assert_eq!(hashes, m.info.pieces.concat());
+            let range =
+                m.info_bytes.as_ptr() as usize..m.info_bytes.as_ptr() as usize + m.info_bytes.len();
+            assert!(range.contains(&(hashes.as_ptr() as usize)), "no copy");
+            let parsed = Metainfo::from_bytes(&m.to_bytes()).unwrap();
+            assert_eq!(parsed.piece_hashes(), m.info.pieces.concat());
         }
     }
 

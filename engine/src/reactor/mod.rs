@@ -72,7 +72,7 @@ pub(crate) struct SeededTorrent {
     /// Total payload bytes.
     pub(crate) total_length: u64,
     /// Which pieces verified (all of them for a torrent we created).
-    pub(crate) have: Vec<bool>,
+    pub(crate) have: Have,
     /// The raw info dictionary, for `ut_metadata` (BEP 9).
     pub(crate) info_bytes: Bytes,
     /// Checks a piece read for sending against its hash (SHA-1 for v1, the merkle piece layer
@@ -88,9 +88,71 @@ pub(crate) struct SeededTorrent {
     pub(crate) super_seed: bool,
 }
 
+/// Which pieces of a torrent verified: all of them (a seed, the common case, stored in no
+/// bytes at all) or a bitfield in the BEP 3 bit order (high bit of the first byte is piece 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Have {
+    /// Every one of `count` pieces.
+    All { count: u32 },
+    /// A bitfield of `count` pieces, `count.div_ceil(8)` bytes, spare bits zero.
+    Some { count: u32, bits: Box<[u8]> },
+}
+
+impl Have {
+    /// From one flag per piece; at most `u32::MAX` pieces are counted.
+    pub(crate) fn from_flags(flags: &[bool]) -> Self {
+        let count = u32::try_from(flags.len()).unwrap_or(u32::MAX);
+        if flags.iter().all(|h| *h) {
+            return Self::All { count };
+        }
+        let mut bits = vec![0u8; flags.len().div_ceil(8)];
+        for (i, _) in flags.iter().enumerate().filter(|(_, h)| **h) {
+            bits[i / 8] |= 0x80 >> (i % 8);
+        }
+        Self::Some {
+            count,
+            bits: bits.into_boxed_slice(),
+        }
+    }
+
+    /// Number of pieces of the torrent (had or not).
+    pub(crate) const fn piece_count(&self) -> u32 {
+        match self {
+            Self::All { count } | Self::Some { count, .. } => *count,
+        }
+    }
+
+    /// Whether piece `index` verified.
+    pub(crate) fn get(&self, index: u32) -> bool {
+        match self {
+            Self::All { count } => index < *count,
+            Self::Some { bits, .. } => usize::try_from(index / 8)
+                .ok()
+                .and_then(|i| bits.get(i))
+                .is_some_and(|b| b & (0x80 >> (index % 8)) != 0),
+        }
+    }
+
+    /// The `bitfield` payload (BEP 3): `piece_count().div_ceil(8)` bytes, spare bits zero.
+    pub(crate) fn bitfield(&self) -> Bytes {
+        match self {
+            Self::All { count } => {
+                let mut bits = vec![0xffu8; count.div_ceil(8) as usize];
+                if let Some(last) = bits.last_mut() {
+                    if count % 8 != 0 {
+                        *last = 0xff << (8 - count % 8);
+                    }
+                }
+                Bytes::from(bits)
+            }
+            Self::Some { bits, .. } => Bytes::copy_from_slice(bits),
+        }
+    }
+}
+
 impl PieceMap for SeededTorrent {
     fn piece_count(&self) -> u32 {
-        u32::try_from(self.have.len()).unwrap_or(u32::MAX)
+        self.have.piece_count()
     }
 
     fn piece_len(&self, index: u32) -> Option<u32> {
@@ -106,11 +168,7 @@ impl PieceMap for SeededTorrent {
     }
 
     fn have(&self, index: u32) -> bool {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.have.get(i))
-            .copied()
-            .unwrap_or(false)
+        self.have.get(index)
     }
 
     fn info_bytes(&self) -> &Bytes {
@@ -124,8 +182,8 @@ impl PieceMap for SeededTorrent {
 
 impl SeededTorrent {
     /// Whether every piece verified.
-    pub(crate) fn is_complete(&self) -> bool {
-        self.have.iter().all(|h| *h)
+    pub(crate) const fn is_complete(&self) -> bool {
+        matches!(self.have, Have::All { .. })
     }
 }
 
@@ -233,12 +291,11 @@ struct TorrentSlot {
     peers: usize,
     /// Merkle trees of the files hash requests asked about (BEP 52), by file index.
     merkle_trees: Vec<(usize, seednode_wire::merkle::MerkleTree)>,
-    /// Per piece: peers seen to have it plus times it was offered (super-seeding picks the
-    /// lowest). Peers that leave are not subtracted: it only has to rank pieces.
+    /// Super-seeding only (empty otherwise): per piece, peers seen to have it plus times it
+    /// was offered (super-seeding picks the lowest). Peers that leave are not subtracted: it
+    /// only has to rank pieces.
     availability: Vec<u32>,
     upload_limit: TokenBucket,
-    /// Encoded `bitfield` message.
-    bitfield_msg: Bytes,
     uploaded: u64,
 }
 
@@ -466,13 +523,6 @@ impl Reactor {
 
     /// Adds a torrent to seed and registers it with the built-in tracker.
     pub(crate) fn add_torrent(&mut self, torrent: SeededTorrent) {
-        let count = torrent.piece_count();
-        let mut bits = vec![0u8; count.div_ceil(8) as usize];
-        for (i, _) in torrent.have.iter().enumerate().filter(|(_, h)| **h) {
-            bits[i / 8] |= 0x80 >> (i % 8);
-        }
-        let mut msg = BytesMut::new();
-        Message::Bitfield(Bytes::from(bits)).encode(&mut msg);
         self.tracker.host(torrent.info_hash);
         self.by_hash.insert(torrent.info_hash, self.torrents.len());
         self.mse_keys
@@ -485,13 +535,16 @@ impl Reactor {
         self.torrents.push(TorrentSlot {
             merkle_trees: Vec::new(),
             peers: 0,
-            availability: vec![0; torrent.have.len()],
+            availability: if torrent.super_seed {
+                vec![0; torrent.piece_count() as usize]
+            } else {
+                Vec::new()
+            },
             torrent,
             upload_limit: TokenBucket::new(
                 Instant::now(),
                 self.config.torrent_upload_rate_bytes_per_sec,
             ),
-            bitfield_msg: msg.freeze(),
             uploaded: 0,
         });
     }
@@ -834,9 +887,11 @@ impl Reactor {
         };
         let pick = (0..slot.torrent.piece_count())
             .filter(|&p| slot.torrent.have(p) && !session.was_offered(p))
-            .min_by_key(|&p| slot.availability[p as usize]);
+            .min_by_key(|&p| slot.availability.get(p as usize).copied().unwrap_or(0));
         if let Some(piece) = pick {
-            slot.availability[piece as usize] = slot.availability[piece as usize].saturating_add(1);
+            if let Some(n) = slot.availability.get_mut(piece as usize) {
+                *n = n.saturating_add(1);
+            }
             session.offer(piece);
             self.drain_outbox(key);
         }
@@ -1280,7 +1335,7 @@ impl Reactor {
                     } else if hs.supports_fast_extension() && slot.torrent.is_complete() {
                         Some(encode(&Message::HaveAll))
                     } else {
-                        Some(slot.bitfield_msg.clone())
+                        Some(encode(&Message::Bitfield(slot.torrent.have.bitfield())))
                     };
                     let extension = hs.supports_extension_protocol().then(|| {
                         let yourip = match canonical_ip(conn.remote.ip()) {
@@ -1753,5 +1808,33 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn have_all_stores_no_bits_and_encodes_a_bep3_bitfield() {
+        let have = Have::from_flags(&[true; 11]);
+        assert_eq!(have, Have::All { count: 11 });
+        assert!(have.get(0) && have.get(10) && !have.get(11));
+        // Spare bits of the last byte are zero (BEP 3).
+        assert_eq!(&have.bitfield()[..], &[0xff, 0xe0]);
+        assert_eq!(&Have::from_flags(&[true; 16]).bitfield()[..], &[0xff, 0xff]);
+        assert!(Have::from_flags(&[]).bitfield().is_empty());
+    }
+
+    #[test]
+    fn have_some_keeps_a_bitfield() {
+        let flags = [true, false, true, false, false, false, false, false, true];
+        let have = Have::from_flags(&flags);
+        assert_eq!(have.piece_count(), 9);
+        for (i, f) in flags.iter().enumerate() {
+            assert_eq!(have.get(i as u32), *f, "piece {i}");
+        }
+        assert!(!have.get(9) && !have.get(u32::MAX));
+        assert_eq!(&have.bitfield()[..], &[0xa0, 0x80]);
     }
 }

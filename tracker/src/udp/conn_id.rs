@@ -74,6 +74,7 @@ pub struct ConnectionIds {
     current: (u64, hmac::Key),
     previous: Option<(u64, hmac::Key)>,
     /// Direct-mapped cache of computed MACs (see the module docs); `None` slots are empty.
+    /// Allocated on first use, so a node that never sees a BEP 15 packet does not pay for it.
     cache: Box<[Option<CachedMac>]>,
     /// Key of the slot mix, derived from the secret so slot collisions are not predictable.
     slot_key: [u64; 2],
@@ -109,7 +110,7 @@ impl ConnectionIds {
             origin: now,
             current,
             previous: None,
-            cache: vec![None; MAC_CACHE_SLOTS].into_boxed_slice(),
+            cache: Box::default(),
             slot_key,
         }
     }
@@ -163,6 +164,9 @@ impl ConnectionIds {
     /// The MAC of (bucket, ip), from the cache or computed (and then cached).
     fn mac(&mut self, bucket: u64, ip: IpAddr) -> [u8; 7] {
         let slot = self.slot(bucket, ip);
+        if self.cache.is_empty() {
+            self.cache = vec![None; MAC_CACHE_SLOTS].into_boxed_slice();
+        }
         if let Some(c) = self.cache[slot].filter(|c| c.bucket == bucket && c.ip == ip) {
             return c.mac;
         }
