@@ -589,6 +589,57 @@ fn new_peer_id() -> PeerId {
     PeerId(id)
 }
 
+/// The reactor's view of a prepared torrent, and the external tracker tiers to announce it to
+/// (BEP 12), with this node's own tracker URLs (`own`) left out.
+fn seeded_torrent(
+    prepared: Prepared,
+    super_seed: bool,
+    own: &[Option<&str>],
+) -> (SeededTorrent, Vec<Vec<String>>) {
+    let Prepared {
+        meta,
+        have,
+        storage,
+        ..
+    } = prepared;
+    let v2 = meta.v2.as_ref().map(|v2| {
+        Arc::new(V2Torrent {
+            meta: v2.clone(),
+            map: PieceMap::new(&v2.info),
+        })
+    });
+    // A hybrid is also known by its truncated v2 info-hash (BEP 52).
+    let aliases: Vec<InfoHash> = meta
+        .info_hash_v2()
+        .map(|h| h.truncated())
+        .filter(|h| *h != meta.info_hash)
+        .into_iter()
+        .collect();
+    let mut tiers: Vec<Vec<String>> = if meta.announce_list.is_empty() {
+        meta.announce.iter().map(|a| vec![a.clone()]).collect()
+    } else {
+        meta.announce_list.clone()
+    };
+    for tier in &mut tiers {
+        tier.retain(|url| !own.contains(&Some(url.as_str())));
+    }
+    tiers.retain(|t| !t.is_empty());
+    let torrent = SeededTorrent {
+        info_hash: meta.info_hash,
+        storage: Arc::new(storage),
+        piece_length: meta.info.piece_length,
+        total_length: meta.info.total_length(),
+        have: Have::from_flags(&have),
+        info_bytes: meta.info_bytes.clone(),
+        piece_check: piece_check(&meta, v2.as_ref()),
+        v2,
+        aliases,
+        private: meta.info.private,
+        super_seed,
+    };
+    (torrent, tiers)
+}
+
 /// How pieces read for sending are checked: SHA-1 for torrents with a v1 side, the merkle piece
 /// layers for v2-only ones.
 fn piece_check(meta: &Metainfo, v2: Option<&Arc<V2Torrent>>) -> PieceCheck {
@@ -737,21 +788,24 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
     let mut trackers = vec![announce_url.clone()];
     trackers.extend(udp_announce_url.iter().cloned());
     trackers.extend(args.trackers.iter().cloned());
-    let mut prepared = Vec::with_capacity(args.paths.len());
-    for path in &args.paths {
-        prepared.push(prepare_torrent(args, path, &trackers)?);
-    }
     let self_addr = SocketAddr::new(
         announce_ip.unwrap_or(Ipv4Addr::LOCALHOST.into()),
         listen.port(),
     );
-    for p in &prepared {
+    // Every tracker a torrent names, except this node's own (it knows about itself).
+    let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];
+    // One torrent at a time: its parsed metainfo is dropped before the next is made, so the heap
+    // never holds them all (what would stay resident after start-up).
+    let mut ready = Vec::with_capacity(args.paths.len());
+    for path in &args.paths {
+        let p = prepare_torrent(args, path, &trackers)?;
         let meta = &p.meta;
         println!("info-hash: {}", meta.info_hash);
         println!("magnet: {}", magnet_of(meta, Some(self_addr)));
         println!("torrent: {}", p.torrent_path.display());
         info!(info_hash = %meta.info_hash, name = %meta.info.name, pieces = meta.info.pieces.len(),
               bytes = meta.info.total_length(), announce = %announce_url, "seeding");
+        ready.push(seeded_torrent(p, args.super_seed, &own));
     }
     println!("listening: {listen}");
     if let Some(h) = http_addr {
@@ -814,52 +868,11 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         config,
     )
     .map_err(|e| format!("starting the event loop: {e}"))?;
-    // Every tracker a torrent names, except this node's own (it knows about itself).
-    let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];
-    for Prepared {
-        meta,
-        have,
-        storage,
-        ..
-    } in prepared
-    {
-        let v2 = meta.v2.as_ref().map(|v2| {
-            Arc::new(V2Torrent {
-                meta: v2.clone(),
-                map: PieceMap::new(&v2.info),
-            })
-        });
-        // A hybrid is also known by its truncated v2 info-hash (BEP 52).
-        let aliases: Vec<InfoHash> = meta
-            .info_hash_v2()
-            .map(|h| h.truncated())
-            .filter(|h| *h != meta.info_hash)
-            .into_iter()
-            .collect();
-        reactor.add_torrent(SeededTorrent {
-            info_hash: meta.info_hash,
-            storage: Arc::new(storage),
-            piece_length: meta.info.piece_length,
-            total_length: meta.info.total_length(),
-            have: Have::from_flags(&have),
-            info_bytes: meta.info_bytes.clone(),
-            piece_check: piece_check(&meta, v2.as_ref()),
-            v2,
-            aliases,
-            private: meta.info.private,
-            super_seed: args.super_seed,
-        });
-        let mut tiers: Vec<Vec<String>> = if meta.announce_list.is_empty() {
-            meta.announce.iter().map(|a| vec![a.clone()]).collect()
-        } else {
-            meta.announce_list.clone()
-        };
-        for tier in &mut tiers {
-            tier.retain(|url| !own.contains(&Some(url.as_str())));
-        }
-        tiers.retain(|t| !t.is_empty());
+    for (torrent, tiers) in ready {
+        let info_hash = torrent.info_hash;
+        reactor.add_torrent(torrent);
         if !tiers.is_empty() {
-            reactor.announce_to(meta.info_hash, &tiers);
+            reactor.announce_to(info_hash, &tiers);
         }
     }
     reactor.run().map_err(|e| format!("event loop failed: {e}"))
