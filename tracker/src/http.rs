@@ -402,6 +402,41 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_only_swarm_is_stopped_expired_and_dropped_like_any_other() {
+        let t0 = Instant::now();
+        let mut t = open();
+        let v6 = |n: u16| -> SocketAddr {
+            SocketAddr::new(format!("2001:db8::{n:x}").parse().unwrap(), 1)
+        };
+        t.http_announce(t0, v6(2), None, &query(7102, 5, "started"));
+        t.http_announce(t0, v6(3), None, &query(7103, 5, "started"));
+        assert_eq!((t.torrent_count(), t.peer_count()), (1, 2));
+        assert_eq!(t.swarms_v6.len(), 1);
+        t.http_announce(t0, v6(2), None, &query(7102, 5, "stopped"));
+        assert_eq!(t.peer_count(), 1);
+        t.expire(t0 + DEFAULT_PEER_TTL - Duration::from_secs(1));
+        assert_eq!(
+            (t.torrent_count(), t.peer_count()),
+            (1, 1),
+            "a swarm with only IPv6 peers is kept while they live"
+        );
+        t.http_announce(t0, v6(3), None, &query(7103, 5, "stopped"));
+        assert!(
+            t.swarms_v6.is_empty(),
+            "the empty IPv6 list is dropped at once"
+        );
+        t.http_announce(t0, v6(4), None, &query(7104, 5, "started"));
+        t.expire(t0 + DEFAULT_PEER_TTL);
+        assert_eq!((t.torrent_count(), t.peer_count()), (0, 0));
+        assert!(t.swarms_v6.is_empty());
+        // A refused policy drops the IPv6 peers with their swarm.
+        t.http_announce(t0, v6(5), None, &query(7105, 5, "started"));
+        t.set_access_list(Some(AccessList::parse(AccessMode::Allow, "").unwrap()));
+        assert_eq!((t.torrent_count(), t.peer_count()), (0, 0));
+        assert!(t.swarms_v6.is_empty());
+    }
+
+    #[test]
     fn ipv4_mapped_source_is_unwrapped() {
         let now = Instant::now();
         let mut t = open();

@@ -14,7 +14,7 @@ use crate::limits::{
     MAX_TORRENTS,
 };
 use crate::rng::Rng;
-use crate::swarm::{COMPACT_V4_LEN, COMPACT_V6_LEN, PeerEntry, Swarm, Upsert};
+use crate::swarm::{COMPACT_V4_LEN, COMPACT_V6_LEN, PeerEntry, Swarm, SwarmV6, Upsert};
 use crate::udp::conn_id::ConnectionIds;
 
 /// Tracker settings.
@@ -89,6 +89,9 @@ pub struct TrackerStats {
 pub struct Tracker {
     pub(crate) config: TrackerConfig,
     pub(crate) swarms: HashMap<InfoHash, Swarm>,
+    /// The IPv6 peers of the swarms that have any (BEP 7); its keys are always keys of
+    /// `swarms`. Apart, so that IPv4-only swarms (nearly all) carry no IPv6 fields.
+    pub(crate) swarms_v6: HashMap<InfoHash, SwarmV6>,
     pub(crate) access: Option<AccessList>,
     pub(crate) total_peers: usize,
     /// The instant peer `last_seen` seconds count from; set by [`Tracker::with_secret`] or the
@@ -137,6 +140,7 @@ impl Tracker {
         Self {
             config,
             swarms: HashMap::new(),
+            swarms_v6: HashMap::new(),
             access: None,
             total_peers: 0,
             origin: None,
@@ -219,6 +223,7 @@ impl Tracker {
     fn purge_disallowed(&mut self) {
         let Self {
             swarms,
+            swarms_v6,
             access,
             config,
             total_peers,
@@ -231,9 +236,16 @@ impl Tracker {
                     None => config.open,
                 };
             if !allowed {
-                *total_peers -= s.peer_count();
+                *total_peers -= s.v4_len();
             }
             allowed
+        });
+        swarms_v6.retain(|ih, v| {
+            let kept = swarms.contains_key(ih);
+            if !kept {
+                *total_peers -= v.len();
+            }
+            kept
         });
     }
 
@@ -257,13 +269,22 @@ impl Tracker {
         // Kept when `now - last_seen < ttl`.
         let cutoff = now_secs.saturating_add(1).saturating_sub(ttl);
         let total = &mut self.total_peers;
-        self.swarms.retain(|_, s| {
-            *total -= s.retain_seen_since(cutoff);
-            s.hosted() || s.peer_count() > 0
+        let swarms_v6 = &mut self.swarms_v6;
+        swarms_v6.retain(|_, v| {
+            *total -= v.retain_seen_since(cutoff);
+            !v.is_empty()
+        });
+        self.swarms.retain(|ih, s| {
+            *total -= s.retain_v4_seen_since(cutoff);
+            s.hosted() || s.v4_len() > 0 || swarms_v6.contains_key(ih)
         });
         if self.swarms.capacity() > 2 * self.swarms.len() + 64 {
             self.swarms
                 .shrink_to(self.swarms.len() + self.swarms.len() / 4);
+        }
+        if self.swarms_v6.capacity() > 2 * self.swarms_v6.len() + 64 {
+            self.swarms_v6
+                .shrink_to(self.swarms_v6.len() + self.swarms_v6.len() / 4);
         }
     }
 
@@ -278,7 +299,7 @@ impl Tracker {
         self.swarms
             .get(info_hash)
             .map_or_else(Counts::default, |s| {
-                let (complete, incomplete) = s.counts();
+                let (complete, incomplete) = s.counts(self.swarms_v6.get(info_hash));
                 Counts {
                     complete,
                     incomplete,
@@ -308,6 +329,7 @@ impl Tracker {
         let swarms_len = self.swarms.len();
         let Self {
             swarms,
+            swarms_v6,
             rng,
             total_peers,
             stats,
@@ -360,10 +382,27 @@ impl Tracker {
             SocketAddr::V6(v6) => {
                 compact6 = compact_v6(v6.ip().octets(), v6.port());
                 let removed = if a.event == AnnounceEvent::Stopped {
-                    swarm.remove_v6(&compact6)
+                    let removed = swarms_v6
+                        .get_mut(&a.info_hash)
+                        .is_some_and(|v| v.remove(&compact6));
+                    if swarms_v6.get(&a.info_hash).is_some_and(SwarmV6::is_empty) {
+                        swarms_v6.remove(&a.info_hash);
+                    }
+                    removed
                 } else {
                     let entry = PeerEntry::new(compact6, now_secs, seeder);
-                    let outcome = swarm.upsert_v6(entry, may_insert);
+                    let outcome = if may_insert {
+                        let v = swarms_v6.entry(a.info_hash).or_default();
+                        let outcome = v.upsert(entry, true);
+                        if v.is_empty() {
+                            swarms_v6.remove(&a.info_hash);
+                        }
+                        outcome
+                    } else {
+                        swarms_v6
+                            .get_mut(&a.info_hash)
+                            .map_or(Upsert::Full, |v| v.upsert(entry, false))
+                    };
                     record(outcome, a.event, swarm, total_peers, stats);
                     false
                 };
@@ -374,7 +413,8 @@ impl Tracker {
             *total_peers -= 1;
         }
 
-        let (complete, incomplete) = swarm.counts();
+        let v6 = swarms_v6.get(&a.info_hash);
+        let (complete, incomplete) = swarm.counts(v6);
         let counts = Counts {
             complete,
             incomplete,
@@ -415,9 +455,11 @@ impl Tracker {
                 emit(Selected { compact })
             });
         } else if let Ok(own6) = <&[u8; COMPACT_V6_LEN]>::try_from(own) {
-            swarm.select_v6(rng, want, own6, seeder, |compact| {
-                emit(Selected { compact })
-            });
+            if let Some(v6) = v6 {
+                v6.select(rng, want, own6, seeder, |compact| {
+                    emit(Selected { compact })
+                });
+            }
         }
         Ok(counts)
     }
@@ -485,11 +527,16 @@ mod tests {
             }
         };
         let table = chunk(t.swarms.capacity() * (size_of::<(InfoHash, Swarm)>() + 1));
+        let table_v6 = chunk(t.swarms_v6.capacity() * (size_of::<(InfoHash, SwarmV6)>() + 1));
         table
+            + table_v6
             + t.swarms
                 .values()
-                .flat_map(Swarm::heap_allocations)
-                .map(chunk)
+                .map(|s| chunk(s.heap_bytes()))
+                .sum::<usize>()
+            + t.swarms_v6
+                .values()
+                .map(|v| chunk(v.heap_bytes()))
                 .sum::<usize>()
     }
 
