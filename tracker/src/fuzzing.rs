@@ -108,7 +108,9 @@ pub fn http_announce(data: &[u8]) -> HttpOutcome {
             scrape.as_ref().ok().map(|s| s.info_hashes.len())
         );
     }
+    t.check_invariants();
     t.expire(t0 + ttl * 2);
+    t.check_invariants();
     assert_eq!(t.peer_count(), 0);
     HttpOutcome {
         announce_ok: announce.is_ok(),
@@ -168,6 +170,7 @@ pub fn udp(data: &[u8]) -> bool {
     let id_valid = spliced && now.duration_since(t0) <= CONNECTION_ID_TTL;
     let cap = out.capacity();
     let replied = t.handle_datagram(now, src, Some(me), &packet, &mut out);
+    t.check_invariants();
     if replied {
         assert!(
             out.len() >= 8 && out.len() <= MAX_UDP_REPLY_LEN,

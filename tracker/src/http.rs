@@ -434,6 +434,22 @@ mod tests {
         t.set_access_list(Some(AccessList::parse(AccessMode::Allow, "").unwrap()));
         assert_eq!((t.torrent_count(), t.peer_count()), (0, 0));
         assert!(t.swarms_v6.is_empty());
+        t.check_invariants();
+    }
+
+    #[test]
+    fn ipv6_newcomer_at_the_tracker_wide_cap_is_answered_not_stored() {
+        let t0 = Instant::now();
+        let mut t = open();
+        t.total_peers = crate::limits::MAX_PEERS;
+        let v6: SocketAddr = "[2001:db8::2]:1".parse().unwrap();
+        let body = t.http_announce(t0, v6, None, &query(7102, 5, "started"));
+        assert!(dict(&body).get(b"failure reason").is_none(), "answered");
+        assert!(
+            t.swarms_v6.is_empty(),
+            "no IPv6 list made for a peer not stored"
+        );
+        assert_eq!(t.stats().peers_not_stored, 1);
     }
 
     #[test]

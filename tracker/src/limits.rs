@@ -44,8 +44,9 @@ pub const MAX_TORRENTS: usize = 100_000;
 /// evicted for a newcomer, so a flood of fake peers cannot push real ones out.
 pub const MAX_PEERS_PER_TORRENT: usize = 5_000;
 
-/// Most peers kept over all torrents, about 13 MB of swarm memory (a stored IPv4 peer costs 10
-/// bytes in its sorted list plus up to a quarter of slack; each swarm 56 bytes in the table).
+/// Most peers kept over all torrents, about 12 MB of swarm memory (a stored IPv4 peer costs 10
+/// bytes in its sorted list plus about an eighth of slack; each swarm a 48-byte slot and a
+/// control byte in the swarm table, which is 44-88 % full).
 /// Same policy as [`MAX_PEERS_PER_TORRENT`] at the limit.
 pub const MAX_PEERS: usize = 1_000_000;
 

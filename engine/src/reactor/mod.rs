@@ -90,6 +90,7 @@ pub(crate) struct SeededTorrent {
 
 /// Which pieces of a torrent verified: all of them (a seed, the common case, stored in no
 /// bytes at all) or a bitfield in the BEP 3 bit order (high bit of the first byte is piece 0).
+/// Build it with [`Have::from_flags`], which keeps the bitfield's length and spare bits right.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Have {
     /// Every one of `count` pieces.
