@@ -33,6 +33,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use seednode_benches::{memory_bytes, splitmix64};
 use seednode_dht::krpc::{self, Body, Message, Method, Query, Response};
 use seednode_dht::limits::BUCKET_SIZE;
 use seednode_dht::{Config, Dht, IdSource, NodeId};
@@ -148,32 +149,15 @@ fn row(what: &str, nodes: usize, items: usize, before: u64, after: u64) -> Strin
 
 /// Resident set size of this process, in KiB (`VmRSS` in `/proc/self/status`).
 fn rss_kib() -> Res<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or("no VmRSS in /proc/self/status")?;
-    let kib = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim();
-    Ok(kib.parse()?)
-}
-
-/// splitmix64, the harness's own PRNG (the nodes have theirs).
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    Ok(memory_bytes("self", "VmRSS")? / 1024)
 }
 
 /// 20 pseudo-random bytes from `seed`.
 fn random_20(seed: u64) -> [u8; 20] {
     let mut out = [0u8; 20];
     for (i, chunk) in out.chunks_mut(8).enumerate() {
-        let v = mix(seed.wrapping_mul(31).wrapping_add(i as u64)).to_be_bytes();
+        // splitmix64: the harness's own PRNG (the nodes have theirs).
+        let v = splitmix64(seed.wrapping_mul(31).wrapping_add(i as u64)).to_be_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
     out

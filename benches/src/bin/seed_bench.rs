@@ -38,16 +38,21 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::fs;
+use std::io::Read as _;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use seednode_benches::{
+    ARIA2C_FLAGS, Args, Diagnostics, Guard, MiniTracker, RemoveOnDrop, STAT_PPID, SizeError,
+    Stdout, XorShift64Star, cli_main, clock_ticks_per_sec, cpu_model, free_tcp_port,
+    kernel_release, machine_busy_ticks, median, memory_bytes, parse_number, parse_positive, ratio,
+    reaped_children_ticks, stat_fields, torrent_piece_length, tree_cpu_ticks, utc_date_time,
+    warm_page_cache, workspace_root, write_random_file,
+};
 
 /// Default size of the payload, bytes (1 GiB).
 const DEFAULT_SIZE: u64 = 1 << 30;
@@ -89,34 +94,17 @@ const MANY_MIN_LEN: u64 = 64 << 10;
 const MANY_MAX_LEN: u64 = 1 << 20;
 /// Torrents per `transmission-remote -a` call.
 const ADD_BATCH: usize = 100;
-/// Longest announce request the tracker thread reads, bytes.
-const MAX_ANNOUNCE_LEN: usize = 16 * 1024;
 /// lt_seed.py `--timeout`, seconds: a safety net that ends it should the harness be killed.
 const LT_SEED_SAFETY_TIMEOUT_SECS: u64 = 7200;
-/// Read/write buffer for data files, bytes.
-const CHUNK_LEN: usize = 1 << 20;
-/// Lines of a child's log shown when it fails.
-const LOG_TAIL_LINES: usize = 30;
+/// How a failing child is shown: the last 30 lines of its log.
+const DIAGNOSTICS: Diagnostics = Diagnostics {
+    tail_lines: 30,
+    count_tail_lines: false,
+    exit_status_on_close: false,
+};
 const MB: f64 = 1e6;
 const GB: f64 = 1e9;
 const MIB: f64 = 1_048_576.0;
-
-/// aria2c flags for a loopback leecher (/work/shared/INTEROP.md).
-const ARIA2C_FLAGS: &[&str] = &[
-    "--enable-dht=false",
-    "--enable-dht6=false",
-    "--bt-enable-lpd=false",
-    "--enable-peer-exchange=false",
-    "--seed-time=0",
-    "--bt-stop-timeout=60",
-    "--summary-interval=0",
-    "--file-allocation=none",
-    "--disable-ipv6=true",
-    "--bt-tracker-connect-timeout=10",
-    "--bt-tracker-timeout=10",
-    "--console-log-level=notice",
-    "--bt-exclude-tracker=*",
-];
 
 const USAGE: &str = "\
 usage: seed_bench [OPTIONS]
@@ -145,27 +133,10 @@ options:
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let opts = match Options::parse(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("seed_bench: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&opts, &args) {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("seed_bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_main("seed_bench", USAGE, Options::parse(&args), |opts| {
+        print!("{}", bench(&opts, &args)?);
+        Ok(())
+    })
 }
 
 /// Which program seeds, and how.
@@ -285,69 +256,47 @@ impl Options {
             lt_download: root.join("engine/tests/support/lt_download.py"),
             log_dir: None,
         };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let arg = arg
-                .to_str()
-                .ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?;
-            let mut value = |name: &str| -> Result<String, String> {
-                it.next()
-                    .and_then(|v| v.to_str())
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("{name} needs a UTF-8 value"))
-            };
+        let mut args = Args::new(args);
+        while let Some(arg) = args.next_flag()? {
             match arg {
                 "-h" | "--help" => return Ok(None),
-                "--data-dir" => o.data_dir = value(arg)?.into(),
-                "--size" => o.size = parse_size(&value(arg)?)?,
+                "--data-dir" => o.data_dir = args.value(arg)?.into(),
+                "--size" => o.size = parse_size(&args.value(arg)?)?,
                 "--rounds" => {
-                    o.rounds = number(arg, &value(arg)?)?;
+                    o.rounds = parse_number(arg, &args.value(arg)?)?;
                     if !(1..=20).contains(&o.rounds) {
                         return Err("--rounds must be 1 to 20".into());
                     }
                 }
-                "--duration" => o.duration_secs = positive(arg, &value(arg)?)?,
-                "--warmup" => o.warmup_secs = positive(arg, &value(arg)?)?,
+                "--duration" => o.duration_secs = positive(arg, &args.value(arg)?)?,
+                "--warmup" => o.warmup_secs = positive(arg, &args.value(arg)?)?,
                 "--seeders" => {
-                    o.seeders = value(arg)?
-                        .split(',')
-                        .map(|k| {
-                            SeederKind::ALL
-                                .into_iter()
-                                .find(|s| s.key() == k)
-                                .ok_or_else(|| format!("--seeders: unknown seeder {k}"))
-                        })
-                        .collect::<Result<_, _>>()?;
+                    let list = args.value(arg)?;
+                    o.seeders = pick(list.split(','), &SeederKind::ALL, SeederKind::key)
+                        .map_err(|k| format!("--seeders: unknown seeder {k}"))?;
                 }
                 "--tests" => {
-                    let list = value(arg)?;
+                    let list = args.value(arg)?;
                     o.many_test = list.split(',').any(|t| t == "many");
-                    o.tests = list
-                        .split(',')
-                        .filter(|t| *t != "many")
-                        .map(|k| {
-                            Test::ALL
-                                .into_iter()
-                                .find(|t| t.key() == k)
-                                .ok_or_else(|| format!("--tests: unknown test {k}"))
-                        })
-                        .collect::<Result<_, _>>()?;
+                    let keys = list.split(',').filter(|t| *t != "many");
+                    o.tests = pick(keys, &Test::ALL, Test::key)
+                        .map_err(|k| format!("--tests: unknown test {k}"))?;
                 }
                 "--many" => {
-                    o.many = number(arg, &value(arg)?)?;
+                    o.many = parse_number(arg, &args.value(arg)?)?;
                     if !(1..=10_000).contains(&o.many) {
                         return Err("--many must be 1 to 10000".into());
                     }
                 }
-                "--idle" => o.idle = Duration::from_secs_f64(positive(arg, &value(arg)?)?),
+                "--idle" => o.idle = Duration::from_secs_f64(positive(arg, &args.value(arg)?)?),
                 "--real-timeout" => {
-                    o.real_timeout = Duration::from_secs_f64(positive(arg, &value(arg)?)?);
+                    o.real_timeout = Duration::from_secs_f64(positive(arg, &args.value(arg)?)?);
                 }
-                "--busy-pattern" => o.busy_pattern = value(arg)?,
-                "--seednode" => o.seednode = value(arg)?.into(),
-                "--sink" => o.sink = value(arg)?.into(),
-                "--python" => o.python = value(arg)?.into(),
-                "--log-dir" => o.log_dir = Some(value(arg)?.into()),
+                "--busy-pattern" => o.busy_pattern = args.value(arg)?,
+                "--seednode" => o.seednode = args.value(arg)?.into(),
+                "--sink" => o.sink = args.value(arg)?.into(),
+                "--python" => o.python = args.value(arg)?.into(),
+                "--log-dir" => o.log_dir = Some(args.value(arg)?.into()),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -363,40 +312,28 @@ impl Options {
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("{flag}: not a number: {v}"))
+/// The items of `all` whose `key`s are `keys`, in that order; `Err` names the first unknown key.
+fn pick<'k, T: Copy>(
+    keys: impl Iterator<Item = &'k str>,
+    all: &[T],
+    key: fn(T) -> &'static str,
+) -> Result<Vec<T>, &'k str> {
+    keys.map(|k| all.iter().copied().find(|x| key(*x) == k).ok_or(k))
+        .collect()
 }
 
+/// The value of `flag`: a positive number below 100 000.
 fn positive(flag: &str, v: &str) -> Result<f64, String> {
-    let s: f64 = number(flag, v)?;
-    if !(s > 0.0 && s < 1e5) {
-        return Err(format!("{flag}: must be a positive number: {v}"));
-    }
-    Ok(s)
+    parse_positive(flag, v, "number", 1e5)
 }
 
 /// Parses a byte count: a plain number or one ending in KiB, MiB, GiB (binary).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let num: u64 = number("--size", num)?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "ki" | "kib" => 10,
-        "m" | "mi" | "mib" => 20,
-        "g" | "gi" | "gib" => 30,
-        _ => return Err(format!("--size: unknown unit in {text}")),
-    };
-    num.checked_mul(1 << shift)
-        .filter(|&s| s > 0)
-        .ok_or_else(|| format!("--size: out of range: {text}"))
-}
-
-/// The workspace root: the parent of this package's manifest directory.
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    seednode_benches::parse_size(text).map_err(|e| match e {
+        SizeError::NotANumber { digits } => format!("--size: not a number: {digits}"),
+        SizeError::UnknownUnit => format!("--size: unknown unit in {text}"),
+        SizeError::TooLarge | SizeError::Zero => format!("--size: out of range: {text}"),
+    })
 }
 
 fn progress(msg: std::fmt::Arguments<'_>) {
@@ -405,160 +342,6 @@ fn progress(msg: std::fmt::Arguments<'_>) {
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
-
-/// A child process that is stopped when dropped, with stdout and stderr in a log file (or stdout
-/// in a pipe read line by line).
-struct Guard {
-    name: String,
-    child: Child,
-    log: PathBuf,
-    lines: Option<mpsc::Receiver<String>>,
-}
-
-impl Guard {
-    fn spawn(name: &str, cmd: &mut Command, log: &Path, pipe_stdout: bool) -> Result<Self, String> {
-        let log_err = |e: io::Error| format!("{}: {e}", log.display());
-        let err = File::create(log).map_err(log_err)?;
-        if pipe_stdout {
-            cmd.stdout(Stdio::piped());
-        } else {
-            cmd.stdout(Stdio::from(err.try_clone().map_err(log_err)?));
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .map_err(|e| format!("starting {name} ({:?}): {e}", cmd.get_program()))?;
-        let lines = child.stdout.take().map(|out| {
-            let (tx, rx) = mpsc::channel();
-            thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = tx.send(line);
-                }
-            });
-            rx
-        });
-        Ok(Self {
-            name: name.to_string(),
-            child,
-            log: log.to_path_buf(),
-            lines,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn try_wait(&mut self) -> Result<Option<ExitStatus>, String> {
-        self.child
-            .try_wait()
-            .map_err(|e| format!("waiting for {}: {e}", self.name))
-    }
-
-    /// Waits for a stdout line starting with `prefix`; returns every line read, that one last.
-    fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> Result<Vec<String>, String> {
-        let lines = self.lines.as_ref().ok_or("no stdout pipe")?;
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.starts_with(prefix);
-                    seen.push(line);
-                    if done {
-                        return Ok(seen);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "{} printed no `{prefix}` line within {} s\n{}",
-                        self.name,
-                        timeout.as_secs(),
-                        self.log_tail()
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(format!(
-                        "{} closed its stdout before `{prefix}`\n{}",
-                        self.name,
-                        self.log_tail()
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Every stdout line received so far.
-    fn drain_lines(&self) -> Vec<String> {
-        self.lines
-            .as_ref()
-            .map(|rx| rx.try_iter().collect())
-            .unwrap_or_default()
-    }
-
-    /// Sends SIGTERM, waits up to [`STOP_TIMEOUT`], then kills; returns how the child ended.
-    fn stop(&mut self) -> Result<ExitStatus, String> {
-        if let Some(status) = self.try_wait()? {
-            return Ok(status);
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.try_wait()? {
-                return Ok(status);
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
-        let _ = self.child.kill();
-        self.child
-            .wait()
-            .map_err(|e| format!("waiting for {}: {e}", self.name))
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read(&self.log).unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-        format!(
-            "--- {} log ({}) ---\n{}",
-            self.name,
-            self.log.display(),
-            tail.join("\n")
-        )
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A directory removed when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            if e.kind() != io::ErrorKind::NotFound {
-                progress(format_args!("removing {}: {e}", self.0.display()));
-            }
-        }
-    }
-}
 
 /// Runs a command to completion within `timeout`; returns its stdout.
 fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
@@ -626,7 +409,7 @@ fn command_line(program: &str, args: &[&str]) -> Option<String> {
 fn own_lineage() -> Vec<u32> {
     let mut pids = vec![std::process::id()];
     while let Some(&pid) = pids.last() {
-        let ppid = stat_fields(&pid.to_string())
+        let ppid = stat_fields(pid)
             .ok()
             .and_then(|f| f.get(STAT_PPID).copied())
             .and_then(|p| u32::try_from(p).ok())
@@ -682,101 +465,9 @@ fn wait_for_quiet(pattern: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // /proc
 
-/// The fields of `/proc/<pid>/stat` after the command name (field 3, state, is index 0).
-fn stat_fields(pid: &str) -> io::Result<Vec<u64>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no ')' in stat"))?;
-    Ok(rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect())
-}
-
-/// Indexes in [`stat_fields`] of ppid (field 4), utime (14), stime (15), cutime, cstime.
-const STAT_PPID: usize = 1;
-const STAT_UTIME: usize = 11;
-const STAT_STIME: usize = 12;
-const STAT_CUTIME: usize = 13;
-const STAT_CSTIME: usize = 14;
-
-/// utime + stime, in clock ticks, of `root` and every live process descended from it.
-fn tree_cpu_ticks(root: u32) -> Result<u64, String> {
-    let f = stat_fields(&root.to_string()).map_err(|e| format!("/proc/{root}/stat: {e}"))?;
-    let mut procs = Vec::new();
-    for entry in fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(f) = stat_fields(&pid.to_string()) {
-            if f.len() > STAT_STIME {
-                procs.push((pid, f[STAT_PPID], f[STAT_UTIME] + f[STAT_STIME]));
-            }
-        }
-    }
-    let mut total = f[STAT_UTIME] + f[STAT_STIME];
-    let mut frontier = vec![u64::from(root)];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, ppid, ticks) in &procs {
-            if ppid == parent && pid != root {
-                total += ticks;
-                frontier.push(u64::from(pid));
-            }
-        }
-    }
-    Ok(total)
-}
-
-/// cutime + cstime of this process: CPU ticks of every descendant it has reaped.
-fn reaped_children_ticks() -> u64 {
-    stat_fields("self").map_or(0, |f| f[STAT_CUTIME] + f[STAT_CSTIME])
-}
-
-/// CPU ticks the machine spent busy (user, nice, system, irq, softirq of `/proc/stat`).
-fn machine_busy_ticks() -> u64 {
-    let Ok(stat) = fs::read_to_string("/proc/stat") else {
-        return 0;
-    };
-    let cpu: Vec<u64> = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("cpu "))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    [0, 1, 2, 5, 6].iter().filter_map(|&i| cpu.get(i)).sum()
-}
-
-/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), bytes.
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim_start_matches(':').trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    command_line("getconf", &["CLK_TCK"])
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
+/// The 1-minute load average, or `?`.
 fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
+    seednode_benches::load_average().unwrap_or_else(|| "?".into())
 }
 
 /// CPU counters sampled before and after a measurement.
@@ -790,8 +481,8 @@ impl CpuSample {
     fn take(seeder_pid: u32) -> Result<Self, String> {
         Ok(Self {
             seeder: tree_cpu_ticks(seeder_pid)?,
-            children: reaped_children_ticks(),
-            machine: machine_busy_ticks(),
+            children: reaped_children_ticks().unwrap_or(0),
+            machine: machine_busy_ticks().unwrap_or(0),
         })
     }
 }
@@ -799,57 +490,11 @@ impl CpuSample {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-/// A TCP port on `ip` that was free a moment ago.
-fn free_port(ip: Ipv4Addr) -> Result<u16, String> {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port on {ip}: {e}"))
-}
-
-/// Writes `size` bytes from /dev/urandom to `path` (through a temporary name).
-fn write_random_file(path: &Path, size: u64) -> Result<(), String> {
+/// Writes `size` random bytes to `path` through a temporary name, so that a file there is whole.
+fn write_payload(path: &Path, size: u64) -> Result<(), String> {
     let tmp = path.with_extension("partial");
-    let err = |e: io::Error| format!("writing {}: {e}", tmp.display());
-    let mut rng = File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
-    let mut out = File::create(&tmp).map_err(err)?;
-    let mut buf = vec![0u8; CHUNK_LEN];
-    let mut left = size;
-    while left > 0 {
-        let n = usize::try_from(left).map_or(CHUNK_LEN, |l| l.min(CHUNK_LEN));
-        rng.read_exact(&mut buf[..n])
-            .map_err(|e| format!("/dev/urandom: {e}"))?;
-        out.write_all(&buf[..n]).map_err(err)?;
-        left -= n as u64;
-    }
-    out.sync_all().map_err(err)?;
+    write_random_file(&tmp, size)?;
     fs::rename(&tmp, path).map_err(|e| format!("renaming to {}: {e}", path.display()))
-}
-
-/// Reads the whole file so that every seeder serves it from the page cache.
-fn warm_page_cache(path: &Path) -> Result<(), String> {
-    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut buf = vec![0u8; CHUNK_LEN];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
-        }
-    }
-}
-
-/// A deterministic generator for the small files' sizes and bytes (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 /// `n` files of 64 KiB-1 MiB in `dir`, created once (a `complete` marker names the count).
@@ -864,12 +509,13 @@ fn many_files(dir: &Path, n: usize) -> Result<Vec<PathBuf>, String> {
         dir.display()
     ));
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut rng = Rng(0x5eed_0000_0000_0001);
+    // A deterministic generator for the small files' sizes and bytes.
+    let mut rng = XorShift64Star::from_state(0x5eed_0000_0000_0001);
     for path in &names {
-        let len = MANY_MIN_LEN + rng.next() % (MANY_MAX_LEN - MANY_MIN_LEN + 1);
+        let len = MANY_MIN_LEN + rng.next_u64() % (MANY_MAX_LEN - MANY_MIN_LEN + 1);
         let mut data = Vec::with_capacity(len as usize + 8);
         while (data.len() as u64) < len {
-            data.extend_from_slice(&rng.next().to_le_bytes());
+            data.extend_from_slice(&rng.next_u64().to_le_bytes());
         }
         data.truncate(len as usize);
         fs::write(path, &data).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -936,8 +582,8 @@ struct Transmission {
 impl Transmission {
     fn start(config_dir: &Path, download_dir: &Path, log: &Path) -> Result<(Self, u16), String> {
         fs::create_dir_all(config_dir).map_err(|e| format!("{}: {e}", config_dir.display()))?;
-        let peer_port = free_port(SEEDER_IP)?;
-        let rpc_port = free_port(SEEDER_IP)?;
+        let peer_port = free_tcp_port(SEEDER_IP)?;
+        let rpc_port = free_tcp_port(SEEDER_IP)?;
         let settings = config_dir.join("settings.json");
         fs::write(
             &settings,
@@ -946,7 +592,13 @@ impl Transmission {
         .map_err(|e| format!("{}: {e}", settings.display()))?;
         let mut cmd = Command::new("transmission-daemon");
         cmd.arg("--foreground").arg("--config-dir").arg(config_dir);
-        let guard = Guard::spawn("transmission-daemon", &mut cmd, log, false)?;
+        let guard = Guard::spawn(
+            "transmission-daemon",
+            &mut cmd,
+            log,
+            Stdout::Log,
+            DIAGNOSTICS,
+        )?;
         let rpc = SocketAddrV4::new(SEEDER_IP, rpc_port);
         let mut t = Self { guard, rpc };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1028,7 +680,7 @@ fn start_seeder(
     progress(format_args!("starting {}", kind.name()));
     let (guard, addr) = match kind {
         SeederKind::Sendfile | SeederKind::Copy => {
-            let addr = SocketAddrV4::new(SEEDER_IP, free_port(SEEDER_IP)?);
+            let addr = SocketAddrV4::new(SEEDER_IP, free_tcp_port(SEEDER_IP)?);
             let mut cmd = Command::new(&opts.seednode);
             cmd.arg("seed")
                 .arg(data)
@@ -1046,12 +698,12 @@ fn start_seeder(
                 } else {
                     "sendfile"
                 });
-            let mut g = Guard::spawn(kind.name(), &mut cmd, &log, true)?;
+            let mut g = Guard::spawn(kind.name(), &mut cmd, &log, Stdout::Lines, DIAGNOSTICS)?;
             g.wait_for_line("listening:", STARTUP_TIMEOUT)?;
             (g, addr)
         }
         SeederKind::Libtorrent => {
-            let addr = SocketAddrV4::new(SEEDER_IP, free_port(SEEDER_IP)?);
+            let addr = SocketAddrV4::new(SEEDER_IP, free_tcp_port(SEEDER_IP)?);
             let mut cmd = Command::new(&opts.python);
             cmd.arg(&opts.lt_seed)
                 .arg(data)
@@ -1061,7 +713,7 @@ fn start_seeder(
                 .arg(addr.to_string())
                 .arg("--timeout")
                 .arg(LT_SEED_SAFETY_TIMEOUT_SECS.to_string());
-            let mut g = Guard::spawn(kind.name(), &mut cmd, &log, true)?;
+            let mut g = Guard::spawn(kind.name(), &mut cmd, &log, Stdout::Lines, DIAGNOSTICS)?;
             g.wait_for_line("listening:", STARTUP_TIMEOUT)?;
             (g, addr)
         }
@@ -1073,7 +725,7 @@ fn start_seeder(
             (t.guard, SocketAddrV4::new(SEEDER_IP, port))
         }
     };
-    let hwm_after_start = status_kb(guard.pid(), "VmHWM").unwrap_or(0);
+    let hwm_after_start = memory_bytes(guard.pid(), "VmHWM").unwrap_or(0);
     Ok(Seeder {
         kind,
         addr,
@@ -1117,73 +769,6 @@ impl Measurement {
     fn cpu_per_gb(&self) -> Option<f64> {
         (self.delivered > 0).then(|| self.seeder_cpu / (self.delivered as f64 / GB))
     }
-}
-
-/// An HTTP tracker thread that answers every announce with one peer (for aria2c).
-struct MiniTracker {
-    addr: SocketAddrV4,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MiniTracker {
-    fn start(peer: SocketAddrV4) -> io::Result<Self> {
-        let listener = TcpListener::bind((SEEDER_IP, 0))?;
-        let addr = SocketAddrV4::new(SEEDER_IP, listener.local_addr()?.port());
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Ok(conn) = conn {
-                    let _ = answer_announce(conn, peer);
-                }
-            }
-        });
-        Ok(Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for MiniTracker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if TcpStream::connect_timeout(&self.addr.into(), Duration::from_secs(1)).is_ok() {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
-    }
-}
-
-/// Reads one request head and answers with `peer` as the only (compact, BEP 23) peer.
-fn answer_announce(mut conn: TcpStream, peer: SocketAddrV4) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 2048];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_ANNOUNCE_LEN {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let mut body = b"d8:completei1e10:incompletei0e8:intervali1800e5:peers6:".to_vec();
-    body.extend_from_slice(&peer.ip().octets());
-    body.extend_from_slice(&peer.port().to_be_bytes());
-    body.push(b'e');
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes())?;
-    conn.write_all(&body)
 }
 
 /// Everything a measurement needs besides the seeder and the test.
@@ -1247,7 +832,7 @@ fn measure(
                 .arg(ctx.opts.duration_secs.to_string())
                 .arg("--python")
                 .arg(&ctx.opts.python);
-            let g = Guard::spawn("sink_leecher", &mut cmd, &log, true)?;
+            let g = Guard::spawn("sink_leecher", &mut cmd, &log, Stdout::Lines, DIAGNOSTICS)?;
             let bound = Duration::from_secs_f64(ctx.opts.warmup_secs + ctx.opts.duration_secs)
                 + Duration::from_secs(60);
             let (g, status) = watch(g, seeder, bound)?;
@@ -1280,14 +865,14 @@ fn measure(
         Test::Aria2c | Test::LtLeecher => {
             let dir = ctx.shm.join(&tag);
             fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let dir = RemoveOnDrop(dir);
-            let port = free_port(src)?;
+            let dir = RemoveOnDrop::new(dir, "seed_bench");
+            let port = free_tcp_port(src)?;
             let tracker;
             let mut cmd;
             if test == Test::Aria2c {
-                let t =
-                    MiniTracker::start(seeder.addr).map_err(|e| format!("tracker thread: {e}"))?;
-                let url = format!("http://{}/announce", t.addr);
+                let t = MiniTracker::start(SEEDER_IP, seeder.addr)
+                    .map_err(|e| format!("tracker thread: {e}"))?;
+                let url = format!("http://{}/announce", t.addr());
                 tracker = Some(t);
                 cmd = Command::new("aria2c");
                 cmd.args(ARIA2C_FLAGS)
@@ -1295,7 +880,7 @@ fn measure(
                     .arg(format!("--interface={src}"))
                     .arg(format!("--listen-port={port}"))
                     .arg("--dir")
-                    .arg(&dir.0)
+                    .arg(dir.path())
                     .arg(ctx.torrent);
             } else {
                 tracker = None;
@@ -1303,7 +888,7 @@ fn measure(
                 cmd.arg(&ctx.opts.lt_download)
                     .arg(ctx.torrent)
                     .arg("--save-dir")
-                    .arg(&dir.0)
+                    .arg(dir.path())
                     .arg("--peer")
                     .arg(seeder.addr.to_string())
                     .arg("--listen")
@@ -1311,7 +896,7 @@ fn measure(
                     .arg("--timeout")
                     .arg(ctx.opts.real_timeout.as_secs().to_string());
             }
-            let g = Guard::spawn(test.key(), &mut cmd, &log, false)?;
+            let g = Guard::spawn(test.key(), &mut cmd, &log, Stdout::Log, DIAGNOSTICS)?;
             let (g, status) = watch(g, seeder, ctx.opts.real_timeout + Duration::from_secs(30))?;
             drop(tracker);
             if !status.success() {
@@ -1365,7 +950,7 @@ fn watch(
 ) -> Result<(Guard, ExitStatus), String> {
     let deadline = Instant::now() + bound;
     loop {
-        if let Some(rss) = status_kb(seeder.guard.pid(), "VmRSS") {
+        if let Ok(rss) = memory_bytes(seeder.guard.pid(), "VmRSS") {
             seeder.rss_max_transfer = seeder.rss_max_transfer.max(rss);
         }
         if let Some(status) = leecher.try_wait()? {
@@ -1381,7 +966,7 @@ fn watch(
         if Instant::now() > deadline {
             return Err(format!(
                 "{} did not finish within {} s\n{}",
-                leecher.name,
+                leecher.name(),
                 bound.as_secs(),
                 leecher.log_tail()
             ));
@@ -1434,7 +1019,7 @@ fn many_test(
 
     // seednode: one process, every file a torrent.
     let _ = wait_for_quiet(&opts.busy_pattern);
-    let addr = SocketAddrV4::new(SEEDER_IP, free_port(SEEDER_IP)?);
+    let addr = SocketAddrV4::new(SEEDER_IP, free_tcp_port(SEEDER_IP)?);
     let mut cmd = Command::new(&opts.seednode);
     cmd.arg("seed")
         .args(&files)
@@ -1450,7 +1035,8 @@ fn many_test(
         "seednode (many)",
         &mut cmd,
         &log_dir.join("many-seednode.log"),
-        true,
+        Stdout::Lines,
+        DIAGNOSTICS,
     )?;
     let lines = g.wait_for_line("listening:", STARTUP_TIMEOUT)?;
     let load_secs = started.elapsed().as_secs_f64();
@@ -1464,7 +1050,7 @@ fn many_test(
     out.push(idle_memory(
         &mut g, "seednode", torrents, load_secs, opts.idle, ticks,
     )?);
-    let _ = g.stop();
+    let _ = g.stop(STOP_TIMEOUT);
 
     // transmission-daemon: a fresh one, every .torrent seednode wrote added.
     let _ = wait_for_quiet(&opts.busy_pattern);
@@ -1495,7 +1081,7 @@ fn many_test(
         opts.idle,
         ticks,
     )?);
-    let _ = t.guard.stop();
+    let _ = t.guard.stop(STOP_TIMEOUT);
     Ok(out)
 }
 
@@ -1523,10 +1109,10 @@ fn idle_memory(
         name,
         torrents,
         load_secs,
-        rss: status_kb(pid, "VmRSS").unwrap_or(0),
-        anon: status_kb(pid, "RssAnon").unwrap_or(0),
-        file: status_kb(pid, "RssFile").unwrap_or(0),
-        hwm: status_kb(pid, "VmHWM").unwrap_or(0),
+        rss: memory_bytes(pid, "VmRSS").unwrap_or(0),
+        anon: memory_bytes(pid, "RssAnon").unwrap_or(0),
+        file: memory_bytes(pid, "RssFile").unwrap_or(0),
+        hwm: memory_bytes(pid, "VmHWM").unwrap_or(0),
         idle_cpu: after.saturating_sub(before) as f64 / ticks,
     };
     progress(format_args!(
@@ -1588,7 +1174,7 @@ fn bench(opts: &Options, args: &[OsString]) -> Result<String, String> {
                 opts.size,
                 data.display()
             ));
-            write_random_file(&data, opts.size)?;
+            write_payload(&data, opts.size)?;
         }
         let torrent = opts.data_dir.join(format!("payload-{}.torrent", opts.size));
         if !torrent.is_file() {
@@ -1640,11 +1226,11 @@ fn bench(opts: &Options, args: &[OsString]) -> Result<String, String> {
                 kind: s.kind,
                 hwm_after_start: s.hwm_after_start,
                 rss_max_transfer: s.rss_max_transfer,
-                hwm_end: status_kb(s.guard.pid(), "VmHWM").unwrap_or(0),
-                anon_end: status_kb(s.guard.pid(), "RssAnon").unwrap_or(0),
-                file_end: status_kb(s.guard.pid(), "RssFile").unwrap_or(0),
+                hwm_end: memory_bytes(s.guard.pid(), "VmHWM").unwrap_or(0),
+                anon_end: memory_bytes(s.guard.pid(), "RssAnon").unwrap_or(0),
+                file_end: memory_bytes(s.guard.pid(), "RssFile").unwrap_or(0),
             });
-            let _ = s.guard.stop();
+            let _ = s.guard.stop(STOP_TIMEOUT);
         }
     }
     let many = if opts.many_test {
@@ -1661,15 +1247,6 @@ fn bench(opts: &Options, args: &[OsString]) -> Result<String, String> {
     Ok(report(opts, args, &env, &measurements, &memory, &many))
 }
 
-/// The `piece length` of a .torrent, found by its bencoded key.
-fn torrent_piece_length(torrent: &Path) -> Option<u64> {
-    let bytes = fs::read(torrent).ok()?;
-    let key = b"12:piece lengthi";
-    let at = bytes.windows(key.len()).position(|w| w == key)? + key.len();
-    let end = bytes[at..].iter().position(|&b| b == b'e')? + at;
-    std::str::from_utf8(&bytes[at..end]).ok()?.parse().ok()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The report
 
@@ -1678,44 +1255,6 @@ struct Env {
     load_end: String,
     wall_secs: f64,
     data_note: String,
-}
-
-/// `YYYY-MM-DD HH:MM` in UTC (civil-from-days, proleptic Gregorian).
-fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let z = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs / 3600 % 24,
-        secs / 60 % 60
-    )
-}
-
-fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(xs[n / 2]),
-        _ => Some(f64::midpoint(xs[n / 2 - 1], xs[n / 2])),
-    }
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-        _ => "n/a".into(),
-    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -1741,23 +1280,14 @@ fn report(
         if quoted.is_empty() { "" } else { " " },
         quoted.join(" ")
     );
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default();
+    let cpu = cpu_model().unwrap_or_default();
     let _ = writeln!(
         out,
-        "- Date: {}; machine: {} cores (`nproc`), {cpu}, kernel {}; load average (1 min) {} at \
-         the start, {} at the end; the run took {:.0} s",
-        utc_now(),
+        "- Date: {} UTC; machine: {} cores (`nproc`), {cpu}, kernel {}; load average (1 min) {} \
+         at the start, {} at the end; the run took {:.0} s",
+        utc_date_time(SystemTime::now()),
         thread::available_parallelism().map_or(0, |n| n.get()),
-        fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "?".into(), |k| k.trim().to_string()),
+        kernel_release().unwrap_or_else(|| "?".into()),
         env.load_start,
         env.load_end,
         env.wall_secs
@@ -1842,14 +1372,8 @@ fn report(
             );
             let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
             for &test in &opts.tests {
-                let med = |k: SeederKind, f: fn(&Measurement) -> Option<f64>| {
-                    median(
-                        ms.iter()
-                            .filter(|m| m.test == test && m.kind == k)
-                            .filter_map(f)
-                            .collect(),
-                    )
-                };
+                let med =
+                    |k: SeederKind, f: fn(&Measurement) -> Option<f64>| median_of(ms, test, k, f);
                 let rate = |m: &Measurement| Some(m.rate());
                 for &k in &opts.seeders {
                     let _ = writeln!(
@@ -1933,16 +1457,25 @@ fn report(
     out
 }
 
+/// The median of `f` over the measurements of `test` with seeder `k`.
+fn median_of(
+    ms: &[Measurement],
+    test: Test,
+    k: SeederKind,
+    f: fn(&Measurement) -> Option<f64>,
+) -> Option<f64> {
+    median(
+        ms.iter()
+            .filter(|m| m.test == test && m.kind == k)
+            .filter_map(f)
+            .collect(),
+    )
+}
+
 /// The issue's goals, checked against the medians of this run.
 fn goals(out: &mut String, ms: &[Measurement], memory: &[MemResult], many: &[ManyResult]) {
-    let med = |test: Test, k: SeederKind, f: fn(&Measurement) -> Option<f64>| {
-        median(
-            ms.iter()
-                .filter(|m| m.test == test && m.kind == k)
-                .filter_map(f)
-                .collect(),
-        )
-    };
+    let med =
+        |test: Test, k: SeederKind, f: fn(&Measurement) -> Option<f64>| median_of(ms, test, k, f);
     let rate = |m: &Measurement| Some(m.rate());
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let mut lines = Vec::new();

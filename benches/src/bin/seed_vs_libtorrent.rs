@@ -36,16 +36,20 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::io::Read as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::{self, JoinHandle};
+use std::process::{Command, ExitCode, Stdio};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use seednode_benches::{
+    ARIA2C_FLAGS, Diagnostics, Guard, MiniTracker, RemoveOnDrop, SizeError, Stdout, cli_main,
+    clock_ticks_per_sec, cpu_model, free_tcp_port, kernel_release, machine_busy_ticks, median,
+    memory_bytes, ratio, reaped_children_ticks, torrent_piece_length, tree_cpu_ticks, utc_date,
+    warm_page_cache, workspace_root, write_random_file,
+};
 
 /// Default size of the generated data file, bytes (1 GiB).
 const DEFAULT_SIZE: u64 = 1 << 30;
@@ -68,34 +72,20 @@ const CHUNK_LEN: usize = 1 << 20;
 /// Smallest file for which the 10 %-90 % transfer rate is reported, bytes: below it, aria2c's
 /// 16 MiB disk cache makes the steps of the file's allocated size too coarse to time.
 const MIN_STEADY_SIZE: u64 = 128 << 20;
-/// Lines of a child's log shown when it fails.
-const LOG_TAIL_LINES: usize = 40;
+/// How a failing child is shown: the last 40 lines of its log, counted; a seeder that closes its
+/// stdout before `listening:` is waited for and its exit status named.
+const DIAGNOSTICS: Diagnostics = Diagnostics {
+    tail_lines: 40,
+    count_tail_lines: true,
+    exit_status_on_close: true,
+};
 /// lt_seed.py `--timeout`, seconds: a safety net that ends it should the harness be killed.
 const LT_SEED_SAFETY_TIMEOUT_SECS: u64 = 3600;
-/// Longest announce request the harness's tracker reads, bytes.
-const MAX_ANNOUNCE_LEN: usize = 16 * 1024;
 /// Address every seeder listens on.
 const SEEDER_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Bytes per MB and per GB in the output (decimal, as throughput is usually quoted).
 const MB: f64 = 1e6;
 const GB: f64 = 1e9;
-
-/// aria2c flags for a loopback leecher (/work/shared/INTEROP.md), plus tracker timeouts.
-const ARIA2C_FLAGS: &[&str] = &[
-    "--enable-dht=false",
-    "--enable-dht6=false",
-    "--bt-enable-lpd=false",
-    "--enable-peer-exchange=false",
-    "--seed-time=0",
-    "--bt-stop-timeout=60",
-    "--summary-interval=0",
-    "--file-allocation=none",
-    "--disable-ipv6=true",
-    "--bt-tracker-connect-timeout=10",
-    "--bt-tracker-timeout=10",
-    "--console-log-level=notice",
-    "--bt-exclude-tracker=*",
-];
 
 const USAGE: &str = "\
 usage: seed_vs_libtorrent [OPTIONS]
@@ -119,27 +109,10 @@ options:
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let opts = match Options::parse(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("seed_vs_libtorrent: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&opts, &args) {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("seed_vs_libtorrent: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_main("seed_vs_libtorrent", USAGE, Options::parse(&args), |opts| {
+        print!("{}", bench(&opts, &args)?);
+        Ok(())
+    })
 }
 
 /// Command-line options, parsed by hand to keep the harness free of dependencies.
@@ -238,32 +211,12 @@ fn utf8(s: OsString) -> Result<String, String> {
 /// Parses a byte count: a plain number or one ending in KiB, MiB, GiB (or Ki, Mi, Gi, K, M, G,
 /// all binary).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let num: u64 = num
-        .parse()
-        .map_err(|_| format!("--size: not a byte count: {text}"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "ki" | "kib" => 10,
-        "m" | "mi" | "mib" => 20,
-        "g" | "gi" | "gib" => 30,
-        _ => return Err(format!("--size: unknown unit in {text}")),
-    };
-    let size = num
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("--size: too large: {text}"))?;
-    if size == 0 {
-        return Err("--size must be at least 1 byte".into());
-    }
-    Ok(size)
-}
-
-/// The workspace root: the parent of this package's manifest directory.
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    seednode_benches::parse_size(text).map_err(|e| match e {
+        SizeError::NotANumber { .. } => format!("--size: not a byte count: {text}"),
+        SizeError::UnknownUnit => format!("--size: unknown unit in {text}"),
+        SizeError::TooLarge => format!("--size: too large: {text}"),
+        SizeError::Zero => "--size must be at least 1 byte".into(),
+    })
 }
 
 /// `target/release/seednode` of the workspace, else `seednode` next to this executable.
@@ -450,7 +403,7 @@ fn run_once(
     client: Ipv4Addr,
 ) -> Result<RunResult, String> {
     let opts = ctx.opts;
-    let port = free_port(SEEDER_IP)?;
+    let port = free_tcp_port(SEEDER_IP)?;
     let listen = SocketAddrV4::new(SEEDER_IP, port);
     let seeder_log = ctx.log_dir.join(format!("run{run}-{}.log", kind.name()));
     progress(format_args!(
@@ -486,19 +439,27 @@ fn run_once(
             c
         }
     };
-    let mut seeder = Guard::spawn(kind.name(), &mut cmd, &seeder_log, Stdout::Lines)?;
-    seeder.wait_for_listening(STARTUP_TIMEOUT)?;
+    let mut seeder = Guard::spawn(
+        kind.name(),
+        &mut cmd,
+        &seeder_log,
+        Stdout::Lines,
+        DIAGNOSTICS,
+    )?;
+    seeder.wait_for_line("listening:", STARTUP_TIMEOUT)?;
+    seeder.close_lines();
 
     // seednode and lt_seed.py --shared-port answer announces on the peer port; a bare libtorrent
     // gets a tracker thread of ours that names it.
     let tracker = match kind {
         SeederKind::Libtorrent if !opts.lt_shared_port => Some(
-            MiniTracker::start(listen).map_err(|e| format!("starting the tracker thread: {e}"))?,
+            MiniTracker::start(SEEDER_IP, listen)
+                .map_err(|e| format!("starting the tracker thread: {e}"))?,
         ),
         _ => None,
     };
     let announce = match &tracker {
-        Some(t) => format!("http://{}/announce", t.addr),
+        Some(t) => format!("http://{}/announce", t.addr()),
         None => format!("http://{listen}/announce"),
     };
 
@@ -507,15 +468,15 @@ fn run_once(
         fs::remove_dir_all(&dl_dir).map_err(|e| format!("{}: {e}", dl_dir.display()))?;
     }
     fs::create_dir_all(&dl_dir).map_err(|e| format!("{}: {e}", dl_dir.display()))?;
-    let dl_dir = RemoveOnDrop(dl_dir);
+    let dl_dir = RemoveOnDrop::new(dl_dir, "seed_vs_libtorrent");
     let aria_log = ctx.log_dir.join(format!("run{run}-aria2c.log"));
     let mut aria = Command::new("aria2c");
     aria.args(ARIA2C_FLAGS)
         .arg(format!("--bt-tracker={announce}"))
         .arg(format!("--interface={client}"))
-        .arg(format!("--listen-port={}", free_port(client)?))
+        .arg(format!("--listen-port={}", free_tcp_port(client)?))
         .arg("--dir")
-        .arg(&dl_dir.0)
+        .arg(dl_dir.path())
         .arg(ctx.torrent);
 
     let seeder_pid = seeder.pid();
@@ -523,8 +484,8 @@ fn run_once(
     let children_ticks_before = reaped_children_ticks()?;
     let machine_ticks_before = machine_busy_ticks()?;
     let started = Instant::now();
-    let mut leecher = Guard::spawn("aria2c", &mut aria, &aria_log, Stdout::Log)?;
-    let mut writes = WriteWatch::new(dl_dir.0.join(ctx.name), ctx.size);
+    let mut leecher = Guard::spawn("aria2c", &mut aria, &aria_log, Stdout::Log, DIAGNOSTICS)?;
+    let mut writes = WriteWatch::new(dl_dir.path().join(ctx.name), ctx.size);
     let status = loop {
         writes.poll(started);
         if let Some(status) = leecher.try_wait()? {
@@ -553,7 +514,7 @@ fn run_once(
     let seeder_ticks_after = tree_cpu_ticks(seeder_pid)?;
     let children_ticks_after = reaped_children_ticks()?;
     let machine_ticks_after = machine_busy_ticks()?;
-    let peak_rss = vm_hwm_bytes(seeder_pid)?;
+    let peak_rss = memory_bytes(seeder_pid, "VmHWM")?;
     if !status.success() {
         return Err(format!(
             "run {run}: aria2c failed ({status})\n{}\n{}",
@@ -562,7 +523,7 @@ fn run_once(
         ));
     }
     drop(tracker);
-    let stop_note = match seeder.stop()? {
+    let stop_note = match seeder.stop(STOP_TIMEOUT)? {
         s if s.success() => None,
         s => Some(format!(
             "{} seeder ended with {s} after SIGTERM",
@@ -570,7 +531,7 @@ fn run_once(
         )),
     };
 
-    same_contents(ctx.data, &dl_dir.0.join(ctx.name), ctx.size)
+    same_contents(ctx.data, &dl_dir.path().join(ctx.name), ctx.size)
         .map_err(|e| format!("run {run}: {e}"))?;
     drop(dl_dir);
 
@@ -591,239 +552,6 @@ fn run_once(
         other_cpu_secs: (machine_cpu_secs - seeder_cpu_secs - leecher_cpu_secs).max(0.0),
         stop_note,
     })
-}
-
-/// Where a [`Guard`]ed child's stdout goes.
-enum Stdout {
-    /// Into its log file, with its stderr.
-    Log,
-    /// Into a pipe read line by line (the seeder contract's `listening:` line).
-    Lines,
-}
-
-/// A child process that is stopped when dropped, with its stderr in a log file.
-struct Guard {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    /// Lines of the child's stdout, read by a thread that drains the pipe until it closes.
-    stdout_lines: Option<mpsc::Receiver<String>>,
-}
-
-impl Guard {
-    /// Starts `cmd` with stdin closed and stderr written to a new `log`; stdout goes to the log
-    /// too with [`Stdout::Log`], or to a pipe whose lines [`Self::wait_for_listening`] reads.
-    fn spawn(
-        name: &'static str,
-        cmd: &mut Command,
-        log: &Path,
-        stdout: Stdout,
-    ) -> Result<Self, String> {
-        let log_err = |e: io::Error| format!("{}: {e}", log.display());
-        let stderr = File::create(log).map_err(log_err)?;
-        match stdout {
-            Stdout::Log => cmd.stdout(Stdio::from(stderr.try_clone().map_err(log_err)?)),
-            Stdout::Lines => cmd.stdout(Stdio::piped()),
-        };
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .map_err(|e| format!("starting {name} ({:?}): {e}", cmd.get_program()))?;
-        let stdout_lines = child.stdout.take().map(|out| {
-            let (tx, rx) = mpsc::channel();
-            thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    // Keep draining after the receiver is gone, so the child never blocks.
-                    let _ = tx.send(line);
-                }
-            });
-            rx
-        });
-        Ok(Self {
-            name,
-            child,
-            log: log.to_path_buf(),
-            stdout_lines,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn try_wait(&mut self) -> Result<Option<ExitStatus>, String> {
-        self.child
-            .try_wait()
-            .map_err(|e| format!("waiting for {}: {e}", self.name))
-    }
-
-    /// Waits for the stdout line `listening: ADDR` of the seeder contract.
-    fn wait_for_listening(&mut self, timeout: Duration) -> Result<(), String> {
-        let lines = self
-            .stdout_lines
-            .take()
-            .ok_or("seeder started without a stdout pipe")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) if line.starts_with("listening:") => return Ok(()),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "{} printed no `listening:` line within {} s\n{}",
-                        self.name,
-                        timeout.as_secs(),
-                        self.log_tail()
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self
-                        .child
-                        .wait()
-                        .map_or_else(|e| e.to_string(), |s| s.to_string());
-                    return Err(format!(
-                        "{} closed its stdout before `listening:` ({status})\n{}",
-                        self.name,
-                        self.log_tail()
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Sends SIGTERM, waits up to [`STOP_TIMEOUT`], then kills; returns how the child ended.
-    fn stop(&mut self) -> Result<ExitStatus, String> {
-        if let Some(status) = self.try_wait()? {
-            return Ok(status);
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.try_wait()? {
-                return Ok(status);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        self.child
-            .wait()
-            .map_err(|e| format!("waiting for {}: {e}", self.name))
-    }
-
-    /// The last [`LOG_TAIL_LINES`] lines of the child's log, headed by its name and path.
-    fn log_tail(&self) -> String {
-        let text = fs::read(&self.log).unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-        format!(
-            "--- {} log ({}), last {} lines ---\n{}",
-            self.name,
-            self.log.display(),
-            tail.len(),
-            tail.join("\n")
-        )
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A download directory, removed when dropped (also on error: a failed run leaves no 1 GiB
-/// behind, even with `--log-dir`).
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            if e.kind() != io::ErrorKind::NotFound {
-                progress(format_args!("removing {}: {e}", self.0.display()));
-            }
-        }
-    }
-}
-
-/// An HTTP tracker thread that answers every request with one peer, for a bare libtorrent seed.
-struct MiniTracker {
-    addr: SocketAddrV4,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MiniTracker {
-    fn start(peer: SocketAddrV4) -> io::Result<Self> {
-        let listener = TcpListener::bind((SEEDER_IP, 0))?;
-        let addr = SocketAddrV4::new(SEEDER_IP, listener.local_addr()?.port());
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Ok(conn) = conn {
-                    let _ = answer_announce(conn, peer);
-                }
-            }
-        });
-        Ok(Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for MiniTracker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the blocked accept; if that fails, leave the thread to the end of the process.
-        if TcpStream::connect_timeout(&self.addr.into(), Duration::from_secs(1)).is_ok() {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
-    }
-}
-
-/// Reads one request head and answers it with `peer` as the only (compact, BEP 23) peer.
-fn answer_announce(mut conn: TcpStream, peer: SocketAddrV4) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 2048];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_ANNOUNCE_LEN {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let mut body = b"d8:completei1e10:incompletei0e8:intervali1800e5:peers6:".to_vec();
-    body.extend_from_slice(&peer.ip().octets());
-    body.extend_from_slice(&peer.port().to_be_bytes());
-    body.push(b'e');
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes())?;
-    conn.write_all(&body)
 }
 
 /// Watches the file aria2c downloads into: when it first gets data on disk, and when its
@@ -885,45 +613,6 @@ impl WriteWatch {
     }
 }
 
-/// A TCP port on `ip` that was free a moment ago.
-fn free_port(ip: Ipv4Addr) -> Result<u16, String> {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port on {ip}: {e}"))
-}
-
-/// Writes `size` bytes from /dev/urandom to `path`.
-fn write_random_file(path: &Path, size: u64) -> Result<(), String> {
-    let err = |e: io::Error| format!("writing {}: {e}", path.display());
-    let mut rng = File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
-    let mut out = File::create(path).map_err(err)?;
-    let mut buf = vec![0u8; CHUNK_LEN];
-    let mut left = size;
-    while left > 0 {
-        let n = usize::try_from(left).map_or(CHUNK_LEN, |l| l.min(CHUNK_LEN));
-        rng.read_exact(&mut buf[..n])
-            .map_err(|e| format!("/dev/urandom: {e}"))?;
-        out.write_all(&buf[..n]).map_err(err)?;
-        left -= n as u64;
-    }
-    out.sync_all().map_err(err)
-}
-
-/// Reads the whole file so that the seeders serve it from the page cache.
-fn warm_page_cache(path: &Path) -> Result<(), String> {
-    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut buf = vec![0u8; CHUNK_LEN];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
-        }
-    }
-}
-
 /// Checks that `got` is `size` bytes long and equal to `want`, byte for byte.
 fn same_contents(want: &Path, got: &Path, size: u64) -> Result<(), String> {
     let len = fs::metadata(got)
@@ -955,110 +644,6 @@ fn same_contents(want: &Path, got: &Path, size: u64) -> Result<(), String> {
         offset += n as u64;
     }
     Ok(())
-}
-
-/// The fields of `/proc/<pid>/stat` after the command name, so that field 3 (state) is index 0.
-fn stat_fields(pid: &str) -> io::Result<Vec<u64>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no ')' in stat"))?;
-    // The state letter is not a number; keep positions by mapping it to 0.
-    Ok(rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect())
-}
-
-/// Index in [`stat_fields`] of ppid (field 4), utime (14), stime (15), cutime (16), cstime (17).
-const STAT_PPID: usize = 1;
-const STAT_UTIME: usize = 11;
-const STAT_STIME: usize = 12;
-const STAT_CUTIME: usize = 13;
-const STAT_CSTIME: usize = 14;
-
-/// utime + stime, in clock ticks, of `root` and every process descended from it (threads are
-/// included in their process's figure).
-fn tree_cpu_ticks(root: u32) -> Result<u64, String> {
-    let root_fields =
-        stat_fields(&root.to_string()).map_err(|e| format!("/proc/{root}/stat: {e}"))?;
-    let mut procs = Vec::new();
-    for entry in fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        // A process may exit while /proc is listed; it then no longer counts.
-        if let Ok(f) = stat_fields(&pid.to_string()) {
-            if f.len() > STAT_STIME {
-                procs.push((pid, f[STAT_PPID], f[STAT_UTIME] + f[STAT_STIME]));
-            }
-        }
-    }
-    let mut total = root_fields[STAT_UTIME] + root_fields[STAT_STIME];
-    let mut frontier = vec![u64::from(root)];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, ppid, ticks) in &procs {
-            if ppid == parent && pid != root {
-                total += ticks;
-                frontier.push(u64::from(pid));
-            }
-        }
-    }
-    Ok(total)
-}
-
-/// cutime + cstime of this process: CPU ticks of every child it has reaped.
-fn reaped_children_ticks() -> Result<u64, String> {
-    let f = stat_fields("self").map_err(|e| format!("/proc/self/stat: {e}"))?;
-    Ok(f[STAT_CUTIME] + f[STAT_CSTIME])
-}
-
-/// CPU ticks the whole machine spent busy (user, nice, system, irq, softirq of `/proc/stat`;
-/// not idle, iowait or steal).
-fn machine_busy_ticks() -> Result<u64, String> {
-    let stat = fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("cpu "))
-        .ok_or("no cpu line in /proc/stat")?
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq ...
-    Ok([0, 1, 2, 5, 6].iter().filter_map(|&i| cpu.get(i)).sum())
-}
-
-/// Peak resident set size (`VmHWM`) of `pid`, bytes.
-fn vm_hwm_bytes(pid: u32) -> Result<u64, String> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status"))
-}
-
-/// Clock ticks per second for `/proc/<pid>/stat` times (`getconf CLK_TCK`, else Linux's 100).
-fn clock_ticks_per_sec() -> f64 {
-    command_line("getconf", &["CLK_TCK"])
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-/// The `piece length` of a .torrent, found by its bencoded key.
-fn torrent_piece_length(torrent: &Path) -> Option<u64> {
-    let bytes = fs::read(torrent).ok()?;
-    let key = b"12:piece lengthi";
-    let at = bytes.windows(key.len()).position(|w| w == key)? + key.len();
-    let end = bytes[at..].iter().position(|&b| b == b'e')? + at;
-    std::str::from_utf8(&bytes[at..end]).ok()?.parse().ok()
 }
 
 /// First line of a command's stdout, if it ran and succeeded.
@@ -1100,20 +685,11 @@ struct Environment {
 impl Environment {
     fn probe(opts: &Options, load_before: String) -> Self {
         let unknown = || "unknown".to_string();
-        let cpu = fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find_map(|l| l.strip_prefix("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_string())
-            })
-            .unwrap_or_else(unknown);
+        let cpu = cpu_model().unwrap_or_else(unknown);
         Self {
             date: utc_date(SystemTime::now()),
             cores: thread::available_parallelism().map_or(0, |n| n.get()),
-            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or_else(|_| unknown(), |k| k.trim().to_string()),
+            kernel: kernel_release().unwrap_or_else(unknown),
             cpu,
             seednode: command_line(&opts.seednode, &["--version"]).unwrap_or_else(unknown),
             seednode_build: seednode_build(&opts.seednode),
@@ -1160,27 +736,9 @@ fn seednode_build(binary: &Path) -> String {
     )
 }
 
-/// The 1-minute load average from `/proc/loadavg`.
+/// The 1-minute load average, or `unknown`.
 fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// `YYYY-MM-DD` in UTC (civil-from-days, proleptic Gregorian).
-fn utc_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let z = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    seednode_benches::load_average().unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Quotes `s` for a POSIX shell when it holds anything but plain characters.
@@ -1192,16 +750,6 @@ fn shell_quote(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(xs[n / 2]),
-        _ => Some(f64::midpoint(xs[n / 2 - 1], xs[n / 2])),
     }
 }
 
@@ -1383,10 +931,6 @@ fn report(
     }
     match (&sn, &lt) {
         (Some(sn), Some(lt)) => {
-            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-                _ => "n/a".to_string(),
-            };
             let _ = writeln!(
                 out,
                 "\nRatios seednode / libtorrent (medians): wall time {}, 10-90 % time {}, \

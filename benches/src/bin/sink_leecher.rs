@@ -47,11 +47,12 @@ use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use seednode_benches::{Args, Guard, cli_main, parse_number, parse_positive, workspace_root};
 use seednode_wire::metainfo::Metainfo;
 use seednode_wire::peer::extension::{self, ExtensionHandshake};
 use seednode_wire::peer::{HANDSHAKE_LEN, Handshake, id, max_frame_len};
@@ -119,24 +120,9 @@ options:
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let opts = match Options::parse(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("sink_leecher: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sink_leecher: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_main("sink_leecher", USAGE, Options::parse(&args), |opts| {
+        run(&opts)
+    })
 }
 
 /// How long a connection runs.
@@ -187,49 +173,42 @@ impl Options {
         let mut dial_helper = workspace_root().join("benches/scripts/dial_from.py");
         let mut quiet = false;
         let mut stdin_socket = None;
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let arg = arg
-                .to_str()
-                .ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?;
-            let mut value = |name: &str| -> Result<String, String> {
-                it.next()
-                    .and_then(|v| v.to_str())
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("{name} needs a UTF-8 value"))
-            };
+        let mut args = Args::new(args);
+        while let Some(arg) = args.next_flag()? {
             match arg {
                 "-h" | "--help" => return Ok(None),
-                "--torrent" => torrent = Some(PathBuf::from(value(arg)?)),
+                "--torrent" => torrent = Some(PathBuf::from(args.value(arg)?)),
                 "--peer" => {
-                    let v = value(arg)?;
+                    let v = args.value(arg)?;
                     peer = Some(v.parse().map_err(|_| format!("--peer: not IP:PORT: {v}"))?);
                 }
                 "--connections" => {
-                    connections = number(arg, &value(arg)?)?;
+                    connections = parse_number(arg, &args.value(arg)?)?;
                     if connections == 0 || connections > MAX_CONNECTIONS {
                         return Err(format!("--connections must be 1 to {MAX_CONNECTIONS}"));
                     }
                 }
                 "--source" => {
-                    let v = value(arg)?;
+                    let v = args.value(arg)?;
                     source = Some(v.parse().map_err(|_| format!("--source: not IPv4: {v}"))?);
                 }
-                "--duration" => duration = Duration::from_secs_f64(seconds(arg, &value(arg)?)?),
-                "--warmup" => warmup = Duration::from_secs_f64(seconds(arg, &value(arg)?)?),
+                "--duration" => {
+                    duration = Duration::from_secs_f64(seconds(arg, &args.value(arg)?)?)
+                }
+                "--warmup" => warmup = Duration::from_secs_f64(seconds(arg, &args.value(arg)?)?),
                 "--full" => full = true,
-                "--timeout" => timeout = Duration::from_secs_f64(seconds(arg, &value(arg)?)?),
+                "--timeout" => timeout = Duration::from_secs_f64(seconds(arg, &args.value(arg)?)?),
                 "--pipeline" => {
-                    pipeline = number(arg, &value(arg)?)?;
+                    pipeline = parse_number(arg, &args.value(arg)?)?;
                     if pipeline == 0 || pipeline > MAX_PIPELINE {
                         return Err(format!("--pipeline must be 1 to {MAX_PIPELINE}"));
                     }
                 }
-                "--verify-pieces" => verify_pieces = number(arg, &value(arg)?)?,
-                "--python" => python = PathBuf::from(value(arg)?),
-                "--dial-helper" => dial_helper = PathBuf::from(value(arg)?),
+                "--verify-pieces" => verify_pieces = parse_number(arg, &args.value(arg)?)?,
+                "--python" => python = PathBuf::from(args.value(arg)?),
+                "--dial-helper" => dial_helper = PathBuf::from(args.value(arg)?),
                 "--quiet" => quiet = true,
-                "--stdin-socket" => stdin_socket = Some(number(arg, &value(arg)?)?),
+                "--stdin-socket" => stdin_socket = Some(parse_number(arg, &args.value(arg)?)?),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -306,22 +285,9 @@ impl Options {
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("{flag}: not a number: {v}"))
-}
-
+/// The value of `flag`: a positive number of seconds below 1 000 000.
 fn seconds(flag: &str, v: &str) -> Result<f64, String> {
-    let s: f64 = number(flag, v)?;
-    if !(s > 0.0 && s < 1e6) {
-        return Err(format!("{flag}: must be a positive number of seconds: {v}"));
-    }
-    Ok(s)
-}
-
-/// The workspace root: the parent of this package's manifest directory.
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    parse_positive(flag, v, "number of seconds", 1e6)
 }
 
 /// What a connection needs to know of the torrent.
@@ -566,25 +532,12 @@ fn run_threads(opts: &Options, torrent: &Torrent) -> Result<Vec<ConnResult>, Str
     })
 }
 
-/// Child processes that are killed when dropped.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-}
-
 /// Every connection as a process started through dial_from.py from its own source address.
 fn run_processes(opts: &Options, first: Ipv4Addr) -> Result<Vec<ConnResult>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
     let (tx, rx) = mpsc::channel::<(usize, String)>();
-    let mut children = Children(Vec::with_capacity(opts.connections));
+    // Killed when dropped, should the run fail.
+    let mut children: Vec<Guard> = Vec::with_capacity(opts.connections);
     for i in 0..opts.connections {
         let offset = u32::try_from(i).map_err(|_| "too many connections")?;
         let src = u32::from(first)
@@ -614,7 +567,7 @@ fn run_processes(opts: &Options, first: Ipv4Addr) -> Result<Vec<ConnResult>, Str
                 let _ = tx.send((i, line));
             }
         });
-        children.0.push(child);
+        children.push(Guard::new(&format!("connection {i}"), child));
     }
     drop(tx);
     let deadline = Instant::now() + opts.bound() + HANDSHAKE_TIMEOUT + CHILD_GRACE;
@@ -637,10 +590,8 @@ fn run_processes(opts: &Options, first: Ipv4Addr) -> Result<Vec<ConnResult>, Str
         }
     }
     let mut failed = Vec::new();
-    for (i, c) in children.0.iter_mut().enumerate() {
-        let status = c
-            .wait()
-            .map_err(|e| format!("waiting for connection {i}: {e}"))?;
+    for (i, c) in children.iter_mut().enumerate() {
+        let status = c.wait()?;
         if !status.success() || results[i].is_none() {
             failed.push(format!("connection {i} ({status})"));
         }

@@ -38,9 +38,14 @@ use std::fs::{self, File};
 use std::io::Read as _;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
+
+use seednode_benches::{
+    Guard, cli_main, clock_ticks_per_sec, cpu_model, cpu_ticks, kernel_release, machine_busy_ticks,
+    parse_whole, proc_status, status_bytes, utc_date_time,
+};
 
 /// Bound on a server's start-up until it answers a connect.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -87,27 +92,15 @@ options:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match Options::parse(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("udp_tracker_compare: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&opts, &args) {
-        Ok(markdown) => {
-            print!("{markdown}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("udp_tracker_compare: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_main(
+        "udp_tracker_compare",
+        USAGE,
+        Options::parse(&args),
+        |opts| {
+            print!("{}", bench(&opts, &args)?);
+            Ok(())
+        },
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -173,10 +166,7 @@ impl Options {
                 _ => {}
             }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let num = |v: &str| -> Result<u64, String> {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{flag}: not a whole number: {v:?}"))
-            };
+            let num = |v: &str| parse_whole(flag, v);
             match flag.as_str() {
                 "--seednode" => o.seednode = value.into(),
                 "--opentracker" => o.opentracker = value.into(),
@@ -284,46 +274,11 @@ struct Measurement {
     end_rss: u64,
 }
 
-/// Kills and reaps a child when dropped.
-struct Guard {
-    name: String,
-    child: Option<Child>,
-}
-
-impl Guard {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
-    fn stop(&mut self) {
-        let Some(child) = self.child.as_mut() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let end = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < end {
-            if let Ok(Some(_)) = child.try_wait() {
-                self.child = None;
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not exit on SIGTERM; killing it", self.name);
-        let _ = child.kill();
-        let _ = child.wait();
-        self.child = None;
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+/// SIGTERM, then SIGKILL after [`STOP_TIMEOUT`], saying so.
+fn stop(guard: &mut Guard) {
+    if !matches!(guard.terminate(STOP_TIMEOUT), Ok(Some(_))) {
+        eprintln!("{} did not exit on SIGTERM; killing it", guard.name());
+        let _ = guard.kill();
     }
 }
 
@@ -434,7 +389,7 @@ fn measure(
     let cpu_s = cpu_secs(pid)? - cpu0;
     let machine_busy_s = machine_busy_secs()? - busy0;
     let (peak_rss, end_rss) = rss_bytes(pid)?;
-    guard.stop();
+    stop(&mut guard);
     let generator_cpu_s = match &out {
         GeneratorResult::Own(r) => Some(r.get("client_cpu_s")).filter(|c| c.is_finite()),
         GeneratorResult::Aquatic { .. } => None,
@@ -518,10 +473,7 @@ fn start_server(
     let child = cmd
         .spawn()
         .map_err(|e| format!("starting {} ({cmd:?}): {e}", server.name()))?;
-    Ok(Guard {
-        name: server.name().to_string(),
-        child: Some(child),
-    })
+    Ok(Guard::new(server.name(), child))
 }
 
 /// aquatic_udp's default config (`aquatic_udp -p`) with one socket worker, one swarm worker (if
@@ -560,14 +512,12 @@ fn wait_ready(addr: SocketAddrV4, guard: &mut Guard, log: &Path) -> Result<(), S
         if Instant::now() >= end {
             return Err(format!(
                 "{} did not answer a connect on {addr} within {STARTUP_TIMEOUT:?}\n{}",
-                guard.name,
+                guard.name(),
                 tail(log)
             ));
         }
-        if let Some(child) = guard.child.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            return Err(format!("{} exited: {status}\n{}", guard.name, tail(log)));
+        if let Ok(Some(status)) = guard.try_wait() {
+            return Err(format!("{} exited: {status}\n{}", guard.name(), tail(log)));
         }
         let mut req = Vec::with_capacity(16);
         req.extend_from_slice(&PROTOCOL_ID.to_be_bytes());
@@ -602,12 +552,12 @@ fn wait_ready(addr: SocketAddrV4, guard: &mut Guard, log: &Path) -> Result<(), S
                 "{} answered a probe announce with {n} bytes {:02x?}, not an announce reply: \
                  is it an opentracker built whitelist-only (Debian's)? Build one without the \
                  access list (docs/BENCHMARKS.md).",
-                guard.name,
+                guard.name(),
                 &buf[..n.min(32)]
             ));
         }
     }
-    Err(format!("{} never answered a probe announce", guard.name))
+    Err(format!("{} never answered a probe announce", guard.name()))
 }
 
 enum GeneratorResult {
@@ -689,15 +639,10 @@ fn run_generator(
     let child = cmd
         .spawn()
         .map_err(|e| format!("starting {} ({cmd:?}): {e}", generator.name()))?;
-    let mut guard = Guard {
-        name: generator.name().to_string(),
-        child: Some(child),
-    };
+    let mut guard = Guard::new(generator.name(), child);
     let end = Instant::now() + limit + GENERATOR_SLACK;
     let status = loop {
-        let child = guard.child.as_mut().expect("running");
-        if let Ok(Some(status)) = child.try_wait() {
-            guard.child = None;
+        if let Ok(Some(status)) = guard.try_wait() {
             break status;
         }
         if Instant::now() >= end {
@@ -760,16 +705,7 @@ fn run_generator(
 /// CPU seconds the machine has spent busy since boot, over all cores (user, nice, system, irq,
 /// softirq of `/proc/stat`; not idle, iowait or steal).
 fn machine_busy_secs() -> Result<f64, String> {
-    let stat = fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
-    let cpu: Vec<f64> = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("cpu "))
-        .ok_or("no cpu line in /proc/stat")?
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    let ticks: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| cpu.get(i)).sum();
-    Ok(ticks / clock_ticks_per_sec())
+    Ok(machine_busy_ticks()? as f64 / clock_ticks_per_sec())
 }
 
 /// Runs `udp_tracker_load --fill`: every simulated peer announces once.
@@ -808,55 +744,16 @@ fn fill(o: &Options, log_dir: &Path, tag: &str, addr: SocketAddrV4) -> Result<()
 
 /// utime + stime of all threads of `pid`, seconds.
 fn cpu_secs(pid: u32) -> Result<f64, String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or("no ')' in stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| -> Result<f64, String> {
-        f.get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| format!("/proc/{pid}/stat: field {i} missing"))
-    };
-    // Fields 14 and 15 (utime, stime); index 0 here is field 3.
-    Ok((field(11)? + field(12)?) / clock_ticks_per_sec())
+    Ok(cpu_ticks(pid)? as f64 / clock_ticks_per_sec())
 }
 
-/// (`VmHWM`, `VmRSS`) of `pid`, bytes.
+/// (`VmHWM`, `VmRSS`) of `pid`, bytes, from one reading of `/proc/PID/status`.
 fn rss_bytes(pid: u32) -> Result<(u64, u64), String> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let status = proc_status(pid)?;
     let kb = |key: &str| -> Result<u64, String> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|v| v * 1024)
-            .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
+        status_bytes(&status, key).ok_or_else(|| format!("no {key}: in /proc/{pid}/status"))
     };
-    Ok((kb("VmHWM:")?, kb("VmRSS:")?))
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    command_line("getconf", &["CLK_TCK"])
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().next()?.trim().to_string();
-    (!line.is_empty()).then_some(line)
+    Ok((kb("VmHWM")?, kb("VmRSS")?))
 }
 
 fn tail(path: &Path) -> String {
@@ -866,44 +763,15 @@ fn tail(path: &Path) -> String {
     format!("--- {} ---\n{}", path.display(), lines[start..].join("\n"))
 }
 
+/// The 1-minute load average, or `unknown`.
 fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".to_string())
+    seednode_benches::load_average().unwrap_or_else(|| "unknown".to_string())
 }
 
-/// `YYYY-MM-DD HH:MM` in UTC.
-fn utc_time(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let z = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600 % 24,
-        secs / 60 % 60
-    )
-}
-
+/// The median of the finite values of `xs`; NaN when there are none.
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.retain(|x| x.is_finite());
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
+    seednode_benches::median(xs).unwrap_or(f64::NAN)
 }
 
 /// Medians over rounds of one (generator, server).
@@ -967,22 +835,13 @@ fn report(
     load_before: &str,
 ) -> String {
     let mut md = String::new();
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or_else(|_| "unknown".into(), |k| k.trim().to_string());
+    let cpu = cpu_model().unwrap_or_else(|| "unknown".into());
+    let kernel = kernel_release().unwrap_or_else(|| "unknown".into());
     let _ = writeln!(
         md,
         "- Date: {} UTC; {} cores ({cpu}), kernel {kernel}; load average {load_before} before, \
          {} after",
-        utc_time(started),
+        utc_date_time(started),
         thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );

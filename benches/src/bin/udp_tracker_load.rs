@@ -51,6 +51,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use seednode_benches::{XorShift64Star, cli_main, cpu_ticks, parse_whole, splitmix64};
+
 /// BEP 15 §connect: the magic `protocol_id` of a connect request.
 const PROTOCOL_ID: u64 = 0x0417_2710_1980;
 /// BEP 15 actions.
@@ -114,28 +116,12 @@ options:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match Options::parse(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("udp_tracker_load: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&opts) {
-        Ok(report) => {
-            eprint!("{}", report.human(&opts));
-            println!("{}", report.result_line());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("udp_tracker_load: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli_main("udp_tracker_load", USAGE, Options::parse(&args), |opts| {
+        let report = run(&opts)?;
+        eprint!("{}", report.human(&opts));
+        println!("{}", report.result_line());
+        Ok(())
+    })
 }
 
 /// Command-line options, validated against the `MAX_*` bounds.
@@ -190,10 +176,7 @@ impl Options {
                 .next()
                 .ok_or_else(|| format!("{flag} needs a value"))?
                 .as_str();
-            let num = |v: &str| -> Result<u64, String> {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{flag}: not a whole number: {v:?}"))
-            };
+            let num = |v: &str| parse_whole(flag, v);
             match flag.as_str() {
                 "--server" => {
                     server = Some(
@@ -278,40 +261,16 @@ impl Options {
     }
 }
 
-/// A small, fast PRNG (xorshift64*); the stream is fixed by `--seed`.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(splitmix(seed) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A value in `0..n` (`n > 0`); the bias is negligible for the ranges used here.
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
-
-/// SplitMix64's finalizer: a bijective mix of a counter into well-spread bits.
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The request stream's PRNG, fixed by `--seed`.
+fn rng(seed: u64) -> XorShift64Star {
+    XorShift64Star::from_state(splitmix64(seed) | 1)
 }
 
 /// The info-hash of torrent `t`.
 fn info_hash(t: u64) -> [u8; 20] {
     let mut h = [0u8; 20];
-    h[..8].copy_from_slice(&splitmix(t).to_be_bytes());
-    h[8..16].copy_from_slice(&splitmix(t ^ 0x5555_5555).to_be_bytes());
+    h[..8].copy_from_slice(&splitmix64(t).to_be_bytes());
+    h[8..16].copy_from_slice(&splitmix64(t ^ 0x5555_5555).to_be_bytes());
     h[16..].copy_from_slice(&(t as u32).to_be_bytes());
     h
 }
@@ -448,7 +407,7 @@ struct Load<'a> {
     slots: Vec<Slot>,
     /// Slots with nothing outstanding.
     free: Vec<usize>,
-    rng: Rng,
+    rng: XorShift64Star,
     tx: Vec<u8>,
     report: Report,
     mix_total: u64,
@@ -483,7 +442,7 @@ impl<'a> Load<'a> {
             conn_ids: vec![None; o.sockets],
             slots,
             free: (0..o.in_flight).rev().collect(),
-            rng: Rng::new(o.seed),
+            rng: rng(o.seed),
             tx: Vec::with_capacity(SCRAPE_REQUEST_HEADER_LEN + 20 * MAX_SCRAPE_HASHES),
             report: Report {
                 latencies_us: Vec::with_capacity(1 << 20),
@@ -552,7 +511,7 @@ impl<'a> Load<'a> {
                     self.rng.below(self.peers_of(socket))
                 };
                 let peer = k * o.sockets as u64 + socket as u64;
-                let h = splitmix(peer ^ 0xA5A5_A5A5_A5A5);
+                let h = splitmix64(peer ^ 0xA5A5_A5A5_A5A5);
                 let torrent = h % o.torrents;
                 let seeder = (h >> 32) % 100 < o.seeder_percent;
                 let port = (FIRST_PEER_PORT as u64 + k) as u16;
@@ -718,12 +677,9 @@ fn be_u64(d: &[u8], at: usize) -> Option<u64> {
 
 /// utime + stime of this process, seconds (`/proc/self/stat`, fields 14 and 15).
 fn own_cpu_secs() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = text.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let ticks = cpu_ticks("self").ok()?;
     // CLK_TCK is 100 on every Linux this runs on (USER_HZ).
-    Some(ticks / 100.0)
+    Some(ticks as f64 / 100.0)
 }
 
 fn run(o: &Options) -> Result<Report, String> {
