@@ -2,32 +2,15 @@
 //! target runs, so stable `cargo test` keeps its regression value without nightly.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use seednode_dht::{fuzzing, krpc};
 
+#[path = "../../fuzz/corpus.rs"]
+mod corpus_files;
+
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .map(|entry| entry.expect("corpus entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "empty corpus {}", dir.display());
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            (name, fs::read(&p).expect("read corpus file"))
-        })
-        .collect()
+    corpus_files::corpus(env!("CARGO_MANIFEST_DIR"), target)
 }
 
 #[test]

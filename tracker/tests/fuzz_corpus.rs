@@ -2,33 +2,13 @@
 //! targets run, so stable `cargo test` keeps their regression value without nightly. File names
 //! carry the expected outcome.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
 use seednode_tracker::fuzzing;
 
+#[path = "../../fuzz/corpus.rs"]
+mod corpus_files;
+
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .map(|entry| entry.expect("corpus entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "empty corpus {}", dir.display());
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            (name, fs::read(&p).expect("read corpus file"))
-        })
-        .collect()
+    corpus_files::corpus(env!("CARGO_MANIFEST_DIR"), target)
 }
 
 #[test]
