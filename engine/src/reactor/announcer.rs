@@ -425,7 +425,7 @@ impl super::Reactor {
                             now,
                             stream,
                             addr,
-                            super::ConnState::TrackerFetch { id },
+                            super::conn::ConnState::TrackerFetch { id },
                         ) {
                             Some(key) => self.queue(key, request),
                             None => self.request_failed(now, id, "connection limit reached"),

@@ -1,0 +1,305 @@
+//! The peer wire on a connection past its handshake: sessions, choking, PEX, dialling, and block
+//! reads handed to the send queue or the disk pool.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+use seednode_wire::limits::MAX_BLOCK_LEN;
+use seednode_wire::peer::{Handshake, Message, hashes, pex};
+use seednode_wire::{InfoHash, PeerId};
+use tracing::{debug, warn};
+
+use super::conn::{Conn, ConnState, canonical_ip};
+use super::torrent::{DataPath, queue_block_from_files};
+use super::{Reactor, announcer};
+use crate::disk::DiskJob;
+use crate::limits::{MAX_READS_IN_FLIGHT_PER_PEER, SEND_BUFFER_HIGH_WATER};
+use crate::session::PeerSession;
+
+impl Reactor {
+    /// Connects out to a peer of `torrent` (learnt from a tracker or the DHT), unless it was
+    /// tried lately, is connected already, is this node, or a limit says no.
+    pub(crate) fn dial_peer(&mut self, now: Instant, torrent: usize, addr: SocketAddr) {
+        let addr = SocketAddr::new(canonical_ip(addr.ip()), addr.port());
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return;
+        }
+        let is_self = addr.port() == self.config.peer_port
+            && (self.config.announce_ip == Some(addr.ip())
+                || self.listeners.iter().any(|(l, _)| {
+                    l.local_addr()
+                        .is_ok_and(|a| a.ip() == addr.ip() || a.ip().is_unspecified())
+                }));
+        if is_self
+            || self
+                .dialed
+                .get(&addr)
+                .is_some_and(|t| now.duration_since(*t) < announcer::REDIAL_INTERVAL)
+            || self.conns.iter().any(|(_, c)| c.remote == addr)
+            || self.conns.len() >= self.config.max_connections
+            || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
+                >= self.config.max_connections_per_ip
+        {
+            return;
+        }
+        if self.dialed.len() >= announcer::MAX_DIAL_MEMORY {
+            self.dialed
+                .retain(|_, t| now.duration_since(*t) < announcer::REDIAL_INTERVAL);
+            if self.dialed.len() >= announcer::MAX_DIAL_MEMORY {
+                return;
+            }
+        }
+        self.dialed.insert(addr, now);
+        let Ok(stream) = TcpStream::connect(addr) else {
+            return;
+        };
+        let info_hash = self.torrents[torrent].torrent.info_hash;
+        let state = ConnState::Handshake {
+            dialed: Some(torrent),
+        };
+        if let Some(key) = self.insert_conn(now, stream, addr, state) {
+            debug!(peer = %addr, %info_hash, "dialling");
+            let hs = handshake_bytes(
+                info_hash,
+                self.config.peer_id,
+                self.dht.is_some(),
+                self.torrents[torrent].torrent.v2.is_some(),
+            );
+            self.queue(key, hs);
+        }
+    }
+
+    /// Tells every peer that speaks `ut_pex` (BEP 11) which peers of its swarm joined and left
+    /// since the last message: at most 50 of each, once a minute, never for private torrents.
+    pub(super) fn send_pex(&mut self) {
+        // Each torrent's connected peers, by the address they accept connections on.
+        let mut swarms: HashMap<usize, Vec<SocketAddr>> = HashMap::new();
+        for (_, conn) in &self.conns {
+            if let ConnState::Peer { torrent, session } = &conn.state
+                && let Some(addr) = listen_addr(conn, session)
+            {
+                swarms.entry(*torrent).or_default().push(addr);
+            }
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let own = match &conn.state {
+                ConnState::Peer { session, .. } => listen_addr(conn, session),
+                _ => continue,
+            };
+            let ConnState::Peer { torrent, session } = &mut conn.state else {
+                continue;
+            };
+            let Some(id) = session.peer_ut_pex else {
+                continue;
+            };
+            let swarm = swarms.get(torrent).map(Vec::as_slice).unwrap_or_default();
+            let current: std::collections::HashSet<SocketAddr> =
+                swarm.iter().copied().filter(|a| Some(*a) != own).collect();
+            let added: Vec<(SocketAddr, u8)> = current
+                .difference(&session.pex_sent)
+                .take(pex::MAX_PEX_PEERS_PER_MESSAGE)
+                .map(|a| (*a, 0))
+                .collect();
+            let dropped: Vec<SocketAddr> = session
+                .pex_sent
+                .difference(&current)
+                .take(pex::MAX_PEX_PEERS_PER_MESSAGE)
+                .copied()
+                .collect();
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            for (a, _) in &added {
+                session.pex_sent.insert(*a);
+            }
+            for a in &dropped {
+                session.pex_sent.remove(a);
+            }
+            let payload = pex::PexMessage { added, dropped }.encode();
+            self.queue(
+                key,
+                encode(&Message::Extended {
+                    id,
+                    payload: payload.into(),
+                }),
+            );
+            self.flush(key);
+        }
+    }
+
+    /// Applies the choker's decisions: each peer is choked or unchoked and told so.
+    pub(super) fn apply_choking(&mut self, decisions: &[crate::choker::Decision]) {
+        for &(key, unchoke) in decisions {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let ConnState::Peer { session, .. } = &mut conn.state else {
+                continue;
+            };
+            if unchoke {
+                session.unchoke();
+            } else {
+                session.choke();
+            }
+            self.drain_outbox(key);
+            self.pump(key);
+        }
+    }
+
+    /// Queues every message the peer session wants sent.
+    pub(super) fn drain_outbox(&mut self, key: usize) {
+        while let Some(msg) = self.conns.get_mut(key).and_then(|c| match &mut c.state {
+            ConnState::Peer { session, .. } => session.poll_send(),
+            _ => None,
+        }) {
+            self.queue(key, encode(&msg));
+        }
+    }
+
+    /// Issues disk reads for queued requests while the send buffer has room, then writes.
+    pub(super) fn pump(&mut self, key: usize) {
+        self.issue_reads(key);
+        self.flush(key);
+    }
+
+    pub(super) fn on_disk_done(&mut self) {
+        let mut done = std::mem::take(&mut self.done);
+        self.disk.drain(&mut done);
+        for d in done.drain(..) {
+            let Some(conn) = self.conns.get_mut(d.key) else {
+                continue;
+            };
+            if conn.generation != d.generation {
+                continue;
+            }
+            let ConnState::Peer { torrent, session } = &mut conn.state else {
+                continue;
+            };
+            session.reads_in_flight = session.reads_in_flight.saturating_sub(1);
+            match d.result {
+                Ok((header, block)) if d.epoch == session.choke_epoch => {
+                    session.uploaded += u64::from(d.req.length);
+                    self.choker.record_upload(d.key, u64::from(d.req.length));
+                    self.torrents[*torrent].uploaded += u64::from(d.req.length);
+                    self.queue(d.key, header);
+                    self.queue(d.key, block);
+                    self.pump(d.key);
+                }
+                Ok(_) => {
+                    // Choked since: the block is not sent (BEP 6 peers get a reject).
+                    session.stale_read(d.req);
+                    self.drain_outbox(d.key);
+                    self.pump(d.key);
+                }
+                Err(e) => {
+                    // A missing or short file is never served as zeros (SECURITY.md S5).
+                    warn!(info_hash = %self.torrents[*torrent].torrent.info_hash, error = %e,
+                          "disk read failed");
+                    self.close(d.key, format!("disk read failed: {e}"));
+                }
+            }
+        }
+        self.done = done;
+    }
+
+    /// Hands queued block requests to the disk pool while the peer's send buffer, counting reads
+    /// in flight, stays under [`SEND_BUFFER_HIGH_WATER`].
+    pub(super) fn issue_reads(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut failed = None;
+        if let ConnState::Peer { torrent, session } = &mut conn.state {
+            let now = Instant::now();
+            let slot = &mut self.torrents[*torrent];
+            let storage = &slot.torrent.storage;
+            while session.reads_in_flight < MAX_READS_IN_FLIGHT_PER_PEER
+                && conn.out.len() + session.reads_in_flight * (MAX_BLOCK_LEN as usize)
+                    < SEND_BUFFER_HIGH_WATER
+            {
+                let Some(&req) = session.peek_request() else {
+                    break;
+                };
+                // Upload limits are charged when the read is issued: what is read is sent.
+                let len = u64::from(req.length);
+                if !self.upload_limit.can_take(now, len) || !slot.upload_limit.can_take(now, len) {
+                    if !self.throttled.contains(&(key, conn.generation)) {
+                        self.throttled.push_back((key, conn.generation));
+                    }
+                    break;
+                }
+                self.upload_limit.take(now, len);
+                slot.upload_limit.take(now, len);
+                session.next_request();
+                if self.config.data_path == DataPath::Sendfile && conn.cipher.is_none() {
+                    // The block goes from the page cache to the socket (`sendfile`); only the
+                    // 13-byte header is built in memory.
+                    if let Err(e) = queue_block_from_files(&mut conn.out, storage, req) {
+                        failed = Some(format!("block {req:?}: {e}"));
+                        break;
+                    }
+                    session.uploaded += len;
+                    session.last_send = now;
+                    slot.uploaded += len;
+                    self.choker.record_upload(key, len);
+                    continue;
+                }
+                session.reads_in_flight += 1;
+                self.disk.submit(DiskJob {
+                    key,
+                    generation: conn.generation,
+                    epoch: session.choke_epoch,
+                    torrent: *torrent,
+                    storage: Arc::clone(storage),
+                    piece_check: Arc::clone(&slot.torrent.piece_check),
+                    req,
+                });
+            }
+        }
+        if let Some(why) = failed {
+            // A missing or short file is never served as zeros (SECURITY.md S5).
+            warn!(error = %why, "cannot serve block");
+            self.close(key, why);
+        }
+    }
+}
+
+/// Our BEP 3 handshake for `info_hash`, advertising BEP 10 and BEP 6.
+pub(super) fn handshake_bytes(info_hash: InfoHash, peer_id: PeerId, dht: bool, v2: bool) -> Bytes {
+    let mut reserved = Handshake::reserved_bits(true, true, dht);
+    if v2 {
+        reserved[hashes::RESERVED_V2_BYTE] |= hashes::RESERVED_V2_MASK;
+    }
+    let hs = Handshake {
+        reserved,
+        info_hash,
+        peer_id,
+    };
+    Bytes::copy_from_slice(&hs.encode())
+}
+
+/// The address a connected peer accepts connections on: the one we dialled, or its IP with the
+/// port from its extension handshake; `None` when it never said.
+pub(super) fn listen_addr(conn: &Conn, session: &PeerSession) -> Option<SocketAddr> {
+    if conn.dialed {
+        return Some(conn.remote);
+    }
+    session
+        .listen_port
+        .map(|p| SocketAddr::new(canonical_ip(conn.remote.ip()), p))
+}
+
+/// One message, length prefix included.
+pub(super) fn encode(msg: &Message) -> Bytes {
+    let mut b = BytesMut::new();
+    msg.encode(&mut b);
+    b.freeze()
+}

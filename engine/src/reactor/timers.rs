@@ -1,0 +1,57 @@
+//! Connection deadlines: handshake, HTTP, idle peers and keep-alives, one heap entry per
+//! connection.
+
+use std::cmp::Reverse;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Reactor;
+use super::conn::ConnState;
+use crate::limits::{HTTP_TIMEOUT, KEEPALIVE_INTERVAL, PEER_IDLE_TIMEOUT};
+
+impl Reactor {
+    pub(super) fn run_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, key, generation))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            let next = match &conn.state {
+                ConnState::Sniffing | ConnState::Mse(_) | ConnState::Handshake { .. } => {
+                    self.close(key, "handshake timeout".into());
+                    continue;
+                }
+                ConnState::Http | ConnState::Closing | ConnState::TrackerFetch { .. } => {
+                    if now.duration_since(conn.accepted) >= HTTP_TIMEOUT {
+                        self.close(key, "http timeout".into());
+                        continue;
+                    }
+                    conn.accepted + HTTP_TIMEOUT
+                }
+                ConnState::Peer { session, .. } => {
+                    let idle_at = session.last_recv + PEER_IDLE_TIMEOUT;
+                    if now >= idle_at {
+                        self.close(key, "idle timeout".into());
+                        continue;
+                    }
+                    let keepalive_at = session.last_send + KEEPALIVE_INTERVAL;
+                    if now >= keepalive_at {
+                        self.queue(key, Bytes::from_static(&[0, 0, 0, 0]));
+                        self.flush(key);
+                        now + KEEPALIVE_INTERVAL
+                    } else {
+                        idle_at.min(keepalive_at)
+                    }
+                }
+            };
+            self.timers.push(Reverse((next, key, generation)));
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The torrents the loop seeds: their pieces, their data path, and the per-torrent work of the
+//! loop (BEP 52 hash answers, BEP 16 super-seeding offers).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use seednode_storage::Storage;
+use seednode_wire::InfoHash;
+use seednode_wire::mse;
+use seednode_wire::peer::{self, hashes};
+use tracing::debug;
+
+use super::Reactor;
+use super::conn::ConnState;
+use crate::outq::OutQueue;
+use crate::rate::TokenBucket;
+use crate::session::PieceMap;
+
+/// A torrent the node seeds.
+pub(crate) struct SeededTorrent {
+    /// Its info-hash.
+    pub(crate) info_hash: InfoHash,
+    /// Where its data lives.
+    pub(crate) storage: Arc<Storage>,
+    /// Piece length in bytes.
+    pub(crate) piece_length: u32,
+    /// Total payload bytes.
+    pub(crate) total_length: u64,
+    /// Which pieces verified (all of them for a torrent we created).
+    pub(crate) have: Have,
+    /// The raw info dictionary, for `ut_metadata` (BEP 9).
+    pub(crate) info_bytes: Bytes,
+    /// Checks a piece read for sending against its hash (SHA-1 for v1, the merkle piece layer
+    /// for v2-only torrents).
+    pub(crate) piece_check: PieceCheck,
+    /// The BEP 52 side of a v2 or hybrid torrent: answers `hash request`s.
+    pub(crate) v2: Option<Arc<V2Torrent>>,
+    /// Other info-hashes peers may use for this torrent (a hybrid's truncated v2 hash).
+    pub(crate) aliases: Vec<InfoHash>,
+    /// BEP 27 private torrent: peers come only from its trackers (no PEX, no DHT).
+    pub(crate) private: bool,
+    /// Super-seeding (BEP 16): each peer is offered one piece at a time, the least common first.
+    pub(crate) super_seed: bool,
+}
+
+/// Which pieces of a torrent verified: all of them (a seed, the common case, stored in no
+/// bytes at all) or a bitfield in the BEP 3 bit order (high bit of the first byte is piece 0).
+/// Build it with [`Have::from_flags`], which keeps the bitfield's length and spare bits right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Have {
+    /// Every one of `count` pieces.
+    All { count: u32 },
+    /// A bitfield of `count` pieces, `count.div_ceil(8)` bytes, spare bits zero.
+    Some { count: u32, bits: Box<[u8]> },
+}
+
+impl Have {
+    /// From one flag per piece; at most `u32::MAX` pieces are counted.
+    pub(crate) fn from_flags(flags: &[bool]) -> Self {
+        let count = u32::try_from(flags.len()).unwrap_or(u32::MAX);
+        if flags.iter().all(|h| *h) {
+            return Self::All { count };
+        }
+        let mut bits = vec![0u8; flags.len().div_ceil(8)];
+        for (i, _) in flags.iter().enumerate().filter(|(_, h)| **h) {
+            bits[i / 8] |= 0x80 >> (i % 8);
+        }
+        Self::Some {
+            count,
+            bits: bits.into_boxed_slice(),
+        }
+    }
+
+    /// Number of pieces of the torrent (had or not).
+    pub(crate) const fn piece_count(&self) -> u32 {
+        match self {
+            Self::All { count } | Self::Some { count, .. } => *count,
+        }
+    }
+
+    /// Whether piece `index` verified.
+    pub(crate) fn get(&self, index: u32) -> bool {
+        match self {
+            Self::All { count } => index < *count,
+            Self::Some { bits, .. } => usize::try_from(index / 8)
+                .ok()
+                .and_then(|i| bits.get(i))
+                .is_some_and(|b| b & (0x80 >> (index % 8)) != 0),
+        }
+    }
+
+    /// The `bitfield` payload (BEP 3): `piece_count().div_ceil(8)` bytes, spare bits zero.
+    pub(crate) fn bitfield(&self) -> Bytes {
+        match self {
+            Self::All { count } => {
+                let mut bits = vec![0xffu8; count.div_ceil(8) as usize];
+                if let Some(last) = bits.last_mut() {
+                    if count % 8 != 0 {
+                        *last = 0xff << (8 - count % 8);
+                    }
+                }
+                Bytes::from(bits)
+            }
+            Self::Some { bits, .. } => Bytes::copy_from_slice(bits),
+        }
+    }
+}
+
+impl PieceMap for SeededTorrent {
+    fn piece_count(&self) -> u32 {
+        self.have.piece_count()
+    }
+
+    fn piece_len(&self, index: u32) -> Option<u32> {
+        if index >= self.piece_count() {
+            return None;
+        }
+        let pl = u64::from(self.piece_length);
+        let len = self
+            .total_length
+            .saturating_sub(u64::from(index) * pl)
+            .min(pl);
+        u32::try_from(len).ok()
+    }
+
+    fn have(&self, index: u32) -> bool {
+        self.have.get(index)
+    }
+
+    fn info_bytes(&self) -> &Bytes {
+        &self.info_bytes
+    }
+
+    fn is_private(&self) -> bool {
+        self.private
+    }
+}
+
+impl SeededTorrent {
+    /// Whether every piece verified.
+    pub(crate) const fn is_complete(&self) -> bool {
+        matches!(self.have, Have::All { .. })
+    }
+}
+
+/// How block payloads reach the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DataPath {
+    /// `sendfile(2)` from the page cache to the socket: no copy in user space.
+    Sendfile,
+    /// `pread` on a disk thread into a buffer, then `writev`: one copy each way.
+    Copy,
+}
+
+/// Queues the `piece` message for `req`: its header in memory, its payload as file ranges (or
+/// zeros for BEP 47 padding files).
+pub(super) fn queue_block_from_files(
+    out: &mut OutQueue,
+    storage: &Storage,
+    req: peer::BlockRequest,
+) -> Result<(), seednode_storage::StorageError> {
+    // Collect first, so that a failure queues nothing.
+    let mut ranges = Vec::with_capacity(2);
+    for seg in storage.block_segments(req.piece, req.begin, req.length)? {
+        let len = usize::try_from(seg.len).unwrap_or(usize::MAX);
+        if seg.padding {
+            ranges.push((None, seg.file_offset, len));
+        } else {
+            ranges.push((Some(storage.file(seg.file_index)?), seg.file_offset, len));
+        }
+    }
+    out.push_bytes(Bytes::copy_from_slice(&peer::piece_header(
+        req.piece, req.begin, req.length,
+    )));
+    for (file, offset, len) in ranges {
+        match file {
+            Some(f) => out.push_file(f, offset, len),
+            None => out.push_bytes(Bytes::from(vec![0; len])),
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the bytes of piece `index` are the torrent's: true when they match.
+pub(crate) type PieceCheck = Arc<dyn Fn(u32, &[u8]) -> bool + Send + Sync>;
+
+/// A v2 or hybrid torrent's BEP 52 metadata, with its piece map built once.
+pub(crate) struct V2Torrent {
+    /// The v2 metainfo.
+    pub(crate) meta: seednode_wire::metainfo_v2::MetainfoV2,
+    /// Where each piece lies.
+    pub(crate) map: seednode_wire::metainfo_v2::PieceMap,
+}
+
+/// Merkle trees kept per torrent for answering hash requests, at most; past it the oldest file's
+/// tree is dropped and rebuilt when asked again.
+pub(super) const MAX_CACHED_MERKLE_TREES: usize = 64;
+
+pub(super) struct TorrentSlot {
+    pub(super) torrent: SeededTorrent,
+    /// Connections of this torrent past the handshake.
+    pub(super) peers: usize,
+    /// Merkle trees of the files hash requests asked about (BEP 52), by file index.
+    pub(super) merkle_trees: Vec<(usize, seednode_wire::merkle::MerkleTree)>,
+    /// Super-seeding only (empty otherwise): per piece, peers seen to have it plus times it
+    /// was offered (super-seeding picks the lowest). Peers that leave are not subtracted: it
+    /// only has to rank pieces.
+    pub(super) availability: Vec<u32>,
+    pub(super) upload_limit: TokenBucket,
+    pub(super) uploaded: u64,
+}
+
+impl Reactor {
+    /// Adds a torrent to seed and registers it with the built-in tracker.
+    pub(crate) fn add_torrent(&mut self, torrent: SeededTorrent) {
+        self.tracker.host(torrent.info_hash);
+        self.by_hash.insert(torrent.info_hash, self.torrents.len());
+        self.mse_keys
+            .insert(mse::req2_hash(&torrent.info_hash), torrent.info_hash);
+        for alias in &torrent.aliases {
+            self.by_hash.insert(*alias, self.torrents.len());
+            self.mse_keys.insert(mse::req2_hash(alias), *alias);
+            self.tracker.host(*alias);
+        }
+        self.torrents.push(TorrentSlot {
+            merkle_trees: Vec::new(),
+            peers: 0,
+            availability: if torrent.super_seed {
+                vec![0; torrent.piece_count() as usize]
+            } else {
+                Vec::new()
+            },
+            torrent,
+            upload_limit: TokenBucket::new(
+                Instant::now(),
+                self.config.torrent_upload_rate_bytes_per_sec,
+            ),
+            uploaded: 0,
+        });
+    }
+
+    /// Answers a BEP 52 `hash request` with `hashes` (and their proof), or `hash reject` when the
+    /// torrent has no such file or tree, the request is malformed, or the data needed is
+    /// unreadable.
+    pub(super) fn answer_hash_request(
+        &mut self,
+        key: usize,
+        torrent: usize,
+        req: &hashes::HashRequest,
+    ) {
+        let reply = self
+            .hash_answer(torrent, req)
+            .unwrap_or(hashes::HashMessage::Reject(*req));
+        debug!(
+            ?req,
+            answered = matches!(reply, hashes::HashMessage::Hashes { .. }),
+            "hash request"
+        );
+        let mut b = BytesMut::new();
+        reply.encode(&mut b);
+        self.queue(key, b.freeze());
+    }
+
+    pub(super) fn hash_answer(
+        &mut self,
+        torrent: usize,
+        req: &hashes::HashRequest,
+    ) -> Option<hashes::HashMessage> {
+        let slot = &mut self.torrents[torrent];
+        let v2 = Arc::clone(slot.torrent.v2.as_ref()?);
+        let file = v2.meta.file_by_root(&req.pieces_root)?;
+        if !slot.merkle_trees.iter().any(|(f, _)| *f == file) {
+            if slot.merkle_trees.len() >= MAX_CACHED_MERKLE_TREES {
+                slot.merkle_trees.remove(0);
+            }
+            slot.merkle_trees
+                .push((file, v2.meta.merkle_tree(file).ok()?));
+        }
+        let (_, tree) = slot.merkle_trees.iter().find(|(f, _)| *f == file)?;
+        // Block hashes come from disk only for requests below the piece layer (at most one
+        // piece of data, checked against the layer before use).
+        let leaves = match tree.leaves_needed(req).ok()? {
+            None => None,
+            Some(span) => Some(
+                seednode_storage::block_hashes_v2(
+                    &slot.torrent.storage,
+                    &v2.meta.info,
+                    &v2.map,
+                    file,
+                    span,
+                )
+                .ok()?,
+            ),
+        };
+        let list = tree.hashes(req, leaves.as_deref()).ok()?;
+        Some(hashes::HashMessage::hashes(*req, &list))
+    }
+
+    /// Super-seeding (BEP 16): offers peer `key` the piece we have that is least available and
+    /// not yet offered to it.
+    pub(super) fn super_offer(&mut self, key: usize, torrent: usize) {
+        let slot = &mut self.torrents[torrent];
+        let Some(ConnState::Peer { session, .. }) = self.conns.get_mut(key).map(|c| &mut c.state)
+        else {
+            return;
+        };
+        let pick = (0..slot.torrent.piece_count())
+            .filter(|&p| slot.torrent.have(p) && !session.was_offered(p))
+            .min_by_key(|&p| slot.availability.get(p as usize).copied().unwrap_or(0));
+        if let Some(piece) = pick {
+            if let Some(n) = slot.availability.get_mut(piece as usize) {
+                *n = n.saturating_add(1);
+            }
+            session.offer(piece);
+            self.drain_outbox(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn have_all_stores_no_bits_and_encodes_a_bep3_bitfield() {
+        let have = Have::from_flags(&[true; 11]);
+        assert_eq!(have, Have::All { count: 11 });
+        assert!(have.get(0) && have.get(10) && !have.get(11));
+        // Spare bits of the last byte are zero (BEP 3).
+        assert_eq!(&have.bitfield()[..], &[0xff, 0xe0]);
+        assert_eq!(&Have::from_flags(&[true; 16]).bitfield()[..], &[0xff, 0xff]);
+        assert!(Have::from_flags(&[]).bitfield().is_empty());
+    }
+
+    #[test]
+    fn have_some_keeps_a_bitfield() {
+        let flags = [true, false, true, false, false, false, false, false, true];
+        let have = Have::from_flags(&flags);
+        assert_eq!(have.piece_count(), 9);
+        for (i, f) in flags.iter().enumerate() {
+            assert_eq!(have.get(i as u32), *f, "piece {i}");
+        }
+        assert!(!have.get(9) && !have.get(u32::MAX));
+        assert_eq!(&have.bitfield()[..], &[0xa0, 0x80]);
+    }
+}

@@ -1,0 +1,57 @@
+//! The shared UDP socket: KRPC (BEP 5) and BEP 15 tracker datagrams, told apart by their first
+//! byte.
+
+use std::io;
+use std::time::Instant;
+
+use super::{MAX_DATAGRAMS_PER_WAKE, Reactor};
+
+impl Reactor {
+    /// Answers UDP tracker datagrams (BEP 15) until the socket is empty or the per-wake budget is
+    /// used; returns true when datagrams may remain.
+    pub(super) fn drain_udp(&mut self, now: Instant) -> bool {
+        let me = self.udp_self_addr;
+        let mut more = true;
+        for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            let Some(socket) = &self.udp else {
+                return false;
+            };
+            match socket.recv_from(&mut self.udp_rx) {
+                // KRPC messages are bencoded dictionaries (BEP 5); no BEP 15 packet starts so.
+                Ok((n, src)) if n > 0 && self.udp_rx[0] == b'd' => {
+                    let rx = std::mem::take(&mut self.udp_rx);
+                    self.dht_datagram(now, src, &rx[..n]);
+                    self.udp_rx = rx;
+                    self.flush_dht(now);
+                }
+                Ok((_, _)) if !self.udp_tracker => {}
+                Ok((n, src)) => {
+                    if self.tracker.handle_datagram(
+                        now,
+                        src,
+                        me,
+                        &self.udp_rx[..n],
+                        &mut self.udp_tx,
+                    ) {
+                        self.udp_out.push(src, &self.udp_tx);
+                        if self.udp_out.is_full() {
+                            let _ = self.udp_out.flush(socket);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP errors from earlier sends surface here; they concern other datagrams.
+                Err(_) => {}
+            }
+        }
+        if let Some(socket) = &self.udp {
+            // Replies that do not fit the socket buffer are dropped: clients retransmit (BEP 15).
+            let _ = self.udp_out.flush(socket);
+        }
+        more
+    }
+}
