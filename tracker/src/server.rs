@@ -2,7 +2,7 @@
 //! HTTP ([`crate::http`]) and UDP ([`Tracker::handle_datagram`]) front ends.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use seednode_wire::InfoHash;
@@ -510,17 +510,7 @@ pub(crate) fn compact_v6(ip: [u8; 16], port: u16) -> [u8; COMPACT_V6_LEN] {
 }
 
 /// Unwraps IPv4-mapped IPv6 addresses so one host has one identity (before any per-IP rule).
-pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 @ IpAddr::V4(_) => v4,
-    }
-}
-
-/// [`canonical_ip`] for a socket address.
-pub(crate) fn canonical_addr(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
-}
+pub(crate) use seednode_wire::addr::canonical_addr;
 
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // each test reads the clock once, for its epoch

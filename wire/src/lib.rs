@@ -4,6 +4,8 @@
 //! values (or bytes) back. Everything that parses untrusted bytes is bounded by a named constant in
 //! [`limits`] and returns an error instead of panicking.
 //!
+//! - [`addr`]: address rules: which addresses a remote may make us dial or hand on (scopes,
+//!   IPv4-mapped IPv6 unwrapped by [`addr::canonical_ip`]).
 //! - [`bencode`]: a lenient, bounded bencode decoder (policy documented there) and an encoder.
 //! - [`metainfo`]: .torrent files (BEP 3, 12, 19, 27); the info-hash is the SHA-1 of the raw
 //!   `info` bytes. v2 and hybrid torrents (BEP 52) load through the same
@@ -13,6 +15,7 @@
 //! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, a zero-copy frame decoder,
 //!   and the BEP 52 hash messages.
 
+pub mod addr;
 pub mod bencode;
 #[doc(hidden)]
 pub mod fuzzing;
