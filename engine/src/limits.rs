@@ -85,3 +85,52 @@ pub(crate) const DEFAULT_CACHE_MIB: usize = 4;
 
 /// Peers dialled from one PEX message at most (BEP 11 messages carry up to 50).
 pub(crate) const MAX_PEX_DIALS_PER_MESSAGE: usize = 10;
+
+/// `have` messages a peer may send on one connection beyond the torrent's piece count: a peer
+/// announces each piece once (plus a re-download after a failed hash check now and then), so
+/// more is a flood that only burns our CPU. Past it: disconnect.
+pub(crate) const HAVE_SLACK: u32 = 1_024;
+
+/// Non-data messages (everything but `request`, `cancel`, `piece` and `have`) a peer may send
+/// per second on average. A well-behaved peer sends a handful a minute (keep-alives,
+/// interest changes, PEX, a few metadata requests for a magnet). Past it: disconnect.
+pub(crate) const CHATTER_PER_SEC: u32 = 20;
+
+/// How many non-data messages a peer may send in one burst (a magnet client asking for every
+/// metadata piece of a 4 MiB info dictionary at once sends 256).
+pub(crate) const CHATTER_BURST: u32 = 400;
+
+/// A peer's PEX message is acted on at most once per this interval (BEP 11: "at most once per
+/// minute"); earlier ones are ignored.
+pub(crate) const PEX_MIN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A PEX message this soon after the peer's previous one is early.
+pub(crate) const PEX_FLOOD_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Early PEX messages a peer may send on one connection; one more: disconnect (a peer that
+/// sends PEX every second is flooding, BEP 11).
+pub(crate) const MAX_EARLY_PEX: u32 = 3;
+
+/// Peer messages handled per connection per loop turn before other connections get their turn
+/// (fairness: a peer flooding tiny messages cannot hold the loop).
+pub(crate) const MAX_MESSAGES_PER_WAKE: usize = 512;
+
+/// New outgoing peer connections per second over the whole node, on average. A seed dials only
+/// to reach leechers that cannot reach it (transmission, INTEROP.md); this is plenty for that
+/// and keeps the node from being used to scan or flood others. Past it: the address is skipped.
+pub(crate) const DIALS_PER_SEC: u32 = 10;
+
+/// New outgoing peer connections the node may start in one burst.
+pub(crate) const DIAL_BURST: u32 = 40;
+
+/// New outgoing connections per minute on the say-so of one source (a PEX peer or a tracker),
+/// on average (BEP 11 PEX carries at most 50 peers a minute; we dial at most
+/// `MAX_PEX_DIALS_PER_MESSAGE` of them).
+pub(crate) const DIALS_PER_SOURCE_PER_MIN: u32 = 20;
+
+/// New outgoing connections one source may cause in one burst (a tracker reply's dials).
+pub(crate) const DIAL_SOURCE_BURST: u32 = 20;
+
+/// Sources whose dial budgets are remembered at most; past it the least recently used is
+/// forgotten (its next burst is allowed again, still within the node-wide budget).
+pub(crate) const MAX_DIAL_SOURCES: usize = 256;

@@ -5,6 +5,7 @@
 //! (BEP 3) with a built-in HTTP tracker on the same port, until SIGINT or SIGTERM.
 
 mod choker;
+mod dial;
 mod disk;
 mod http;
 mod limits;

@@ -1,8 +1,6 @@
 //! Upload rate limits: token buckets in bytes per second, pure (time is an argument).
 
-#[cfg(test)]
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How much a bucket may save up, in seconds of its rate: small, so a limit holds over short
 /// windows too (a 2 MiB/s limit never bursts past 2 MiB/s × this).
@@ -77,10 +75,106 @@ impl TokenBucket {
     }
 }
 
+/// A token bucket counted in events (messages, connection attempts): `count` tokens accrue every
+/// `period` up to `burst`; each event takes one. Pure: time is an argument.
+#[derive(Debug, Clone)]
+pub(crate) struct CountBucket {
+    count: u32,
+    period_millis: u64,
+    burst: u32,
+    tokens: u32,
+    /// Accrual not yet turned into a whole token, in token-milliseconds (`< period_millis`).
+    carry: u64,
+    last: Instant,
+}
+
+impl CountBucket {
+    /// A full bucket that accrues `per_sec` tokens a second.
+    pub(crate) const fn new(now: Instant, per_sec: u32, burst: u32) -> Self {
+        Self::per_period(now, per_sec, Duration::from_secs(1), burst)
+    }
+
+    /// A full bucket that accrues `count` tokens every `period` (at least 1 ms).
+    pub(crate) const fn per_period(now: Instant, count: u32, period: Duration, burst: u32) -> Self {
+        let millis = period.as_millis();
+        let period_millis = if millis == 0 {
+            1
+        } else if millis > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            millis as u64
+        };
+        Self {
+            count,
+            period_millis,
+            burst,
+            tokens: burst,
+            carry: 0,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last);
+        if elapsed.is_zero() {
+            return;
+        }
+        self.last = now;
+        let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let earned = self
+            .carry
+            .saturating_add(millis.saturating_mul(u64::from(self.count)));
+        self.carry = earned % self.period_millis;
+        let whole = u32::try_from(earned / self.period_millis).unwrap_or(u32::MAX);
+        self.tokens = self.tokens.saturating_add(whole).min(self.burst);
+        if self.tokens == self.burst {
+            self.carry = 0;
+        }
+    }
+
+    /// Whether a token is there now (nothing taken).
+    pub(crate) fn peek(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens > 0
+    }
+
+    /// Takes one token; false (nothing taken) when the bucket is empty.
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        match self.tokens.checked_sub(1) {
+            Some(left) => {
+                self.tokens = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When this bucket was last refilled (for evicting idle ones from a table).
+    pub(crate) const fn last_used(&self) -> Instant {
+        self.last
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_bucket_allows_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut b = CountBucket::new(t0, 10, 50);
+        assert_eq!((0..100).filter(|_| b.try_take(t0)).count(), 50);
+        // 10 a second, in 1 ms steps for 10 s: 100 more, not a token lost to rounding.
+        let mut taken = 0;
+        for ms in 1..=10_000u64 {
+            if b.try_take(t0 + Duration::from_millis(ms)) {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 100);
+    }
 
     /// Sends 16 KiB blocks as fast as the bucket allows for `secs` simulated seconds.
     fn sent_over(rate: u64, secs: u64) -> u64 {

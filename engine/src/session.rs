@@ -1,11 +1,16 @@
 //! The peer session of a seed: the BEP 3 message rules, pure and clock-free (`now` is passed in).
 //!
-//! The reactor feeds each decoded [`Message`] to [`PeerSession::handle_message`] and acts on the
-//! returned [`Step`]; block requests wait in a bounded queue until the reactor takes them with
-//! [`PeerSession::next_request`] for a disk read.
+//! Call order: [`PeerSession::new`] when the BitTorrent handshake completes (it queues the
+//! greeting: bitfield or `have_all`/`have_none`, the extension handshake, `port`, a super-seed's
+//! first offer); then, for each decoded [`Message`], [`PeerSession::handle_message`] and act on
+//! the returned [`Step`]; after every input drain [`PeerSession::poll_send`] to `None`. Block
+//! requests wait in a bounded queue until the reactor takes them with
+//! [`PeerSession::next_request`] for a disk read. Every decision about what the peer is told
+//! (bitfield form, extension handshake, super-seeding offers, PEX honoured or not) and every
+//! per-peer limit (requests while choked, `have` and chatter budgets, PEX floods) lives here.
 
 use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,9 +23,11 @@ use seednode_wire::peer::pex::{OUR_UT_PEX_ID, PexMessage};
 use seednode_wire::peer::{BlockRequest, Message};
 
 use crate::limits::{
-    MAX_EXTENSION_HANDSHAKES, MAX_PEX_DIALS_PER_MESSAGE, MAX_REQUEST_QUEUE,
-    MAX_REQUESTS_WHILE_CHOKED,
+    CHATTER_BURST, CHATTER_PER_SEC, HAVE_SLACK, MAX_EARLY_PEX, MAX_EXTENSION_HANDSHAKES,
+    MAX_PEX_DIALS_PER_MESSAGE, MAX_REQUEST_QUEUE, MAX_REQUESTS_WHILE_CHOKED, PEX_FLOOD_INTERVAL,
+    PEX_MIN_INTERVAL,
 };
+use crate::rate::CountBucket;
 
 /// What a torrent looks like to a session: enough to validate a peer's messages.
 pub(crate) trait PieceMap {
@@ -34,6 +41,39 @@ pub(crate) trait PieceMap {
     fn info_bytes(&self) -> &Bytes;
     /// BEP 27 private torrent: no PEX (nor DHT).
     fn is_private(&self) -> bool;
+    /// The `bitfield` payload of the pieces we have (BEP 3): `ceil(count / 8)` bytes.
+    fn bitfield(&self) -> Bytes;
+    /// Whether we have every piece (then a BEP 6 peer is told `have_all`).
+    fn is_complete(&self) -> bool {
+        (0..self.piece_count()).all(|i| self.have(i))
+    }
+    /// Super-seeding (BEP 16): per piece, how often it was seen at peers or offered; `None`
+    /// when the torrent is seeded normally. Super-seed offers take the lowest count.
+    fn super_seed_availability(&mut self) -> Option<&mut [u32]> {
+        None
+    }
+}
+
+/// What the peer's handshake said it supports (BEP 3 reserved bits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PeerCaps {
+    /// The Fast Extension (BEP 6), set by both sides.
+    pub(crate) fast: bool,
+    /// The extension protocol (BEP 10).
+    pub(crate) extensions: bool,
+    /// The DHT (BEP 5): the peer wants our `port`.
+    pub(crate) dht: bool,
+}
+
+/// What we tell a peer about ourselves in the greeting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LocalInfo {
+    /// Our client name and version for the extension handshake's `v` (BEP 10).
+    pub(crate) client: &'static str,
+    /// Our DHT's UDP port, when we run a DHT node (BEP 5 `port`).
+    pub(crate) dht_port: Option<u16>,
+    /// The peer's address as we see it, for `yourip` (BEP 10).
+    pub(crate) yourip: Option<IpAddr>,
 }
 
 /// Why a peer is disconnected. Each variant is something the peer did (BEP 3).
@@ -66,6 +106,37 @@ pub(crate) enum PeerError {
     /// More extension handshakes than [`MAX_EXTENSION_HANDSHAKES`] (W11).
     #[error("{0} extension handshakes")]
     TooManyExtensionHandshakes(u32),
+    /// More `have` messages than the torrent has pieces plus [`HAVE_SLACK`]: a peer announces
+    /// each piece once, so more is a flood.
+    #[error("{got} have messages for a torrent of {pieces} pieces")]
+    HaveFlood { got: u32, pieces: u32 },
+    /// Non-data messages faster than [`CHATTER_PER_SEC`] (burst [`CHATTER_BURST`]).
+    #[error("more than {limit} non-data messages per second")]
+    MessageFlood { limit: u32 },
+    /// More than [`MAX_EARLY_PEX`] PEX messages within [`PEX_FLOOD_INTERVAL`] of the one
+    /// before (BEP 11: at most one a minute).
+    #[error("{count} PEX messages sent too early")]
+    PexFlood { count: u32 },
+}
+
+impl PeerError {
+    /// A short stable label for `/metrics` (`reason="..."`).
+    pub(crate) const fn label(&self) -> &'static str {
+        match self {
+            Self::PieceOutOfRange { .. } => "piece_out_of_range",
+            Self::BadRequest { .. } => "bad_request",
+            Self::RequestedMissingPiece { .. } => "requested_missing_piece",
+            Self::RequestsWhileChoked { .. } => "requests_while_choked",
+            Self::BadBitfield(_) => "bad_bitfield",
+            Self::UnrequestedPiece => "unrequested_piece",
+            Self::BadExtension(_) => "bad_extension",
+            Self::BadHashMessage(_) => "bad_hash_message",
+            Self::TooManyExtensionHandshakes(_) => "extension_handshake_flood",
+            Self::HaveFlood { .. } => "have_flood",
+            Self::MessageFlood { .. } => "message_flood",
+            Self::PexFlood { .. } => "pex_flood",
+        }
+    }
 }
 
 /// What the reactor must do after a message.
@@ -77,22 +148,13 @@ pub(crate) enum Step {
     Interested,
     /// The peer lost interest: free its slot.
     NotInterested,
-    /// The peer announced `have` for a piece (BEP 3); a super-seed (BEP 16) offers the next piece
-    /// when it is one it was offered.
-    Have {
-        /// The piece.
-        piece: u32,
-        /// It was one of the pieces this peer was offered in super-seed mode.
-        was_offered: bool,
-    },
-    /// The peer announced every piece it has (bitfield or `have_all`); for availability counts.
-    Bitfield(Bytes),
     /// The peer told us its DHT port (BEP 5 `port`).
     DhtPort(u16),
     /// The peer asked for merkle hashes (BEP 52 `hash request`).
     HashRequest(HashRequest),
     /// The peer told us of other peers of the swarm (BEP 11); at most
-    /// [`MAX_PEX_DIALS_PER_MESSAGE`] of them.
+    /// [`MAX_PEX_DIALS_PER_MESSAGE`] of them, at most once per [`PEX_MIN_INTERVAL`]. The caller
+    /// still checks each address before dialling it.
     Peers(Vec<SocketAddr>),
 }
 
@@ -130,6 +192,20 @@ pub(crate) struct PeerSession {
     /// seeded normally.
     super_offered: Option<Vec<u32>>,
     extension_handshakes: u32,
+    /// The peer's client name from its extension handshake (`v`), at most 64 bytes.
+    pub(crate) client: Option<String>,
+    /// `have` messages the peer may still send on this connection.
+    have_budget: u32,
+    /// `have` messages received.
+    haves: u32,
+    /// Non-data messages the peer may still send now.
+    chatter: CountBucket,
+    /// When a PEX message from this peer was last acted on.
+    pex_honoured: Option<Instant>,
+    /// When the peer last sent PEX at all.
+    pex_received: Option<Instant>,
+    /// PEX messages received within [`PEX_FLOOD_INTERVAL`] of the previous one.
+    pex_early: u32,
     /// Both sides set the Fast Extension bit (BEP 6): requests are never silently dropped.
     fast: bool,
     /// Messages for the peer, taken by the reactor with [`PeerSession::poll_send`].
@@ -137,9 +213,57 @@ pub(crate) struct PeerSession {
 }
 
 impl PeerSession {
-    /// A session that has just completed its handshake at `now`; `fast` when both sides support
-    /// the Fast Extension (BEP 6).
-    pub(crate) fn new(now: Instant, fast: bool) -> Self {
+    /// A session whose BitTorrent handshake completed at `now`, with its greeting queued: the
+    /// bitfield (`have_all` to a BEP 6 peer when complete; nothing but `have_none` and one offer
+    /// when super-seeding, BEP 16), then the extension handshake (BEP 10), then `port` (BEP 5).
+    pub(crate) fn new(
+        now: Instant,
+        caps: PeerCaps,
+        local: &LocalInfo,
+        torrent: &mut impl PieceMap,
+    ) -> Self {
+        let mut s = Self::bare(now, caps.fast, torrent.piece_count());
+        let super_seed = torrent.super_seed_availability().is_some();
+        if super_seed {
+            s.super_offered = Some(Vec::new());
+            if caps.fast {
+                s.outbox.push_back(Message::HaveNone);
+            }
+        } else if caps.fast && torrent.is_complete() {
+            s.outbox.push_back(Message::HaveAll);
+        } else {
+            s.outbox.push_back(Message::Bitfield(torrent.bitfield()));
+        }
+        if caps.extensions {
+            let yourip = local.yourip.map(|ip| match ip {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            });
+            let payload = extension::encode_handshake(
+                local.client,
+                MAX_REQUEST_QUEUE as u32,
+                Some(torrent.info_bytes().len() as u64),
+                !torrent.is_private(),
+                yourip.as_deref(),
+            );
+            s.outbox.push_back(Message::Extended {
+                id: extension::HANDSHAKE_ID,
+                payload: payload.into(),
+            });
+        }
+        if caps.dht
+            && let Some(port) = local.dht_port
+        {
+            s.outbox.push_back(Message::Port(port));
+        }
+        if super_seed {
+            s.offer_next(torrent);
+        }
+        s
+    }
+
+    /// A session with nothing queued, for a torrent of `pieces` pieces.
+    fn bare(now: Instant, fast: bool, pieces: u32) -> Self {
         Self {
             choked: true,
             interested: false,
@@ -157,19 +281,73 @@ impl PeerSession {
             pex_sent: HashSet::new(),
             super_offered: None,
             extension_handshakes: 0,
+            client: None,
+            have_budget: pieces.saturating_add(HAVE_SLACK),
+            haves: 0,
+            chatter: CountBucket::new(now, CHATTER_PER_SEC, CHATTER_BURST),
+            pex_honoured: None,
+            pex_received: None,
+            pex_early: 0,
             fast,
             outbox: VecDeque::new(),
         }
     }
 
-    /// Puts the session in super-seed mode (BEP 16): it serves only pieces offered with
-    /// [`PeerSession::offer`].
-    pub(crate) fn super_seed(&mut self) {
-        self.super_offered = Some(Vec::new());
+    /// Super-seeding (BEP 16): offers the piece we have that is least available and not yet
+    /// offered to this peer (queues `have`), counting the offer in the availability.
+    fn offer_next(&mut self, torrent: &mut impl PieceMap) {
+        let count = torrent.piece_count();
+        let have: Vec<bool> = (0..count).map(|p| torrent.have(p)).collect();
+        let Some(avail) = torrent.super_seed_availability() else {
+            return;
+        };
+        let pick = (0..count)
+            .filter(|&p| have[p as usize] && !self.was_offered(p))
+            .min_by_key(|&p| avail.get(p as usize).copied().unwrap_or(0));
+        if let Some(piece) = pick {
+            if let Some(n) = avail.get_mut(piece as usize) {
+                *n = n.saturating_add(1);
+            }
+            self.offer(piece);
+        }
+    }
+
+    /// Takes one token of the non-data message budget, refilled at [`CHATTER_PER_SEC`].
+    fn charge_chatter(&mut self, now: Instant) -> Result<(), PeerError> {
+        if self.chatter.try_take(now) {
+            Ok(())
+        } else {
+            Err(PeerError::MessageFlood {
+                limit: CHATTER_PER_SEC,
+            })
+        }
+    }
+
+    /// Whether a PEX message arriving at `now` is acted on (BEP 11: at most one a minute);
+    /// counts early ones and fails on a flood.
+    fn pex_due(&mut self, now: Instant) -> Result<bool, PeerError> {
+        if let Some(prev) = self.pex_received
+            && now.saturating_duration_since(prev) < PEX_FLOOD_INTERVAL
+        {
+            self.pex_early += 1;
+            if self.pex_early > MAX_EARLY_PEX {
+                return Err(PeerError::PexFlood {
+                    count: self.pex_early,
+                });
+            }
+        }
+        self.pex_received = Some(now);
+        let due = self
+            .pex_honoured
+            .is_none_or(|t| now.saturating_duration_since(t) >= PEX_MIN_INTERVAL);
+        if due {
+            self.pex_honoured = Some(now);
+        }
+        Ok(due)
     }
 
     /// Super-seeding: tells the peer we have `piece` (queues `have`), and serves it from now on.
-    pub(crate) fn offer(&mut self, piece: u32) {
+    fn offer(&mut self, piece: u32) {
         if let Some(offered) = &mut self.super_offered {
             offered.push(piece);
             self.outbox.push_back(Message::Have { piece });
@@ -177,7 +355,7 @@ impl PeerSession {
     }
 
     /// Whether `piece` was offered to this peer while super-seeding.
-    pub(crate) fn was_offered(&self, piece: u32) -> bool {
+    fn was_offered(&self, piece: u32) -> bool {
         self.super_offered
             .as_ref()
             .is_some_and(|o| o.contains(&piece))
@@ -210,10 +388,23 @@ impl PeerSession {
         &mut self,
         now: Instant,
         msg: &Message,
-        torrent: &impl PieceMap,
+        torrent: &mut impl PieceMap,
     ) -> Result<Step, PeerError> {
         self.last_recv = now;
         let count = torrent.piece_count();
+        match msg {
+            Message::Request(_) | Message::Cancel(_) | Message::Piece { .. } => {}
+            Message::Have { .. } => {
+                self.haves = self.haves.saturating_add(1);
+                if self.haves > self.have_budget {
+                    return Err(PeerError::HaveFlood {
+                        got: self.haves,
+                        pieces: count,
+                    });
+                }
+            }
+            _ => self.charge_chatter(now)?,
+        }
         match msg {
             Message::Interested if !self.interested => {
                 self.interested = true;
@@ -240,17 +431,24 @@ impl PeerSession {
             // and libtorrent accepts that, so only its size and spare bits are checked.
             Message::Bitfield(bits) => {
                 check_bitfield(bits, count)?;
-                return Ok(Step::Bitfield(bits.clone()));
+                if let Some(avail) = torrent.super_seed_availability() {
+                    for (i, n) in avail.iter_mut().enumerate() {
+                        if bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0) {
+                            *n = n.saturating_add(1);
+                        }
+                    }
+                }
             }
             Message::Have { piece } => {
-                let was_offered = self
-                    .super_offered
-                    .as_ref()
-                    .is_some_and(|o| o.contains(piece));
-                return Ok(Step::Have {
-                    piece: *piece,
-                    was_offered,
-                });
+                if let Some(avail) = torrent.super_seed_availability() {
+                    if let Some(n) = avail.get_mut(*piece as usize) {
+                        *n = n.saturating_add(1);
+                    }
+                    // BEP 16: the peer passed on what it was offered; offer the next piece.
+                    if self.was_offered(*piece) {
+                        self.offer_next(torrent);
+                    }
+                }
             }
             Message::Request(req) => self.on_request(*req, torrent)?,
             Message::Cancel(req) => {
@@ -279,6 +477,7 @@ impl PeerSession {
                     ));
                 }
                 let hs = ExtensionHandshake::parse(payload)?;
+                self.client = hs.client.or(self.client.take());
                 self.peer_ut_metadata = hs.ut_metadata;
                 self.peer_ut_pex = hs.ut_pex.filter(|_| !torrent.is_private());
                 self.listen_port = hs.listen_port.or(self.listen_port);
@@ -288,6 +487,9 @@ impl PeerSession {
                 payload,
             } if !torrent.is_private() => {
                 let pex = PexMessage::parse(payload)?;
+                if !self.pex_due(now)? {
+                    return Ok(Step::Continue);
+                }
                 let peers: Vec<SocketAddr> = pex
                     .added
                     .into_iter()
@@ -412,6 +614,8 @@ fn check_bitfield(bits: &[u8], count: u32) -> Result<(), PeerError> {
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// 10 pieces of 32 KiB, the last one 1 000 bytes; piece 9 missing.
@@ -437,6 +641,9 @@ mod tests {
         fn is_private(&self) -> bool {
             false
         }
+        fn bitfield(&self) -> Bytes {
+            Bytes::from_static(&[0xff, 0x80])
+        }
     }
 
     fn ext(id: u8, payload: &'static [u8]) -> Message {
@@ -449,17 +656,17 @@ mod tests {
     #[test]
     fn serves_metadata_to_peers_that_asked_for_it() {
         let now = Instant::now();
-        let mut s = PeerSession::new(now, false);
+        let mut s = PeerSession::bare(now, false, 10);
         let request = ext(OUR_UT_METADATA_ID, b"d8:msg_typei0e5:piecei0ee");
-        s.handle_message(now, &request, &Map).unwrap();
+        s.handle_message(now, &request, &mut Map).unwrap();
         assert_eq!(
             s.poll_send(),
             None,
             "no reply before the peer's extension handshake"
         );
-        s.handle_message(now, &ext(0, b"d1:md11:ut_metadatai7eee"), &Map)
+        s.handle_message(now, &ext(0, b"d1:md11:ut_metadatai7eee"), &mut Map)
             .unwrap();
-        s.handle_message(now, &request, &Map).unwrap();
+        s.handle_message(now, &request, &mut Map).unwrap();
         let Some(Message::Extended { id: 7, payload }) = s.poll_send() else {
             panic!("a data reply is expected")
         };
@@ -468,7 +675,7 @@ mod tests {
             b"d8:msg_typei1e5:piecei0e10:total_sizei11eed4:name1:xe"
         );
         let past = ext(OUR_UT_METADATA_ID, b"d8:msg_typei0e5:piecei1ee");
-        s.handle_message(now, &past, &Map).unwrap();
+        s.handle_message(now, &past, &mut Map).unwrap();
         let Some(Message::Extended { payload, .. }) = s.poll_send() else {
             panic!("a reject is expected")
         };
@@ -483,22 +690,23 @@ mod tests {
             begin,
             length: 16384,
         };
-        let mut s = PeerSession::new(now, true);
-        s.handle_message(now, &Message::Request(block(0)), &Map)
+        let mut s = PeerSession::bare(now, true, 10);
+        s.handle_message(now, &Message::Request(block(0)), &mut Map)
             .unwrap();
         assert_eq!(
             s.poll_send(),
             Some(Message::RejectRequest(block(0))),
             "choked"
         );
-        s.handle_message(now, &Message::Interested, &Map).unwrap();
+        s.handle_message(now, &Message::Interested, &mut Map)
+            .unwrap();
         s.unchoke();
         assert_eq!(s.poll_send(), Some(Message::Unchoke));
         for begin in [0, 16384] {
-            s.handle_message(now, &Message::Request(block(begin)), &Map)
+            s.handle_message(now, &Message::Request(block(begin)), &mut Map)
                 .unwrap();
         }
-        s.handle_message(now, &Message::Cancel(block(0)), &Map)
+        s.handle_message(now, &Message::Cancel(block(0)), &mut Map)
             .unwrap();
         assert_eq!(
             s.poll_send(),
@@ -531,11 +739,11 @@ mod tests {
         };
         let mut s = unchoked(now);
         while s.poll_send().is_some() {}
-        s.handle_message(now, &Message::Request(block), &Map)
+        s.handle_message(now, &Message::Request(block), &mut Map)
             .unwrap();
-        s.handle_message(now, &Message::Cancel(block), &Map)
+        s.handle_message(now, &Message::Cancel(block), &mut Map)
             .unwrap();
-        s.handle_message(now, &Message::Request(block), &Map)
+        s.handle_message(now, &Message::Request(block), &mut Map)
             .unwrap();
         s.choke();
         assert_eq!(s.poll_send(), Some(Message::Choke));
@@ -545,61 +753,186 @@ mod tests {
     #[test]
     fn pex_peers_are_reported_for_dialling() {
         let now = Instant::now();
-        let mut s = PeerSession::new(now, false);
-        s.handle_message(now, &ext(0, b"d1:md6:ut_pexi9ee1:pi7000ee"), &Map)
+        let mut s = PeerSession::bare(now, false, 10);
+        s.handle_message(now, &ext(0, b"d1:md6:ut_pexi9ee1:pi7000ee"), &mut Map)
             .unwrap();
         assert_eq!((s.peer_ut_pex, s.listen_port), (Some(9), Some(7000)));
         let pex = ext(OUR_UT_PEX_ID, b"d5:added6:\x01\x02\x03\x04\x1a\xe1e");
         assert_eq!(
-            s.handle_message(now, &pex, &Map),
+            s.handle_message(now, &pex, &mut Map),
             Ok(Step::Peers(vec!["1.2.3.4:6881".parse().unwrap()]))
         );
         assert!(
-            s.handle_message(now, &ext(OUR_UT_PEX_ID, b"i1e"), &Map)
+            s.handle_message(now, &ext(OUR_UT_PEX_ID, b"i1e"), &mut Map)
                 .is_err()
         );
     }
 
+    /// `Map` seeded in super-seed mode, with availability counts.
+    struct SuperMap(Vec<u32>);
+    impl PieceMap for SuperMap {
+        fn piece_count(&self) -> u32 {
+            Map.piece_count()
+        }
+        fn piece_len(&self, i: u32) -> Option<u32> {
+            Map.piece_len(i)
+        }
+        fn have(&self, i: u32) -> bool {
+            Map.have(i)
+        }
+        fn info_bytes(&self) -> &Bytes {
+            static INFO: Bytes = Bytes::from_static(b"d4:name1:xe");
+            &INFO
+        }
+        fn is_private(&self) -> bool {
+            false
+        }
+        fn bitfield(&self) -> Bytes {
+            Map.bitfield()
+        }
+        fn super_seed_availability(&mut self) -> Option<&mut [u32]> {
+            Some(&mut self.0)
+        }
+    }
+
+    const LOCAL: LocalInfo = LocalInfo {
+        client: "seednode/test",
+        dht_port: Some(6881),
+        yourip: None,
+    };
+
     #[test]
-    fn super_seed_serves_only_offered_pieces() {
+    fn greeting_is_bitfield_then_extension_handshake_then_port() {
         let now = Instant::now();
-        let mut s = unchoked(now);
-        s.super_seed();
+        let all = PeerCaps {
+            fast: true,
+            extensions: true,
+            dht: true,
+        };
+        let mut s = PeerSession::new(now, all, &LOCAL, &mut Map);
+        // Map misses piece 9: a BEP 3 bitfield even to a BEP 6 peer.
+        assert_eq!(
+            s.poll_send(),
+            Some(Message::Bitfield(Bytes::from_static(&[0xff, 0x80])))
+        );
+        assert!(matches!(
+            s.poll_send(),
+            Some(Message::Extended { id: 0, .. })
+        ));
+        assert_eq!(s.poll_send(), Some(Message::Port(6881)));
+        assert_eq!(s.poll_send(), None);
+        let plain = PeerCaps::default();
+        let mut s = PeerSession::new(now, plain, &LOCAL, &mut Map);
+        assert!(matches!(s.poll_send(), Some(Message::Bitfield(_))));
+        assert_eq!(s.poll_send(), None, "no extension handshake, no port");
+    }
+
+    #[test]
+    fn super_seed_offers_least_available_piece_and_serves_only_offers() {
+        let now = Instant::now();
+        let caps = PeerCaps {
+            fast: true,
+            ..PeerCaps::default()
+        };
+        let mut map = SuperMap(vec![5, 5, 0, 5, 5, 5, 5, 5, 5, 0]);
+        let mut s = PeerSession::new(now, caps, &LOCAL, &mut map);
+        assert_eq!(s.poll_send(), Some(Message::HaveNone));
+        // Piece 9 is the rarest but we do not have it; piece 2 is next.
+        assert_eq!(s.poll_send(), Some(Message::Have { piece: 2 }));
+        assert_eq!(map.0[2], 1, "the offer counts");
+        s.handle_message(now, &Message::Interested, &mut map)
+            .unwrap();
+        s.unchoke();
         while s.poll_send().is_some() {}
         assert_eq!(
-            s.handle_message(now, &req(1, 0, 16384), &Map),
+            s.handle_message(now, &req(1, 0, 16384), &mut map),
             Err(PeerError::RequestedMissingPiece { piece: 1 })
         );
-        s.offer(1);
-        assert_eq!(s.poll_send(), Some(Message::Have { piece: 1 }));
-        s.handle_message(now, &req(1, 0, 16384), &Map).unwrap();
-        assert_eq!(
-            s.handle_message(now, &Message::Have { piece: 1 }, &Map),
-            Ok(Step::Have {
-                piece: 1,
-                was_offered: true
-            })
-        );
-        assert_eq!(
-            s.handle_message(now, &Message::Have { piece: 2 }, &Map),
-            Ok(Step::Have {
-                piece: 2,
-                was_offered: false
-            })
-        );
+        s.handle_message(now, &req(2, 0, 16384), &mut map).unwrap();
+        // A `have` of a piece it was not offered counts towards availability only; passing on
+        // the offered piece earns the next offer.
+        s.handle_message(now, &Message::Have { piece: 3 }, &mut map)
+            .unwrap();
+        assert_eq!(s.poll_send(), None, "piece 3 was not offered");
+        assert_eq!(map.0[3], 6);
+        s.handle_message(now, &Message::Have { piece: 2 }, &mut map)
+            .unwrap();
+        assert_eq!(map.0[2], 2);
+        // The next offer: the least available of the rest, the first of the ties.
+        assert_eq!(s.poll_send(), Some(Message::Have { piece: 0 }));
+    }
+
+    #[test]
+    fn have_flood_disconnects() {
+        let now = Instant::now();
+        let mut s = PeerSession::bare(now, false, 10);
+        for i in 0..10 + HAVE_SLACK {
+            s.handle_message(now, &Message::Have { piece: i % 10 }, &mut Map)
+                .unwrap();
+        }
+        assert!(matches!(
+            s.handle_message(now, &Message::Have { piece: 0 }, &mut Map),
+            Err(PeerError::HaveFlood { .. })
+        ));
+    }
+
+    #[test]
+    fn chatter_flood_disconnects_but_a_steady_trickle_does_not() {
+        let start = Instant::now();
+        let unknown = Message::Unknown {
+            id: 99,
+            payload: Bytes::from_static(b"x"),
+        };
+        let mut s = PeerSession::bare(start, false, 10);
+        for _ in 0..CHATTER_BURST {
+            s.handle_message(start, &unknown, &mut Map).unwrap();
+        }
+        assert!(matches!(
+            s.handle_message(start, &unknown, &mut Map),
+            Err(PeerError::MessageFlood { .. })
+        ));
+        // At the average rate, a peer goes on for ever.
+        let mut s = PeerSession::bare(start, false, 10);
+        let step = Duration::from_millis(1000 / u64::from(CHATTER_PER_SEC));
+        for i in 0..10_000u32 {
+            s.handle_message(start + step * i, &Message::KeepAlive, &mut Map)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn pex_is_honoured_once_a_minute_and_a_flood_disconnects() {
+        let start = Instant::now();
+        let mut s = PeerSession::bare(start, false, 10);
+        let pex = ext(OUR_UT_PEX_ID, b"d5:added6:\x01\x02\x03\x04\x1a\xe1e");
+        let peers = Step::Peers(vec!["1.2.3.4:6881".parse().unwrap()]);
+        assert_eq!(s.handle_message(start, &pex, &mut Map), Ok(peers.clone()));
+        let t = start + Duration::from_secs(30);
+        assert_eq!(s.handle_message(t, &pex, &mut Map), Ok(Step::Continue));
+        let t = start + PEX_MIN_INTERVAL;
+        assert_eq!(s.handle_message(t, &pex, &mut Map), Ok(peers));
+        for i in 1..=MAX_EARLY_PEX {
+            let t = t + Duration::from_secs(u64::from(i));
+            assert_eq!(s.handle_message(t, &pex, &mut Map), Ok(Step::Continue));
+        }
+        let t = t + Duration::from_secs(u64::from(MAX_EARLY_PEX) + 1);
+        assert!(matches!(
+            s.handle_message(t, &pex, &mut Map),
+            Err(PeerError::PexFlood { .. })
+        ));
     }
 
     #[test]
     fn bounds_extension_handshakes() {
         let now = Instant::now();
-        let mut s = PeerSession::new(now, false);
+        let mut s = PeerSession::bare(now, false, 10);
         for _ in 0..MAX_EXTENSION_HANDSHAKES {
-            s.handle_message(now, &ext(0, b"de"), &Map).unwrap();
+            s.handle_message(now, &ext(0, b"de"), &mut Map).unwrap();
         }
-        assert!(s.handle_message(now, &ext(0, b"de"), &Map).is_err());
+        assert!(s.handle_message(now, &ext(0, b"de"), &mut Map).is_err());
         assert!(
-            PeerSession::new(now, false)
-                .handle_message(now, &ext(0, b"l"), &Map)
+            PeerSession::bare(now, false, 10)
+                .handle_message(now, &ext(0, b"l"), &mut Map)
                 .is_err()
         );
     }
@@ -613,9 +946,9 @@ mod tests {
     }
 
     fn unchoked(now: Instant) -> PeerSession {
-        let mut s = PeerSession::new(now, false);
+        let mut s = PeerSession::bare(now, false, 10);
         assert_eq!(
-            s.handle_message(now, &Message::Interested, &Map),
+            s.handle_message(now, &Message::Interested, &mut Map),
             Ok(Step::Interested)
         );
         s.unchoke();
@@ -626,12 +959,13 @@ mod tests {
     fn queues_valid_requests_and_honours_cancel() {
         let now = Instant::now();
         let mut s = unchoked(now);
-        s.handle_message(now, &req(0, 0, 16384), &Map).unwrap();
-        s.handle_message(now, &req(0, 16384, 16384), &Map).unwrap();
+        s.handle_message(now, &req(0, 0, 16384), &mut Map).unwrap();
+        s.handle_message(now, &req(0, 16384, 16384), &mut Map)
+            .unwrap();
         let Message::Request(second) = req(0, 16384, 16384) else {
             unreachable!()
         };
-        s.handle_message(now, &Message::Cancel(second), &Map)
+        s.handle_message(now, &Message::Cancel(second), &mut Map)
             .unwrap();
         assert_eq!(
             s.next_request(),
@@ -659,13 +993,13 @@ mod tests {
         ] {
             let mut s = unchoked(now);
             assert!(
-                s.handle_message(now, &req(p, b, l), &Map).is_err(),
+                s.handle_message(now, &req(p, b, l), &mut Map).is_err(),
                 "{p} {b} {l}"
             );
         }
         let mut s = unchoked(now);
         assert_eq!(
-            s.handle_message(now, &req(9, 0, 1000), &Map),
+            s.handle_message(now, &req(9, 0, 1000), &mut Map),
             Err(PeerError::RequestedMissingPiece { piece: 9 })
         );
     }
@@ -673,13 +1007,13 @@ mod tests {
     #[test]
     fn drops_peer_after_too_many_requests_while_choked() {
         let now = Instant::now();
-        let mut s = PeerSession::new(now, false);
+        let mut s = PeerSession::bare(now, false, 10);
         for _ in 0..MAX_REQUESTS_WHILE_CHOKED {
-            s.handle_message(now, &req(0, 0, 16384), &Map).unwrap();
+            s.handle_message(now, &req(0, 0, 16384), &mut Map).unwrap();
         }
         assert_eq!(s.queued(), 0, "nothing is served while choked");
         assert!(matches!(
-            s.handle_message(now, &req(0, 0, 16384), &Map),
+            s.handle_message(now, &req(0, 0, 16384), &mut Map),
             Err(PeerError::RequestsWhileChoked { .. })
         ));
     }
@@ -689,7 +1023,7 @@ mod tests {
         let now = Instant::now();
         let mut s = unchoked(now);
         for _ in 0..MAX_REQUEST_QUEUE + 10 {
-            s.handle_message(now, &req(1, 0, 16384), &Map).unwrap();
+            s.handle_message(now, &req(1, 0, 16384), &mut Map).unwrap();
         }
         assert_eq!(s.queued(), MAX_REQUEST_QUEUE);
         assert_eq!(s.dropped_requests, 10);
@@ -699,7 +1033,7 @@ mod tests {
     fn choke_discards_queue_and_bumps_epoch() {
         let now = Instant::now();
         let mut s = unchoked(now);
-        s.handle_message(now, &req(1, 0, 16384), &Map).unwrap();
+        s.handle_message(now, &req(1, 0, 16384), &mut Map).unwrap();
         s.choke();
         assert_eq!((s.queued(), s.choke_epoch), (0, 1));
     }
@@ -709,30 +1043,31 @@ mod tests {
         let now = Instant::now();
         let ok = Message::Bitfield(Bytes::from_static(&[0xff, 0xc0]));
         assert!(
-            PeerSession::new(now, false)
-                .handle_message(now, &ok, &Map)
+            PeerSession::bare(now, false, 10)
+                .handle_message(now, &ok, &mut Map)
                 .is_ok()
         );
         for bad in [&[0xff][..], &[0xff, 0xc0, 0], &[0xff, 0xe0]] {
             let m = Message::Bitfield(Bytes::copy_from_slice(bad));
             assert!(
-                PeerSession::new(now, false)
-                    .handle_message(now, &m, &Map)
+                PeerSession::bare(now, false, 10)
+                    .handle_message(now, &m, &mut Map)
                     .is_err()
             );
         }
-        let mut s = PeerSession::new(now, false);
-        s.handle_message(now, &Message::KeepAlive, &Map).unwrap();
+        let mut s = PeerSession::bare(now, false, 10);
+        s.handle_message(now, &Message::KeepAlive, &mut Map)
+            .unwrap();
         assert!(
-            s.handle_message(now, &ok, &Map).is_ok(),
+            s.handle_message(now, &ok, &mut Map).is_ok(),
             "a late bitfield is tolerated (aria2c)"
         );
         assert!(
-            s.handle_message(now, &Message::Have { piece: 10 }, &Map)
+            s.handle_message(now, &Message::Have { piece: 10 }, &mut Map)
                 .is_err()
         );
         assert!(
-            s.handle_message(now, &Message::Have { piece: 9 }, &Map)
+            s.handle_message(now, &Message::Have { piece: 9 }, &mut Map)
                 .is_ok()
         );
     }
@@ -746,7 +1081,7 @@ mod tests {
             block: Bytes::from_static(&[0; 8]),
         };
         assert_eq!(
-            PeerSession::new(now, false).handle_message(now, &m, &Map),
+            PeerSession::bare(now, false, 10).handle_message(now, &m, &mut Map),
             Err(PeerError::UnrequestedPiece)
         );
     }

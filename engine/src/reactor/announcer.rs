@@ -324,8 +324,9 @@ impl super::Reactor {
                 ClientEvent::Stopped { info_hash } => debug!(%info_hash, "stopped announcing"),
                 ClientEvent::Peers { info_hash, peers } => {
                     if let Some(&torrent) = self.by_hash.get(&info_hash) {
+                        let source = crate::dial::PeerSource::Tracker(self.peer_source);
                         for addr in peers.into_iter().take(MAX_DIALS_PER_REPLY) {
-                            self.dial_peer(now, torrent, addr);
+                            self.dial_peer(now, torrent, addr, source);
                         }
                     }
                 }
@@ -443,20 +444,35 @@ impl super::Reactor {
         }
     }
 
-    pub(super) fn http_response(&mut self, now: Instant, id: RequestId, status: u16, body: &[u8]) {
+    /// Hands the HTTP response of tracker `from` to the client, and acts on what it says.
+    pub(super) fn http_response(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        id: RequestId,
+        status: u16,
+        body: &[u8],
+    ) {
         if let Some(a) = &mut self.announcer {
             a.client.handle_http_response(now, id, status, body);
         }
+        self.peer_source = Some(from);
         self.flush_announcer(now);
+        self.peer_source = None;
     }
 
     /// Reads the client's UDP socket dry (bounded), feeding each datagram to the client.
     pub(super) fn drain_announcer_udp(&mut self, now: Instant) {
-        let Some(a) = &mut self.announcer else { return };
         for _ in 0..super::MAX_DATAGRAMS_PER_WAKE {
+            let Some(a) = &mut self.announcer else { return };
             match a.socket.recv_from(&mut a.rx) {
                 Ok((n, src)) => {
-                    let _ = a.client.handle_udp_datagram(now, src, &a.rx[..n]);
+                    if a.client.handle_udp_datagram(now, src, &a.rx[..n]) {
+                        // Peers a reply names are learnt from this tracker.
+                        self.peer_source = Some(src.ip());
+                        self.flush_announcer(now);
+                        self.peer_source = None;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -3,26 +3,27 @@
 
 use std::cmp::Reverse;
 use std::io::{self, Read};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use seednode_wire::mse::{self, MseResponder, MseStep, Rc4};
-use seednode_wire::peer::{self, HANDSHAKE_LEN, Handshake, Message, extension};
-use tracing::{debug, warn};
+use seednode_wire::peer::{HANDSHAKE_LEN, Handshake};
+use tracing::{debug, info, warn};
+
+use seednode_wire::addr::canonical_ip;
 
 use super::metrics::CloseReason;
-use super::peer::{encode, handshake_bytes};
 use super::{ACCEPT_BACKOFF, ListenerKind, Reactor, announcer};
 use crate::http;
 use crate::limits::{
-    HANDSHAKE_TIMEOUT, MAX_ACCEPTS_PER_WAKE, MAX_READ_PER_WAKE, MAX_REQUEST_QUEUE, MAX_SNIFF_LEN,
-    SEND_BUFFER_HIGH_WATER,
+    HANDSHAKE_TIMEOUT, MAX_ACCEPTS_PER_WAKE, MAX_MESSAGES_PER_WAKE, MAX_READ_PER_WAKE,
+    MAX_SNIFF_LEN, SEND_BUFFER_HIGH_WATER,
 };
 use crate::outq::OutQueue;
-use crate::session::{PeerSession, PieceMap, Step};
+use crate::session::PeerSession;
 use crate::sniff::{Protocol, Sniff, sniff};
 
 pub(super) enum ConnState {
@@ -160,9 +161,15 @@ impl Reactor {
         Some(key)
     }
 
+    /// Closes connection `key` (a no-op for a key already gone), counting `why` in `/metrics`.
     pub(super) fn close(&mut self, key: usize, why: CloseReason) {
         if !self.conns.contains(key) {
             return;
+        }
+        let now = self.now;
+        *self.stats.closed.entry(why.label()).or_insert(0) += 1;
+        if why.is_misbehaviour() {
+            self.stats.peers_dropped += 1;
         }
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -173,25 +180,35 @@ impl Reactor {
                 self.per_ip.remove(&ip);
             }
         }
-        if let ConnState::TrackerFetch { id } = &conn.state {
-            // The response never came whole: the announce failed.
-            let mut reason = why.clone();
-            if let announcer::ResponseState::Done(status, body) =
-                announcer::parse_response(&conn.rbuf, true)
-            {
-                self.http_response(Instant::now(), *id, status, &body);
-                return;
+        match &conn.state {
+            ConnState::TrackerFetch { id } => {
+                // The response never came whole: the announce failed.
+                if let announcer::ResponseState::Done(status, body) =
+                    announcer::parse_response(&conn.rbuf, true)
+                {
+                    self.http_response(now, conn.remote.ip(), *id, status, &body);
+                    return;
+                }
+                let mut reason = why.to_string();
+                reason.truncate(200);
+                self.request_failed(now, *id, &reason);
+                self.flush_announcer(now);
             }
-            reason.truncate(200);
-            self.request_failed(Instant::now(), *id, &reason);
-            self.flush_announcer(Instant::now());
-        } else if let ConnState::Peer { session, torrent } = &conn.state {
-            debug!(peer = %conn.remote, uploaded = session.uploaded, reason = %why, "peer closed");
-            self.torrents[*torrent].peers -= 1;
-            let decisions = self.choker.leave(Instant::now(), key);
-            self.apply_choking(&decisions);
-        } else {
-            debug!(peer = %conn.remote, reason = %why, "connection closed");
+            ConnState::Peer { session, torrent } => {
+                let client = session.client.as_deref().unwrap_or("?");
+                info!(
+                    peer = %conn.remote,
+                    client = %client.escape_debug(),
+                    uploaded_bytes = session.uploaded,
+                    secs = now.saturating_duration_since(conn.accepted).as_secs(),
+                    reason = %why,
+                    "peer left"
+                );
+                self.torrents[*torrent].peers -= 1;
+                let decisions = self.choker.leave(now, key);
+                self.apply_choking(&decisions);
+            }
+            _ => debug!(peer = %conn.remote, reason = %why, "connection closed"),
         }
     }
 
@@ -202,6 +219,7 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            let generation = conn.generation;
             if conn.out.len() > SEND_BUFFER_HIGH_WATER || matches!(conn.state, ConnState::Closing) {
                 // Back-pressure: leave the bytes in the kernel until the peer drains our replies.
                 break;
@@ -225,7 +243,7 @@ impl Reactor {
                         // A client that half-closes after its request still gets the response.
                         self.flush(key);
                     } else {
-                        self.close(key, processed.err().unwrap_or_else(|| "peer closed".into()));
+                        self.close(key, processed.err().unwrap_or(CloseReason::RemoteClosed));
                     }
                     return;
                 }
@@ -235,15 +253,24 @@ impl Reactor {
                     }
                     conn.rbuf.extend_from_slice(&self.scratch[..got]);
                     budget -= got;
-                    if let Err(why) = self.process(key, now) {
-                        self.close(key, why);
-                        return;
+                    match self.process(key, now) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            // Message budget used: read no more until the buffer is worked
+                            // off on a later turn, so it never grows past one read.
+                            self.backlog.push((key, generation));
+                            break;
+                        }
+                        Err(why) => {
+                            self.close(key, why);
+                            return;
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.close(key, format!("read error: {e}"));
+                    self.close(key, CloseReason::ReadError(e));
                     return;
                 }
             }
@@ -251,10 +278,18 @@ impl Reactor {
         self.pump(key);
     }
 
-    /// Consumes whole units (sniff, handshake, messages, HTTP head) from the read buffer.
-    pub(super) fn process(&mut self, key: usize, now: Instant) -> Result<(), CloseReason> {
+    /// Consumes whole units (sniff, handshake, messages, HTTP head) from the read buffer, at
+    /// most [`MAX_MESSAGES_PER_WAKE`] peer messages; returns true when it stopped at that budget
+    /// with bytes left (the caller revisits the connection on the next turn).
+    ///
+    /// # Errors
+    /// The reason to close the connection.
+    pub(super) fn process(&mut self, key: usize, now: Instant) -> Result<bool, CloseReason> {
+        let mut messages = 0;
         loop {
-            let conn = self.conns.get_mut(key).ok_or("gone")?;
+            let Some(conn) = self.conns.get_mut(key) else {
+                return Ok(false);
+            };
             match &mut conn.state {
                 ConnState::Sniffing => match sniff(&conn.rbuf) {
                     Sniff::Is(Protocol::PeerWire) => {
@@ -267,23 +302,23 @@ impl Reactor {
                     Sniff::NeedMore if conn.rbuf.len() >= MAX_SNIFF_LEN => {
                         conn.state = ConnState::Mse(Box::new(new_mse_responder()));
                     }
-                    Sniff::NeedMore => return Ok(()),
+                    Sniff::NeedMore => return Ok(false),
                 },
                 ConnState::Mse(responder) => {
                     let keys = &self.mse_keys;
-                    let step = responder
-                        .receive(&mut conn.rbuf, |h| keys.get(h).copied())
-                        .map_err(|e| e.to_string())?;
+                    let step = responder.receive(&mut conn.rbuf, |h| keys.get(h).copied())?;
                     match step {
-                        MseStep::NeedMore => return Ok(()),
+                        MseStep::NeedMore => return Ok(false),
                         MseStep::Send(bytes) => {
                             self.queue(key, bytes.into());
-                            return Ok(());
+                            return Ok(false);
                         }
                         MseStep::Done(bytes, est) => {
                             // The reply goes out before the cipher (if any) is switched on.
                             self.queue(key, bytes.into());
-                            let conn = self.conns.get_mut(key).ok_or("gone")?;
+                            let Some(conn) = self.conns.get_mut(key) else {
+                                return Ok(false);
+                            };
                             let mut rest = conn.rbuf.split();
                             if let Some((recv, send)) = est.rc4 {
                                 let mut cipher = Box::new(StreamCipher { recv, send });
@@ -300,171 +335,28 @@ impl Reactor {
                 ConnState::Handshake { dialed } => {
                     let dialed = *dialed;
                     let Some(bytes) = conn.rbuf.first_chunk::<HANDSHAKE_LEN>() else {
-                        return Ok(());
+                        return Ok(false);
                     };
-                    let hs = Handshake::parse(bytes).map_err(|e| e.to_string())?;
+                    let hs = Handshake::parse(bytes)?;
                     let _ = conn.rbuf.split_to(HANDSHAKE_LEN);
-                    let torrent = *self
-                        .by_hash
-                        .get(&hs.info_hash)
-                        .ok_or_else(|| format!("unknown info-hash {}", hs.info_hash))?;
-                    if dialed.is_some_and(|t| t != torrent) {
-                        return Err("dialled peer answered for another torrent".into());
-                    }
-                    if hs.peer_id == self.config.peer_id {
-                        return Err("connected to ourselves".into());
-                    }
-                    let ours = dialed.is_none().then(|| {
-                        handshake_bytes(
-                            hs.info_hash,
-                            self.config.peer_id,
-                            self.dht.is_some(),
-                            self.torrents[torrent].torrent.v2.is_some(),
-                        )
-                    });
-                    if self.torrents[torrent].peers >= self.config.max_peers_per_torrent {
-                        return Err("torrent's peer limit reached".into());
-                    }
-                    self.torrents[torrent].peers += 1;
-                    conn.state = ConnState::Peer {
-                        torrent,
-                        session: Box::new(PeerSession::new(now, hs.supports_fast_extension())),
-                    };
-                    debug!(peer = %conn.remote, info_hash = %hs.info_hash, "handshake");
-                    let slot = &self.torrents[torrent];
-                    // BEP 6: a complete seed says `have_all` to a peer that speaks the Fast
-                    // Extension.
-                    let bitfield = if slot.torrent.super_seed {
-                        // BEP 16: a super-seed starts out looking empty.
-                        hs.supports_fast_extension()
-                            .then(|| encode(&Message::HaveNone))
-                    } else if hs.supports_fast_extension() && slot.torrent.is_complete() {
-                        Some(encode(&Message::HaveAll))
-                    } else {
-                        Some(encode(&Message::Bitfield(slot.torrent.have.bitfield())))
-                    };
-                    let extension = hs.supports_extension_protocol().then(|| {
-                        let yourip = match canonical_ip(conn.remote.ip()) {
-                            IpAddr::V4(v4) => v4.octets().to_vec(),
-                            IpAddr::V6(v6) => v6.octets().to_vec(),
-                        };
-                        let payload = extension::encode_handshake(
-                            concat!("seednode/", env!("CARGO_PKG_VERSION")),
-                            MAX_REQUEST_QUEUE as u32,
-                            Some(slot.torrent.info_bytes.len() as u64),
-                            !slot.torrent.private,
-                            Some(&yourip),
-                        );
-                        encode(&Message::Extended {
-                            id: extension::HANDSHAKE_ID,
-                            payload: payload.into(),
-                        })
-                    });
-                    if let Some(ours) = ours {
-                        self.queue(key, ours);
-                    }
-                    // BEP 5: tell DHT-capable peers our DHT port.
-                    if hs.supports_dht()
-                        && self.dht.is_some()
-                        && let Some(port) = self
-                            .udp
-                            .as_ref()
-                            .and_then(|u| u.local_addr().ok())
-                            .map(|a| a.port())
-                    {
-                        self.queue(key, encode(&Message::Port(port)));
-                    }
-                    // BEP 10: the extension handshake follows the BitTorrent handshake.
-                    if let Some(extension) = extension {
-                        self.queue(key, extension);
-                    }
-                    if let Some(bitfield) = bitfield {
-                        self.queue(key, bitfield);
-                    }
-                    if self.torrents[torrent].torrent.super_seed {
-                        if let Some(ConnState::Peer { session, .. }) =
-                            self.conns.get_mut(key).map(|c| &mut c.state)
-                        {
-                            session.super_seed();
-                        }
-                        self.super_offer(key, torrent);
-                    }
+                    self.start_peer(key, now, &hs, dialed)?;
                 }
-                ConnState::Peer { torrent, session } => {
-                    let slot = &self.torrents[*torrent];
-                    let max = peer::max_frame_len(slot.torrent.piece_count());
-                    let msg = match peer::decode_frame(&mut conn.rbuf, max) {
-                        Ok(Some(msg)) => msg,
-                        Ok(None) => return Ok(()),
-                        Err(e) => {
-                            self.stats.peers_dropped += 1;
-                            return Err(e.to_string());
-                        }
-                    };
-                    let step = match session.handle_message(now, &msg, &slot.torrent) {
-                        Ok(step) => step,
-                        Err(e) => {
-                            self.stats.peers_dropped += 1;
-                            return Err(e.to_string());
-                        }
-                    };
-                    let torrent = *torrent;
-                    let decisions = match step {
-                        Step::Continue => {
-                            if matches!(msg, Message::Request(_)) {
-                                self.choker.record_request(now, key);
-                            }
-                            Vec::new()
-                        }
-                        Step::Interested => self.choker.interested(now, key, torrent),
-                        Step::NotInterested => self.choker.leave(now, key),
-                        Step::Have { piece, was_offered } => {
-                            if let Some(n) =
-                                self.torrents[torrent].availability.get_mut(piece as usize)
-                            {
-                                *n = n.saturating_add(1);
-                            }
-                            if was_offered {
-                                self.super_offer(key, torrent);
-                            }
-                            Vec::new()
-                        }
-                        Step::Bitfield(bits) => {
-                            let avail = &mut self.torrents[torrent].availability;
-                            for (i, n) in avail.iter_mut().enumerate() {
-                                if bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0) {
-                                    *n = n.saturating_add(1);
-                                }
-                            }
-                            Vec::new()
-                        }
-                        Step::HashRequest(req) => {
-                            self.answer_hash_request(key, torrent, &req);
-                            Vec::new()
-                        }
-                        Step::DhtPort(port) => {
-                            let remote = self.conns.get(key).map(|c| c.remote);
-                            if let Some(remote) = remote {
-                                self.dht_port_message(now, remote, port);
-                            }
-                            Vec::new()
-                        }
-                        Step::Peers(peers) => {
-                            for addr in peers {
-                                self.dial_peer(now, torrent, addr);
-                            }
-                            Vec::new()
-                        }
-                    };
-                    self.drain_outbox(key);
-                    self.apply_choking(&decisions);
+                ConnState::Peer { .. } => {
+                    if messages == MAX_MESSAGES_PER_WAKE {
+                        // Fairness: the rest waits for the next turn (SECURITY.md, STYLE §5).
+                        return Ok(true);
+                    }
+                    messages += 1;
+                    if !self.peer_message(key, now)? {
+                        return Ok(false);
+                    }
                 }
                 ConnState::Http => match http::parse(&conn.rbuf) {
-                    http::Parsed::Partial => return Ok(()),
+                    http::Parsed::Partial => return Ok(false),
                     http::Parsed::Reject(status) => {
                         conn.state = ConnState::Closing;
                         self.queue(key, http::error(status));
-                        return Ok(());
+                        return Ok(false);
                     }
                     http::Parsed::Request(req) => {
                         let reply = self.serve_http(key, now, &req);
@@ -473,23 +365,26 @@ impl Reactor {
                             conn.rbuf.clear();
                         }
                         self.queue(key, reply);
-                        return Ok(());
+                        return Ok(false);
                     }
                 },
                 ConnState::Closing => {
                     conn.rbuf.clear();
-                    return Ok(());
+                    return Ok(false);
                 }
                 ConnState::TrackerFetch { id } => {
                     let id = *id;
+                    let remote = conn.remote;
                     return match announcer::parse_response(&conn.rbuf, false) {
-                        announcer::ResponseState::Partial => Ok(()),
+                        announcer::ResponseState::Partial => Ok(false),
                         announcer::ResponseState::Done(status, body) => {
                             conn.state = ConnState::Closing;
-                            self.http_response(now, id, status, &body);
-                            Err("tracker response received".into())
+                            self.http_response(now, remote.ip(), id, status, &body);
+                            Err(CloseReason::Done)
                         }
-                        announcer::ResponseState::Bad(why) => Err(why.into()),
+                        announcer::ResponseState::Bad(why) => {
+                            Err(CloseReason::BadTrackerResponse(why))
+                        }
                     };
                 }
             }
@@ -503,12 +398,12 @@ impl Reactor {
         };
         let was_over = conn.out.len() > SEND_BUFFER_HIGH_WATER;
         if let Err(e) = conn.out.write_to(&mut conn.stream) {
-            self.close(key, e.to_string());
+            self.close(key, CloseReason::WriteError(e));
             return;
         }
         if conn.out.is_empty() && matches!(conn.state, ConnState::Closing) {
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-            self.close(key, "response sent".into());
+            self.close(key, CloseReason::Done);
             return;
         }
         let generation = conn.generation;
@@ -533,7 +428,7 @@ impl Reactor {
                 None => conn.out.push_bytes(bytes),
             }
             if let ConnState::Peer { session, .. } = &mut conn.state {
-                session.last_send = Instant::now();
+                session.last_send = self.now;
             }
         }
     }
@@ -545,11 +440,11 @@ impl Reactor {
                 .get(key)
                 .is_some_and(|c| c.generation == generation)
             {
-                if let Err(why) = self.process(key, now) {
-                    self.close(key, why);
-                    continue;
+                match self.process(key, now) {
+                    Ok(true) => self.backlog.push((key, generation)),
+                    Ok(false) => self.on_readable(key, now),
+                    Err(why) => self.close(key, why),
                 }
-                self.on_readable(key, now);
             }
         }
     }
@@ -566,12 +461,4 @@ pub(super) fn new_mse_responder() -> MseResponder {
     let _ = rng.fill(&mut pad);
     let pad_len = usize::from(u16::from_be_bytes([pad[0], pad[1]])) % mse::MAX_PAD_LEN;
     MseResponder::new(key, &pad[..pad_len], true)
-}
-
-/// Unwraps IPv4-mapped IPv6 so one host has one identity for per-IP limits.
-pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 @ IpAddr::V4(_) => v4,
-    }
 }

@@ -138,7 +138,7 @@ impl super::Reactor {
                             .into_iter()
                             .take(super::announcer::MAX_DIALS_PER_REPLY)
                         {
-                            self.dial_peer(now, torrent, addr);
+                            self.dial_peer(now, torrent, addr, self.dht_source());
                         }
                     }
                 }
@@ -155,7 +155,7 @@ impl super::Reactor {
                 }
                 Event::PeerAnnounced { info_hash, peer } => {
                     if let Some(&torrent) = self.by_hash.get(&info_hash) {
-                        self.dial_peer(now, torrent, peer);
+                        self.dial_peer(now, torrent, peer, self.dht_source());
                     }
                 }
                 Event::LookupDone { .. } => {}
@@ -172,6 +172,23 @@ impl super::Reactor {
             node.dht.ping(now, SocketAddr::new(peer.ip(), port));
         }
         self.flush_dht(now);
+    }
+
+    /// Where DHT peers come from, for the dial rules: the network the node's UDP socket is on
+    /// (an unspecified bind counts as the public internet).
+    fn dht_source(&self) -> crate::dial::PeerSource {
+        let local = self
+            .config
+            .announce_ip
+            .or_else(|| {
+                self.udp
+                    .as_ref()
+                    .and_then(|u| u.local_addr().ok())
+                    .map(|a| a.ip())
+            })
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(std::net::IpAddr::from([8, 8, 8, 8]));
+        crate::dial::PeerSource::Dht { local }
     }
 
     /// Saves the routing table for the next start.

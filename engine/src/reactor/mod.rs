@@ -158,6 +158,12 @@ pub(crate) struct Reactor {
     scratch: Box<[u8]>,
     /// Counters for `/metrics`.
     stats: EngineStats,
+    /// Which learnt peers are dialled, and how fast.
+    dial_policy: crate::dial::DialPolicy,
+    /// The time of this loop turn, for helpers that stamp state (read once per turn).
+    now: Instant,
+    /// The tracker whose response is being handled, for the peers it reports.
+    peer_source: Option<IpAddr>,
 }
 
 impl Reactor {
@@ -271,6 +277,9 @@ impl Reactor {
             udp_self_addr,
             scratch: vec![0; READ_CHUNK_LEN].into_boxed_slice(),
             stats: EngineStats::default(),
+            dial_policy: crate::dial::DialPolicy::new(Instant::now()),
+            now: Instant::now(),
+            peer_source: None,
         })
     }
 
@@ -461,7 +470,7 @@ impl Reactor {
         self.save_dht();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.close(key, "shutdown".into());
+            self.close(key, metrics::CloseReason::Shutdown);
         }
         self.stop_announcing();
         let total: u64 = self.torrents.iter().map(|t| t.uploaded).sum();

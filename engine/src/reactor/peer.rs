@@ -9,36 +9,40 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use seednode_wire::limits::MAX_BLOCK_LEN;
-use seednode_wire::peer::{Handshake, Message, hashes, pex};
+use seednode_wire::peer::{self, Handshake, Message, hashes, pex};
 use seednode_wire::{InfoHash, PeerId};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::conn::{Conn, ConnState, canonical_ip};
+use seednode_wire::addr::{canonical_addr, canonical_ip};
+
+use super::conn::{Conn, ConnState};
+use super::metrics::CloseReason;
 use super::torrent::{DataPath, queue_block_from_files};
 use super::{Reactor, announcer};
+use crate::dial::PeerSource;
 use crate::disk::DiskJob;
 use crate::limits::{MAX_READS_IN_FLIGHT_PER_PEER, SEND_BUFFER_HIGH_WATER};
-use crate::session::PeerSession;
+use crate::session::{LocalInfo, PeerCaps, PeerSession, Step};
+
+/// Our client name and version, for the extension handshake's `v` (BEP 10).
+const CLIENT_NAME: &str = concat!("seednode/", env!("CARGO_PKG_VERSION"));
 
 impl Reactor {
-    /// Connects out to a peer of `torrent` (learnt from a tracker or the DHT), unless it was
-    /// tried lately, is connected already, is this node, or a limit says no.
-    pub(crate) fn dial_peer(&mut self, now: Instant, torrent: usize, addr: SocketAddr) {
-        let addr = SocketAddr::new(canonical_ip(addr.ip()), addr.port());
-        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
-            return;
-        }
-        let is_self = addr.port() == self.config.peer_port
-            && (self.config.announce_ip == Some(addr.ip())
-                || self.listeners.iter().any(|(l, _)| {
-                    l.local_addr()
-                        .is_ok_and(|a| a.ip() == addr.ip() || a.ip().is_unspecified())
-                }));
-        if is_self
-            || self
-                .dialed
-                .get(&addr)
-                .is_some_and(|t| now.duration_since(*t) < announcer::REDIAL_INTERVAL)
+    /// Connects out to a peer of `torrent` learnt from `source`, unless the dial rules refuse
+    /// the address or the budgets are spent ([`DialPolicy`](crate::dial::DialPolicy)), it was
+    /// tried lately, it is connected already, or a connection limit says no.
+    pub(crate) fn dial_peer(
+        &mut self,
+        now: Instant,
+        torrent: usize,
+        addr: SocketAddr,
+        source: PeerSource,
+    ) {
+        let addr = canonical_addr(addr);
+        if self
+            .dialed
+            .get(&addr)
+            .is_some_and(|t| now.saturating_duration_since(*t) < announcer::REDIAL_INTERVAL)
             || self.conns.iter().any(|(_, c)| c.remote == addr)
             || self.conns.len() >= self.config.max_connections
             || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
@@ -46,9 +50,24 @@ impl Reactor {
         {
             return;
         }
+        let mut own: Vec<SocketAddr> = self
+            .listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect();
+        if let Some(ip) = self.config.announce_ip {
+            own.push(SocketAddr::new(ip, self.config.peer_port));
+        }
+        let addr = match self.dial_policy.check(now, addr, source, &own) {
+            Ok(addr) => addr,
+            Err(denied) => {
+                *self.stats.dials_refused.entry(denied.label()).or_insert(0) += 1;
+                return;
+            }
+        };
         if self.dialed.len() >= announcer::MAX_DIAL_MEMORY {
             self.dialed
-                .retain(|_, t| now.duration_since(*t) < announcer::REDIAL_INTERVAL);
+                .retain(|_, t| now.saturating_duration_since(*t) < announcer::REDIAL_INTERVAL);
             if self.dialed.len() >= announcer::MAX_DIAL_MEMORY {
                 return;
             }
@@ -57,12 +76,13 @@ impl Reactor {
         let Ok(stream) = TcpStream::connect(addr) else {
             return;
         };
+        self.stats.dials += 1;
         let info_hash = self.torrents[torrent].torrent.info_hash;
         let state = ConnState::Handshake {
             dialed: Some(torrent),
         };
         if let Some(key) = self.insert_conn(now, stream, addr, state) {
-            debug!(peer = %addr, %info_hash, "dialling");
+            debug!(peer = %addr, %info_hash, ?source, "dialling");
             let hs = handshake_bytes(
                 info_hash,
                 self.config.peer_id,
@@ -71,6 +91,122 @@ impl Reactor {
             );
             self.queue(key, hs);
         }
+    }
+
+    /// Completes the BitTorrent handshake (BEP 3) of connection `key`: finds the torrent,
+    /// answers with our handshake when the peer dialled us, and starts the [`PeerSession`],
+    /// whose greeting is queued.
+    ///
+    /// # Errors
+    /// The reason to close: unknown info-hash, wrong torrent, ourselves, torrent full.
+    pub(super) fn start_peer(
+        &mut self,
+        key: usize,
+        now: Instant,
+        hs: &Handshake,
+        dialed: Option<usize>,
+    ) -> Result<(), CloseReason> {
+        let torrent = *self
+            .by_hash
+            .get(&hs.info_hash)
+            .ok_or(CloseReason::UnknownInfoHash)?;
+        if dialed.is_some_and(|t| t != torrent) {
+            return Err(CloseReason::WrongTorrent);
+        }
+        if hs.peer_id == self.config.peer_id {
+            return Err(CloseReason::SelfConnection);
+        }
+        if self.torrents[torrent].peers >= self.config.max_peers_per_torrent {
+            return Err(CloseReason::TorrentFull);
+        }
+        if dialed.is_none() {
+            let ours = handshake_bytes(
+                hs.info_hash,
+                self.config.peer_id,
+                self.dht.is_some(),
+                self.torrents[torrent].torrent.v2.is_some(),
+            );
+            self.queue(key, ours);
+        }
+        let dht_port = self
+            .dht
+            .as_ref()
+            .and(self.udp.as_ref())
+            .and_then(|u| u.local_addr().ok())
+            .map(|a| a.port());
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        let local = LocalInfo {
+            client: CLIENT_NAME,
+            dht_port,
+            yourip: Some(canonical_ip(conn.remote.ip())),
+        };
+        let caps = PeerCaps {
+            fast: hs.supports_fast_extension(),
+            extensions: hs.supports_extension_protocol(),
+            dht: hs.supports_dht(),
+        };
+        let slot = &mut self.torrents[torrent];
+        let session = PeerSession::new(now, caps, &local, slot);
+        slot.peers += 1;
+        conn.state = ConnState::Peer {
+            torrent,
+            session: Box::new(session),
+        };
+        info!(peer = %conn.remote, info_hash = %hs.info_hash, "peer connected");
+        self.drain_outbox(key);
+        Ok(())
+    }
+
+    /// Decodes and handles one message of peer `key`; false when the buffer holds no whole
+    /// message.
+    ///
+    /// # Errors
+    /// The reason to close: a frame over its limit, or a rule of the peer wire broken.
+    pub(super) fn peer_message(&mut self, key: usize, now: Instant) -> Result<bool, CloseReason> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(false);
+        };
+        let ConnState::Peer { torrent, session } = &mut conn.state else {
+            return Ok(false);
+        };
+        let torrent = *torrent;
+        let slot = &mut self.torrents[torrent];
+        let max = peer::max_frame_len(slot.torrent.piece_count());
+        let Some(msg) = peer::decode_frame(&mut conn.rbuf, max)? else {
+            return Ok(false);
+        };
+        let step = session.handle_message(now, &msg, slot)?;
+        let remote = conn.remote;
+        let decisions = match step {
+            Step::Continue => {
+                if matches!(msg, Message::Request(_)) {
+                    self.choker.record_request(now, key);
+                }
+                Vec::new()
+            }
+            Step::Interested => self.choker.interested(now, key, torrent),
+            Step::NotInterested => self.choker.leave(now, key),
+            Step::HashRequest(req) => {
+                self.answer_hash_request(key, torrent, &req);
+                Vec::new()
+            }
+            Step::DhtPort(port) => {
+                self.dht_port_message(now, remote, port);
+                Vec::new()
+            }
+            Step::Peers(peers) => {
+                let source = PeerSource::Pex(remote.ip());
+                for addr in peers {
+                    self.dial_peer(now, torrent, addr, source);
+                }
+                Vec::new()
+            }
+        };
+        self.drain_outbox(key);
+        self.apply_choking(&decisions);
+        Ok(true)
     }
 
     /// Tells every peer that speaks `ut_pex` (BEP 11) which peers of its swarm joined and left
@@ -203,7 +339,7 @@ impl Reactor {
                     // A missing or short file is never served as zeros (SECURITY.md S5).
                     warn!(info_hash = %self.torrents[*torrent].torrent.info_hash, error = %e,
                           "disk read failed");
-                    self.close(d.key, format!("disk read failed: {e}"));
+                    self.close(d.key, CloseReason::Disk(e.to_string()));
                 }
             }
         }
@@ -243,7 +379,7 @@ impl Reactor {
                     // The block goes from the page cache to the socket (`sendfile`); only the
                     // 13-byte header is built in memory.
                     if let Err(e) = queue_block_from_files(&mut conn.out, storage, req) {
-                        failed = Some(format!("block {req:?}: {e}"));
+                        failed = Some(CloseReason::Disk(format!("block {req:?}: {e}")));
                         break;
                     }
                     session.uploaded += len;

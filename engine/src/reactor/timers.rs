@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::Reactor;
 use super::conn::ConnState;
+use super::metrics::CloseReason;
 use crate::limits::{HTTP_TIMEOUT, KEEPALIVE_INTERVAL, PEER_IDLE_TIMEOUT};
 
 impl Reactor {
@@ -25,12 +26,12 @@ impl Reactor {
             }
             let next = match &conn.state {
                 ConnState::Sniffing | ConnState::Mse(_) | ConnState::Handshake { .. } => {
-                    self.close(key, "handshake timeout".into());
+                    self.close(key, CloseReason::HandshakeTimeout);
                     continue;
                 }
                 ConnState::Http | ConnState::Closing | ConnState::TrackerFetch { .. } => {
                     if now.duration_since(conn.accepted) >= HTTP_TIMEOUT {
-                        self.close(key, "http timeout".into());
+                        self.close(key, CloseReason::HttpTimeout);
                         continue;
                     }
                     conn.accepted + HTTP_TIMEOUT
@@ -38,7 +39,7 @@ impl Reactor {
                 ConnState::Peer { session, .. } => {
                     let idle_at = session.last_recv + PEER_IDLE_TIMEOUT;
                     if now >= idle_at {
-                        self.close(key, "idle timeout".into());
+                        self.close(key, CloseReason::IdleTimeout);
                         continue;
                     }
                     let keepalive_at = session.last_send + KEEPALIVE_INTERVAL;

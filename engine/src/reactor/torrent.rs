@@ -12,7 +12,6 @@ use seednode_wire::peer::{self, hashes};
 use tracing::debug;
 
 use super::Reactor;
-use super::conn::ConnState;
 use crate::outq::OutQueue;
 use crate::rate::TokenBucket;
 use crate::session::PieceMap;
@@ -107,12 +106,12 @@ impl Have {
     }
 }
 
-impl PieceMap for SeededTorrent {
-    fn piece_count(&self) -> u32 {
+impl SeededTorrent {
+    pub(crate) fn piece_count(&self) -> u32 {
         self.have.piece_count()
     }
 
-    fn piece_len(&self, index: u32) -> Option<u32> {
+    pub(crate) fn piece_len(&self, index: u32) -> Option<u32> {
         if index >= self.piece_count() {
             return None;
         }
@@ -124,16 +123,8 @@ impl PieceMap for SeededTorrent {
         u32::try_from(len).ok()
     }
 
-    fn have(&self, index: u32) -> bool {
+    pub(crate) fn have(&self, index: u32) -> bool {
         self.have.get(index)
-    }
-
-    fn info_bytes(&self) -> &Bytes {
-        &self.info_bytes
-    }
-
-    fn is_private(&self) -> bool {
-        self.private
     }
 }
 
@@ -296,25 +287,41 @@ impl Reactor {
         let list = tree.hashes(req, leaves.as_deref()).ok()?;
         Some(hashes::HashMessage::hashes(*req, &list))
     }
+}
 
-    /// Super-seeding (BEP 16): offers peer `key` the piece we have that is least available and
-    /// not yet offered to it.
-    pub(super) fn super_offer(&mut self, key: usize, torrent: usize) {
-        let slot = &mut self.torrents[torrent];
-        let Some(ConnState::Peer { session, .. }) = self.conns.get_mut(key).map(|c| &mut c.state)
-        else {
-            return;
-        };
-        let pick = (0..slot.torrent.piece_count())
-            .filter(|&p| slot.torrent.have(p) && !session.was_offered(p))
-            .min_by_key(|&p| slot.availability.get(p as usize).copied().unwrap_or(0));
-        if let Some(piece) = pick {
-            if let Some(n) = slot.availability.get_mut(piece as usize) {
-                *n = n.saturating_add(1);
-            }
-            session.offer(piece);
-            self.drain_outbox(key);
-        }
+impl PieceMap for TorrentSlot {
+    fn piece_count(&self) -> u32 {
+        self.torrent.piece_count()
+    }
+
+    fn piece_len(&self, index: u32) -> Option<u32> {
+        self.torrent.piece_len(index)
+    }
+
+    fn have(&self, index: u32) -> bool {
+        self.torrent.have(index)
+    }
+
+    fn info_bytes(&self) -> &Bytes {
+        &self.torrent.info_bytes
+    }
+
+    fn is_private(&self) -> bool {
+        self.torrent.private
+    }
+
+    fn bitfield(&self) -> Bytes {
+        self.torrent.have.bitfield()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.torrent.is_complete()
+    }
+
+    fn super_seed_availability(&mut self) -> Option<&mut [u32]> {
+        self.torrent
+            .super_seed
+            .then_some(self.availability.as_mut_slice())
     }
 }
 

@@ -224,7 +224,24 @@ impl Seeder {
         log_dir: &Path,
         deadline: Deadline,
     ) -> Self {
-        let listen_arg = format!("{SEEDER_IP}:{port}");
+        Self::start_at(
+            SocketAddr::from((SEEDER_IP, port)),
+            path,
+            extra,
+            log_dir,
+            deadline,
+        )
+    }
+
+    /// Runs `seednode seed PATH --listen LISTEN EXTRA...`; see [`Self::start_on`].
+    pub(crate) fn start_at(
+        listen: SocketAddr,
+        path: &Path,
+        extra: &[&OsStr],
+        log_dir: &Path,
+        deadline: Deadline,
+    ) -> Self {
+        let listen_arg = listen.to_string();
         let stderr_log = log_dir.join("seednode.stderr");
         let stderr = File::create(&stderr_log).expect("create seednode stderr log");
         let bin = seednode_bin();
