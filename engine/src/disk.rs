@@ -30,8 +30,11 @@ pub(crate) struct DiskJob {
     pub(crate) storage: Arc<Storage>,
     /// Checks what is read against the torrent's hashes.
     pub(crate) piece_check: crate::reactor::PieceCheck,
-    /// The block.
+    /// The block; with `verify_only`, its piece (`begin` and `length` unused).
     pub(crate) req: BlockRequest,
+    /// Read the whole piece and check it against its hash, send nothing (the first serve of a
+    /// piece in a run, libtorrent's seed mode): `Ok` with empty bytes when it matches.
+    pub(crate) verify_only: bool,
 }
 
 /// Why a read produced nothing to send.
@@ -50,6 +53,8 @@ pub(crate) enum DiskError {
 
 /// A finished read: the `piece` message's header and its block, ready to send.
 pub(crate) struct DiskDone {
+    pub(crate) torrent: usize,
+    pub(crate) verify_only: bool,
     pub(crate) key: usize,
     pub(crate) generation: u64,
     pub(crate) epoch: u32,
@@ -207,6 +212,19 @@ fn read(job: &DiskJob, cache: &Mutex<PieceCache>) -> Result<Bytes, DiskError> {
     Ok(piece.slice(begin..end.min(piece.len())))
 }
 
+/// Reads piece `job.req.piece` whole and checks it against its hash.
+fn verify(job: &DiskJob) -> Result<(), DiskError> {
+    let piece = job.req.piece;
+    let len = job.storage.piece_len(piece).unwrap_or(0) as usize;
+    let mut buf = BytesMut::zeroed(len);
+    job.storage.read_piece(piece, &mut buf)?;
+    if (job.piece_check)(piece, &buf) {
+        Ok(())
+    } else {
+        Err(DiskError::HashMismatch { piece })
+    }
+}
+
 fn worker(
     rx: &Mutex<Receiver<DiskJob>>,
     done: &Mutex<Vec<DiskDone>>,
@@ -221,20 +239,28 @@ fn worker(
                 Err(_) => return,
             }
         };
-        let result = read(&job, cache).map(|block| {
-            let header = piece_header(job.req.piece, job.req.begin, job.req.length);
-            (Bytes::copy_from_slice(&header), block)
-        });
+        let result = if job.verify_only {
+            verify(&job).map(|()| (Bytes::new(), Bytes::new()))
+        } else {
+            read(&job, cache).map(|block| {
+                let header = piece_header(job.req.piece, job.req.begin, job.req.length);
+                (Bytes::copy_from_slice(&header), block)
+            })
+        };
         let DiskJob {
             key,
             generation,
             epoch,
             req,
+            torrent,
+            verify_only,
             ..
         } = job;
         let was_empty = {
             let mut q = done.lock().unwrap_or_else(PoisonError::into_inner);
             q.push(DiskDone {
+                torrent,
+                verify_only,
                 key,
                 generation,
                 epoch,

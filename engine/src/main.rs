@@ -232,7 +232,38 @@ struct CreateArgs {
     threads: Option<usize>,
 }
 
+/// Exit status after a panic anywhere in the process (Rust's own for a panicking `main`).
+const PANIC_EXIT_CODE: i32 = 101;
+
+/// Makes a panic on any thread end the whole process with one log line and
+/// [`PANIC_EXIT_CODE`], so that a half-alive node (a dead disk or resolver thread behind a live
+/// event loop) never lingers: systemd's `Restart=on-failure` starts a fresh one.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(
+            thread = name,
+            at = %place,
+            message = %message.escape_debug(),
+            "panic: exiting"
+        );
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -648,10 +679,19 @@ fn piece_check(meta: &Metainfo, v2: Option<&Arc<V2Torrent>>) -> PieceCheck {
     match v2.filter(|_| !meta.has_v1()) {
         Some(v2) => {
             let v2 = Arc::clone(v2);
+            // A v2 piece read from storage may end in padding (a file's last piece, BEP 52):
+            // the hash covers the file bytes; the padding must be zeros.
             Arc::new(move |piece, data| {
                 v2.map
                     .locate(piece)
-                    .and_then(|loc| v2.meta.verify_piece(&loc, data))
+                    .and_then(|loc| {
+                        let (file_data, padding) =
+                            data.split_at_checked(usize::try_from(loc.data_len).ok()?)?;
+                        if padding.iter().any(|b| *b != 0) {
+                            return Some(false);
+                        }
+                        v2.meta.verify_piece(&loc, file_data)
+                    })
                     .unwrap_or(false)
             })
         }
@@ -877,4 +917,38 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         }
     }
     reactor.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    /// Set in the child run of [`a_panic_on_any_thread_ends_the_process`].
+    const CHILD_ENV: &str = "SEEDNODE_TEST_PANIC_CHILD";
+
+    #[test]
+    fn a_panic_on_any_thread_ends_the_process() {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            install_panic_hook();
+            let worker = std::thread::Builder::new()
+                .name("disk-0".into())
+                .spawn(|| panic!("worker gave up"))
+                .expect("spawn");
+            let _ = worker.join();
+            // Never reached: the hook ended the process.
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "panic_tests::a_panic_on_any_thread_ends_the_process",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD_ENV, "1")
+            .output()
+            .expect("run child");
+        assert_eq!(out.status.code(), Some(PANIC_EXIT_CODE), "{out:?}");
+    }
 }

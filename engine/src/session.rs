@@ -37,6 +37,12 @@ pub(crate) trait PieceMap {
     fn piece_len(&self, index: u32) -> Option<u32>;
     /// Whether we have (and so may serve) piece `index`.
     fn have(&self, index: u32) -> bool;
+    /// Whether piece `index`, which we have, is withheld because it failed its hash check
+    /// since it was announced: requests for it are declined, not a protocol error.
+    fn withheld(&self, index: u32) -> bool {
+        let _ = index;
+        false
+    }
     /// The raw info dictionary, served over `ut_metadata` (BEP 9).
     fn info_bytes(&self) -> &Bytes;
     /// BEP 27 private torrent: no PEX (nor DHT).
@@ -374,6 +380,12 @@ impl PeerSession {
         }
     }
 
+    /// `req` asks for a piece that failed its hash check after it was announced: it is
+    /// declined (BEP 6 `reject_request`; silence for older peers).
+    pub(crate) fn withhold(&mut self, req: BlockRequest) {
+        self.reject(req);
+    }
+
     /// A disk read for `req` finished after the peer was choked: it is not sent, so it is
     /// declined instead.
     pub(crate) fn stale_read(&mut self, req: BlockRequest) {
@@ -536,6 +548,10 @@ impl PeerSession {
                 begin: req.begin,
                 length: req.length,
             });
+        }
+        if torrent.withheld(req.piece) {
+            self.reject(req);
+            return Ok(());
         }
         let offered = self
             .super_offered

@@ -239,3 +239,97 @@ fn connections_past_the_per_ip_limit_are_closed_unserved() {
     other.read_exact(&mut hs).expect("a different IP is served");
     seeder.stop();
 }
+
+/// Reads one counter from the seeder's `/metrics`.
+fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_piece_changed_on_disk_is_withheld_not_served() {
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let tmp = TempDir::new().unwrap();
+    let file = tmp.path().join("rot.bin");
+    common::write_random_file(&file, 4 * 1024 * 1024, 41);
+    let seeder = Seeder::start(&file, &[], tmp.path(), deadline);
+    let meta = Metainfo::from_bytes(&std::fs::read(&seeder.torrent).unwrap()).unwrap();
+    let piece_len = u64::from(meta.info.piece_length);
+    // Bit rot in piece 1, behind the node's back, after it hashed the file.
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .unwrap();
+        let at = piece_len + 100;
+        let mut byte = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut byte).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[!byte[0]]).unwrap();
+    }
+    let block = |piece| BlockRequest {
+        piece,
+        begin: 0,
+        length: 16384,
+    };
+    let mut s = connect_from(seeder.listen, [127, 0, 0, 64]);
+    s.write_all(&handshake_bytes(meta.info_hash)).unwrap();
+    let mut out = bytes::BytesMut::new();
+    Message::Interested.encode(&mut out);
+    s.write_all(&out).unwrap();
+    let mut reader = Reader::new();
+    reader.until(&mut s, |m| matches!(m, Message::Unchoke));
+    for round in 0..3 {
+        let mut out = bytes::BytesMut::new();
+        Message::Request(block(0)).encode(&mut out);
+        Message::Request(block(1)).encode(&mut out);
+        s.write_all(&out).unwrap();
+        let (mut served, mut rejected) = (Vec::new(), Vec::new());
+        reader.until(&mut s, |m| {
+            match m {
+                Message::Piece { piece, .. } => served.push(*piece),
+                Message::RejectRequest(r) => rejected.push(r.piece),
+                _ => {}
+            }
+            served.len() + rejected.len() == 2
+        });
+        assert_eq!(
+            (served, rejected),
+            (vec![0], vec![1]),
+            "round {round}: the good piece is served, the changed one declined"
+        );
+    }
+    // A new peer is not told we have the piece (a bitfield, not have_all, without piece 1).
+    let mut s2 = connect_from(seeder.listen, [127, 0, 0, 65]);
+    s2.write_all(&handshake_bytes(meta.info_hash)).unwrap();
+    let mut reader2 = Reader::new();
+    let mut first = None;
+    reader2.until(&mut s2, |m| {
+        first = Some(m.clone());
+        true
+    });
+    let Some(Message::Bitfield(bits)) = first else {
+        panic!("expected a bitfield first, got {first:?}");
+    };
+    assert_eq!(bits[0] & 0xc0, 0x80, "piece 0 announced, piece 1 withheld");
+    assert_eq!(
+        metric(seeder.listen, "seednode_pieces_failed_total"),
+        Some(1)
+    );
+    let log = std::fs::read_to_string(tmp.path().join("seednode.stderr")).unwrap();
+    assert_eq!(
+        log.matches("piece does not match its hash").count(),
+        1,
+        "one log line per torrent per minute:\n{log}"
+    );
+    seeder.stop();
+}

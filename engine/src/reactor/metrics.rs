@@ -20,6 +20,8 @@ pub(super) struct EngineStats {
     pub(super) dials_refused: BTreeMap<&'static str, u64>,
     /// Connections dialled.
     pub(super) dials: u64,
+    /// Pieces that failed their hash check when read to be served.
+    pub(super) pieces_failed: u64,
 }
 
 /// Why a connection is closed: logged at debug, counted in `/metrics` by [`CloseReason::label`].
@@ -209,6 +211,11 @@ impl Reactor {
                 "seednode_dials_refused_total{{reason=\"{reason}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP seednode_pieces_failed_total Pieces that failed their hash check when read to be served (withheld since).\n# TYPE seednode_pieces_failed_total counter\nseednode_pieces_failed_total {}",
+            self.stats.pieces_failed
+        );
         let _ = writeln!(
             out,
             "# HELP seednode_dials_total Outgoing peer connections started.\n# TYPE seednode_dials_total counter\nseednode_dials_total {}",

@@ -331,6 +331,7 @@ impl Reactor {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            self.now = now;
             for event in &events {
                 match event.token() {
                     WAKER => {
@@ -447,6 +448,7 @@ impl Reactor {
                 break;
             }
             let now = Instant::now();
+            self.now = now;
             for event in &events {
                 match event.token() {
                     WAKER => self.on_resolved(now),

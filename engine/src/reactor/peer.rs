@@ -17,7 +17,7 @@ use seednode_wire::addr::{canonical_addr, canonical_ip};
 
 use super::conn::{Conn, ConnState};
 use super::metrics::CloseReason;
-use super::torrent::{DataPath, queue_block_from_files};
+use super::torrent::{DataPath, Serve, queue_block_from_files};
 use super::{Reactor, announcer};
 use crate::dial::PeerSource;
 use crate::disk::DiskJob;
@@ -307,9 +307,14 @@ impl Reactor {
     }
 
     pub(super) fn on_disk_done(&mut self) {
+        let now = self.now;
         let mut done = std::mem::take(&mut self.done);
         self.disk.drain(&mut done);
         for d in done.drain(..) {
+            if d.verify_only {
+                self.piece_checked(now, d.torrent, d.req.piece, d.result.err());
+                continue;
+            }
             let Some(conn) = self.conns.get_mut(d.key) else {
                 continue;
             };
@@ -335,6 +340,19 @@ impl Reactor {
                     self.drain_outbox(d.key);
                     self.pump(d.key);
                 }
+                Err(crate::disk::DiskError::HashMismatch { piece }) => {
+                    // Changed on disk since it was verified: withheld from now on.
+                    session.withhold(d.req);
+                    let torrent = *torrent;
+                    self.piece_checked(
+                        now,
+                        torrent,
+                        piece,
+                        Some(crate::disk::DiskError::HashMismatch { piece }),
+                    );
+                    self.drain_outbox(d.key);
+                    self.pump(d.key);
+                }
                 Err(e) => {
                     // A missing or short file is never served as zeros (SECURITY.md S5).
                     warn!(info_hash = %self.torrents[*torrent].torrent.info_hash, error = %e,
@@ -346,17 +364,57 @@ impl Reactor {
         self.done = done;
     }
 
-    /// Hands queued block requests to the disk pool while the peer's send buffer, counting reads
-    /// in flight, stays under [`SEND_BUFFER_HIGH_WATER`].
+    /// The check of `piece` of `torrent` ended (`error` is `None` when it matched): records it,
+    /// logs a failure (once per torrent per minute) and wakes the connections that waited.
+    fn piece_checked(
+        &mut self,
+        now: Instant,
+        torrent: usize,
+        piece: u32,
+        error: Option<crate::disk::DiskError>,
+    ) {
+        let Some(slot) = self.torrents.get_mut(torrent) else {
+            return;
+        };
+        if error.is_some() {
+            self.stats.pieces_failed += 1;
+        }
+        let (waiters, log) = slot.verified(now, piece, error.is_none());
+        if log {
+            warn!(
+                info_hash = %slot.torrent.info_hash,
+                piece,
+                failed_since_last_line = slot.faults_unlogged,
+                error = %error.as_ref().map(ToString::to_string).unwrap_or_default(),
+                "piece does not match its hash: withheld from peers (data changed on disk?)"
+            );
+            slot.faults_unlogged = 0;
+        }
+        for (key, generation) in waiters {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
+                self.pump(key);
+                self.drain_outbox(key);
+            }
+        }
+    }
+
+    /// Hands queued block requests to the disk pool (or, with `sendfile`, to the send queue)
+    /// while the peer's send buffer, counting reads in flight, stays under
+    /// [`SEND_BUFFER_HIGH_WATER`]. A piece is served only once verified in this run: the first
+    /// request for it starts the check and the peer waits for it.
     pub(super) fn issue_reads(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let mut failed = None;
+        let mut declined = false;
         if let ConnState::Peer { torrent, session } = &mut conn.state {
-            let now = Instant::now();
+            let now = self.now;
             let slot = &mut self.torrents[*torrent];
-            let storage = &slot.torrent.storage;
             while session.reads_in_flight < MAX_READS_IN_FLIGHT_PER_PEER
                 && conn.out.len() + session.reads_in_flight * (MAX_BLOCK_LEN as usize)
                     < SEND_BUFFER_HIGH_WATER
@@ -364,6 +422,30 @@ impl Reactor {
                 let Some(&req) = session.peek_request() else {
                     break;
                 };
+                match slot.before_serving(req.piece, key, conn.generation) {
+                    Serve::Go => {}
+                    Serve::Withheld => {
+                        session.next_request();
+                        session.withhold(req);
+                        declined = true;
+                        continue;
+                    }
+                    Serve::Wait { submit } => {
+                        if submit {
+                            self.disk.submit(DiskJob {
+                                key,
+                                generation: conn.generation,
+                                epoch: session.choke_epoch,
+                                torrent: *torrent,
+                                storage: Arc::clone(&slot.torrent.storage),
+                                piece_check: Arc::clone(&slot.torrent.piece_check),
+                                req,
+                                verify_only: true,
+                            });
+                        }
+                        break;
+                    }
+                }
                 // Upload limits are charged when the read is issued: what is read is sent.
                 let len = u64::from(req.length);
                 if !self.upload_limit.can_take(now, len) || !slot.upload_limit.can_take(now, len) {
@@ -378,7 +460,9 @@ impl Reactor {
                 if self.config.data_path == DataPath::Sendfile && conn.cipher.is_none() {
                     // The block goes from the page cache to the socket (`sendfile`); only the
                     // 13-byte header is built in memory.
-                    if let Err(e) = queue_block_from_files(&mut conn.out, storage, req) {
+                    if let Err(e) =
+                        queue_block_from_files(&mut conn.out, &slot.torrent.storage, req)
+                    {
                         failed = Some(CloseReason::Disk(format!("block {req:?}: {e}")));
                         break;
                     }
@@ -394,11 +478,15 @@ impl Reactor {
                     generation: conn.generation,
                     epoch: session.choke_epoch,
                     torrent: *torrent,
-                    storage: Arc::clone(storage),
+                    storage: Arc::clone(&slot.torrent.storage),
                     piece_check: Arc::clone(&slot.torrent.piece_check),
                     req,
+                    verify_only: false,
                 });
             }
+        }
+        if declined {
+            self.drain_outbox(key);
         }
         if let Some(why) = failed {
             // A missing or short file is never served as zeros (SECURITY.md S5).

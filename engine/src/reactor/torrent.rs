@@ -200,6 +200,125 @@ pub(super) struct TorrentSlot {
     pub(super) availability: Vec<u32>,
     pub(super) upload_limit: TokenBucket,
     pub(super) uploaded: u64,
+    /// Pieces checked against their hash in this run (BEP 3 bit order): a piece is read whole
+    /// and verified on a disk thread the first time it is served, whatever the data path
+    /// (libtorrent's seed mode), so bit rot or a file changed behind the node's back never
+    /// reaches a peer.
+    pub(super) verified: PieceBits,
+    /// Pieces that failed their check: withheld (left out of new bitfields, requests
+    /// rejected) for the rest of the run.
+    pub(super) failed: PieceBits,
+    /// Pieces being verified, with the connections waiting for each (at most one piece per
+    /// connection, so bounded by the connection cap).
+    pub(super) verifying: Vec<(u32, Vec<(usize, u64)>)>,
+    /// Why the torrent is degraded (the last failed check), for the status API and logs.
+    pub(super) fault: Option<String>,
+    /// When a failed check was last logged (one line per torrent per
+    /// [`FAULT_LOG_INTERVAL`]).
+    pub(super) fault_logged: Option<Instant>,
+    /// Failed checks not logged since the last line.
+    pub(super) faults_unlogged: u64,
+}
+
+/// A failed hash check is logged at most once per torrent per this interval.
+pub(super) const FAULT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One bit per piece, BEP 3 order (high bit of byte 0 is piece 0); out-of-range pieces read as
+/// unset and are never set.
+#[derive(Debug, Clone)]
+pub(super) struct PieceBits(Box<[u8]>);
+
+impl PieceBits {
+    /// All clear, for `count` pieces.
+    pub(super) fn new(count: u32) -> Self {
+        Self(vec![0; count.div_ceil(8) as usize].into_boxed_slice())
+    }
+
+    /// Whether piece `index` is set.
+    pub(super) fn get(&self, index: u32) -> bool {
+        self.0
+            .get((index / 8) as usize)
+            .is_some_and(|b| b & (0x80 >> (index % 8)) != 0)
+    }
+
+    /// Sets piece `index` (ignored when out of range).
+    pub(super) fn set(&mut self, index: u32) {
+        if let Some(b) = self.0.get_mut((index / 8) as usize) {
+            *b |= 0x80 >> (index % 8);
+        }
+    }
+
+    /// Whether no piece is set.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.iter().all(|b| *b == 0)
+    }
+
+    /// Clears in `bitfield` (same layout) every piece set here.
+    pub(super) fn clear_from(&self, bitfield: &mut [u8]) {
+        for (b, f) in bitfield.iter_mut().zip(self.0.iter()) {
+            *b &= !f;
+        }
+    }
+}
+
+/// What [`TorrentSlot::before_serving`] says about a piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Serve {
+    /// Verified in this run: serve it.
+    Go,
+    /// Failed its check: decline the request.
+    Withheld,
+    /// Being verified: wait. `submit` is true for the first waiter, which starts the check.
+    Wait { submit: bool },
+}
+
+impl TorrentSlot {
+    /// Whether piece `piece` may be served to connection `(key, generation)` now; when it is
+    /// not verified yet the connection is registered to be woken when the check ends.
+    pub(super) fn before_serving(&mut self, piece: u32, key: usize, generation: u64) -> Serve {
+        if self.failed.get(piece) {
+            return Serve::Withheld;
+        }
+        if self.verified.get(piece) {
+            return Serve::Go;
+        }
+        if let Some((_, waiters)) = self.verifying.iter_mut().find(|(p, _)| *p == piece) {
+            if !waiters.contains(&(key, generation)) {
+                waiters.push((key, generation));
+            }
+            return Serve::Wait { submit: false };
+        }
+        self.verifying.push((piece, vec![(key, generation)]));
+        Serve::Wait { submit: true }
+    }
+
+    /// Records the end of piece `piece`'s check; returns the connections to wake, and whether
+    /// to log the failure now (at most once per [`FAULT_LOG_INTERVAL`]).
+    pub(super) fn verified(
+        &mut self,
+        now: Instant,
+        piece: u32,
+        ok: bool,
+    ) -> (Vec<(usize, u64)>, bool) {
+        let waiters = match self.verifying.iter().position(|(p, _)| *p == piece) {
+            Some(i) => self.verifying.swap_remove(i).1,
+            None => Vec::new(),
+        };
+        if ok {
+            self.verified.set(piece);
+            return (waiters, false);
+        }
+        self.failed.set(piece);
+        self.fault = Some(format!("piece {piece} failed its hash check"));
+        self.faults_unlogged += 1;
+        let log = self
+            .fault_logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= FAULT_LOG_INTERVAL);
+        if log {
+            self.fault_logged = Some(now);
+        }
+        (waiters, log)
+    }
 }
 
 impl Reactor {
@@ -214,6 +333,7 @@ impl Reactor {
             self.mse_keys.insert(mse::req2_hash(alias), *alias);
             self.tracker.host(*alias);
         }
+        let count = torrent.piece_count();
         self.torrents.push(TorrentSlot {
             merkle_trees: Vec::new(),
             peers: 0,
@@ -228,6 +348,12 @@ impl Reactor {
                 self.config.torrent_upload_rate_bytes_per_sec,
             ),
             uploaded: 0,
+            verified: PieceBits::new(count),
+            failed: PieceBits::new(count),
+            verifying: Vec::new(),
+            fault: None,
+            fault_logged: None,
+            faults_unlogged: 0,
         });
     }
 
@@ -302,6 +428,10 @@ impl PieceMap for TorrentSlot {
         self.torrent.have(index)
     }
 
+    fn withheld(&self, index: u32) -> bool {
+        self.failed.get(index)
+    }
+
     fn info_bytes(&self) -> &Bytes {
         &self.torrent.info_bytes
     }
@@ -311,11 +441,13 @@ impl PieceMap for TorrentSlot {
     }
 
     fn bitfield(&self) -> Bytes {
-        self.torrent.have.bitfield()
+        let mut bits = self.torrent.have.bitfield().to_vec();
+        self.failed.clear_from(&mut bits);
+        Bytes::from(bits)
     }
 
     fn is_complete(&self) -> bool {
-        self.torrent.is_complete()
+        self.torrent.is_complete() && self.failed.is_empty()
     }
 
     fn super_seed_availability(&mut self) -> Option<&mut [u32]> {
