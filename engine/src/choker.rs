@@ -16,17 +16,17 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How often slots are reassigned (BEP 3 suggests every 10 seconds).
-pub(crate) const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
+pub const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How often the optimistic unchoke moves (BEP 3: every 30 seconds).
-pub(crate) const OPTIMISTIC_INTERVAL: Duration = Duration::from_secs(30);
+pub const OPTIMISTIC_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A peer unchoked this long yields its slot to a waiting peer at the next rechoke (libtorrent's
 /// round-robin seed choking rotates after about a minute).
-pub(crate) const ROTATION_INTERVAL: Duration = Duration::from_secs(60);
+pub const ROTATION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// An unchoked peer that has requested nothing for this long is snubbed: it loses its slot.
-pub(crate) const SNUB_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SNUB_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A peer's slot, as the reactor names it: the connection key and its torrent index.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +43,7 @@ struct Peer {
 
 /// The choker of the whole node.
 #[derive(Debug)]
-pub(crate) struct Choker {
+pub struct Choker {
     slots_per_torrent: usize,
     global_slots: usize,
     /// Interested peers only.
@@ -53,11 +53,11 @@ pub(crate) struct Choker {
 }
 
 /// One decision: `(connection key, true = unchoke / false = choke)`.
-pub(crate) type Decision = (usize, bool);
+pub type Decision = (usize, bool);
 
 impl Choker {
     /// A choker with the given slot counts (each at least 1), starting its clocks at `now`.
-    pub(crate) fn new(now: Instant, slots_per_torrent: usize, global_slots: usize) -> Self {
+    pub fn new(now: Instant, slots_per_torrent: usize, global_slots: usize) -> Self {
         Self {
             slots_per_torrent: slots_per_torrent.max(1),
             global_slots: global_slots.max(1),
@@ -68,7 +68,7 @@ impl Choker {
     }
 
     /// When [`Choker::tick`] next has work.
-    pub(crate) fn poll_timeout(&self) -> Instant {
+    pub fn poll_timeout(&self) -> Instant {
         self.next_rechoke.min(self.next_optimistic)
     }
 
@@ -85,7 +85,7 @@ impl Choker {
     }
 
     /// Peer `key` of `torrent` became interested; it is unchoked at once if a slot is free.
-    pub(crate) fn interested(&mut self, now: Instant, key: usize, torrent: usize) -> Vec<Decision> {
+    pub fn interested(&mut self, now: Instant, key: usize, torrent: usize) -> Vec<Decision> {
         if self.peers.contains_key(&key) {
             return Vec::new();
         }
@@ -105,7 +105,7 @@ impl Choker {
 
     /// Peer `key` lost interest or disconnected; its slot goes to the longest waiter. The peer
     /// itself is not reported: the caller has already choked or dropped it.
-    pub(crate) fn leave(&mut self, now: Instant, key: usize) -> Vec<Decision> {
+    pub fn leave(&mut self, now: Instant, key: usize) -> Vec<Decision> {
         match self.peers.remove(&key) {
             Some(p) if p.unchoked_at.is_some() => self.fill(now),
             _ => Vec::new(),
@@ -113,14 +113,14 @@ impl Choker {
     }
 
     /// Records a block request from `key` (it is using its slot).
-    pub(crate) fn record_request(&mut self, now: Instant, key: usize) {
+    pub fn record_request(&mut self, now: Instant, key: usize) {
         if let Some(p) = self.peers.get_mut(&key) {
             p.last_request = now;
         }
     }
 
     /// Records `bytes` of block payload sent to `key`.
-    pub(crate) fn record_upload(&mut self, key: usize, bytes: u64) {
+    pub fn record_upload(&mut self, key: usize, bytes: u64) {
         if let Some(p) = self.peers.get_mut(&key) {
             p.uploaded_in_round = p.uploaded_in_round.saturating_add(bytes);
         }
@@ -163,7 +163,7 @@ impl Choker {
     }
 
     /// Runs the periodic rechoke and optimistic unchoke when due.
-    pub(crate) fn tick(&mut self, now: Instant) -> Vec<Decision> {
+    pub fn tick(&mut self, now: Instant) -> Vec<Decision> {
         let mut out = Vec::new();
         let optimistic_due = now >= self.next_optimistic;
         if now < self.next_rechoke && !optimistic_due {
@@ -263,7 +263,7 @@ impl Choker {
 
     /// Whether `key` holds a slot.
     #[cfg(test)]
-    pub(crate) fn is_unchoked(&self, key: usize) -> bool {
+    pub fn is_unchoked(&self, key: usize) -> bool {
         self.peers
             .get(&key)
             .is_some_and(|p| p.unchoked_at.is_some())

@@ -21,7 +21,7 @@ use crate::rate::CountBucket;
 
 /// Where a peer address was learnt: the dial rules depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PeerSource {
+pub enum PeerSource {
     /// A `ut_pex` message (BEP 11) from the peer at this address.
     Pex(IpAddr),
     /// A tracker's reply, from the tracker at this address (`None`: not known, held to the
@@ -47,7 +47,7 @@ impl PeerSource {
 
 /// Why a learnt address is not dialled (a fixed set: counted in `/metrics` by label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum DialDenied {
+pub enum DialDenied {
     /// The address is one that must not be dialled on this source's say-so.
     #[error("address refused: {0}")]
     Address(#[from] DialRefusal),
@@ -64,7 +64,7 @@ pub(crate) enum DialDenied {
 
 impl DialDenied {
     /// A short stable label for `/metrics`.
-    pub(crate) const fn label(&self) -> &'static str {
+    pub const fn label(&self) -> &'static str {
         match self {
             Self::Address(_) => "address",
             Self::OwnAddress => "own_address",
@@ -76,7 +76,7 @@ impl DialDenied {
 
 /// The dial rules and budgets of one node.
 #[derive(Debug)]
-pub(crate) struct DialPolicy {
+pub struct DialPolicy {
     global: CountBucket,
     /// Per source IP (canonical); at most [`MAX_DIAL_SOURCES`], the least recently used is
     /// forgotten first.
@@ -85,7 +85,7 @@ pub(crate) struct DialPolicy {
 
 impl DialPolicy {
     /// Full budgets at `now`.
-    pub(crate) fn new(now: Instant) -> Self {
+    pub fn new(now: Instant) -> Self {
         Self {
             global: CountBucket::new(now, DIALS_PER_SEC, DIAL_BURST),
             per_source: HashMap::new(),
@@ -98,7 +98,7 @@ impl DialPolicy {
     ///
     /// # Errors
     /// [`DialDenied`] says why not; nothing is spent then.
-    pub(crate) fn check(
+    pub fn check(
         &mut self,
         now: Instant,
         candidate: SocketAddr,
@@ -157,7 +157,7 @@ impl DialPolicy {
 
     /// Sources remembered (for tests and `/metrics`).
     #[cfg(test)]
-    pub(crate) fn sources(&self) -> usize {
+    pub fn sources(&self) -> usize {
         self.per_source.len()
     }
 }

@@ -4,16 +4,13 @@
 //! .torrent beside it, prints the info-hash and magnet link, and seeds it over the peer wire
 //! (BEP 3) with a built-in HTTP tracker on the same port, until SIGINT or SIGTERM.
 
-mod choker;
-mod dial;
+use seednode::{choker, dial, limits, rate, session};
+
 mod disk;
 mod http;
-mod limits;
 mod outq;
 mod progress;
-mod rate;
 mod reactor;
-mod session;
 mod sniff;
 mod udp_batch;
 

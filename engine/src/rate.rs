@@ -4,15 +4,15 @@ use std::time::{Duration, Instant};
 
 /// How much a bucket may save up, in seconds of its rate: small, so a limit holds over short
 /// windows too (a 2 MiB/s limit never bursts past 2 MiB/s × this).
-pub(crate) const BURST_SECONDS: f64 = 0.1;
+pub const BURST_SECONDS: f64 = 0.1;
 
 /// The smallest burst, bytes: one block must always fit, or a slow limit would stall for good.
-pub(crate) const MIN_BURST_BYTES: u64 = 16 * 1024;
+pub const MIN_BURST_BYTES: u64 = 16 * 1024;
 
 /// A token bucket: `rate_bytes_per_sec` tokens accrue every second up to the burst size;
 /// sending `n` bytes takes `n` tokens. A rate of 0 means unlimited.
 #[derive(Debug, Clone)]
-pub(crate) struct TokenBucket {
+pub struct TokenBucket {
     rate_bytes_per_sec: u64,
     burst: f64,
     tokens: f64,
@@ -21,7 +21,7 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket for `rate_bytes_per_sec` (0 = unlimited), starting at `now`.
-    pub(crate) fn new(now: Instant, rate_bytes_per_sec: u64) -> Self {
+    pub fn new(now: Instant, rate_bytes_per_sec: u64) -> Self {
         let burst = ((rate_bytes_per_sec as f64) * BURST_SECONDS).max(MIN_BURST_BYTES as f64);
         Self {
             rate_bytes_per_sec,
@@ -32,7 +32,7 @@ impl TokenBucket {
     }
 
     /// Whether this bucket limits anything.
-    pub(crate) fn is_limited(&self) -> bool {
+    pub fn is_limited(&self) -> bool {
         self.rate_bytes_per_sec != 0
     }
 
@@ -43,7 +43,7 @@ impl TokenBucket {
     }
 
     /// Whether `bytes` may be sent now (tokens are not taken).
-    pub(crate) fn can_take(&mut self, now: Instant, bytes: u64) -> bool {
+    pub fn can_take(&mut self, now: Instant, bytes: u64) -> bool {
         if !self.is_limited() {
             return true;
         }
@@ -52,7 +52,7 @@ impl TokenBucket {
     }
 
     /// Takes `bytes` tokens (call after [`TokenBucket::can_take`] said yes).
-    pub(crate) fn take(&mut self, now: Instant, bytes: u64) {
+    pub fn take(&mut self, now: Instant, bytes: u64) {
         if self.is_limited() {
             self.refill(now);
             self.tokens -= bytes as f64;
@@ -61,7 +61,7 @@ impl TokenBucket {
 
     /// How long until `bytes` tokens are there.
     #[cfg(test)]
-    pub(crate) fn wait_for(&mut self, now: Instant, bytes: u64) -> Duration {
+    pub fn wait_for(&mut self, now: Instant, bytes: u64) -> Duration {
         if !self.is_limited() {
             return Duration::ZERO;
         }
@@ -78,7 +78,7 @@ impl TokenBucket {
 /// A token bucket counted in events (messages, connection attempts): `count` tokens accrue every
 /// `period` up to `burst`; each event takes one. Pure: time is an argument.
 #[derive(Debug, Clone)]
-pub(crate) struct CountBucket {
+pub struct CountBucket {
     count: u32,
     period_millis: u64,
     burst: u32,
@@ -90,12 +90,12 @@ pub(crate) struct CountBucket {
 
 impl CountBucket {
     /// A full bucket that accrues `per_sec` tokens a second.
-    pub(crate) const fn new(now: Instant, per_sec: u32, burst: u32) -> Self {
+    pub const fn new(now: Instant, per_sec: u32, burst: u32) -> Self {
         Self::per_period(now, per_sec, Duration::from_secs(1), burst)
     }
 
     /// A full bucket that accrues `count` tokens every `period` (at least 1 ms).
-    pub(crate) const fn per_period(now: Instant, count: u32, period: Duration, burst: u32) -> Self {
+    pub const fn per_period(now: Instant, count: u32, period: Duration, burst: u32) -> Self {
         let millis = period.as_millis();
         let period_millis = if millis == 0 {
             1
@@ -133,13 +133,13 @@ impl CountBucket {
     }
 
     /// Whether a token is there now (nothing taken).
-    pub(crate) fn peek(&mut self, now: Instant) -> bool {
+    pub fn peek(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.tokens > 0
     }
 
     /// Takes one token; false (nothing taken) when the bucket is empty.
-    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+    pub fn try_take(&mut self, now: Instant) -> bool {
         self.refill(now);
         match self.tokens.checked_sub(1) {
             Some(left) => {
@@ -151,7 +151,7 @@ impl CountBucket {
     }
 
     /// When this bucket was last refilled (for evicting idle ones from a table).
-    pub(crate) const fn last_used(&self) -> Instant {
+    pub const fn last_used(&self) -> Instant {
         self.last
     }
 }

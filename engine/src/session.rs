@@ -30,7 +30,7 @@ use crate::limits::{
 use crate::rate::CountBucket;
 
 /// What a torrent looks like to a session: enough to validate a peer's messages.
-pub(crate) trait PieceMap {
+pub trait PieceMap {
     /// Number of pieces.
     fn piece_count(&self) -> u32;
     /// Length of piece `index` in bytes, `None` when out of range.
@@ -62,29 +62,29 @@ pub(crate) trait PieceMap {
 
 /// What the peer's handshake said it supports (BEP 3 reserved bits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PeerCaps {
+pub struct PeerCaps {
     /// The Fast Extension (BEP 6), set by both sides.
-    pub(crate) fast: bool,
+    pub fast: bool,
     /// The extension protocol (BEP 10).
-    pub(crate) extensions: bool,
+    pub extensions: bool,
     /// The DHT (BEP 5): the peer wants our `port`.
-    pub(crate) dht: bool,
+    pub dht: bool,
 }
 
 /// What we tell a peer about ourselves in the greeting.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LocalInfo {
+pub struct LocalInfo {
     /// Our client name and version for the extension handshake's `v` (BEP 10).
-    pub(crate) client: &'static str,
+    pub client: &'static str,
     /// Our DHT's UDP port, when we run a DHT node (BEP 5 `port`).
-    pub(crate) dht_port: Option<u16>,
+    pub dht_port: Option<u16>,
     /// The peer's address as we see it, for `yourip` (BEP 10).
-    pub(crate) yourip: Option<IpAddr>,
+    pub yourip: Option<IpAddr>,
 }
 
 /// Why a peer is disconnected. Each variant is something the peer did (BEP 3).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PeerError {
+pub enum PeerError {
     /// `have` or `request` named a piece the torrent does not have (SECURITY.md W5/W6).
     #[error("piece {piece} out of range (torrent has {count})")]
     PieceOutOfRange { piece: u32, count: u32 },
@@ -127,7 +127,7 @@ pub(crate) enum PeerError {
 
 impl PeerError {
     /// A short stable label for `/metrics` (`reason="..."`).
-    pub(crate) const fn label(&self) -> &'static str {
+    pub const fn label(&self) -> &'static str {
         match self {
             Self::PieceOutOfRange { .. } => "piece_out_of_range",
             Self::BadRequest { .. } => "bad_request",
@@ -147,7 +147,7 @@ impl PeerError {
 
 /// What the reactor must do after a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Step {
+pub enum Step {
     /// Nothing beyond what the session did to itself.
     Continue,
     /// The peer became interested: ask the choker for a slot.
@@ -166,40 +166,40 @@ pub(crate) enum Step {
 
 /// One peer's state as seen by a seed.
 #[derive(Debug)]
-pub(crate) struct PeerSession {
+pub struct PeerSession {
     /// True while we choke the peer (BEP 3 `am_choking`); every connection starts choked.
-    pub(crate) choked: bool,
+    pub choked: bool,
     /// True while the peer is interested in us.
-    pub(crate) interested: bool,
+    pub interested: bool,
     /// Incremented at every choke, so reads issued before a choke can be discarded.
-    pub(crate) choke_epoch: u32,
+    pub choke_epoch: u32,
     /// Requests accepted and not yet read from disk.
     queue: VecDeque<BlockRequest>,
     /// Disk reads issued and not yet answered.
-    pub(crate) reads_in_flight: usize,
+    pub reads_in_flight: usize,
     requests_while_choked: u32,
     /// Requests dropped because the queue was full.
-    pub(crate) dropped_requests: u64,
+    pub dropped_requests: u64,
     /// When the peer last sent anything.
-    pub(crate) last_recv: Instant,
+    pub last_recv: Instant,
     /// When we last queued anything for the peer.
-    pub(crate) last_send: Instant,
+    pub last_send: Instant,
     /// Payload bytes of `piece` messages sent.
-    pub(crate) uploaded: u64,
+    pub uploaded: u64,
     /// The peer's extended id for `ut_metadata` (BEP 9), from its extension handshake.
     peer_ut_metadata: Option<u8>,
     /// The peer's extended id for `ut_pex` (BEP 11).
-    pub(crate) peer_ut_pex: Option<u8>,
+    pub peer_ut_pex: Option<u8>,
     /// The port the peer accepts connections on, from its extension handshake (`p`).
-    pub(crate) listen_port: Option<u16>,
+    pub listen_port: Option<u16>,
     /// The peers we last told this peer about over PEX.
-    pub(crate) pex_sent: HashSet<SocketAddr>,
+    pub pex_sent: HashSet<SocketAddr>,
     /// Super-seeding (BEP 16): the pieces this peer was told we have; `None` when the torrent is
     /// seeded normally.
     super_offered: Option<Vec<u32>>,
     extension_handshakes: u32,
     /// The peer's client name from its extension handshake (`v`), at most 64 bytes.
-    pub(crate) client: Option<String>,
+    pub client: Option<String>,
     /// `have` messages the peer may still send on this connection.
     have_budget: u32,
     /// `have` messages received.
@@ -222,7 +222,7 @@ impl PeerSession {
     /// A session whose BitTorrent handshake completed at `now`, with its greeting queued: the
     /// bitfield (`have_all` to a BEP 6 peer when complete; nothing but `have_none` and one offer
     /// when super-seeding, BEP 16), then the extension handshake (BEP 10), then `port` (BEP 5).
-    pub(crate) fn new(
+    pub fn new(
         now: Instant,
         caps: PeerCaps,
         local: &LocalInfo,
@@ -368,7 +368,7 @@ impl PeerSession {
     }
 
     /// Takes the next message to send to the peer. Call after every input until `None`.
-    pub(crate) fn poll_send(&mut self) -> Option<Message> {
+    pub fn poll_send(&mut self) -> Option<Message> {
         self.outbox.pop_front()
     }
 
@@ -382,13 +382,13 @@ impl PeerSession {
 
     /// `req` asks for a piece that failed its hash check after it was announced: it is
     /// declined (BEP 6 `reject_request`; silence for older peers).
-    pub(crate) fn withhold(&mut self, req: BlockRequest) {
+    pub fn withhold(&mut self, req: BlockRequest) {
         self.reject(req);
     }
 
     /// A disk read for `req` finished after the peer was choked: it is not sent, so it is
     /// declined instead.
-    pub(crate) fn stale_read(&mut self, req: BlockRequest) {
+    pub fn stale_read(&mut self, req: BlockRequest) {
         self.reject(req);
     }
 
@@ -396,7 +396,7 @@ impl PeerSession {
     ///
     /// # Errors
     /// [`PeerError`] when the peer broke the protocol; the caller closes the connection.
-    pub(crate) fn handle_message(
+    pub fn handle_message(
         &mut self,
         now: Instant,
         msg: &Message,
@@ -581,7 +581,7 @@ impl PeerSession {
 
     /// Chokes the peer (queues `choke`): pending requests are discarded (BEP 3) or rejected
     /// (BEP 6), and reads in flight become stale.
-    pub(crate) fn choke(&mut self) {
+    pub fn choke(&mut self) {
         self.choked = true;
         self.choke_epoch = self.choke_epoch.wrapping_add(1);
         self.outbox.push_back(Message::Choke);
@@ -591,25 +591,25 @@ impl PeerSession {
     }
 
     /// Unchokes the peer (queues `unchoke`) and forgives requests it sent while choked.
-    pub(crate) fn unchoke(&mut self) {
+    pub fn unchoke(&mut self) {
         self.choked = false;
         self.requests_while_choked = 0;
         self.outbox.push_back(Message::Unchoke);
     }
 
     /// The next queued request, without taking it.
-    pub(crate) fn peek_request(&self) -> Option<&BlockRequest> {
+    pub fn peek_request(&self) -> Option<&BlockRequest> {
         self.queue.front()
     }
 
     /// Takes the next queued request to read from disk, if any.
-    pub(crate) fn next_request(&mut self) -> Option<BlockRequest> {
+    pub fn next_request(&mut self) -> Option<BlockRequest> {
         self.queue.pop_front()
     }
 
     /// Number of requests waiting for a disk read.
     #[cfg(test)]
-    pub(crate) fn queued(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.queue.len()
     }
 }

@@ -1,0 +1,12 @@
+//! The functional core of the `seednode` binary: the pure, clock-free parts of the engine (the
+//! peer session, the choker, rate limits, the dial rules and every engine limit), kept in a
+//! library so that fuzz targets and simulation tests drive them exactly as the event loop does.
+//!
+//! Nothing here performs I/O or reads a clock: every input carries `now`. The event loop that
+//! feeds these machines is `engine/src/reactor/` in the binary.
+
+pub mod choker;
+pub mod dial;
+pub mod limits;
+pub mod rate;
+pub mod session;
