@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use seednode_wire::InfoHash;
+use seednode_wire::addr::AddrScope;
 
 use crate::krpc::{self, Body, Message, Method, Query, Response};
 use crate::limits::MAX_REPLY_LEN;
@@ -28,7 +29,8 @@ pub const STORED_INFO_HASH: InfoHash = InfoHash(*b"mnopqrstuvwxyz123456");
 const QUERIER_V4: &str = "10.1.2.3:6881";
 const QUERIER_V6: &str = "[fd00::3]:6881";
 
-/// A node in a reproducible state: 16 IPv4 and 4 IPv6 nodes in its tables, one peer stored for
+/// A node in a reproducible state, on a private network (its nodes and queriers are at 10.x
+/// and `fd00::`, [`Config::local_scope`] is [`AddrScope::Private`]): 16 IPv4 and 4 IPv6 nodes in its tables, one peer stored for
 /// [`STORED_INFO_HASH`], a ping outstanding to [`PINGED`]. Returns the node, its clock and that
 /// ping's transaction id.
 ///
@@ -38,6 +40,7 @@ const QUERIER_V6: &str = "[fd00::3]:6881";
 pub fn prepared_node() -> (Dht, Instant, [u8; 4]) {
     prepared_node_with(Config {
         enforce_node_id: false,
+        local_scope: AddrScope::Private,
         ..Config::default()
     })
 }
@@ -207,6 +210,7 @@ pub fn queries_per_second_workload(n: usize) -> (Dht, Instant, Vec<(SocketAddr, 
     let config = Config {
         enforce_node_id: false,
         reply_bytes_per_sec: u32::MAX,
+        local_scope: AddrScope::Private,
         ..Config::default()
     };
     let (dht, now, _) = prepared_node_with(config);

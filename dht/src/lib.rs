@@ -38,6 +38,19 @@
 //! bucket with free slots (a `find_node` for a random ID in it), pings one questionable node,
 //! and refreshes a bucket idle for 15 minutes (BEP 5).
 //!
+//! # Address rules
+//!
+//! A stranger cannot make the node query, store or hand out internal addresses (the rules of
+//! [`seednode_wire::addr`], relative to [`Config::local_scope`], the scope of the node's own
+//! socket): nodes in `nodes`/`nodes6` and peers in `values` are dropped when their address is
+//! never a peer's (port 0, multicast, reserved, ...) or is a local-network one (loopback,
+//! private, link-local, CGNAT) while the node is not on that kind of network or the responder
+//! is not inside it; queriers at such addresses are answered but never enter the routing table
+//! and their announces are not stored; a reply hands out local-network nodes and peers only to
+//! a querier of the same scope; and no query leaves for a refused address, whatever path it
+//! took, except to a configured bootstrap node. Each refusal counts in
+//! [`Stats::refused_addresses`].
+//!
 //! # Bounds
 //!
 //! Every table has a limit in [`limits`]: routing tables, transaction table, lookups, peer store,
@@ -75,3 +88,4 @@ pub use node::{
     Config, DEFAULT_BOOTSTRAP_NODES, Dht, Event, IdSource, LookupId, LookupKind, LookupOutcome,
     QueryCounts, Stats, Transmit,
 };
+pub use seednode_wire::addr::AddrScope;

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use seednode_wire::InfoHash;
+use seednode_wire::addr::{self, AddrScope};
 
 use crate::id::NodeId;
 use crate::krpc::{
@@ -58,6 +59,14 @@ pub struct Config {
     /// The `v` key put in every message (BEP 5 leaves it free; 2 client letters + 2 version
     /// bytes by custom). `None` omits it. Default `SN` 0.1.
     pub version: Option<[u8; 4]>,
+    /// The kind of network this node's socket is on: pass `AddrScope::of(bound_ip)`. Nodes
+    /// and peers with global addresses are always used; those with local-network addresses
+    /// (loopback, private, link-local, CGNAT) only when they are of this scope and were named by
+    /// a node of this scope (the rules of [`seednode_wire::addr`]). Any other value, such as
+    /// [`AddrScope::Unspecified`] for a socket bound to `0.0.0.0` or `::`, admits global
+    /// addresses only. Default [`AddrScope::Global`]: a stranger cannot make the node query,
+    /// store or hand out internal addresses.
+    pub local_scope: AddrScope,
 }
 
 impl Default for Config {
@@ -68,6 +77,7 @@ impl Default for Config {
             read_only: false,
             reply_bytes_per_sec: crate::limits::DEFAULT_REPLY_BYTES_PER_SEC,
             version: Some(*b"SN\x00\x01"),
+            local_scope: AddrScope::Global,
         }
     }
 }
@@ -243,6 +253,9 @@ pub struct Stats {
     pub query_timeouts: u64,
     /// `announce_peer` refused for a bad or stale token.
     pub bad_tokens: u64,
+    /// Addresses refused by the address rules ([`Config::local_scope`]): nodes and peers named
+    /// in replies, queriers kept out of the routing table, announces not stored.
+    pub refused_addresses: u64,
     /// Peers stored from valid `announce_peer` queries.
     pub announces_stored: u64,
     /// Nodes in the IPv4 routing table's buckets.
@@ -336,13 +349,13 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-/// Whether `addr` can be a DHT node or peer at all.
-fn routable(addr: &SocketAddr) -> bool {
-    let ip = addr.ip();
-    addr.port() != 0
-        && !ip.is_unspecified()
-        && !ip.is_multicast()
-        && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+/// Whether a node on a `local` network may query (or store, or report) `addr`, named by
+/// `learnt_from` (`None`: from our own state or the engine): port 0 and addresses no node has
+/// never; global addresses always; local-network ones only of scope `local`, and only when
+/// named from inside that network ([`addr::may_dial_on`], [`addr::may_dial`]).
+fn dialable(local: AddrScope, addr: SocketAddr, learnt_from: Option<IpAddr>) -> bool {
+    addr::may_dial_on(addr, local).is_ok()
+        && learnt_from.is_none_or(|ip| addr::may_dial(addr, ip).is_ok())
 }
 
 /// A sans-IO Mainline DHT node (BEP 5, 32, 42, 43, 51).
@@ -518,14 +531,18 @@ impl Dht {
     // -----------------------------------------------------------------------------------------
 
     /// Offers saved nodes to the next lookups. They are not trusted: they enter the routing table
-    /// only after answering a query. At most [`MAX_IMPORTED_NODES`] are kept.
+    /// only after answering a query. At most [`MAX_IMPORTED_NODES`] are kept; nodes at addresses
+    /// [`Config::local_scope`] refuses are dropped.
     pub fn import_nodes(&mut self, nodes: &[(NodeId, SocketAddr)]) {
         for &(id, addr) in nodes {
             let addr = canonical(addr);
             if self.imported.len() >= MAX_IMPORTED_NODES {
                 break;
             }
-            if id != self.id && routable(&addr) && !self.imported.iter().any(|(_, a)| *a == addr) {
+            if id != self.id
+                && dialable(self.config.local_scope, addr, None)
+                && !self.imported.iter().any(|(_, a)| *a == addr)
+            {
                 self.imported.push((id, addr));
             }
         }
@@ -576,12 +593,15 @@ impl Dht {
     }
 
     /// Pings `addr`; if it answers (and passes BEP 42 when enforced) it may enter the routing
-    /// table. For the BEP 5 `PORT` message. Skipped when the transaction table is full.
+    /// table. For the BEP 5 `PORT` message. Skipped when the transaction table is full, or when
+    /// [`Config::local_scope`] refuses `addr` (counted in [`Stats::refused_addresses`]).
     pub fn ping(&mut self, now: Instant, addr: SocketAddr) {
         self.last_now = now;
         let addr = canonical(addr);
-        if routable(&addr) {
+        if dialable(self.config.local_scope, addr, None) {
             self.send_query(now, addr, None, Method::Ping, Purpose::User, false);
+        } else {
+            self.stats.refused_addresses += 1;
         }
     }
 
@@ -697,10 +717,17 @@ impl Dht {
         }
         let fam = family(&from);
         let id_ok = !self.config.enforce_node_id || q.id.is_valid_for(from.ip());
+        // A querier at an address we must not dial (a local process querying a public node) is
+        // answered but never enters the table, so it is never handed out.
+        let admitted = dialable(self.config.local_scope, from, None);
+        if !admitted {
+            self.stats.refused_addresses += 1;
+        }
         // BEP 43: read-only nodes stay out of the table; everyone else is verified by a ping
         // before entering it (SECURITY D8).
         let verify = !msg.read_only
             && id_ok
+            && admitted
             && !self.is_router(&from)
             && self.tables[fam].heard_query(now, q.id, from);
         self.answer(now, from, msg.transaction_id, q);
@@ -720,13 +747,15 @@ impl Dht {
             }
             Method::GetPeers { info_hash, want } => {
                 let token = self.tokens.issue(now, from.ip());
-                let peers = self.store.peers(
+                let mut peers = self.store.peers(
                     now,
                     info_hash,
                     fam == 1,
                     MAX_VALUES_PER_REPLY,
                     &mut self.rng,
                 );
+                // Local-network peers only to queriers on that network.
+                peers.retain(|p| addr::may_dial(*p, from.ip()).is_ok());
                 let mut compact_peers = Vec::with_capacity(peers.len() * compact::PEER_V6_LEN);
                 for p in &peers {
                     compact::put_peer(&mut compact_peers, *p);
@@ -755,6 +784,13 @@ impl Dht {
                 }
                 let port = if *implied_port { from.port() } else { *port };
                 let peer = SocketAddr::new(from.ip(), port);
+                if !dialable(self.config.local_scope, peer, None) {
+                    // Port 0, or a local process announcing to a public node: storing it would
+                    // hand an internal address to the internet.
+                    self.stats.refused_addresses += 1;
+                    self.send_error(now, from, t, ERROR_PROTOCOL, "address not stored");
+                    return;
+                }
                 self.store.announce(now, *info_hash, peer);
                 self.stats.announces_stored += 1;
                 // Rate-limited and token-checked above, so this event is bounded like the store.
@@ -798,10 +834,19 @@ impl Dht {
             let fam = family(&to);
             let (n4, n6) = want.map_or((fam == 0, fam == 1), |w| (w.n4, w.n6));
             let mut found = std::mem::take(&mut self.scratch_nodes);
+            // A table on a local network may hold local nodes, handed out only to queriers on
+            // that network: look further so that others still get a full bucket.
+            let look = if self.config.local_scope.is_local_network() {
+                2 * BUCKET_SIZE
+            } else {
+                BUCKET_SIZE
+            };
             for (wanted, table, buf) in [(n4, 0, &mut nodes4), (n6, 1, &mut nodes6)] {
                 if wanted {
                     found.clear();
-                    self.tables[table].closest(&target, BUCKET_SIZE, false, &mut found);
+                    self.tables[table].closest(&target, look, false, &mut found);
+                    found.retain(|(_, a)| addr::may_dial(*a, to.ip()).is_ok());
+                    found.truncate(BUCKET_SIZE);
                     for (id, addr) in &found {
                         compact::put_node(buf, id, *addr);
                     }
@@ -908,6 +953,12 @@ impl Dht {
         if self.pending.len() >= MAX_OUTSTANDING_QUERIES {
             return false;
         }
+        // The last line of defence: whatever path an address took, a query goes only where the
+        // address rules allow (or to a configured bootstrap node).
+        if !dialable(self.config.local_scope, dst, None) && !self.is_router(&dst) {
+            self.stats.refused_addresses += 1;
+            return false;
+        }
         let tid = loop {
             let t = self.rng.next_u32();
             if !self.pending.contains_key(&t) {
@@ -1003,7 +1054,7 @@ impl Dht {
         self.stats.responses_in += 1;
         let fam = family(&from);
         let counts = !self.config.enforce_node_id || r.id.is_valid_for(from.ip());
-        if counts && !self.is_router(&from) {
+        if counts && !self.is_router(&from) && dialable(self.config.local_scope, from, None) {
             if let Insert::Waiting(Some((id, addr))) =
                 self.tables[fam].heard_response(now, r.id, from)
             {
@@ -1027,7 +1078,7 @@ impl Dht {
             Purpose::Verify => {
                 self.verifying.remove(&p.dst);
             }
-            Purpose::Explore => self.explore_response(now, fam, r),
+            Purpose::Explore => self.explore_response(now, fam, from, r),
             Purpose::Maintenance | Purpose::User => {}
         }
         true
@@ -1054,14 +1105,19 @@ impl Dht {
         }
     }
 
-    /// Verifies the nodes an exploration `find_node` returned that have room in our table.
-    fn explore_response(&mut self, now: Instant, fam: usize, r: &Response<'_>) {
+    /// Verifies the nodes an exploration `find_node` returned (by `from`) that have room in our
+    /// table.
+    fn explore_response(&mut self, now: Instant, fam: usize, from: SocketAddr, r: &Response<'_>) {
         let nodes: Vec<(NodeId, SocketAddr)> = match fam {
             0 => r.nodes.into_iter().flat_map(compact::nodes_v4).collect(),
             _ => r.nodes6.into_iter().flat_map(compact::nodes_v6).collect(),
         };
         for (id, addr) in nodes {
-            let addr_ok = routable(&addr) && family(&canonical(addr)) == fam;
+            let same_family = family(&canonical(addr)) == fam;
+            let addr_ok = same_family && dialable(self.config.local_scope, addr, Some(from.ip()));
+            if same_family && !addr_ok {
+                self.stats.refused_addresses += 1;
+            }
             let id_ok = !self.config.enforce_node_id || id.is_valid_for(addr.ip());
             if addr_ok && id_ok && self.tables[fam].could_take(now, id, addr, true) {
                 self.verify(now, id, addr);
@@ -1366,6 +1422,8 @@ impl Dht {
     ) {
         let own = self.id;
         let enforce = self.config.enforce_node_id;
+        let local = self.config.local_scope;
+        let learnt_from = Some(from.ip());
         let Some(lookup) = self.lookups.iter_mut().find(|l| l.id == id) else {
             return;
         };
@@ -1382,7 +1440,11 @@ impl Dht {
         };
         for (node, addr) in nodes {
             let same_family = family(&canonical(addr)) == fam;
-            if node == own || !routable(&addr) || !same_family {
+            if node == own || !same_family {
+                continue;
+            }
+            if !dialable(local, addr, learnt_from) {
+                self.stats.refused_addresses += 1;
                 continue;
             }
             let node_counts = !enforce || node.is_valid_for(addr.ip());
@@ -1399,7 +1461,12 @@ impl Dht {
                 continue;
             };
             let peer = canonical(peer);
-            if !routable(&peer) || family(&peer) != fam {
+            if family(&peer) != fam {
+                continue;
+            }
+            // The engine dials reported peers: the same rules as for nodes.
+            if !dialable(local, peer, learnt_from) {
+                self.stats.refused_addresses += 1;
                 continue;
             }
             if lookup.peers_seen.len() < MAX_LOOKUP_PEERS && lookup.peers_seen.insert(peer) {

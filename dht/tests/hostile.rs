@@ -13,6 +13,7 @@ use seednode_dht::limits::{
 };
 use seednode_dht::{Config, Dht, Event, IdSource, LookupOutcome, NodeId, Transmit};
 use seednode_wire::InfoHash;
+use seednode_wire::addr::AddrScope;
 
 const OWN: NodeId = NodeId([0x42; 20]);
 const IH: InfoHash = InfoHash([0x33; 20]);
@@ -22,8 +23,17 @@ fn epoch() -> Instant {
     Instant::now()
 }
 
+/// A node on a private network, like the 10.x addresses of most tests here: local-network
+/// nodes and peers of that scope are used ([`Config::local_scope`]).
 fn node(t0: Instant) -> Dht {
-    node_with(t0, Config::default())
+    node_with(t0, lan())
+}
+
+fn lan() -> Config {
+    Config {
+        local_scope: AddrScope::Private,
+        ..Config::default()
+    }
 }
 
 fn node_with(t0: Instant, config: Config) -> Dht {
@@ -291,7 +301,7 @@ fn d4_flood_from_one_address_is_rate_limited_then_banned() {
         t0,
         Config {
             reply_bytes_per_sec: u32::MAX,
-            ..Config::default()
+            ..lan()
         },
     );
     let from = v4(4);
@@ -363,7 +373,7 @@ fn d12_sample_infohashes_is_bounded_and_rate_limited() {
         t0,
         Config {
             reply_bytes_per_sec: u32::MAX,
-            ..Config::default()
+            ..lan()
         },
     );
     // Store 100 info-hashes, announced from 100 addresses.
@@ -411,7 +421,7 @@ fn d5_get_peers_reply_bounded_with_5000_peers() {
         t0,
         Config {
             reply_bytes_per_sec: u32::MAX,
-            ..Config::default()
+            ..lan()
         },
     );
     populate(&mut dht, t0, 40);
@@ -422,7 +432,8 @@ fn d5_get_peers_reply_bounded_with_5000_peers() {
         let tok = token(&mut dht, now, v4_peer);
         announce(&mut dht, now, v4_peer, &tok, IH);
         let v6_peer = SocketAddr::from((
-            [0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16],
+            // Global: documentation addresses (2001:db8::/32) are never peers (wire::addr).
+            [0x2400, 0xcb00, 0, 0, 0, 0, (i >> 16) as u16, i as u16],
             6881,
         ));
         let tok = token(&mut dht, now, v6_peer);
@@ -434,7 +445,7 @@ fn d5_get_peers_reply_bounded_with_5000_peers() {
         (v4(50), None),
         (v4(51), Some(Want { n4: true, n6: true })),
         (
-            addr("[2001:db8::99]:6881"),
+            addr("[2400:cb00::99]:6881"),
             Some(Want { n4: true, n6: true }),
         ),
     ] {
@@ -474,7 +485,7 @@ fn d7_announces_for_many_info_hashes_stay_bounded() {
         t0,
         Config {
             reply_bytes_per_sec: u32::MAX,
-            ..Config::default()
+            ..lan()
         },
     );
     // 6 000 distinct info-hashes (three times the limit; the store unit test has the eviction
@@ -638,7 +649,7 @@ fn d8_bep42_invalid_ids_stay_out_when_enforced() {
         t0,
         Config {
             enforce_node_id: false,
-            ..Config::default()
+            ..lan()
         },
     );
     query_and_answer_ping(&mut lax, t0, public, invalid, false);
@@ -662,7 +673,7 @@ fn bep43_read_only_queriers_stay_out_and_read_only_nodes_stay_quiet() {
         t0,
         Config {
             read_only: true,
-            ..Config::default()
+            ..lan()
         },
     );
     let ping = encode_query(b"aa", NodeId([1; 20]), Method::Ping);
@@ -938,7 +949,7 @@ fn export_import_and_bootstrap_round_trip() {
         t0,
         Config {
             bootstrap_nodes: vec![router],
-            ..Config::default()
+            ..lan()
         },
     );
     c.import_nodes(&saved);
@@ -1093,7 +1104,7 @@ fn reply_size_is_a_bounded_multiple_of_query_size() {
         t0,
         Config {
             reply_bytes_per_sec: u32::MAX,
-            ..Config::default()
+            ..lan()
         },
     );
     populate(&mut dht, t0, 64);
@@ -1164,4 +1175,326 @@ fn reply_size_is_a_bounded_multiple_of_query_size() {
             q.len()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Address rules (seednode_wire::addr): a stranger cannot make a public node query, store or hand
+// out internal addresses
+// ---------------------------------------------------------------------------------------------
+
+/// Internal IPv4 addresses a stranger names in `nodes` and `values`: loopback, the three RFC 1918
+/// ranges, link-local (a cloud metadata service), CGNAT shared space, benchmarking.
+const INTERNAL_V4: [&str; 7] = [
+    "127.0.0.1:6881",
+    "10.0.0.1:6881",
+    "192.168.1.1:6881",
+    "172.16.0.1:6881",
+    "169.254.169.254:80",
+    "100.64.0.1:6881",
+    "198.18.0.1:6881",
+];
+
+/// Internal IPv6 addresses: loopback, unique-local, link-local, NAT64 and 6to4 forms of 10.0.0.1.
+const INTERNAL_V6: [&str; 5] = [
+    "[::1]:6881",
+    "[fd00::1]:6881",
+    "[fe80::1]:6881",
+    "[64:ff9b::a00:1]:6881",
+    "[2002:a00:1::1]:6881",
+];
+
+/// A node on the public internet: the default configuration.
+fn public_node(t0: Instant) -> Dht {
+    node_with(t0, Config::default())
+}
+
+fn is_global(a: SocketAddr) -> bool {
+    AddrScope::of(a.ip()).is_global()
+}
+
+/// A BEP 42-valid ID for `a`, distinct per `r`.
+fn id_for(a: SocketAddr, r: u8) -> NodeId {
+    NodeId::bep42(a.ip(), r, [r; 20])
+}
+
+/// Makes `dht` ping `a` and feeds it `id`'s answer, so that `a` enters the routing table.
+fn learn(dht: &mut Dht, now: Instant, a: SocketAddr, id: NodeId) {
+    dht.ping(now, a);
+    for t in drain(dht) {
+        let m = krpc::decode(&t.payload).unwrap();
+        if t.dst == a && matches!(m.body, Body::Query(_)) {
+            dht.handle_datagram(
+                now,
+                a,
+                &encode_response(m.transaction_id, Response::id_only(id)),
+            );
+        }
+    }
+    drain(dht);
+}
+
+/// The addresses in the `nodes` and `nodes6` of the reply to a find_node from `from` that wants
+/// both families, and the `values` of the reply to its get_peers for [`IH`].
+fn handed_out(dht: &mut Dht, now: Instant, from: SocketAddr) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    let both = Some(Want { n4: true, n6: true });
+    let mut nodes = Vec::new();
+    let mut peers = Vec::new();
+    for method in [
+        Method::FindNode {
+            target: NodeId([0x33; 20]),
+            want: both,
+        },
+        Method::GetPeers {
+            info_hash: IH,
+            want: both,
+        },
+    ] {
+        let out = ask(
+            dht,
+            now,
+            from,
+            &encode_query(b"ho", NodeId([1; 20]), method),
+        );
+        let replies = replies_to(&out, from);
+        let Body::Response(r) = &replies[0].body else {
+            panic!("no response")
+        };
+        nodes.extend(r.nodes.into_iter().flat_map(compact::nodes_v4).map(|n| n.1));
+        nodes.extend(
+            r.nodes6
+                .into_iter()
+                .flat_map(compact::nodes_v6)
+                .map(|n| n.1),
+        );
+        peers.extend(r.values.iter().flatten().filter_map(|v| compact::peer(v)));
+    }
+    nodes.sort_unstable();
+    nodes.dedup();
+    (nodes, peers)
+}
+
+/// Runs `dht` for `secs` virtual seconds from `t0`, answering each query it sends to `dst`
+/// with `answer(dst, method)` (`None`: no answer, it times out); returns every destination, and
+/// the peers reported in [`Event::Peers`].
+fn play<'a>(
+    dht: &mut Dht,
+    t0: Instant,
+    secs: u64,
+    mut answer: impl FnMut(SocketAddr, &Method<'_>) -> Option<Response<'a>>,
+) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    let mut now = t0;
+    let mut sent_to = Vec::new();
+    let mut peers = Vec::new();
+    for _ in 0..secs {
+        for t in drain(dht) {
+            sent_to.push(t.dst);
+            let m = krpc::decode(&t.payload).unwrap();
+            let Body::Query(q) = &m.body else { continue };
+            if let Some(r) = answer(t.dst, &q.method) {
+                dht.handle_datagram(now, t.dst, &encode_response(m.transaction_id, r));
+            }
+        }
+        for e in events(dht) {
+            if let Event::Peers { peers: p, .. } = e {
+                peers.extend(p);
+            }
+        }
+        now += Duration::from_secs(1);
+        dht.handle_timeout(now);
+    }
+    (sent_to, peers)
+}
+
+#[test]
+fn nodes_and_peers_naming_internal_addresses_are_never_queried_or_reported() {
+    let t0 = epoch();
+    let mut dht = public_node(t0);
+    let g4 = addr("124.31.75.21:6881");
+    let g6 = addr("[2400:cb00::1]:6881");
+    learn(&mut dht, t0, g4, id_for(g4, 1));
+    learn(&mut dht, t0, g6, id_for(g6, 2));
+    assert_eq!(
+        (dht.stats().routing_nodes_v4, dht.stats().routing_nodes_v6),
+        (1, 1)
+    );
+    // The strangers at g4 and g6 name internal addresses with IDs right next to the target, and
+    // one global node each, and give internal peers (and one global one) as `values`.
+    let honest4 = addr("124.31.75.22:6881");
+    let honest6 = addr("[2400:cb00::2]:6881");
+    let mut nodes = Vec::new();
+    let mut nodes6 = Vec::new();
+    for (i, a) in INTERNAL_V4.iter().enumerate() {
+        let mut id = IH.0;
+        id[19] ^= 1 + i as u8;
+        compact::put_node(&mut nodes, &NodeId(id), addr(a));
+    }
+    for (i, a) in INTERNAL_V6.iter().enumerate() {
+        let mut id = IH.0;
+        id[19] ^= 0x40 + i as u8;
+        compact::put_node(&mut nodes6, &NodeId(id), addr(a));
+    }
+    compact::put_node(&mut nodes, &id_for(honest4, 3), honest4);
+    compact::put_node(&mut nodes6, &id_for(honest6, 4), honest6);
+    let mut values = Vec::new();
+    for a in INTERNAL_V4.iter().chain(&["1.2.3.4:6881"]) {
+        compact::put_peer(&mut values, addr(a));
+    }
+    let mut values6 = Vec::new();
+    for a in INTERNAL_V6.iter().chain(&["[2400::1234]:6881"]) {
+        compact::put_peer(&mut values6, addr(a));
+    }
+
+    let _ = dht.get_peers(t0, IH);
+    // Ten minutes: the lookup, its end (verification pings of nodes never queried), and the
+    // maintenance ticks (exploration, pings).
+    let (sent_to, peers) = play(&mut dht, t0, 600, |a, method| {
+        let r = [(g4, 1), (g6, 2), (honest4, 3), (honest6, 4)]
+            .into_iter()
+            .find(|(x, _)| *x == a)?
+            .1;
+        let mut resp = Response::id_only(id_for(a, r));
+        if a == g4 || a == g6 {
+            resp.nodes = Some(&nodes);
+            resp.nodes6 = Some(&nodes6);
+            if matches!(method, Method::GetPeers { .. }) {
+                resp.token = Some(b"tok");
+                resp.values = Some(if a == g4 {
+                    values.chunks(6).collect()
+                } else {
+                    values6.chunks(18).collect()
+                });
+            }
+        }
+        Some(resp)
+    });
+    assert!(sent_to.contains(&honest4) && sent_to.contains(&honest6));
+    let mut internal: Vec<_> = sent_to.iter().filter(|a| !is_global(**a)).collect();
+    internal.sort_unstable();
+    internal.dedup();
+    assert!(
+        internal.is_empty(),
+        "queried internal addresses: {internal:?}"
+    );
+    assert_eq!(
+        peers,
+        [addr("1.2.3.4:6881"), addr("[2400::1234]:6881")],
+        "internal peers reported"
+    );
+    assert!(dht.export_nodes().iter().all(|(_, a)| is_global(*a)));
+    dht.check_invariants();
+}
+
+#[test]
+fn internal_queriers_stay_out_of_the_table_and_are_not_handed_out() {
+    let t0 = epoch();
+    let mut dht = public_node(t0);
+    let g4 = addr("124.31.75.21:6881");
+    learn(&mut dht, t0, g4, id_for(g4, 1));
+    // Local processes (or spoofed sources) query a public node: answered, never verified.
+    for (i, a) in INTERNAL_V4.iter().chain(&INTERNAL_V6).enumerate() {
+        let from = addr(a);
+        query_and_answer_ping(&mut dht, t0, from, NodeId([0x60 + i as u8; 20]), false);
+        // ... and announce themselves (with a token they got).
+        let tok = token(&mut dht, t0, from);
+        let out = announce(&mut dht, t0, from, &tok, IH);
+        assert_eq!(replies_to(&out, from).len(), 1, "{from} gets an answer");
+    }
+    assert_eq!(dht.stats().queries_out.ping, 1, "only g4 was pinged");
+    assert_eq!(dht.stats().routing_nodes_v4, 1);
+    assert_eq!(dht.stats().routing_nodes_v6, 0);
+    assert!(!dht.stores(&IH), "no internal peer stored");
+    assert!(
+        !events(&mut dht)
+            .iter()
+            .any(|e| matches!(e, Event::PeerAnnounced { .. }))
+    );
+    // A public querier gets only the public node, and no peers.
+    for querier in [addr("1.2.3.4:6881"), addr("[2400::99]:6881")] {
+        let (nodes, peers) = handed_out(&mut dht, t0, querier);
+        assert_eq!(nodes, [g4], "{querier}");
+        assert!(peers.is_empty(), "{querier}: {peers:?}");
+    }
+}
+
+#[test]
+fn a_node_on_loopback_still_uses_loopback_nodes_and_peers() {
+    let t0 = epoch();
+    let mut dht = node_with(
+        t0,
+        Config {
+            local_scope: AddrScope::Loopback,
+            ..Config::default()
+        },
+    );
+    let l1 = addr("127.0.0.2:6881");
+    learn(&mut dht, t0, l1, NodeId([0x50; 20]));
+    // A loopback querier is verified, enters the table, and its announce is stored.
+    let l2 = addr("127.0.0.3:6881");
+    query_and_answer_ping(&mut dht, t0, l2, NodeId([0x51; 20]), false);
+    assert_eq!(dht.stats().routing_nodes_v4, 2);
+    let tok = token(&mut dht, t0, l2);
+    announce(&mut dht, t0, l2, &tok, IH);
+    assert!(dht.stores(&IH));
+    // Handed out to loopback queriers only.
+    let (nodes, peers) = handed_out(&mut dht, t0, addr("127.0.0.9:6881"));
+    assert_eq!((nodes, peers), (vec![l1, l2], vec![addr("127.0.0.3:7000")]));
+    let (nodes, peers) = handed_out(&mut dht, t0, addr("1.2.3.4:6881"));
+    assert!(nodes.is_empty() && peers.is_empty(), "{nodes:?} {peers:?}");
+    // A lookup: the loopback nodes name another loopback node (queried), a private one (not
+    // our kind of network) and a global one (queried).
+    let l3 = addr("127.0.0.4:6881");
+    let private = addr("10.0.0.1:6881");
+    let global = addr("124.31.75.22:6881");
+    let mut named = Vec::new();
+    compact::put_node(&mut named, &NodeId([0x52; 20]), l3);
+    compact::put_node(&mut named, &NodeId([0x53; 20]), private);
+    compact::put_node(&mut named, &id_for(global, 5), global);
+    let _ = dht.find_node(t0, NodeId([0x52; 20]));
+    let (sent_to, _) = play(&mut dht, t0, 30, |a, _| {
+        let mut r = Response::id_only(match a {
+            a if a == l1 => NodeId([0x50; 20]),
+            a if a == l2 => NodeId([0x51; 20]),
+            _ => return None,
+        });
+        r.nodes = Some(&named);
+        Some(r)
+    });
+    assert!(sent_to.contains(&l3) && sent_to.contains(&global));
+    assert!(!sent_to.contains(&private));
+}
+
+#[test]
+fn a_node_on_a_private_network_takes_private_nodes_only_from_inside_it() {
+    let t0 = epoch();
+    let mut dht = node(t0);
+    let inside = addr("10.0.0.2:6881");
+    let outside = addr("124.31.75.21:6881");
+    learn(&mut dht, t0, inside, NodeId([0x50; 20]));
+    learn(&mut dht, t0, outside, id_for(outside, 1));
+    // Each names a private node: the public node's 10.66.0.1 is not on our network.
+    let named_inside = addr("192.168.5.5:6881");
+    let named_outside = addr("10.66.0.1:6881");
+    let mut from_inside = Vec::new();
+    compact::put_node(&mut from_inside, &NodeId([0x54; 20]), named_inside);
+    let mut from_outside = Vec::new();
+    compact::put_node(&mut from_outside, &NodeId([0x55; 20]), named_outside);
+    let _ = dht.find_node(t0, NodeId([0x54; 20]));
+    let (sent_to, _) = play(&mut dht, t0, 30, |a, _| {
+        let (id, named) = match a {
+            a if a == inside => (NodeId([0x50; 20]), &from_inside),
+            a if a == outside => (id_for(outside, 1), &from_outside),
+            _ => return None,
+        };
+        let mut r = Response::id_only(id);
+        r.nodes = Some(named);
+        Some(r)
+    });
+    assert!(sent_to.contains(&named_inside));
+    assert!(!sent_to.contains(&named_outside));
+    // A public querier gets the public node only; one on the private network both.
+    assert_eq!(handed_out(&mut dht, t0, addr("1.2.3.4:6881")).0, [outside]);
+    assert_eq!(
+        handed_out(&mut dht, t0, addr("10.9.9.9:6881")).0,
+        [inside, outside]
+    );
 }

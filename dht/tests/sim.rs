@@ -9,7 +9,8 @@
 //!
 //! Node count: `SEEDNODE_DHT_SIM_NODES` (default 1 000); seed: `SEEDNODE_DHT_SIM_SEED`;
 //! `SIM_DEBUG=1` prints every missed lookup and the query mix. Addresses are 10.x.y.z, which BEP 42
-//! exempts as local, so enforcement stays on while IDs are still derived per BEP 42 from them.
+//! exempts as local, so enforcement stays on while IDs are still derived per BEP 42 from them; the
+//! nodes run with [`Config::local_scope`] private, as nodes on such a network would.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -17,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use seednode_dht::limits::{BUCKET_SIZE, MAX_BUCKETS, MAX_LOOKUP_QUERIES, MAX_ROUTING_NODES};
-use seednode_dht::{Config, Dht, Event, IdSource, LookupId, LookupOutcome};
+use seednode_dht::{AddrScope, Config, Dht, Event, IdSource, LookupId, LookupOutcome};
 use seednode_wire::InfoHash;
 
 const SEEDS: usize = 5;
@@ -96,6 +97,7 @@ impl Sim {
                 .collect();
             let config = Config {
                 bootstrap_nodes,
+                local_scope: AddrScope::Private,
                 ..Config::default()
             };
             let ip = addr_of(i).ip();

@@ -11,8 +11,9 @@
 //! 2. [`AddrScope::of`] classifies it (table below).
 //! 3. [`may_dial`]: port 0 and addresses no peer can have ([`AddrScope::is_never_dialable`]) are
 //!    refused whoever names them; a global address is fine from anyone; a local-network address
-//!    (loopback, private, link-local, CGNAT) only when learnt from an address of the same scope
-//!    and family, i.e. from inside that kind of network. [`may_dial_on`] is the same rule
+//!    (loopback, private, link-local, CGNAT) only when learnt from an address of the same scope,
+//!    i.e. from inside that kind of network (either family: a dual-stack site has both 10/8 and
+//!    `fd00::/8` addresses). [`may_dial_on`] is the same rule
 //!    relative to the network our own socket is on (for the DHT, which learns nodes from nodes).
 //!
 //! The caller still refuses its own listening addresses ([`is_own_address`]).
@@ -142,8 +143,8 @@ pub enum DialRefusal {
         /// The address's scope.
         scope: AddrScope,
     },
-    /// The remote named a local-network address although it is not on such a network itself
-    /// (or on one of the other address family): its `10.0.0.1` is not ours.
+    /// The remote named a local-network address although it is not on such a network itself:
+    /// its `10.0.0.1` is not ours.
     #[error("named a {candidate} address from a {learnt_from} address")]
     LocalFromOutside {
         /// The named address's scope.
@@ -188,9 +189,9 @@ pub const fn canonical_addr(addr: SocketAddr) -> SocketAddr {
 /// peer's IP, the DHT node whose `nodes` or `values` carried it, a tracker's IP).
 ///
 /// Both are canonicalised first. A global candidate is fine from anyone; a local-network
-/// candidate ([`AddrScope::is_local_network`]) only from an address of the same scope and the
-/// same family (a loopback source may name loopback peers, a private-network one private-network
-/// peers); anything else is refused. The caller also refuses its own addresses
+/// candidate ([`AddrScope::is_local_network`]) only from an address of the same scope, in either
+/// family (a loopback source may name loopback peers, a private-network one private-network
+/// peers, RFC 1918 or ULA); anything else is refused. The caller also refuses its own addresses
 /// ([`is_own_address`]).
 ///
 /// # Errors
@@ -201,9 +202,8 @@ pub fn may_dial(candidate: SocketAddr, learnt_from: IpAddr) -> Result<(), DialRe
     if scope.is_global() {
         return Ok(());
     }
-    let learnt_from = canonical_ip(learnt_from);
     let source = AddrScope::of(learnt_from);
-    if source == scope && candidate.is_ipv4() == learnt_from.is_ipv4() {
+    if source == scope {
         Ok(())
     } else {
         Err(DialRefusal::LocalFromOutside {
@@ -681,12 +681,9 @@ mod tests {
             "::ffff:10.9.9.9",
         ];
         for &(c, scope) in candidates {
-            let cand = canonical_addr(sa(c));
             for from in sources {
-                let from_ip = canonical_ip(ip(from));
-                let source = AddrScope::of(from_ip);
-                let inside = source == scope && from_ip.is_ipv4() == cand.is_ipv4();
-                let want = if inside {
+                let source = AddrScope::of(ip(from));
+                let want = if source == scope {
                     Ok(())
                 } else {
                     Err(DialRefusal::LocalFromOutside {
@@ -724,8 +721,9 @@ mod tests {
         // The same kinds of network do work from inside.
         assert_eq!(may_dial(sa("127.0.0.1:6881"), ip("127.0.0.5")), Ok(()));
         assert_eq!(may_dial(sa("10.0.0.1:6881"), ip("192.168.1.1")), Ok(()));
-        // Different family: a private IPv4 source does not vouch for a ULA.
-        assert!(may_dial(sa("[fd00::1]:6881"), ip("10.0.0.1")).is_err());
+        // Scope, not family: a dual-stack private network has both kinds of address.
+        assert_eq!(may_dial(sa("[fd00::1]:6881"), ip("10.0.0.1")), Ok(()));
+        assert_eq!(may_dial(sa("127.0.0.1:6881"), ip("::1")), Ok(()));
     }
 
     #[test]

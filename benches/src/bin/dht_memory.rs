@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use seednode_benches::{memory_bytes, splitmix64};
 use seednode_dht::krpc::{self, Body, Message, Method, Query, Response};
 use seednode_dht::limits::BUCKET_SIZE;
-use seednode_dht::{Config, Dht, IdSource, NodeId};
+use seednode_dht::{AddrScope, Config, Dht, IdSource, NodeId};
 use seednode_wire::InfoHash;
 
 /// Nodes in the routing experiment by default.
@@ -203,6 +203,8 @@ fn new_node(i: usize, reply_bytes_per_sec: u32, t0: Instant) -> Dht {
         bootstrap_nodes: Vec::new(),
         enforce_node_id: false,
         reply_bytes_per_sec,
+        // The simulated network is 10.x: the node runs on a private network.
+        local_scope: AddrScope::Private,
         ..Config::default()
     };
     let seed = 1000 + i as u64;
