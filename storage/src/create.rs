@@ -14,6 +14,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use seednode_wire::display::escape_path;
 use seednode_wire::metainfo::{FileEntry, Info, Metainfo};
 
 use crate::files::{Backing, FileSet, FileSpec};
@@ -60,7 +61,7 @@ pub struct CreateOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// Stat'ing or listing a path failed.
-    #[error("{path}: {source}")]
+    #[error("{shown}: {source}", shown = escape_path(.path))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -68,19 +69,19 @@ pub enum CreateError {
         source: io::Error,
     },
     /// The input is neither a regular file nor a directory.
-    #[error("{path}: neither a regular file nor a directory")]
+    #[error("{shown}: neither a regular file nor a directory", shown = escape_path(.path))]
     NotFileOrDirectory {
         /// The input path.
         path: PathBuf,
     },
     /// A file or directory name is not UTF-8 (a torrent's paths are UTF-8 strings, BEP 3).
-    #[error("{path}: name is not UTF-8")]
+    #[error("{shown}: name is not UTF-8", shown = escape_path(.path))]
     NonUtf8Name {
         /// The path with that name.
         path: PathBuf,
     },
     /// A file or directory name, or the torrent name, would be refused when loading.
-    #[error("{path}: {source}")]
+    #[error("{shown}: {source}", shown = escape_path(.path))]
     UnsafeName {
         /// The path with that name (for the torrent name: the input path).
         path: PathBuf,
@@ -88,14 +89,14 @@ pub enum CreateError {
         source: PathError,
     },
     /// The input path has no final component to name the torrent after (e.g. `/`); pass a name.
-    #[error("{path}: no name to give the torrent")]
+    #[error("{shown}: no name to give the torrent", shown = escape_path(.path))]
     NoName {
         /// The input path.
         path: PathBuf,
     },
     /// A directory is nested so deep that its files' paths would have more than
     /// [`MAX_PATH_COMPONENTS`] components.
-    #[error("{path}: files here would have paths of more than {limit} components")]
+    #[error("{shown}: files here would have paths of more than {limit} components", shown = escape_path(.path))]
     TooDeep {
         /// The first directory over the limit.
         path: PathBuf,
@@ -115,7 +116,7 @@ pub enum CreateError {
         limit: usize,
     },
     /// The input holds no bytes (an empty file, or only empty files): there is nothing to share.
-    #[error("{path}: no data (0 bytes)")]
+    #[error("{shown}: no data (0 bytes)", shown = escape_path(.path))]
     NoData {
         /// The input path.
         path: PathBuf,
@@ -139,7 +140,7 @@ pub enum CreateError {
         limit: u64,
     },
     /// The input is larger than [`MAX_TOTAL_LENGTH`] bytes.
-    #[error("{path}: {total} bytes, limit {limit}")]
+    #[error("{shown}: {total} bytes, limit {limit}", shown = escape_path(.path))]
     TooLarge {
         /// The input path.
         path: PathBuf,
@@ -165,7 +166,8 @@ pub enum CreateError {
     /// load it as a single-file torrent of that file, not of the directory. Create it from the
     /// file itself, or as a hybrid.
     #[error(
-        "{path}: a v2-only torrent of a one-file directory would name the file, not the directory"
+        "{shown}: a v2-only torrent of a one-file directory would name the file, not the directory",
+        shown = escape_path(.path)
     )]
     SingleFileDirectory {
         /// The directory.
@@ -453,11 +455,11 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
                 .file_type()
                 .map_err(|source| io_error(&path, source))?;
             if file_type.is_symlink() {
-                tracing::debug!(path = %path.display(), "skipping symbolic link");
+                tracing::debug!(path = %escape_path(&path), "skipping symbolic link");
                 continue;
             }
             if !file_type.is_dir() && !file_type.is_file() {
-                tracing::debug!(path = %path.display(), "skipping special file");
+                tracing::debug!(path = %escape_path(&path), "skipping special file");
                 continue;
             }
             let name = entry

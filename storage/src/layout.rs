@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use seednode_wire::display::escape_path;
 use seednode_wire::limits::MAX_BLOCK_LEN;
 use seednode_wire::metainfo::{FileEntry, Info};
 
@@ -17,13 +18,13 @@ use crate::root::Root;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A file of the torrent does not exist (SECURITY S5: the torrent must stop serving).
-    #[error("{path}: file missing")]
+    #[error("{shown}: file missing", shown = escape_path(.path))]
     FileMissing {
         /// The file's path.
         path: PathBuf,
     },
     /// A file has another length than the torrent says.
-    #[error("{path}: {actual} bytes on disk, torrent says {expected}")]
+    #[error("{shown}: {actual} bytes on disk, torrent says {expected}", shown = escape_path(.path))]
     WrongLength {
         /// The file's path.
         path: PathBuf,
@@ -34,7 +35,7 @@ pub enum StorageError {
     },
     /// A file ended before the torrent's length while reading: it was truncated after it was
     /// opened. Its bytes are never replaced by zeros.
-    #[error("{path}: end of file at byte {offset}, torrent says {expected} bytes")]
+    #[error("{shown}: end of file at byte {offset}, torrent says {expected} bytes", shown = escape_path(.path))]
     Truncated {
         /// The file's path.
         path: PathBuf,
@@ -45,20 +46,20 @@ pub enum StorageError {
     },
     /// A path below the data root is, or passes through, a symbolic link (or would leave the
     /// root). Storage never follows links below the root (SECURITY §0 rule 8).
-    #[error("{path}: symbolic link below the data root")]
+    #[error("{shown}: symbolic link below the data root", shown = escape_path(.path))]
     SymlinkInPath {
         /// The link's path (the file's path when the link could not be located).
         path: PathBuf,
     },
     /// A path that must be a regular file (or, for the root of a multi-file torrent, a
     /// directory) is something else.
-    #[error("{path}: not a regular file or directory as the torrent requires")]
+    #[error("{shown}: not a regular file or directory as the torrent requires", shown = escape_path(.path))]
     NotRegularFile {
         /// The path.
         path: PathBuf,
     },
     /// An I/O call failed.
-    #[error("{path}: {source}")]
+    #[error("{shown}: {source}", shown = escape_path(.path))]
     Io {
         /// The file or directory involved.
         path: PathBuf,

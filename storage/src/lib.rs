@@ -50,5 +50,7 @@ pub use files::{Segment, SegmentIter};
 pub use hash::default_threads;
 pub use hash_v2::{block_hashes_v2, verify_v2};
 pub use layout::{Storage, StorageError};
-pub use path::{PathError, SafeRelPath, validate_component};
+pub use path::{
+    NonPortable, PathError, SafeRelPath, non_portable_paths, portability_issue, validate_component,
+};
 pub use verify::verify;
