@@ -26,6 +26,7 @@ use seednode_storage::{CreateOptions, Storage, TorrentVersion};
 use seednode_tracker::access::AccessMode;
 use seednode_tracker::{Tracker, TrackerConfig};
 use seednode_wire::PeerId;
+use seednode_wire::display::{escape_name, escape_path};
 use seednode_wire::magnet::MagnetLink;
 use seednode_wire::metainfo::Metainfo;
 use tracing::{info, warn};
@@ -296,10 +297,10 @@ fn threads(requested: Option<usize>) -> usize {
 
 /// `PATH.torrent` beside PATH (for a directory, `DIR.torrent` beside the directory).
 fn default_torrent_path(path: &Path) -> Result<PathBuf, CliError> {
-    let path = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path = std::path::absolute(path).map_err(|e| format!("{}: {e}", escape_path(path)))?;
     let name = path
         .file_name()
-        .ok_or_else(|| format!("{} has no file name", path.display()))?;
+        .ok_or_else(|| format!("{} has no file name", escape_path(&path)))?;
     let mut file = name.to_os_string();
     file.push(".torrent");
     Ok(path.with_file_name(file))
@@ -319,7 +320,7 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), CliError> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("writing {}: {e}", dest.display())
+        format!("writing {}: {e}", escape_path(dest))
     })
 }
 
@@ -357,7 +358,29 @@ fn create_metainfo(path: &Path, opts: &CreateOptions) -> Result<Metainfo, CliErr
     let meta = seednode_storage::create_torrent(path, opts, &|done| bar.set(done))
         .map_err(|e| e.to_string())?;
     bar.finish();
+    warn_non_portable(&meta);
     Ok(meta)
+}
+
+/// Warns on stderr, one line per path and a count, about names of `meta` that Windows cannot
+/// store; the torrent stays as it is (mktorrent does not check at all).
+fn warn_non_portable(meta: &Metainfo) {
+    let found = seednode_storage::non_portable_paths(&meta.info);
+    for name in &found {
+        let path = name.path.join("/");
+        eprintln!(
+            "warning: {}: not portable: {}",
+            escape_name(&path),
+            name.reason
+        );
+    }
+    match found.len() {
+        0 => {}
+        1 => eprintln!("warning: 1 name is not portable to Windows; the torrent is created anyway"),
+        n => eprintln!(
+            "warning: {n} names are not portable to Windows; the torrent is created anyway"
+        ),
+    }
 }
 
 fn create(args: &CreateArgs) -> Result<PathBuf, CliError> {
@@ -378,7 +401,7 @@ fn create(args: &CreateArgs) -> Result<PathBuf, CliError> {
     write_atomically(&out, &meta.to_bytes())?;
     println!("info-hash: {}", meta.info_hash);
     println!("magnet: {}", magnet_of(&meta, None));
-    println!("torrent: {}", out.display());
+    println!("torrent: {}", escape_path(&out));
     Ok(out)
 }
 
@@ -413,18 +436,18 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, CliError> {
 }
 
 fn read_torrent_file(path: &Path) -> Result<Metainfo, CliError> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", escape_path(path)))?;
     let mut bytes = Vec::new();
     file.take(MAX_TORRENT_FILE_LEN + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", escape_path(path)))?;
     if bytes.len() as u64 > MAX_TORRENT_FILE_LEN {
         return Err(format!(
             "{}: larger than {MAX_TORRENT_FILE_LEN} bytes, not a .torrent we load",
-            path.display()
+            escape_path(path)
         ));
     }
-    Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", escape_path(path)))
 }
 
 /// A fresh 32-byte secret for keyed MACs (UDP connection ids, tokens).
@@ -739,8 +762,8 @@ fn prepare_torrent(
         if good == 0 {
             return Err(format!(
                 "{}: no piece matches {}; nothing to seed",
-                path.display(),
-                t.display()
+                escape_path(path),
+                escape_path(t)
             ));
         }
         if good < have.len() {
@@ -840,8 +863,8 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         let meta = &p.meta;
         println!("info-hash: {}", meta.info_hash);
         println!("magnet: {}", magnet_of(meta, Some(self_addr)));
-        println!("torrent: {}", p.torrent_path.display());
-        info!(info_hash = %meta.info_hash, name = %meta.info.name, pieces = meta.info.pieces.len(),
+        println!("torrent: {}", escape_path(&p.torrent_path));
+        info!(info_hash = %meta.info_hash, name = %escape_name(&meta.info.name), pieces = meta.info.pieces.len(),
               bytes = meta.info.total_length(), announce = %announce_url, "seeding");
         ready.push(seeded_torrent(p, args.super_seed, &own));
     }

@@ -14,9 +14,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use seednode_wire::display::escape_path;
 use seednode_wire::metainfo::{FileEntry, Info, Metainfo};
 
-use crate::files::{Backing, FileSet};
+use crate::files::{Backing, FileSet, FileSpec};
 use crate::hash::hash_pieces;
 use crate::layout::Geometry;
 use crate::limits::{
@@ -24,6 +25,7 @@ use crate::limits::{
     MAX_TOTAL_LENGTH, MIN_PIECE_LEN,
 };
 use crate::path::{PathError, validate_component};
+use crate::root::Root;
 use crate::{StorageError, TorrentVersion, default_threads};
 
 /// The `created by` value of torrents this crate creates.
@@ -59,7 +61,7 @@ pub struct CreateOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// Stat'ing or listing a path failed.
-    #[error("{path}: {source}")]
+    #[error("{shown}: {source}", shown = escape_path(.path))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -67,19 +69,19 @@ pub enum CreateError {
         source: io::Error,
     },
     /// The input is neither a regular file nor a directory.
-    #[error("{path}: neither a regular file nor a directory")]
+    #[error("{shown}: neither a regular file nor a directory", shown = escape_path(.path))]
     NotFileOrDirectory {
         /// The input path.
         path: PathBuf,
     },
     /// A file or directory name is not UTF-8 (a torrent's paths are UTF-8 strings, BEP 3).
-    #[error("{path}: name is not UTF-8")]
+    #[error("{shown}: name is not UTF-8", shown = escape_path(.path))]
     NonUtf8Name {
         /// The path with that name.
         path: PathBuf,
     },
     /// A file or directory name, or the torrent name, would be refused when loading.
-    #[error("{path}: {source}")]
+    #[error("{shown}: {source}", shown = escape_path(.path))]
     UnsafeName {
         /// The path with that name (for the torrent name: the input path).
         path: PathBuf,
@@ -87,14 +89,14 @@ pub enum CreateError {
         source: PathError,
     },
     /// The input path has no final component to name the torrent after (e.g. `/`); pass a name.
-    #[error("{path}: no name to give the torrent")]
+    #[error("{shown}: no name to give the torrent", shown = escape_path(.path))]
     NoName {
         /// The input path.
         path: PathBuf,
     },
     /// A directory is nested so deep that its files' paths would have more than
     /// [`MAX_PATH_COMPONENTS`] components.
-    #[error("{path}: files here would have paths of more than {limit} components")]
+    #[error("{shown}: files here would have paths of more than {limit} components", shown = escape_path(.path))]
     TooDeep {
         /// The first directory over the limit.
         path: PathBuf,
@@ -114,7 +116,7 @@ pub enum CreateError {
         limit: usize,
     },
     /// The input holds no bytes (an empty file, or only empty files): there is nothing to share.
-    #[error("{path}: no data (0 bytes)")]
+    #[error("{shown}: no data (0 bytes)", shown = escape_path(.path))]
     NoData {
         /// The input path.
         path: PathBuf,
@@ -138,7 +140,7 @@ pub enum CreateError {
         limit: u64,
     },
     /// The input is larger than [`MAX_TOTAL_LENGTH`] bytes.
-    #[error("{path}: {total} bytes, limit {limit}")]
+    #[error("{shown}: {total} bytes, limit {limit}", shown = escape_path(.path))]
     TooLarge {
         /// The input path.
         path: PathBuf,
@@ -164,7 +166,8 @@ pub enum CreateError {
     /// load it as a single-file torrent of that file, not of the directory. Create it from the
     /// file itself, or as a hybrid.
     #[error(
-        "{path}: a v2-only torrent of a one-file directory would name the file, not the directory"
+        "{shown}: a v2-only torrent of a one-file directory would name the file, not the directory",
+        shown = escape_path(.path)
     )]
     SingleFileDirectory {
         /// The directory.
@@ -245,37 +248,17 @@ pub fn create_info(
         });
     }
     let name = torrent_name(path, opts.name.as_deref())?;
-    let meta = fs::metadata(path).map_err(|source| io_error(path, source))?;
-    let (files, file_set) = if meta.is_file() {
-        let entry = FileEntry {
-            path: Vec::new(),
-            length: meta.len(),
-        };
-        let set = FileSet::new([(path.to_path_buf(), meta.len(), Backing::Disk)], false)?;
-        (vec![entry], set)
-    } else if meta.is_dir() {
-        let found = walk(path)?;
-        let set = FileSet::new(
-            found
-                .iter()
-                .map(|f| (f.abs.clone(), f.length, Backing::Disk)),
-            true,
-        )?;
-        (
-            found
-                .into_iter()
-                .map(|f| FileEntry {
-                    path: f.rel,
-                    length: f.length,
-                })
-                .collect(),
-            set,
-        )
-    } else {
-        return Err(CreateError::NotFileOrDirectory {
-            path: path.to_path_buf(),
-        });
-    };
+    let input = read_input(path)?;
+    let file_set = FileSet::new(input.root, input.files.iter().map(Found::spec))?;
+    let multi_file = input.multi_file;
+    let files: Vec<FileEntry> = input
+        .files
+        .into_iter()
+        .map(|f| FileEntry {
+            path: f.rel,
+            length: f.length,
+        })
+        .collect();
     let total_length = file_set.total_length();
     if total_length == 0 {
         return Err(CreateError::NoData {
@@ -315,7 +298,7 @@ pub fn create_info(
         piece_length,
         pieces,
         files,
-        multi_file: meta.is_dir(),
+        multi_file,
         private: opts.private,
     })
 }
@@ -385,14 +368,76 @@ pub(crate) fn torrent_name(path: &Path, explicit: Option<&str>) -> Result<String
     Ok(name)
 }
 
-/// A regular file found below the input directory.
+/// A regular file of a new torrent's input.
 pub(crate) struct Found {
-    /// Path components relative to the input directory.
+    /// Path components relative to the input directory (empty for a single-file input).
     pub(crate) rel: Vec<String>,
-    /// Path on disk.
+    /// Path on disk, for messages.
     pub(crate) abs: PathBuf,
+    /// The path opened, relative to the input's [`Root`].
+    pub(crate) disk: PathBuf,
     /// Length in bytes when listed.
     pub(crate) length: u64,
+}
+
+impl Found {
+    /// The file, to be read from disk.
+    pub(crate) fn spec(&self) -> FileSpec {
+        FileSpec {
+            path: self.abs.clone(),
+            rel: self.disk.clone(),
+            length: self.length,
+            backing: Backing::Disk,
+        }
+    }
+}
+
+/// A new torrent's input: its root, held open, and its regular files.
+pub(crate) struct Input {
+    /// The directory every file is read beneath: the input directory, or a single file's
+    /// directory.
+    pub(crate) root: Root,
+    /// The files, a directory's in mktorrent's order.
+    pub(crate) files: Vec<Found>,
+    /// True for a directory.
+    pub(crate) multi_file: bool,
+}
+
+/// Opens the root of the file or directory `path` (following a link given as `path`, the
+/// operator's choice) and lists its regular files (see [`walk`]). Every later read of the files
+/// is beneath that root, through no link (SECURITY §0 rule 8).
+///
+/// # Errors
+/// [`CreateError::Io`] when `path` cannot be stat'ed, [`CreateError::NotFileOrDirectory`], the
+/// errors of [`walk`], and [`CreateError::Read`] when the root cannot be opened.
+pub(crate) fn read_input(path: &Path) -> Result<Input, CreateError> {
+    let meta = fs::metadata(path).map_err(|source| io_error(path, source))?;
+    if meta.is_file() {
+        let (root, name) = Root::for_file(path)?;
+        let file = Found {
+            rel: Vec::new(),
+            abs: path.to_path_buf(),
+            disk: name,
+            length: meta.len(),
+        };
+        Ok(Input {
+            root,
+            files: vec![file],
+            multi_file: false,
+        })
+    } else if meta.is_dir() {
+        // Opened before the walk: the files listed are read beneath this very directory.
+        let root = Root::open_dir(path)?;
+        Ok(Input {
+            root,
+            files: walk(path)?,
+            multi_file: true,
+        })
+    } else {
+        Err(CreateError::NotFileOrDirectory {
+            path: path.to_path_buf(),
+        })
+    }
 }
 
 /// Lists the regular files below `root`, in mktorrent's order, without following links.
@@ -410,11 +455,11 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
                 .file_type()
                 .map_err(|source| io_error(&path, source))?;
             if file_type.is_symlink() {
-                tracing::debug!(path = %path.display(), "skipping symbolic link");
+                tracing::debug!(path = %escape_path(&path), "skipping symbolic link");
                 continue;
             }
             if !file_type.is_dir() && !file_type.is_file() {
-                tracing::debug!(path = %path.display(), "skipping special file");
+                tracing::debug!(path = %escape_path(&path), "skipping special file");
                 continue;
             }
             let name = entry
@@ -449,6 +494,7 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
                     .map_err(|source| io_error(&path, source))?
                     .len();
                 found.push(Found {
+                    disk: child.iter().collect(),
                     rel: child,
                     abs: path,
                     length,

@@ -18,7 +18,6 @@
 //! padding files `{attr: "p", path: [".pad", "<N>"]}` after every file that does not end on a
 //! piece boundary, the last one included when there is more than one file.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use seednode_wire::merkle::{self, HASH_LEN};
@@ -27,9 +26,9 @@ use seednode_wire::metainfo_v2::{FileV2, InfoV2, PieceMap};
 
 use crate::CREATED_BY;
 use crate::create::{
-    CreateError, CreateOptions, Found, choose_piece_length, io_error, threads, torrent_name, walk,
+    CreateError, CreateOptions, Input, choose_piece_length, read_input, threads, torrent_name,
 };
-use crate::files::{Backing, FileSet};
+use crate::files::{Backing, FileSet, FileSpec};
 use crate::hash_v2::hash_pieces_v2;
 use crate::limits::{MAX_TORRENT_LEN, MAX_TOTAL_LENGTH};
 
@@ -58,21 +57,17 @@ pub(crate) fn create_v2(
 ) -> Result<Metainfo, CreateError> {
     let hybrid = opts.version == TorrentVersion::Hybrid;
     let name = torrent_name(path, opts.name.as_deref())?;
-    let meta = fs::metadata(path).map_err(|source| io_error(path, source))?;
-    let mut found = if meta.is_file() {
-        vec![Found {
-            rel: vec![name.clone()],
-            abs: path.to_path_buf(),
-            length: meta.len(),
-        }]
-    } else if meta.is_dir() {
-        walk(path)?
-    } else {
-        return Err(CreateError::NotFileOrDirectory {
-            path: path.to_path_buf(),
-        });
-    };
-    let multi_file = meta.is_dir();
+    let Input {
+        root,
+        files: mut found,
+        multi_file,
+    } = read_input(path)?;
+    if !multi_file {
+        // BEP 52: a single file's tree entry is named after the torrent.
+        for f in &mut found {
+            f.rel = vec![name.clone()];
+        }
+    }
     // BEP 52 file-tree order: component by component, bytewise.
     found.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     if multi_file && !hybrid && matches!(found.as_slice(), [only] if only.rel.len() == 1) {
@@ -120,14 +115,19 @@ pub(crate) fn create_v2(
     // The piece space as the finished torrent's `info` will describe it: a hybrid's v1 files
     // (tail padding when there is more than one file), or a v2 torrent's view (always).
     let tail_padding = !hybrid || info.files.len() > 1;
-    let mut slots: Vec<(PathBuf, u64, Backing)> = Vec::with_capacity(found.len() * 2);
+    let mut slots: Vec<FileSpec> = Vec::with_capacity(found.len() * 2);
     for (f, gap) in found.iter().zip(info.paddings(tail_padding)) {
-        slots.push((f.abs.clone(), f.length, Backing::Disk));
+        slots.push(f.spec());
         if gap > 0 {
-            slots.push((PathBuf::new(), gap, Backing::Padding));
+            slots.push(FileSpec {
+                path: PathBuf::new(),
+                rel: PathBuf::new(),
+                length: gap,
+                backing: Backing::Padding,
+            });
         }
     }
-    let file_set = FileSet::new(slots, multi_file)?;
+    let file_set = FileSet::new(root, slots)?;
     let map = PieceMap::new(&info);
     let digests = hash_pieces_v2(&file_set, &info, &map, hybrid, threads(opts), progress)?;
 

@@ -1,15 +1,20 @@
 //! The files behind a torrent's byte range: offsets, a bounded cache of read-only handles, and the
 //! `pread` loop every read goes through (block reads, verification and creation alike).
+//!
+//! Every handle is opened beneath the torrent's [`Root`], through no symbolic link (SECURITY §0
+//! rule 8), each time it is opened: a handle evicted from the cache and opened again is checked
+//! again.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::StorageError;
 use crate::limits::MAX_OPEN_FILES_PER_TORRENT;
+use crate::root::Root;
 
 /// What backs one file of the torrent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +25,27 @@ pub(crate) enum Backing {
     Padding,
 }
 
+/// A file to place in a [`FileSet`]: where it is and how long.
+#[derive(Debug, Clone)]
+pub(crate) struct FileSpec {
+    /// The file's path as the caller knows it, for messages (never opened).
+    pub(crate) path: PathBuf,
+    /// The path opened, relative to the [`Root`]: plain names only (empty for padding).
+    pub(crate) rel: PathBuf,
+    /// Length in bytes.
+    pub(crate) length: u64,
+    /// Where its bytes come from.
+    pub(crate) backing: Backing,
+}
+
 /// One file of the torrent, placed in the torrent's byte range.
 #[derive(Debug)]
 pub(crate) struct FileSlot {
-    /// Absolute (or caller-relative) path of the file on disk.
+    /// The file's path as the caller knows it, for messages and [`Storage::file_path`]
+    /// (crate::Storage::file_path); never opened.
     pub(crate) path: PathBuf,
+    /// The path opened, relative to the set's [`Root`].
+    pub(crate) rel: PathBuf,
     /// Offset of the file's first byte in the torrent, in bytes.
     pub(crate) offset: u64,
     /// Length in bytes.
@@ -93,10 +114,10 @@ impl std::iter::FusedIterator for SegmentIter<'_> {}
 /// The files of one torrent and a bounded LRU cache of their read-only handles.
 #[derive(Debug)]
 pub(crate) struct FileSet {
+    /// The directory every file is opened beneath.
+    root: Root,
     slots: Vec<FileSlot>,
     total_length: u64,
-    /// Open the last path component with `O_NOFOLLOW` (true for every file below a data root).
-    no_follow: bool,
     cache: Mutex<HandleCache>,
 }
 
@@ -139,23 +160,30 @@ impl HandleCache {
 }
 
 impl FileSet {
-    /// Places `files` (path, length, backing) one after another from offset 0.
+    /// Places `files` one after another from offset 0, each to be opened beneath `root`.
     ///
     /// # Errors
     /// [`StorageError::LengthOverflow`] when the lengths add up past `u64::MAX`.
     pub(crate) fn new(
-        files: impl IntoIterator<Item = (PathBuf, u64, Backing)>,
-        no_follow: bool,
+        root: Root,
+        files: impl IntoIterator<Item = FileSpec>,
     ) -> Result<Self, StorageError> {
         let files = files.into_iter();
         let mut offset = 0u64;
         let mut slots = Vec::with_capacity(files.size_hint().0);
-        for (path, length, backing) in files {
+        for FileSpec {
+            path,
+            rel,
+            length,
+            backing,
+        } in files
+        {
             let next = offset
                 .checked_add(length)
                 .ok_or(StorageError::LengthOverflow)?;
             slots.push(FileSlot {
                 path,
+                rel,
                 offset,
                 length,
                 backing,
@@ -163,9 +191,9 @@ impl FileSet {
             offset = next;
         }
         Ok(Self {
+            root,
             slots,
             total_length: offset,
-            no_follow,
             cache: Mutex::default(),
         })
     }
@@ -278,47 +306,41 @@ impl FileSet {
         Ok(self.lock_cache().insert(index, file))
     }
 
+    /// Drops every cached handle; reads in flight keep theirs until they finish.
+    pub(crate) fn close_all(&self) {
+        self.lock_cache().handles.clear();
+    }
+
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HandleCache> {
         // The cache holds no invariant a panicking reader could break half-way.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn open(&self, index: usize) -> Result<File, StorageError> {
+    /// Opens file `index` beneath the root (see [`Root::open_file`]) and checks its length.
+    ///
+    /// # Errors
+    /// The errors of [`Root::open_file`]; [`StorageError::WrongLength`] when the file has
+    /// another length than the torrent says.
+    pub(crate) fn open(&self, index: usize) -> Result<File, StorageError> {
         let slot = &self.slots[index];
-        let mut options = OpenOptions::new();
-        options.read(true);
-        if self.no_follow {
-            options.custom_flags(libc::O_NOFOLLOW);
-        }
-        let file = options
-            .open(&slot.path)
-            .map_err(|e| open_error(&slot.path, e))?;
-        let meta = file.metadata().map_err(|source| StorageError::Io {
-            path: slot.path.clone(),
-            source,
-        })?;
-        if !meta.is_file() {
-            return Err(StorageError::NotRegularFile {
-                path: slot.path.clone(),
-            });
-        }
-        if meta.len() != slot.length {
+        let (file, actual) = self.root.open_file(&slot.rel, &slot.path)?;
+        if actual != slot.length {
             return Err(StorageError::WrongLength {
                 path: slot.path.clone(),
                 expected: slot.length,
-                actual: meta.len(),
+                actual,
             });
         }
         Ok(file)
     }
 }
 
-/// Names the error of opening or stat'ing `path`.
+/// Names the error of resolving or stat'ing `path` by path (only the operator's own paths are
+/// reached this way; files below a root go through [`Root::open_file`]).
 pub(crate) fn open_error(path: &Path, source: io::Error) -> StorageError {
     let path = path.to_path_buf();
     match source.kind() {
         io::ErrorKind::NotFound => StorageError::FileMissing { path },
-        _ if source.raw_os_error() == Some(libc::ELOOP) => StorageError::SymlinkInPath { path },
         _ => StorageError::Io { path, source },
     }
 }

@@ -1,29 +1,30 @@
 //! [`Storage`]: a torrent's files on disk, mapped onto its pieces, read block by block.
 
-use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use seednode_wire::display::escape_path;
 use seednode_wire::limits::MAX_BLOCK_LEN;
 use seednode_wire::metainfo::{FileEntry, Info};
 
-use crate::files::{Backing, FileSet, SegmentIter, open_error};
+use crate::files::{Backing, FileSet, FileSpec, SegmentIter};
 use crate::path::{PathError, SafeRelPath};
+use crate::root::Root;
 
 /// Why a torrent's data could not be opened or read. Variants name what is wrong with the data
 /// on disk or with the request; every I/O variant carries the file's path.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A file of the torrent does not exist (SECURITY S5: the torrent must stop serving).
-    #[error("{path}: file missing")]
+    #[error("{shown}: file missing", shown = escape_path(.path))]
     FileMissing {
         /// The file's path.
         path: PathBuf,
     },
     /// A file has another length than the torrent says.
-    #[error("{path}: {actual} bytes on disk, torrent says {expected}")]
+    #[error("{shown}: {actual} bytes on disk, torrent says {expected}", shown = escape_path(.path))]
     WrongLength {
         /// The file's path.
         path: PathBuf,
@@ -34,7 +35,7 @@ pub enum StorageError {
     },
     /// A file ended before the torrent's length while reading: it was truncated after it was
     /// opened. Its bytes are never replaced by zeros.
-    #[error("{path}: end of file at byte {offset}, torrent says {expected} bytes")]
+    #[error("{shown}: end of file at byte {offset}, torrent says {expected} bytes", shown = escape_path(.path))]
     Truncated {
         /// The file's path.
         path: PathBuf,
@@ -43,22 +44,22 @@ pub enum StorageError {
         /// Length in the torrent, in bytes.
         expected: u64,
     },
-    /// A path below the data root is, or passes through, a symbolic link. Storage never follows
-    /// links below the root (SECURITY §0 rule 8).
-    #[error("{path}: symbolic link below the data root")]
+    /// A path below the data root is, or passes through, a symbolic link (or would leave the
+    /// root). Storage never follows links below the root (SECURITY §0 rule 8).
+    #[error("{shown}: symbolic link below the data root", shown = escape_path(.path))]
     SymlinkInPath {
-        /// The link's path.
+        /// The link's path (the file's path when the link could not be located).
         path: PathBuf,
     },
     /// A path that must be a regular file (or, for the root of a multi-file torrent, a
     /// directory) is something else.
-    #[error("{path}: not a regular file or directory as the torrent requires")]
+    #[error("{shown}: not a regular file or directory as the torrent requires", shown = escape_path(.path))]
     NotRegularFile {
         /// The path.
         path: PathBuf,
     },
     /// An I/O call failed.
-    #[error("{path}: {source}")]
+    #[error("{shown}: {source}", shown = escape_path(.path))]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -151,8 +152,9 @@ pub enum StorageError {
 
 /// The files of one torrent on disk, mapped onto its pieces; read-only.
 ///
-/// Built by [`Storage::open`], which checks that every file exists with its exact length.
-/// Handles are opened lazily, read-only, and cached (at most
+/// Built by [`Storage::open`], which checks that every file exists with its exact length and
+/// holds the torrent's root directory open. Handles are opened lazily, read-only, beneath that
+/// root through no symbolic link, and cached (at most
 /// [`MAX_OPEN_FILES_PER_TORRENT`](crate::limits::MAX_OPEN_FILES_PER_TORRENT), least recently
 /// used evicted). `Storage` is `Send + Sync`: share it between disk threads with an `Arc`; reads
 /// use `pread` and never move a file position.
@@ -177,18 +179,23 @@ impl Storage {
     /// Opens a torrent's data at `data_path` and checks that it is all there.
     ///
     /// For a single-file torrent `data_path` is the file itself (the engine's choice, usually
-    /// `root/<name>`; it may be a symbolic link); a second entry `.pad/<N>` after it (the v1 view
-    /// of a v2-only torrent, see `seednode_wire::metainfo_v2`) is padding that reads as zeros. For a multi-file torrent it is the directory
-    /// that holds the files (usually `root/<name>`; it may be a link too); every path below it
-    /// comes from [`SafeRelPath`], and no component below it may be a symbolic link.
+    /// `root/<name>`); a second entry `.pad/<N>` after it (the v1 view of a v2-only torrent, see
+    /// `seednode_wire::metainfo_v2`) is padding that reads as zeros. For a multi-file torrent it
+    /// is the directory that holds the files (usually `root/<name>`); every path below it comes
+    /// from [`SafeRelPath`].
+    ///
+    /// `data_path` is resolved once, here, and may be a symbolic link (the operator chose it):
+    /// the directory it names (for a single file, the directory of the file it names) is held
+    /// open as the torrent's root, and every open of a file, now and whenever a handle is opened
+    /// again later, is relative to it and passes through no link: `openat2` with
+    /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or a component-by-component `O_NOFOLLOW` walk
+    /// where the kernel lacks it (SECURITY §0 rule 8). A file or directory below the root swapped
+    /// for a link at any time fails the next open with [`StorageError::SymlinkInPath`]; pointing
+    /// `data_path` elsewhere after `open` changes nothing.
     ///
     /// Every non-empty file must exist as a regular file with exactly the torrent's length;
-    /// zero-length files and BEP 47 padding files (`.pad/<N>`) need nothing on disk. Files are
-    /// not read and handles are not kept: [`Storage::read_block`] opens them on demand.
-    ///
-    /// A link created below the root after `open` is caught when its file is opened (the last
-    /// component is opened with `O_NOFOLLOW`); a directory swapped for a link after `open` is
-    /// not, so the data root must not be writable by untrusted users.
+    /// zero-length files and BEP 47 padding files (`.pad/<N>`) need nothing on disk. Each file
+    /// is opened once to check it, and closed: [`Storage::read_block`] opens them on demand.
     ///
     /// # Errors
     /// [`StorageError::UnsafePath`] for a path that fails validation;
@@ -198,50 +205,19 @@ impl Storage {
     /// for data on disk that does not match.
     pub fn open(data_path: &Path, info: &Info) -> Result<Self, StorageError> {
         let storage = Self::layout(data_path, info)?;
-        if info.multi_file {
-            let meta = fs::metadata(data_path).map_err(|e| open_error(data_path, e))?;
-            if !meta.is_dir() {
-                return Err(StorageError::NotRegularFile {
-                    path: data_path.to_path_buf(),
-                });
-            }
-        }
-        let mut checked_dirs = HashSet::new();
-        for (slot, entry) in storage.files.slots().iter().zip(&info.files) {
+        for (index, slot) in storage.files.slots().iter().enumerate() {
             if slot.backing == Backing::Padding || slot.length == 0 {
                 continue;
             }
-            let meta = if info.multi_file {
-                check_no_symlinks(data_path, &entry.path, &mut checked_dirs)?;
-                fs::symlink_metadata(&slot.path)
-            } else {
-                fs::metadata(&slot.path)
-            };
-            let meta = meta.map_err(|e| open_error(&slot.path, e))?;
-            if meta.file_type().is_symlink() {
-                return Err(StorageError::SymlinkInPath {
-                    path: slot.path.clone(),
-                });
-            }
-            if !meta.is_file() {
-                return Err(StorageError::NotRegularFile {
-                    path: slot.path.clone(),
-                });
-            }
-            if meta.len() != slot.length {
-                return Err(StorageError::WrongLength {
-                    path: slot.path.clone(),
-                    expected: slot.length,
-                    actual: meta.len(),
-                });
-            }
+            storage.files.open(index)?;
         }
         Ok(storage)
     }
 
-    /// Maps `info`'s files under `data_path` without touching the disk.
+    /// Maps `info`'s files under `data_path`, checks the geometry, then opens the root they are
+    /// opened beneath (so an inconsistent `info` is reported before anything on disk).
     fn layout(data_path: &Path, info: &Info) -> Result<Self, StorageError> {
-        let files = if info.multi_file {
+        let mut specs = if info.multi_file {
             let mut files = Vec::with_capacity(info.files.len());
             for entry in &info.files {
                 let rel = SafeRelPath::new(&entry.path)?;
@@ -250,9 +226,14 @@ impl Storage {
                 } else {
                     Backing::Disk
                 };
-                files.push((rel.under(data_path), entry.length, backing));
+                files.push(FileSpec {
+                    path: rel.under(data_path),
+                    rel: rel.as_path().to_path_buf(),
+                    length: entry.length,
+                    backing,
+                });
             }
-            FileSet::new(files, true)?
+            files
         } else {
             // One file, and for a v2-only torrent (BEP 52) the padding that fills its last piece.
             let (entry, tail) = match info.files.as_slice() {
@@ -264,15 +245,38 @@ impl Storage {
                     });
                 }
             };
-            let mut files = vec![(data_path.to_path_buf(), entry.length, Backing::Disk)];
+            let mut files = vec![FileSpec {
+                path: data_path.to_path_buf(),
+                rel: PathBuf::new(), // the name in its root, set below
+                length: entry.length,
+                backing: Backing::Disk,
+            }];
             if let Some(pad) = tail {
-                files.push((PathBuf::new(), pad.length, Backing::Padding));
+                files.push(FileSpec {
+                    path: PathBuf::new(),
+                    rel: PathBuf::new(),
+                    length: pad.length,
+                    backing: Backing::Padding,
+                });
             }
-            FileSet::new(files, false)?
+            files
         };
-        let geometry = Geometry::new(info.piece_length, info.pieces.len(), files.total_length())?;
+        let total_length = specs
+            .iter()
+            .try_fold(0u64, |sum, f| sum.checked_add(f.length))
+            .ok_or(StorageError::LengthOverflow)?;
+        let geometry = Geometry::new(info.piece_length, info.pieces.len(), total_length)?;
+        let root = if info.multi_file {
+            Root::open_dir(data_path)?
+        } else {
+            let (root, name) = Root::for_file(data_path)?;
+            if let Some(file) = specs.first_mut() {
+                file.rel = name;
+            }
+            root
+        };
         Ok(Self {
-            files,
+            files: FileSet::new(root, specs)?,
             piece_length: geometry.piece_length,
             piece_count: geometry.piece_count,
         })
@@ -408,6 +412,13 @@ impl Storage {
         self.files.handle(index)
     }
 
+    /// Closes every cached file handle (a read or `sendfile` in flight keeps its own until it
+    /// finishes); the next read opens its file again, beneath the data root. For a torrent that
+    /// went idle, or to give descriptors back under `EMFILE`.
+    pub fn close_files(&self) {
+        self.files.close_all();
+    }
+
     fn checked_piece_len(&self, piece: u32) -> Result<u32, StorageError> {
         self.piece_len(piece).ok_or(StorageError::PieceOutOfRange {
             piece,
@@ -449,34 +460,6 @@ impl Storage {
         }
         self.files.read_exact_at(offset, buf)
     }
-}
-
-/// Checks that no directory between `root` and the file `components` is a symbolic link.
-/// `checked` remembers directories already found safe, so each is `lstat`ed once.
-fn check_no_symlinks(
-    root: &Path,
-    components: &[String],
-    checked: &mut HashSet<PathBuf>,
-) -> Result<(), StorageError> {
-    let Some((_file, dirs)) = components.split_last() else {
-        return Ok(());
-    };
-    let mut dir = root.to_path_buf();
-    for component in dirs {
-        dir.push(component);
-        if checked.contains(&dir) {
-            continue;
-        }
-        let meta = fs::symlink_metadata(&dir).map_err(|e| open_error(&dir, e))?;
-        if meta.file_type().is_symlink() {
-            return Err(StorageError::SymlinkInPath { path: dir });
-        }
-        if !meta.is_dir() {
-            return Err(StorageError::NotRegularFile { path: dir });
-        }
-        checked.insert(dir.clone());
-    }
-    Ok(())
 }
 
 /// Piece geometry, checked: `piece_count == ceil(total_length / piece_length)`.

@@ -4,7 +4,11 @@
 //! The contract:
 //! - Storage only reads. It never creates, writes, truncates or deletes a file.
 //! - Every filesystem path built from torrent data goes through [`SafeRelPath`]; nothing below a
-//!   torrent's data path is reached through a symbolic link.
+//!   torrent's data path is reached through a symbolic link. The data path is resolved once, when
+//!   [`Storage::open`] (or creation) holds its directory open; every open of a file, including
+//!   each reopen after the handle cache evicted it, is relative to that directory with
+//!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or an `O_NOFOLLOW` walk (SECURITY §0
+//!   rule 8).
 //! - Missing data is an error, never zeros: a missing, short or truncated file fails the read
 //!   (SECURITY S5). Only BEP 47 padding files read as zeros.
 //! - Every offset is computed with checked arithmetic or proven in range first; requests are
@@ -35,6 +39,7 @@ mod hash_v2;
 mod layout;
 pub mod limits;
 mod path;
+mod root;
 mod verify;
 
 pub use create::{
@@ -45,5 +50,7 @@ pub use files::{Segment, SegmentIter};
 pub use hash::default_threads;
 pub use hash_v2::{block_hashes_v2, verify_v2};
 pub use layout::{Storage, StorageError};
-pub use path::{PathError, SafeRelPath, validate_component};
+pub use path::{
+    NonPortable, PathError, SafeRelPath, non_portable_paths, portability_issue, validate_component,
+};
 pub use verify::verify;

@@ -9,6 +9,12 @@
 /// therefore about this value times the number of open torrents.
 pub const MAX_OPEN_FILES_PER_TORRENT: usize = 64;
 
+/// Attempts at one `openat2`/`openat` of a torrent file, in calls. The kernel asks for a retry
+/// (`EAGAIN`) when a concurrent rename made it unsure that `RESOLVE_BENEATH` holds, and an open
+/// can be interrupted (`EINTR`); after this many the error is returned (the read fails, nothing
+/// is served), so a directory renamed in a loop cannot hold a disk thread.
+pub const MAX_OPEN_ATTEMPTS: usize = 4;
+
 /// Bytes each hashing thread reads from disk per `pread` round, in bytes: 64 KiB.
 ///
 /// Small enough to stay in the L1/L2 caches of any core (a Raspberry Pi Zero 2 shares 512 KiB of

@@ -23,6 +23,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use seednode_wire::display::escape_name;
+
 use crate::limits::{MAX_COMPONENT_LEN, MAX_PATH_COMPONENTS};
 
 /// A relative path whose every component passed [`validate_component`]: it has no root, no `..`,
@@ -53,9 +55,9 @@ pub enum PathError {
         limit: usize,
     },
     /// A component is unsafe: empty, `.`, `..`, or holds a forbidden character.
-    #[error("unsafe path component {component:?}: {reason}")]
+    #[error("unsafe path component \"{component}\": {reason}")]
     UnsafeComponent {
-        /// The component, with control characters escaped (safe to log).
+        /// The component, escaped by [`escape_name`] (safe to print and log).
         component: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -71,7 +73,7 @@ pub enum PathError {
 /// here), or a name `wire`'s policy refuses (its reason is passed on).
 pub fn validate_component(component: &str) -> Result<(), PathError> {
     let unsafe_because = |reason| PathError::UnsafeComponent {
-        component: component.escape_debug().to_string(),
+        component: escape_name(component).into_owned(),
         reason,
     };
     if component.len() > MAX_COMPONENT_LEN {
@@ -93,6 +95,114 @@ pub fn validate_component(component: &str) -> Result<(), PathError> {
         return Err(unsafe_because("NUL"));
     }
     seednode_wire::metainfo::validate_component(component).map_err(unsafe_because)
+}
+
+/// Names Windows reserves for devices, in any case, alone or before an extension (`nul.txt` is
+/// NUL too): Microsoft, "Naming Files, Paths, and Namespaces" (the superscript digits included).
+const WINDOWS_RESERVED_NAMES: [&str; 30] = [
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "COM0",
+    "COM1",
+    "COM2",
+    "COM3",
+    "COM4",
+    "COM5",
+    "COM6",
+    "COM7",
+    "COM8",
+    "COM9",
+    "COM\u{b9}",
+    "COM\u{b2}",
+    "COM\u{b3}",
+    "LPT0",
+    "LPT1",
+    "LPT2",
+    "LPT3",
+    "LPT4",
+    "LPT5",
+    "LPT6",
+    "LPT7",
+    "LPT8",
+    "LPT9",
+    "LPT\u{b9}",
+    "LPT\u{b2}",
+    "LPT\u{b3}",
+];
+
+/// Characters Windows (NTFS and FAT through the Win32 API) refuses in a name, besides controls.
+const WINDOWS_FORBIDDEN_CHARS: [char; 9] = ['<', '>', ':', '"', '\\', '|', '?', '*', '/'];
+
+/// Why another common system cannot store the file or directory name `component`, or `None`
+/// when it is portable.
+///
+/// Checked: Windows reserved device names (`CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`,
+/// `LPT0`-`LPT9`, case-insensitive, also with an extension or trailing spaces before it, e.g.
+/// `nul.txt`, `COM1.log`, `aux .c`); a trailing dot or space (Windows strips it, so the name
+/// changes); and the characters `<>:"\|?*` (and `/`). Such names are valid here and in torrents
+/// (BEP 3 names are any UTF-8); a client on Windows fails to save them or renames them, so
+/// `create` warns about them, as a courtesy, and still creates the torrent (as mktorrent does).
+/// Control characters are refused outright by [`validate_component`], not reported here.
+#[must_use]
+pub fn portability_issue(component: &str) -> Option<&'static str> {
+    if component.contains(WINDOWS_FORBIDDEN_CHARS) {
+        return Some("holds a character Windows forbids in names (<>:\"\\|?*)");
+    }
+    if component.ends_with(['.', ' ']) {
+        return Some("ends with a dot or a space, which Windows strips");
+    }
+    let stem = component
+        .split_once('.')
+        .map_or(component, |(stem, _)| stem)
+        .trim_end_matches(' ');
+    if WINDOWS_RESERVED_NAMES
+        .iter()
+        .any(|reserved| stem.eq_ignore_ascii_case(reserved))
+    {
+        return Some("is a device name Windows reserves");
+    }
+    None
+}
+
+/// A path of a torrent that another common system cannot store; from [`non_portable_paths`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonPortable {
+    /// The path, from the torrent's `name` down: `[name]` for the name itself (or a single
+    /// file), `[name, dir, .., file]` for a file of a multi-file torrent. Unescaped: show it
+    /// with [`seednode_wire::display::escape_name`].
+    pub path: Vec<String>,
+    /// What is wrong with its first non-portable component ([`portability_issue`]).
+    pub reason: &'static str,
+}
+
+/// Every path of `info` (its `name`, then each file's path) with a component
+/// [`portability_issue`] reports, in `info`'s order; a file is reported once, for its first such
+/// component, and files below a non-portable `name` are not reported again. At most one entry per
+/// file plus one, so bounded by `wire`'s
+/// [`MAX_FILES`](seednode_wire::limits::MAX_FILES).
+#[must_use]
+pub fn non_portable_paths(info: &seednode_wire::metainfo::Info) -> Vec<NonPortable> {
+    if let Some(reason) = portability_issue(&info.name) {
+        return vec![NonPortable {
+            path: vec![info.name.clone()],
+            reason,
+        }];
+    }
+    if !info.multi_file {
+        return Vec::new();
+    }
+    info.files
+        .iter()
+        .filter_map(|file| {
+            let reason = file.path.iter().find_map(|c| portability_issue(c))?;
+            let path = std::iter::once(info.name.clone())
+                .chain(file.path.iter().cloned())
+                .collect();
+            Some(NonPortable { path, reason })
+        })
+        .collect()
 }
 
 impl SafeRelPath {
@@ -215,6 +325,103 @@ mod tests {
             Err(PathError::TooDeep { .. })
         ));
         assert!(SafeRelPath::new(&["x".repeat(MAX_COMPONENT_LEN)]).is_ok());
+    }
+
+    #[test]
+    fn windows_reserved_names_are_not_portable() {
+        for name in [
+            "CON",
+            "con",
+            "Prn",
+            "aux",
+            "NUL",
+            "nul.txt",
+            "NUL.tar.gz",
+            "COM1",
+            "com9",
+            "COM1.log",
+            "LPT1",
+            "lpt9.doc",
+            "aux .c",
+            "COM\u{b9}",
+            "lpt\u{b3}.x",
+        ] {
+            assert_eq!(
+                portability_issue(name),
+                Some("is a device name Windows reserves"),
+                "{name}"
+            );
+        }
+        for name in [
+            "CONSOLE",
+            "nul_",
+            "xnul",
+            "COM10",
+            "LPT",
+            "com",
+            "a.nul",
+            "auxiliary.txt",
+        ] {
+            assert_eq!(portability_issue(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn trailing_dots_spaces_and_forbidden_characters_are_not_portable() {
+        for name in ["a.", "a ", "...", "b. "] {
+            assert_eq!(
+                portability_issue(name),
+                Some("ends with a dot or a space, which Windows strips"),
+                "{name}"
+            );
+        }
+        for name in ["a<b", "a>b", "ab:c", "say \"hi\"", "a|b", "why?", "*.txt"] {
+            assert!(
+                portability_issue(name).is_some_and(|r| r.contains("forbids")),
+                "{name}"
+            );
+        }
+        for name in [
+            ".hidden",
+            "a.b.c",
+            " leading space",
+            "ü ñ",
+            "a-b_c (1)",
+            "a..b",
+        ] {
+            assert_eq!(portability_issue(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn lists_non_portable_paths_of_a_torrent() {
+        use seednode_wire::metainfo::{FileEntry, Info};
+        let entry = |path: &[&str]| FileEntry {
+            path: path.iter().map(|c| (*c).to_owned()).collect(),
+            length: 1,
+        };
+        let mut info = Info {
+            name: "t".into(),
+            piece_length: 16_384,
+            pieces: vec![[0; 20]],
+            files: vec![
+                entry(&["ok"]),
+                entry(&["nul.txt"]),
+                entry(&["CON", "x"]),
+                entry(&["d", "a:b", "AUX"]),
+            ],
+            multi_file: true,
+            private: false,
+        };
+        let found = non_portable_paths(&info);
+        let paths: Vec<String> = found.iter().map(|n| n.path.join("/")).collect();
+        assert_eq!(paths, ["t/nul.txt", "t/CON/x", "t/d/a:b/AUX"]);
+        assert!(found[2].reason.contains("forbids"));
+        info.name = "prn".into();
+        assert_eq!(non_portable_paths(&info).len(), 1);
+        info.name = "single".into();
+        info.multi_file = false;
+        assert!(non_portable_paths(&info).is_empty());
     }
 
     #[test]

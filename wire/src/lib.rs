@@ -12,11 +12,13 @@
 //!   [`metainfo::Metainfo::from_bytes`]; their v2 side is in [`metainfo_v2`].
 //! - [`merkle`]: BEP 52 merkle trees: roots, piece layers, answers to `hash request`s.
 //! - [`magnet`]: magnet URIs (BEP 9; BEP 52 `urn:btmh:`).
+//! - [`display`]: names from torrents or disk escaped for terminals and logs.
 //! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, a zero-copy frame decoder,
 //!   and the BEP 52 hash messages.
 
 pub mod addr;
 pub mod bencode;
+pub mod display;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
