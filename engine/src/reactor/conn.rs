@@ -198,7 +198,7 @@ impl Reactor {
                 let client = session.client.as_deref().unwrap_or("?");
                 info!(
                     peer = %conn.remote,
-                    client = %client.escape_debug(),
+                    client = %seednode_wire::display::escape_name(client),
                     uploaded_bytes = session.uploaded,
                     secs = now.saturating_duration_since(conn.accepted).as_secs(),
                     reason = %why,
