@@ -217,11 +217,17 @@ pub fn create_torrent(
         return crate::create_v2::create_v2(path, opts, progress);
     }
     let info = create_info(path, opts, progress)?;
-    let mut metainfo = Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone());
+    let metainfo = Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone());
+    Ok(with_options(metainfo, opts))
+}
+
+/// `metainfo` with the fields of `opts` outside `info` (v1, v2 and hybrid alike): `comment`,
+/// `creation date`, and `created by` [`CREATED_BY`].
+pub(crate) fn with_options(mut metainfo: Metainfo, opts: &CreateOptions) -> Metainfo {
     metainfo.comment.clone_from(&opts.comment);
     metainfo.created_by = Some(CREATED_BY.to_owned());
     metainfo.creation_date = opts.creation_date;
-    Ok(metainfo)
+    metainfo
 }
 
 /// Builds and hashes the `info` dictionary of a new torrent of `path`, as
@@ -249,6 +255,7 @@ pub fn create_info(
     }
     let name = torrent_name(path, opts.name.as_deref())?;
     let input = read_input(path)?;
+    let total_length = total_length(&input.files, path)?;
     let file_set = FileSet::new(input.root, input.files.iter().map(Found::spec))?;
     let multi_file = input.multi_file;
     let files: Vec<FileEntry> = input
@@ -259,19 +266,6 @@ pub fn create_info(
             length: f.length,
         })
         .collect();
-    let total_length = file_set.total_length();
-    if total_length == 0 {
-        return Err(CreateError::NoData {
-            path: path.to_path_buf(),
-        });
-    }
-    if total_length > MAX_TOTAL_LENGTH {
-        return Err(CreateError::TooLarge {
-            path: path.to_path_buf(),
-            total: total_length,
-            limit: MAX_TOTAL_LENGTH,
-        });
-    }
     let piece_length = choose_piece_length(opts, total_length)?;
     let piece_count = total_length.div_ceil(u64::from(piece_length));
     let estimated = estimate_torrent_len(&name, &files, piece_count, opts);
@@ -403,6 +397,32 @@ pub(crate) struct Input {
     pub(crate) multi_file: bool,
 }
 
+/// Sum of the lengths of `files`, in bytes, within creation's bounds; `path` is the input, for
+/// errors.
+///
+/// # Errors
+/// [`CreateError::LengthOverflow`] past `u64::MAX`, [`CreateError::NoData`] for 0 bytes,
+/// [`CreateError::TooLarge`] over [`MAX_TOTAL_LENGTH`].
+pub(crate) fn total_length(files: &[Found], path: &Path) -> Result<u64, CreateError> {
+    let total_length = files
+        .iter()
+        .try_fold(0u64, |sum, f| sum.checked_add(f.length))
+        .ok_or(CreateError::LengthOverflow)?;
+    if total_length == 0 {
+        return Err(CreateError::NoData {
+            path: path.to_path_buf(),
+        });
+    }
+    if total_length > MAX_TOTAL_LENGTH {
+        return Err(CreateError::TooLarge {
+            path: path.to_path_buf(),
+            total: total_length,
+            limit: MAX_TOTAL_LENGTH,
+        });
+    }
+    Ok(total_length)
+}
+
 /// Opens the root of the file or directory `path` (following a link given as `path`, the
 /// operator's choice) and lists its regular files (see [`walk`]). Every later read of the files
 /// is beneath that root, through no link (SECURITY §0 rule 8).
@@ -524,30 +544,41 @@ fn estimate_torrent_len(
     piece_count: u64,
     opts: &CreateOptions,
 ) -> u64 {
-    // Per string: its bytes plus up to 21 bytes of length prefix; per file: `d6:lengthi…e4:pathl…ee`.
-    let string = |s: &str| {
-        u64::try_from(s.len())
-            .unwrap_or(u64::MAX)
-            .saturating_add(21)
-    };
+    // Per file: `d6:lengthi…e4:pathl…ee`.
     let file_cost = |f: &FileEntry| {
         f.path
             .iter()
-            .map(|c| string(c))
+            .map(|c| estimate_string_len(c))
             .fold(40u64, u64::saturating_add)
     };
-    let urls = opts
-        .trackers
+    [
+        estimate_string_len(name),
+        piece_count.saturating_mul(20),
+        256,
+        estimate_options_len(opts),
+    ]
+    .into_iter()
+    .chain(files.iter().map(file_cost))
+    .fold(0u64, u64::saturating_add)
+}
+
+/// Upper estimate of a bencoded string in bytes: its bytes plus up to 21 bytes of length prefix.
+pub(crate) fn estimate_string_len(s: &str) -> u64 {
+    u64::try_from(s.len())
+        .unwrap_or(u64::MAX)
+        .saturating_add(21)
+}
+
+/// Upper estimate in bytes (saturating) of what `opts` adds outside `info`, any version: tracker
+/// and web seed URLs, and the comment.
+pub(crate) fn estimate_options_len(opts: &CreateOptions) -> u64 {
+    let comment = opts.comment.as_deref().map_or(0, estimate_string_len);
+    opts.trackers
         .iter()
         .flatten()
         .chain(&opts.url_list)
-        .map(|u| string(u));
-    let comment = opts.comment.as_deref().map_or(0, string);
-    [string(name), piece_count.saturating_mul(20), 256, comment]
-        .into_iter()
-        .chain(files.iter().map(file_cost))
-        .chain(urls)
-        .fold(0u64, u64::saturating_add)
+        .map(|u| estimate_string_len(u))
+        .fold(comment, u64::saturating_add)
 }
 
 #[cfg(test)]

@@ -24,13 +24,13 @@ use seednode_wire::merkle::{self, HASH_LEN};
 use seednode_wire::metainfo::Metainfo;
 use seednode_wire::metainfo_v2::{FileV2, InfoV2, PieceMap};
 
-use crate::CREATED_BY;
 use crate::create::{
-    CreateError, CreateOptions, Input, choose_piece_length, read_input, threads, torrent_name,
+    CreateError, CreateOptions, Input, choose_piece_length, estimate_options_len,
+    estimate_string_len, read_input, threads, torrent_name, total_length, with_options,
 };
 use crate::files::{Backing, FileSet, FileSpec};
 use crate::hash_v2::hash_pieces_v2;
-use crate::limits::{MAX_TORRENT_LEN, MAX_TOTAL_LENGTH};
+use crate::limits::MAX_TORRENT_LEN;
 
 /// Which metainfo format a new torrent uses ([`CreateOptions::version`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -75,22 +75,7 @@ pub(crate) fn create_v2(
             path: path.to_path_buf(),
         });
     }
-    let total_length = found
-        .iter()
-        .try_fold(0u64, |sum, f| sum.checked_add(f.length))
-        .ok_or(CreateError::LengthOverflow)?;
-    if total_length == 0 {
-        return Err(CreateError::NoData {
-            path: path.to_path_buf(),
-        });
-    }
-    if total_length > MAX_TOTAL_LENGTH {
-        return Err(CreateError::TooLarge {
-            path: path.to_path_buf(),
-            total: total_length,
-            limit: MAX_TOTAL_LENGTH,
-        });
-    }
+    let total_length = total_length(&found, path)?;
     let piece_length = choose_piece_length(opts, total_length)?;
     let mut info = InfoV2 {
         name,
@@ -154,7 +139,7 @@ pub(crate) fn create_v2(
         }
     }
     let v1_pieces = hybrid.then(|| digests.iter().map(|d| d.v1).collect());
-    let mut metainfo = Metainfo::new_v2(
+    let metainfo = Metainfo::new_v2(
         info,
         layers,
         v1_pieces,
@@ -162,28 +147,19 @@ pub(crate) fn create_v2(
         opts.trackers.clone(),
         opts.url_list.clone(),
     )?;
-    metainfo.comment.clone_from(&opts.comment);
-    metainfo.created_by = Some(CREATED_BY.to_owned());
-    metainfo.creation_date = opts.creation_date;
-    Ok(metainfo)
+    Ok(with_options(metainfo, opts))
 }
 
 /// Upper estimate of the bencoded `.torrent` size in bytes (saturating): the file tree, piece
 /// layers, and for a hybrid the v1 `files` with padding entries and `pieces`.
 fn estimate_torrent_len(info: &InfoV2, hybrid: bool, opts: &CreateOptions) -> u64 {
-    // Per string: its bytes plus up to 21 bytes of length prefix.
-    let string = |s: &str| {
-        u64::try_from(s.len())
-            .unwrap_or(u64::MAX)
-            .saturating_add(21)
-    };
     let pl = u64::from(info.piece_length);
-    let mut total = string(&info.name).saturating_add(256);
+    let mut total = estimate_string_len(&info.name).saturating_add(256);
     for f in &info.files {
         let path = f
             .path
             .iter()
-            .map(|c| string(c))
+            .map(|c| estimate_string_len(c))
             .fold(0u64, u64::saturating_add);
         let pieces = f.length.div_ceil(pl);
         // `d0:d6:lengthi…e11:pieces root32:…ee` and its key; a layer entry when > 1 piece.
@@ -199,14 +175,7 @@ fn estimate_torrent_len(info: &InfoV2, hybrid: bool, opts: &CreateOptions) -> u6
                 .saturating_add(pieces.saturating_mul(20));
         }
     }
-    let urls = opts
-        .trackers
-        .iter()
-        .flatten()
-        .chain(&opts.url_list)
-        .map(|u| string(u));
-    let comment = opts.comment.as_deref().map_or(0, string);
-    urls.fold(total.saturating_add(comment), u64::saturating_add)
+    total.saturating_add(estimate_options_len(opts))
 }
 
 #[cfg(test)]

@@ -48,18 +48,94 @@ pub(crate) fn effective_threads(requested: usize, total_length: u64, piece_count
 }
 
 /// Reports progress to the caller's callback: calls are serialized and the totals never go down,
-/// whichever thread reports.
-struct Progress<'a> {
+/// whichever thread reports. Shared by v1 and v2 hashing.
+pub(crate) struct Progress<'a> {
     callback: &'a (dyn Fn(u64) + Sync),
     hashed: Mutex<u64>,
 }
 
-impl Progress<'_> {
-    fn add(&self, bytes: u64) {
+impl<'a> Progress<'a> {
+    pub(crate) fn new(callback: &'a (dyn Fn(u64) + Sync)) -> Self {
+        Self {
+            callback,
+            hashed: Mutex::new(0),
+        }
+    }
+
+    /// Adds `bytes` to the total and reports the new total.
+    pub(crate) fn add(&self, bytes: u64) {
         let mut hashed = self.hashed.lock().unwrap_or_else(PoisonError::into_inner);
         *hashed = hashed.saturating_add(bytes);
         (self.callback)(*hashed);
     }
+}
+
+/// Fills `out` (one slot per piece of `piece_length` bytes) on `threads` threads, the scaffolding
+/// of v1 and v2 hashing alike: `out` is cut into runs of contiguous pieces of about
+/// [`HASH_CHUNK_LEN`] bytes (at least one piece), and each thread takes the next run from a shared
+/// queue until none is left (see the module docs). Each thread makes its own state (its read
+/// buffer) with `worker`, then calls `run(state, first, slots, abort)` for each run it takes, to
+/// fill the slots of pieces `first..first + slots.len()`; `run` should return early once `abort`
+/// is set. With one thread, everything runs on the caller's thread.
+///
+/// # Errors
+/// The first error any `run` returns; the other threads stop at their next run (or sooner,
+/// through `abort`).
+pub(crate) fn hash_in_runs<T, S, W, R>(
+    out: &mut [T],
+    piece_length: u64,
+    threads: usize,
+    worker: W,
+    run: R,
+) -> Result<(), StorageError>
+where
+    T: Send,
+    W: Fn() -> S + Sync,
+    R: Fn(&mut S, u32, &mut [T], &AtomicBool) -> Result<(), StorageError> + Sync,
+{
+    let abort = AtomicBool::new(false);
+    let chunk_pieces = usize::try_from(HASH_CHUNK_LEN.checked_div(piece_length).unwrap_or(0))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    // The queue of work: (run index, output slots of its pieces). ChunksMut hands out disjoint
+    // `&mut` slices that outlive the lock guard, so threads fill them without further locking.
+    let queue = Mutex::new(out.chunks_mut(chunk_pieces).enumerate());
+    let work = || -> Result<(), StorageError> {
+        let mut state = worker();
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+            let Some((chunk, slots)) = next else {
+                return Ok(());
+            };
+            // chunk * chunk_pieces < out.len(); callers keep it within u32 (piece counts).
+            let result = u32::try_from(chunk * chunk_pieces)
+                .map_err(|_| StorageError::LengthOverflow)
+                .and_then(|first| run(&mut state, first, slots, &abort));
+            if result.is_err() {
+                abort.store(true, Ordering::Relaxed);
+                return result;
+            }
+        }
+    };
+    if threads <= 1 {
+        return work();
+    }
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        let mut result = Ok(());
+        for handle in handles {
+            let thread_result = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            if result.is_ok() {
+                result = thread_result;
+            }
+        }
+        result
+    })
 }
 
 /// Hashes every piece of `files` and stores `map(piece, sha1)` in `out[piece]`.
@@ -88,55 +164,16 @@ pub(crate) fn hash_pieces<T: Send>(
         return Ok(());
     }
     let threads = effective_threads(threads, geometry.total_length, geometry.piece_count);
-    let progress = Progress {
-        callback: progress,
-        hashed: Mutex::new(0),
-    };
-    let abort = AtomicBool::new(false);
-    let chunk_pieces = usize::try_from(HASH_CHUNK_LEN / u64::from(geometry.piece_length))
-        .unwrap_or(usize::MAX)
-        .max(1);
-    // The queue of work: (chunk index, output slots of its pieces). ChunksMut hands out disjoint
-    // `&mut` slices that outlive the lock guard, so threads fill them without further locking.
-    let queue = Mutex::new(out.chunks_mut(chunk_pieces).enumerate());
-    let work = || -> Result<(), StorageError> {
-        let mut buf = vec![0u8; read_buf_len(geometry.total_length)];
-        loop {
-            if abort.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-            let Some((chunk, slots)) = next else {
-                return Ok(());
-            };
-            // chunk * chunk_pieces < out.len() = piece_count, a u32.
-            let first =
-                u32::try_from(chunk * chunk_pieces).map_err(|_| StorageError::LengthOverflow)?;
-            let result = hash_run(
-                files, geometry, first, slots, map, &mut buf, &progress, &abort,
-            );
-            if result.is_err() {
-                abort.store(true, Ordering::Relaxed);
-                return result;
-            }
-        }
-    };
-    if threads == 1 {
-        return work();
-    }
-    thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
-        let mut result = Ok(());
-        for handle in handles {
-            let thread_result = handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            if result.is_ok() {
-                result = thread_result;
-            }
-        }
-        result
-    })
+    let progress = Progress::new(progress);
+    hash_in_runs(
+        out,
+        u64::from(geometry.piece_length),
+        threads,
+        || vec![0u8; read_buf_len(geometry.total_length)],
+        |buf: &mut Vec<u8>, first, slots: &mut [T], abort: &AtomicBool| {
+            hash_run(files, geometry, first, slots, map, buf, &progress, abort)
+        },
+    )
 }
 
 /// Bytes of read buffer for a torrent of `total_length` bytes: [`READ_BUF_LEN`], or less for a

@@ -5,21 +5,17 @@
 //! from that same buffer fed to SHA-256 one 16 KiB block at a time (the merkle leaves, reduced to
 //! the piece's root at its end) and, for a hybrid torrent, to SHA-1 over the whole piece of the
 //! padded stream (the v1 piece hash). No byte is read or copied twice. Threads take chunks of
-//! contiguous pieces from a shared queue, as in `hash.rs`.
+//! contiguous pieces from a shared queue, as in `hash.rs` (its `hash_in_runs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::thread;
 
 use seednode_wire::merkle::{self, BLOCK_LEN, HASH_LEN, LeafSpan};
 use seednode_wire::metainfo_v2::{InfoV2, MetainfoV2, PieceMap};
 use sha1::{Digest as _, Sha1};
 
 use crate::files::FileSet;
-use crate::hash::effective_threads;
-use crate::limits::{
-    HASH_CHUNK_LEN, MAX_BLOCK_HASHES_PER_CALL, MAX_LEAVES_PER_PIECE, READ_BUF_LEN,
-};
+use crate::hash::{Progress, effective_threads, hash_in_runs};
+use crate::limits::{MAX_BLOCK_HASHES_PER_CALL, MAX_LEAVES_PER_PIECE, READ_BUF_LEN};
 use crate::{Storage, StorageError};
 
 /// The hashes of one piece.
@@ -29,20 +25,6 @@ pub(crate) struct PieceDigest {
     pub(crate) v2: [u8; HASH_LEN],
     /// SHA-1 of the whole piece of the padded stream (hybrid only; zeros otherwise).
     pub(crate) v1: [u8; 20],
-}
-
-/// Serializes progress reports, which never go down.
-struct Progress<'a> {
-    callback: &'a (dyn Fn(u64) + Sync),
-    hashed: Mutex<u64>,
-}
-
-impl Progress<'_> {
-    fn add(&self, bytes: u64) {
-        let mut hashed = self.hashed.lock().unwrap_or_else(PoisonError::into_inner);
-        *hashed = hashed.saturating_add(bytes);
-        (self.callback)(*hashed);
-    }
 }
 
 /// Hashes every piece of `info`'s piece space, read from `files` (the piece space itself:
@@ -67,67 +49,42 @@ pub(crate) fn hash_pieces_v2(
     }
     let piece_length = u64::from(info.piece_length);
     let threads = effective_threads(threads, files.total_length(), piece_count);
-    let progress = Progress {
-        callback: progress,
-        hashed: Mutex::new(0),
+    let progress = Progress::new(progress);
+    let job = PieceJob {
+        files,
+        map,
+        piece_length,
+        sha1,
     };
-    let abort = AtomicBool::new(false);
-    let chunk_pieces = usize::try_from(HASH_CHUNK_LEN / piece_length)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    let queue = Mutex::new(out.chunks_mut(chunk_pieces).enumerate());
-    let work = || -> Result<(), StorageError> {
-        // A power of two of at least 16 KiB, so every read but a piece's last ends on a block.
-        let mut buf = vec![0u8; READ_BUF_LEN.min(info.piece_length as usize)];
-        let mut leaves = Vec::with_capacity((info.piece_length / BLOCK_LEN).max(1) as usize);
-        loop {
-            if abort.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-            let Some((chunk, slots)) = next else {
-                return Ok(());
-            };
+    hash_in_runs(
+        &mut out,
+        piece_length,
+        threads,
+        || {
+            // A power of two of at least 16 KiB, so every read but a piece's last ends on a
+            // block.
+            let buf = vec![0u8; READ_BUF_LEN.min(info.piece_length as usize)];
+            let leaves = Vec::with_capacity((info.piece_length / BLOCK_LEN).max(1) as usize);
+            (buf, leaves)
+        },
+        |(buf, leaves): &mut (Vec<u8>, Vec<[u8; HASH_LEN]>),
+         first: u32,
+         slots: &mut [PieceDigest],
+         abort: &AtomicBool| {
             for (k, slot) in slots.iter_mut().enumerate() {
                 if abort.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                // (chunk * chunk_pieces + k) < piece_count, a u32.
-                let piece = u32::try_from(chunk * chunk_pieces + k)
-                    .map_err(|_| StorageError::LengthOverflow)?;
-                let job = PieceJob {
-                    files,
-                    map,
-                    piece_length,
-                    sha1,
-                };
-                match job.hash(piece, &mut buf, &mut leaves, &progress) {
-                    Ok(digest) => *slot = digest,
-                    Err(e) => {
-                        abort.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                }
+                // first + k < piece_count, a u32.
+                let piece = u32::try_from(k)
+                    .ok()
+                    .and_then(|k| first.checked_add(k))
+                    .ok_or(StorageError::LengthOverflow)?;
+                *slot = job.hash(piece, buf, leaves, &progress)?;
             }
-        }
-    };
-    if threads == 1 {
-        work()?;
-        return Ok(out);
-    }
-    thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
-        let mut result = Ok(());
-        for handle in handles {
-            let thread_result = handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            if result.is_ok() {
-                result = thread_result;
-            }
-        }
-        result
-    })?;
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
