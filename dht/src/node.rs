@@ -23,10 +23,10 @@ use crate::limits::{
 };
 use crate::lookup::Traversal;
 use crate::ratelimit::{DosBlocker, ReplyBudget};
-use crate::rng::Rng;
 use crate::routing::{Insert, RoutingTable};
 use crate::store::PeerStore;
 use crate::tokens::Tokens;
+use seednode_wire::rng::Rng;
 
 /// Host names of the well-known public bootstrap nodes, `host:port`. This crate resolves
 /// nothing: the engine resolves these (or its own list) and passes the addresses in
@@ -411,7 +411,7 @@ impl Dht {
         rng_seed: u64,
         now: Instant,
     ) -> Self {
-        let mut rng = Rng::new(rng_seed);
+        let mut rng = Rng::from_u64(rng_seed);
         let id = match id {
             IdSource::Fixed(id) => id,
             IdSource::ExternalIp(ip) => {
@@ -1617,7 +1617,7 @@ impl Dht {
     #[doc(hidden)]
     #[must_use]
     pub fn stores(&self, info_hash: &InfoHash) -> bool {
-        let mut rng = Rng::new(0);
+        let mut rng = Rng::from_u64(0);
         !self
             .store
             .peers(self.last_now, info_hash, false, 1, &mut rng)

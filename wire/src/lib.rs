@@ -12,11 +12,14 @@
 //!   [`metainfo::Metainfo::from_bytes`]; their v2 side is in [`metainfo_v2`].
 //! - [`merkle`]: BEP 52 merkle trees: roots, piece layers, answers to `hash request`s.
 //! - [`magnet`]: magnet URIs (BEP 9; BEP 52 `urn:btmh:`).
+//! - [`percent`], [`ct`], [`rng`]: the one percent codec, constant-time comparison and
+//!   seeded PRNG the protocol crates share.
 //! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, a zero-copy frame decoder,
 //!   and the BEP 52 hash messages.
 
 pub mod addr;
 pub mod bencode;
+pub mod ct;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
@@ -26,6 +29,8 @@ pub mod metainfo;
 pub mod metainfo_v2;
 pub mod mse;
 pub mod peer;
+pub mod percent;
+pub mod rng;
 mod types;
 
 pub use metainfo_v2::InfoHashV2;
