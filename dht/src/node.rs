@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use seednode_wire::InfoHash;
-use seednode_wire::addr::{self, AddrScope};
+use seednode_wire::addr::{self, AddrScope, canonical_addr as canonical};
 
 use crate::id::NodeId;
 use crate::krpc::{
@@ -343,10 +343,6 @@ struct QueuedLookup {
 /// Index of the routing table for `addr`'s family: 0 for IPv4, 1 for IPv6 (BEP 32).
 fn family(addr: &SocketAddr) -> usize {
     usize::from(addr.is_ipv6())
-}
-
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// Whether a node on a `local` network may query (or store, or report) `addr`, named by
