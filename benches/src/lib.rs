@@ -876,12 +876,11 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 // ---------------------------------------------------------------------------------------------
 // Pseudo-random numbers
 
-/// SplitMix64's finalizer: a bijective mix of a counter into well-spread bits.
+/// SplitMix64's finalizer: a bijective mix of a counter into well-spread bits (one step of
+/// [`seednode_wire::rng::splitmix64`] from `x`).
 pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    let mut state = x;
+    seednode_wire::rng::splitmix64(&mut state)
 }
 
 /// A small, fast, deterministic PRNG (xorshift64*); not for secrets.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use seednode_wire::InfoHash;
 
-use crate::rng::Rng;
+use seednode_wire::rng::Rng;
 
 /// A 160-bit node ID (BEP 5); also the target of a lookup. Ordering is the big-endian integer
 /// order, so comparing two XOR distances compares closeness.
@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn random_with_prefix_keeps_prefix() {
-        let mut rng = Rng::new(9);
+        let mut rng = Rng::from_u64(9);
         let own = NodeId([0xa5; 20]);
         for len in [0usize, 1, 7, 8, 9, 63, 159] {
             let t = own.random_with_prefix(len, true, &mut rng);

@@ -75,7 +75,6 @@ pub mod limits;
 mod lookup;
 mod node;
 mod ratelimit;
-mod rng;
 mod routing;
 mod store;
 mod tokens;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use seednode_wire::InfoHash;
-use seednode_wire::addr::{self, AddrScope};
+use seednode_wire::addr::{self, AddrScope, canonical_addr as canonical};
 
 use crate::id::NodeId;
 use crate::krpc::{
@@ -23,10 +23,10 @@ use crate::limits::{
 };
 use crate::lookup::Traversal;
 use crate::ratelimit::{DosBlocker, ReplyBudget};
-use crate::rng::Rng;
 use crate::routing::{Insert, RoutingTable};
 use crate::store::PeerStore;
 use crate::tokens::Tokens;
+use seednode_wire::rng::Rng;
 
 /// Host names of the well-known public bootstrap nodes, `host:port`. This crate resolves
 /// nothing: the engine resolves these (or its own list) and passes the addresses in
@@ -345,10 +345,6 @@ fn family(addr: &SocketAddr) -> usize {
     usize::from(addr.is_ipv6())
 }
 
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
-}
-
 /// Whether a node on a `local` network may query (or store, or report) `addr`, named by
 /// `learnt_from` (`None`: from our own state or the engine): port 0 and addresses no node has
 /// never; global addresses always; local-network ones only of scope `local`, and only when
@@ -411,7 +407,7 @@ impl Dht {
         rng_seed: u64,
         now: Instant,
     ) -> Self {
-        let mut rng = Rng::new(rng_seed);
+        let mut rng = Rng::from_u64(rng_seed);
         let id = match id {
             IdSource::Fixed(id) => id,
             IdSource::ExternalIp(ip) => {
@@ -1617,7 +1613,7 @@ impl Dht {
     #[doc(hidden)]
     #[must_use]
     pub fn stores(&self, info_hash: &InfoHash) -> bool {
-        let mut rng = Rng::new(0);
+        let mut rng = Rng::from_u64(0);
         !self
             .store
             .peers(self.last_now, info_hash, false, 1, &mut rng)

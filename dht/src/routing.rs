@@ -15,7 +15,7 @@ use crate::limits::{
     BAD_NODE_FAILURES, BUCKET_EXPLORE_INTERVAL, BUCKET_REFRESH_INTERVAL, BUCKET_SIZE,
     GOOD_NODE_TTL, MAX_BUCKETS, REPLACEMENTS_PER_BUCKET,
 };
-use crate::rng::Rng;
+use seednode_wire::rng::Rng;
 
 /// One node in a bucket or replacement cache.
 #[derive(Debug, Clone)]
@@ -612,7 +612,7 @@ mod tests {
     fn closest_is_sorted_and_bounded() {
         let t0 = epoch();
         let mut table = RoutingTable::new(NodeId([0x55; 20]), t0);
-        let mut rng = Rng::new(3);
+        let mut rng = Rng::from_u64(3);
         for i in 0..500u32 {
             let mut id = [0u8; 20];
             rng.fill(&mut id);
@@ -642,7 +642,7 @@ mod tests {
         let t0 = epoch();
         let own = NodeId([0; 20]);
         let mut table = RoutingTable::new(own, t0);
-        let mut rng = Rng::new(1);
+        let mut rng = Rng::from_u64(1);
         assert_eq!(table.refresh_target(t0, &mut rng), None);
         let later = t0 + BUCKET_REFRESH_INTERVAL;
         assert!(table.refresh_target(later, &mut rng).is_some());

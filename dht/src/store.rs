@@ -14,7 +14,7 @@ use seednode_wire::InfoHash;
 use crate::limits::{
     MAX_INFO_HASHES, MAX_PEERS_PER_INFO_HASH, MAX_SAMPLES, PEER_TTL, SAMPLE_INTERVAL,
 };
-use crate::rng::Rng;
+use seednode_wire::rng::Rng;
 
 #[derive(Debug, Clone, Copy)]
 struct StoredPeer {
@@ -173,7 +173,7 @@ mod tests {
         #[allow(clippy::disallowed_methods)]
         let t0 = Instant::now();
         let mut store = PeerStore::default();
-        let mut rng = Rng::new(1);
+        let mut rng = Rng::from_u64(1);
         for i in 0..(MAX_INFO_HASHES as u32 + 10) {
             let mut ih = [0u8; 20];
             ih[..4].copy_from_slice(&i.to_be_bytes());

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use ring::hmac;
+use seednode_wire::ct::constant_time_eq;
 
 use crate::limits::{TOKEN_LEN, TOKEN_ROTATE_INTERVAL};
 
@@ -101,15 +102,6 @@ impl Tokens {
         }
         ok
     }
-}
-
-/// Compares two equal-length byte strings without an early exit.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use seednode_dht::limits::{BUCKET_SIZE, MAX_BUCKETS, MAX_LOOKUP_QUERIES, MAX_ROUTING_NODES};
 use seednode_dht::{AddrScope, Config, Dht, Event, IdSource, LookupId, LookupOutcome};
 use seednode_wire::InfoHash;
+use seednode_wire::rng::splitmix64;
 
 const SEEDS: usize = 5;
 const LOSS_PERCENT: u64 = 5;
@@ -32,11 +33,7 @@ struct SimRng(u64);
 
 impl SimRng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix64(&mut self.0)
     }
 
     fn below(&mut self, n: usize) -> usize {

@@ -39,7 +39,6 @@ pub mod fuzzing;
 pub mod http;
 pub mod limits;
 mod query;
-mod rng;
 pub mod scrape;
 pub mod server;
 mod swarm;

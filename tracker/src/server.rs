@@ -13,9 +13,9 @@ use crate::limits::{
     DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MIN_ANNOUNCE_INTERVAL, DEFAULT_PEER_TTL, MAX_PEERS,
     MAX_TORRENTS,
 };
-use crate::rng::Rng;
 use crate::swarm::{COMPACT_V4_LEN, COMPACT_V6_LEN, PeerEntry, Swarm, SwarmV6, Upsert};
 use crate::udp::conn_id::ConnectionIds;
+use seednode_wire::rng::Rng;
 
 /// Tracker settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,7 +33,7 @@
 //! bounded by the list length.
 
 use crate::limits::MAX_PEERS_PER_TORRENT;
-use crate::rng::Rng;
+use seednode_wire::rng::Rng;
 
 /// Compact IPv4 peer: address then port, network order (BEP 23).
 pub(crate) const COMPACT_V4_LEN: usize = 6;

@@ -13,11 +13,14 @@
 //! - [`merkle`]: BEP 52 merkle trees: roots, piece layers, answers to `hash request`s.
 //! - [`magnet`]: magnet URIs (BEP 9; BEP 52 `urn:btmh:`).
 //! - [`display`]: names from torrents or disk escaped for terminals and logs.
+//! - [`percent`], [`ct`], [`rng`]: the one percent codec, constant-time comparison and
+//!   seeded PRNG the protocol crates share.
 //! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, a zero-copy frame decoder,
 //!   and the BEP 52 hash messages.
 
 pub mod addr;
 pub mod bencode;
+pub mod ct;
 pub mod display;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -28,6 +31,8 @@ pub mod metainfo;
 pub mod metainfo_v2;
 pub mod mse;
 pub mod peer;
+pub mod percent;
+pub mod rng;
 mod types;
 
 pub use metainfo_v2::InfoHashV2;

@@ -16,6 +16,7 @@ use std::fmt;
 
 use crate::limits::{MAX_MAGNET_PEERS, MAX_MAGNET_TRACKERS, MAX_MAGNET_URI_LEN};
 use crate::metainfo::Metainfo;
+use crate::percent;
 use crate::{InfoHash, InfoHashV2};
 
 /// Prefix of a BEP 52 `xt` value: `urn:btmh:` then the multihash header of a SHA2-256 digest
@@ -357,32 +358,12 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Percent-decodes `raw` (`+` is a space) into UTF-8.
 fn decode_value(raw: &str, param: Param) -> Result<String, MagnetError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hex = |j: usize| bytes.get(j).and_then(|&c| char::from(c).to_digit(16));
-                let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
-                    return Err(MagnetError::BadPercentEncoding {
-                        param: param.name(),
-                    });
-                };
-                // Two hex digits always fit a byte.
-                out.push(u8::try_from(hi * 16 + lo).unwrap_or(0));
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
+    let mut out = Vec::with_capacity(raw.len());
+    percent::decode(raw.as_bytes(), &mut out).map_err(|percent::BadEscape| {
+        MagnetError::BadPercentEncoding {
+            param: param.name(),
         }
-    }
+    })?;
     String::from_utf8(out).map_err(|_| MagnetError::NotUtf8 {
         param: param.name(),
     })
@@ -391,16 +372,7 @@ fn decode_value(raw: &str, param: Param) -> Result<String, MagnetError> {
 /// Appends `value` percent-encoded: RFC 3986 unreserved characters stay, every other byte
 /// becomes `%XX`.
 fn percent_encode(value: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
+    percent::encode(value.as_bytes(), out);
 }
 
 #[cfg(test)]

@@ -71,10 +71,10 @@ use crate::limits::{
     MAX_CLIENT_EVENTS, MAX_CLIENT_TRACKERS, MAX_UDP_RETRANSMITS, UDP_RETRANSMIT_BASE_TIMEOUT,
 };
 use crate::query::percent_encode;
-use crate::rng::Rng;
 use crate::server::canonical_addr;
 use crate::udp::packet::{AnnounceFields, write_announce_request, write_connect_request};
 use response::bounded_text;
+use seednode_wire::rng::Rng;
 
 /// Client settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,6 +39,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use ring::hmac;
+use seednode_wire::ct::constant_time_eq;
 
 use crate::limits::{
     CONNECTION_ID_BUCKET, CONNECTION_ID_KEY_ROTATION_INTERVAL,
@@ -222,15 +223,6 @@ fn derive(master: &hmac::Key, epoch: u64) -> hmac::Key {
     ctx.update(KEY_LABEL);
     ctx.update(&epoch.to_be_bytes());
     hmac::Key::new(hmac::HMAC_SHA256, ctx.sign().as_ref())
-}
-
-/// Compares without an early exit, so timing does not reveal how many bytes matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
