@@ -563,14 +563,17 @@ fn resolve_bootstrap(names: &[String]) -> Vec<SocketAddr> {
 }
 
 /// A DHT node bootstrapping from `bootstrap`, with the routing table of the last run from
-/// `state` (and the node ID it had then).
+/// `state` (and the node ID it had then). `local_ip` is the address its socket is bound to or
+/// reached at: internal addresses (loopback, LAN) are used only when it is one of them.
 fn new_dht(
     bootstrap: &[String],
     state: Option<PathBuf>,
     external_ip: Option<IpAddr>,
+    local_ip: IpAddr,
 ) -> Result<(seednode_dht::Dht, Option<PathBuf>), CliError> {
     let config = seednode_dht::Config {
         bootstrap_nodes: resolve_bootstrap(bootstrap),
+        local_scope: seednode_dht::AddrScope::of(local_ip),
         ..seednode_dht::Config::default()
     };
     let saved = state
@@ -597,7 +600,7 @@ fn new_dht(
 fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
     let udp = bind_udp(args.listen)?;
     let addr = udp.local_addr().map_err(|e| e.to_string())?;
-    let dht = new_dht(&args.bootstrap, args.state.clone(), None)?;
+    let dht = new_dht(&args.bootstrap, args.state.clone(), None, args.listen.ip())?;
     println!("node-id: {}", InfoHash(dht.0.node_id().0));
     println!("dht: {addr}");
     let _ = std::io::stdout().flush();
@@ -917,7 +920,12 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
             args.dht.bootstrap.clone()
         };
         let state = args.dht.state.clone().or_else(default_dht_state);
-        Some(new_dht(&bootstrap, state, announce_ip)?)
+        Some(new_dht(
+            &bootstrap,
+            state,
+            announce_ip,
+            announce_ip.unwrap_or(listen.ip()),
+        )?)
     };
     let mut reactor = Reactor::new(
         listeners,

@@ -306,6 +306,11 @@ impl FileSet {
         Ok(self.lock_cache().insert(index, file))
     }
 
+    /// The cached handle of file `index`, if it is open (never opens).
+    pub(crate) fn cached(&self, index: usize) -> Option<Arc<File>> {
+        self.lock_cache().get(index)
+    }
+
     /// Drops every cached handle; reads in flight keep theirs until they finish.
     pub(crate) fn close_all(&self) {
         self.lock_cache().handles.clear();

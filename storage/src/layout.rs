@@ -1,7 +1,7 @@
 //! [`Storage`]: a torrent's files on disk, mapped onto its pieces, read block by block.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -174,6 +174,22 @@ pub struct Storage {
 fn is_padding(entry: &FileEntry) -> bool {
     matches!(entry.path.as_slice(), [dir, n] if dir == ".pad" && *n == entry.length.to_string())
 }
+
+/// Whether a block's bytes can be sent without waiting for the disk
+/// ([`Storage::block_residency`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residency {
+    /// Files open, bytes in the page cache.
+    Cached,
+    /// A file is not open or the bytes are not cached: warm it on a disk thread first.
+    Cold,
+    /// Cannot tell (`RWF_NOWAIT` unsupported, or an error the send path will report).
+    Unknown,
+}
+
+/// Bytes read per call when warming a piece: small enough to stay in L2, large enough to keep
+/// the syscall count low.
+pub const WARM_CHUNK_LEN: u32 = 256 * 1024;
 
 impl Storage {
     /// Opens a torrent's data at `data_path` and checks that it is all there.
@@ -410,6 +426,62 @@ impl Storage {
             return Err(StorageError::NothingOnDisk { index });
         }
         self.files.handle(index)
+    }
+
+    /// The cached handle of file `index`, or `None` when it is not open (never opens: for the
+    /// event loop, which must not wait on the disk).
+    #[must_use]
+    pub fn cached_file(&self, index: usize) -> Option<Arc<File>> {
+        self.files.cached(index)
+    }
+
+    /// Whether the block `begin..begin + length` of piece `piece` can be sent without waiting
+    /// for the disk: its files are open and the first and last byte of each segment are in the
+    /// page cache, probed with `preadv2(RWF_NOWAIT)` (Linux 5.9+ for buffered reads). Pages in
+    /// between are taken to follow (the kernel reads ahead in runs). Never blocks on I/O.
+    #[must_use]
+    pub fn block_residency(&self, piece: u32, begin: u32, length: u32) -> Residency {
+        let Ok(segments) = self.block_segments(piece, begin, length) else {
+            return Residency::Unknown;
+        };
+        let mut probe = [0u8; 1];
+        for seg in segments.filter(|s| !s.padding) {
+            let Some(file) = self.cached_file(seg.file_index) else {
+                return Residency::Cold;
+            };
+            let last = seg.file_offset + seg.len.saturating_sub(1);
+            for at in [seg.file_offset, last] {
+                let mut bufs = [IoSliceMut::new(&mut probe)];
+                match rustix::io::preadv2(&*file, &mut bufs, at, rustix::io::ReadWriteFlags::NOWAIT)
+                {
+                    Ok(1) => {}
+                    // A short read: the file shrank; the send path reports it.
+                    Ok(_) => return Residency::Unknown,
+                    Err(rustix::io::Errno::AGAIN) => return Residency::Cold,
+                    Err(_) => return Residency::Unknown,
+                }
+            }
+        }
+        Residency::Cached
+    }
+
+    /// Reads piece `piece` (opening its files) so that its bytes sit in the page cache for a
+    /// later `sendfile`; for a disk thread. Reads in chunks of [`WARM_CHUNK_LEN`] bytes into
+    /// `scratch`, which it grows to that size at most.
+    ///
+    /// # Errors
+    /// The errors of [`Storage::read_piece`].
+    pub fn warm_piece(&self, piece: u32, scratch: &mut Vec<u8>) -> Result<(), StorageError> {
+        let piece_len = self.checked_piece_len(piece)?;
+        let start = u64::from(piece) * u64::from(self.piece_length);
+        let mut done = 0u32;
+        while done < piece_len {
+            let n = (piece_len - done).min(WARM_CHUNK_LEN);
+            scratch.resize(n as usize, 0);
+            self.read_range(start + u64::from(done), n, scratch)?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Closes every cached file handle (a read or `sendfile` in flight keeps its own until it
