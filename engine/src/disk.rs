@@ -30,11 +30,24 @@ pub(crate) struct DiskJob {
     pub(crate) storage: Arc<Storage>,
     /// Checks what is read against the torrent's hashes.
     pub(crate) piece_check: crate::reactor::PieceCheck,
-    /// The block; with `verify_only`, its piece (`begin` and `length` unused).
+    /// The block; for [`JobKind::Verify`] and [`JobKind::Warm`], its piece (`begin` and
+    /// `length` unused).
     pub(crate) req: BlockRequest,
+    /// What to do.
+    pub(crate) kind: JobKind,
+}
+
+/// The work a [`DiskJob`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// Read the block (through the piece cache) and hand it back to send.
+    Block,
     /// Read the whole piece and check it against its hash, send nothing (the first serve of a
     /// piece in a run, libtorrent's seed mode): `Ok` with empty bytes when it matches.
-    pub(crate) verify_only: bool,
+    Verify,
+    /// Read the piece into the page cache (opening its files) so that `sendfile` on the loop
+    /// never waits for the disk: `Ok` with empty bytes.
+    Warm,
 }
 
 /// Why a read produced nothing to send.
@@ -54,7 +67,7 @@ pub(crate) enum DiskError {
 /// A finished read: the `piece` message's header and its block, ready to send.
 pub(crate) struct DiskDone {
     pub(crate) torrent: usize,
-    pub(crate) verify_only: bool,
+    pub(crate) kind: JobKind,
     pub(crate) key: usize,
     pub(crate) generation: u64,
     pub(crate) epoch: u32,
@@ -231,6 +244,8 @@ fn worker(
     waker: &Waker,
     cache: &Mutex<PieceCache>,
 ) {
+    // Warming reads land here and are dropped: at most `WARM_CHUNK_LEN` bytes per thread.
+    let mut scratch = Vec::new();
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -239,13 +254,17 @@ fn worker(
                 Err(_) => return,
             }
         };
-        let result = if job.verify_only {
-            verify(&job).map(|()| (Bytes::new(), Bytes::new()))
-        } else {
-            read(&job, cache).map(|block| {
+        let result = match job.kind {
+            JobKind::Verify => verify(&job).map(|()| (Bytes::new(), Bytes::new())),
+            JobKind::Warm => job
+                .storage
+                .warm_piece(job.req.piece, &mut scratch)
+                .map(|()| (Bytes::new(), Bytes::new()))
+                .map_err(DiskError::from),
+            JobKind::Block => read(&job, cache).map(|block| {
                 let header = piece_header(job.req.piece, job.req.begin, job.req.length);
                 (Bytes::copy_from_slice(&header), block)
-            })
+            }),
         };
         let DiskJob {
             key,
@@ -253,14 +272,14 @@ fn worker(
             epoch,
             req,
             torrent,
-            verify_only,
+            kind,
             ..
         } = job;
         let was_empty = {
             let mut q = done.lock().unwrap_or_else(PoisonError::into_inner);
             q.push(DiskDone {
                 torrent,
-                verify_only,
+                kind,
                 key,
                 generation,
                 epoch,

@@ -333,3 +333,41 @@ fn a_piece_changed_on_disk_is_withheld_not_served() {
     );
     seeder.stop();
 }
+
+/// Drops `path`'s pages from the page cache (`posix_fadvise(DONTNEED)`; clean pages only, no
+/// root needed).
+fn evict_from_page_cache(path: &std::path::Path) {
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+}
+
+#[test]
+fn data_not_in_the_page_cache_is_read_ahead_off_the_loop() {
+    common::require_aria2c();
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let tmp = TempDir::new().unwrap();
+    let file = tmp.path().join("cold.bin");
+    common::write_random_file(&file, 6 * 1024 * 1024 + 777, 51);
+    let seeder = Seeder::start(&file, &[], tmp.path(), deadline);
+    // The first download verifies every piece (which reads it on a disk thread); after the
+    // eviction the second finds none of it cached.
+    for (round, ip) in [[127, 0, 0, 70], [127, 0, 0, 71]].into_iter().enumerate() {
+        evict_from_page_cache(&file);
+        let dl = tmp.path().join(format!("dl{round}"));
+        common::aria2c_download(
+            seeder.torrent.as_os_str(),
+            &dl,
+            ip.into(),
+            &seeder,
+            deadline,
+        );
+        common::assert_same_file(&file, &dl.join("cold.bin"));
+    }
+    let cold = metric(seeder.listen, "seednode_cold_blocks_total").unwrap();
+    assert!(
+        cold > 0,
+        "the second download found nothing cold: was the cache evicted?"
+    );
+    seeder.stop();
+}

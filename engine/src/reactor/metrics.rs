@@ -22,6 +22,65 @@ pub(super) struct EngineStats {
     pub(super) dials: u64,
     /// Pieces that failed their hash check when read to be served.
     pub(super) pieces_failed: u64,
+    /// Blocks found not in the page cache before `sendfile` (their piece was read ahead on a
+    /// disk thread first).
+    pub(super) cold_blocks: u64,
+    /// Time per loop turn.
+    pub(super) turns: TurnHistogram,
+}
+
+/// Upper bounds of the loop-turn histogram's buckets, microseconds (Prometheus `le`): from
+/// 5 µs (an idle turn) to 1 s (a turn stalled on the disk); longer ones fall in `+Inf`.
+pub(super) const TURN_BUCKETS_MICROS: [u64; 18] = [
+    5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000,
+    500_000, 1_000_000, 2_000_000,
+];
+
+/// How long each turn of the event loop took to handle what `poll` returned (the time every
+/// other connection waited), as a Prometheus histogram.
+#[derive(Debug, Default)]
+pub(super) struct TurnHistogram {
+    /// Turns per bucket of [`TURN_BUCKETS_MICROS`], plus one for longer turns.
+    counts: [u64; TURN_BUCKETS_MICROS.len() + 1],
+    sum_micros: u64,
+    max_micros: u64,
+}
+
+impl TurnHistogram {
+    /// Records one turn of `micros` microseconds.
+    pub(super) fn record(&mut self, micros: u64) {
+        let i = TURN_BUCKETS_MICROS
+            .iter()
+            .position(|b| micros <= *b)
+            .unwrap_or(TURN_BUCKETS_MICROS.len());
+        self.counts[i] += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+        self.max_micros = self.max_micros.max(micros);
+    }
+
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "seednode_loop_turn_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time the event loop spent per turn handling ready sockets, timers and disk results.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, n) in TURN_BUCKETS_MICROS.iter().zip(self.counts) {
+            cumulative += n;
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.counts[TURN_BUCKETS_MICROS.len()];
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cumulative}");
+        let _ = writeln!(
+            out,
+            "# HELP seednode_loop_turn_max_seconds Longest turn of the event loop since start.\n# TYPE seednode_loop_turn_max_seconds gauge\nseednode_loop_turn_max_seconds {}",
+            self.max_micros as f64 / 1e6
+        );
+    }
 }
 
 /// Why a connection is closed: logged at debug, counted in `/metrics` by [`CloseReason::label`].
@@ -215,6 +274,12 @@ impl Reactor {
             out,
             "# HELP seednode_pieces_failed_total Pieces that failed their hash check when read to be served (withheld since).\n# TYPE seednode_pieces_failed_total counter\nseednode_pieces_failed_total {}",
             self.stats.pieces_failed
+        );
+        self.stats.turns.write(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP seednode_cold_blocks_total Blocks not in the page cache before sendfile (read ahead on a disk thread).\n# TYPE seednode_cold_blocks_total counter\nseednode_cold_blocks_total {}",
+            self.stats.cold_blocks
         );
         let _ = writeln!(
             out,

@@ -406,6 +406,8 @@ impl Reactor {
                 self.tracker.expire(now);
                 last_expire = now;
             }
+            let micros = u64::try_from(now.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.stats.turns.record(micros);
         }
     }
 

@@ -20,9 +20,10 @@ use super::metrics::CloseReason;
 use super::torrent::{DataPath, Serve, queue_block_from_files};
 use super::{Reactor, announcer};
 use crate::dial::PeerSource;
-use crate::disk::DiskJob;
+use crate::disk::{DiskJob, JobKind};
 use crate::limits::{MAX_READS_IN_FLIGHT_PER_PEER, SEND_BUFFER_HIGH_WATER};
 use crate::session::{LocalInfo, PeerCaps, PeerSession, Step};
+use seednode_storage::Residency;
 
 /// Our client name and version, for the extension handshake's `v` (BEP 10).
 const CLIENT_NAME: &str = concat!("seednode/", env!("CARGO_PKG_VERSION"));
@@ -311,9 +312,22 @@ impl Reactor {
         let mut done = std::mem::take(&mut self.done);
         self.disk.drain(&mut done);
         for d in done.drain(..) {
-            if d.verify_only {
-                self.piece_checked(now, d.torrent, d.req.piece, d.result.err());
-                continue;
+            match d.kind {
+                JobKind::Verify => {
+                    self.piece_checked(now, d.torrent, d.req.piece, d.result.err());
+                    continue;
+                }
+                JobKind::Warm => {
+                    // A failed warm-up is not an error of its own: the send reports it.
+                    let waiters = self
+                        .torrents
+                        .get_mut(d.torrent)
+                        .map(|slot| slot.done_waiting(d.req.piece))
+                        .unwrap_or_default();
+                    self.wake(waiters);
+                    continue;
+                }
+                JobKind::Block => {}
             }
             let Some(conn) = self.conns.get_mut(d.key) else {
                 continue;
@@ -390,6 +404,11 @@ impl Reactor {
             );
             slot.faults_unlogged = 0;
         }
+        self.wake(waiters);
+    }
+
+    /// Serves the connections that waited for disk work, if they are still there.
+    fn wake(&mut self, waiters: Vec<(usize, u64)>) {
         for (key, generation) in waiters {
             if self
                 .conns
@@ -440,11 +459,36 @@ impl Reactor {
                                 storage: Arc::clone(&slot.torrent.storage),
                                 piece_check: Arc::clone(&slot.torrent.piece_check),
                                 req,
-                                verify_only: true,
+                                kind: JobKind::Verify,
                             });
                         }
                         break;
                     }
+                }
+                let sendfile = self.config.data_path == DataPath::Sendfile && conn.cipher.is_none();
+                if sendfile
+                    && slot
+                        .torrent
+                        .storage
+                        .block_residency(req.piece, req.begin, req.length)
+                        == Residency::Cold
+                {
+                    // `sendfile` would wait for the disk on the loop thread: a disk thread reads
+                    // the piece into the page cache first, and the peer waits for it.
+                    self.stats.cold_blocks += 1;
+                    if slot.wait_for(req.piece, key, conn.generation) {
+                        self.disk.submit(DiskJob {
+                            key,
+                            generation: conn.generation,
+                            epoch: session.choke_epoch,
+                            torrent: *torrent,
+                            storage: Arc::clone(&slot.torrent.storage),
+                            piece_check: Arc::clone(&slot.torrent.piece_check),
+                            req,
+                            kind: JobKind::Warm,
+                        });
+                    }
+                    break;
                 }
                 // Upload limits are charged when the read is issued: what is read is sent.
                 let len = u64::from(req.length);
@@ -457,7 +501,7 @@ impl Reactor {
                 self.upload_limit.take(now, len);
                 slot.upload_limit.take(now, len);
                 session.next_request();
-                if self.config.data_path == DataPath::Sendfile && conn.cipher.is_none() {
+                if sendfile {
                     // The block goes from the page cache to the socket (`sendfile`); only the
                     // 13-byte header is built in memory.
                     if let Err(e) =
@@ -481,7 +525,7 @@ impl Reactor {
                     storage: Arc::clone(&slot.torrent.storage),
                     piece_check: Arc::clone(&slot.torrent.piece_check),
                     req,
-                    verify_only: false,
+                    kind: JobKind::Block,
                 });
             }
         }

@@ -208,9 +208,10 @@ pub(super) struct TorrentSlot {
     /// Pieces that failed their check: withheld (left out of new bitfields, requests
     /// rejected) for the rest of the run.
     pub(super) failed: PieceBits,
-    /// Pieces being verified, with the connections waiting for each (at most one piece per
-    /// connection, so bounded by the connection cap).
-    pub(super) verifying: Vec<(u32, Vec<(usize, u64)>)>,
+    /// Pieces being verified or read into the page cache on a disk thread, with the
+    /// connections waiting for each (at most one piece per connection, so bounded by the
+    /// connection cap).
+    pub(super) pending: Vec<(u32, Vec<(usize, u64)>)>,
     /// Why the torrent is degraded (the last failed check), for the status API and logs.
     pub(super) fault: Option<String>,
     /// When a failed check was last logged (one line per torrent per
@@ -282,14 +283,30 @@ impl TorrentSlot {
         if self.verified.get(piece) {
             return Serve::Go;
         }
-        if let Some((_, waiters)) = self.verifying.iter_mut().find(|(p, _)| *p == piece) {
+        Serve::Wait {
+            submit: self.wait_for(piece, key, generation),
+        }
+    }
+
+    /// Registers connection `(key, generation)` as waiting for disk work on `piece`; true when
+    /// no work is pending for it yet (the caller submits it).
+    pub(super) fn wait_for(&mut self, piece: u32, key: usize, generation: u64) -> bool {
+        if let Some((_, waiters)) = self.pending.iter_mut().find(|(p, _)| *p == piece) {
             if !waiters.contains(&(key, generation)) {
                 waiters.push((key, generation));
             }
-            return Serve::Wait { submit: false };
+            return false;
         }
-        self.verifying.push((piece, vec![(key, generation)]));
-        Serve::Wait { submit: true }
+        self.pending.push((piece, vec![(key, generation)]));
+        true
+    }
+
+    /// The disk work on `piece` ended: the connections that waited for it.
+    pub(super) fn done_waiting(&mut self, piece: u32) -> Vec<(usize, u64)> {
+        match self.pending.iter().position(|(p, _)| *p == piece) {
+            Some(i) => self.pending.swap_remove(i).1,
+            None => Vec::new(),
+        }
     }
 
     /// Records the end of piece `piece`'s check; returns the connections to wake, and whether
@@ -300,10 +317,7 @@ impl TorrentSlot {
         piece: u32,
         ok: bool,
     ) -> (Vec<(usize, u64)>, bool) {
-        let waiters = match self.verifying.iter().position(|(p, _)| *p == piece) {
-            Some(i) => self.verifying.swap_remove(i).1,
-            None => Vec::new(),
-        };
+        let waiters = self.done_waiting(piece);
         if ok {
             self.verified.set(piece);
             return (waiters, false);
@@ -350,7 +364,7 @@ impl Reactor {
             uploaded: 0,
             verified: PieceBits::new(count),
             failed: PieceBits::new(count),
-            verifying: Vec::new(),
+            pending: Vec::new(),
             fault: None,
             fault_logged: None,
             faults_unlogged: 0,
