@@ -5,6 +5,7 @@
 //! Nothing here performs I/O or reads a clock: every input carries `now`. The event loop that
 //! feeds these machines is `engine/src/reactor/` in the binary.
 
+pub mod ban;
 pub mod choker;
 pub mod dial;
 pub mod limits;

@@ -134,3 +134,17 @@ pub const DIAL_SOURCE_BURST: u32 = 20;
 /// Sources whose dial budgets are remembered at most; past it the least recently used is
 /// forgotten (its next burst is allowed again, still within the node-wide budget).
 pub const MAX_DIAL_SOURCES: usize = 256;
+
+/// Connections closed for misbehaviour from one address within [`STRIKE_WINDOW`] before the
+/// address is banned: one bad connection may be a bug, three in a minute is a pattern.
+pub const STRIKES_BEFORE_BAN: u32 = 3;
+
+/// The window over which misbehaviour strikes count.
+pub const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a banned address is refused at accept (and never dialled).
+pub const BAN_DURATION: Duration = Duration::from_secs(300);
+
+/// Addresses tracked for strikes, and banned, at most each; past it expired entries are
+/// dropped, then the oldest.
+pub const MAX_TRACKED_IPS: usize = 4_096;

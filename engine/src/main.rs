@@ -4,7 +4,7 @@
 //! .torrent beside it, prints the info-hash and magnet link, and seeds it over the peer wire
 //! (BEP 3) with a built-in HTTP tracker on the same port, until SIGINT or SIGTERM.
 
-use seednode::{choker, dial, limits, rate, session};
+use seednode::{ban, choker, dial, limits, rate, session};
 
 mod disk;
 mod http;

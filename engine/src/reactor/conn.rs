@@ -102,6 +102,10 @@ impl Reactor {
         kind: ListenerKind,
     ) {
         let ip = canonical_ip(remote.ip());
+        if self.bans.is_banned(now, ip) {
+            *self.stats.closed.entry("banned").or_insert(0) += 1;
+            return;
+        }
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         if self.conns.len() >= self.config.max_connections
             || from_ip >= self.config.max_connections_per_ip
@@ -168,10 +172,13 @@ impl Reactor {
         }
         let now = self.now;
         *self.stats.closed.entry(why.label()).or_insert(0) += 1;
+        let mut conn = self.conns.remove(key);
         if why.is_misbehaviour() {
             self.stats.peers_dropped += 1;
+            if self.bans.strike(now, conn.remote.ip()) {
+                info!(peer = %conn.remote, reason = %why, "address banned for repeated misbehaviour");
+            }
         }
-        let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         let ip = canonical_ip(conn.remote.ip());
         if let Some(n) = self.per_ip.get_mut(&ip) {

@@ -278,6 +278,11 @@ impl Reactor {
         self.stats.turns.write(&mut out);
         let _ = writeln!(
             out,
+            "# HELP seednode_banned_addresses Addresses banned for repeated misbehaviour (recent).\n# TYPE seednode_banned_addresses gauge\nseednode_banned_addresses {}",
+            self.bans.banned_count()
+        );
+        let _ = writeln!(
+            out,
             "# HELP seednode_cold_blocks_total Blocks not in the page cache before sendfile (read ahead on a disk thread).\n# TYPE seednode_cold_blocks_total counter\nseednode_cold_blocks_total {}",
             self.stats.cold_blocks
         );

@@ -164,6 +164,8 @@ pub(crate) struct Reactor {
     now: Instant,
     /// The tracker whose response is being handled, for the peers it reports.
     peer_source: Option<IpAddr>,
+    /// Addresses refused for repeated misbehaviour.
+    bans: crate::ban::BanList,
 }
 
 impl Reactor {
@@ -280,6 +282,7 @@ impl Reactor {
             dial_policy: crate::dial::DialPolicy::new(Instant::now()),
             now: Instant::now(),
             peer_source: None,
+            bans: crate::ban::BanList::new(),
         })
     }
 

@@ -40,10 +40,11 @@ impl Reactor {
         source: PeerSource,
     ) {
         let addr = canonical_addr(addr);
-        if self
-            .dialed
-            .get(&addr)
-            .is_some_and(|t| now.saturating_duration_since(*t) < announcer::REDIAL_INTERVAL)
+        if self.bans.is_banned(now, addr.ip())
+            || self
+                .dialed
+                .get(&addr)
+                .is_some_and(|t| now.saturating_duration_since(*t) < announcer::REDIAL_INTERVAL)
             || self.conns.iter().any(|(_, c)| c.remote == addr)
             || self.conns.len() >= self.config.max_connections
             || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
