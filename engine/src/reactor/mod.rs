@@ -182,6 +182,7 @@ impl Reactor {
         tracker: Tracker,
         config: ReactorConfig,
     ) -> io::Result<Self> {
+        let start = Instant::now();
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let disk = DiskPool::new(config.disk_threads, config.cache_bytes, Arc::clone(&waker))?;
@@ -244,13 +245,9 @@ impl Reactor {
             torrents: Vec::new(),
             by_hash: HashMap::new(),
             mse_keys: HashMap::new(),
-            upload_limit: TokenBucket::new(Instant::now(), config.upload_rate_bytes_per_sec),
+            upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),
-            choker: Choker::new(
-                Instant::now(),
-                config.upload_slots,
-                config.global_upload_slots,
-            ),
+            choker: Choker::new(start, config.upload_slots, config.global_upload_slots),
             tracker,
             disk,
             signals,
@@ -266,12 +263,12 @@ impl Reactor {
             dht: dht_node.map(|(dht, state_file)| dht::DhtNode {
                 dht,
                 state_file,
-                next_announce: Instant::now(),
+                next_announce: start,
                 announced_with_nodes: false,
             }),
             udp_tracker,
             dialed: HashMap::new(),
-            next_pex: Instant::now() + Duration::from_secs(pex::PEX_INTERVAL_SECS),
+            next_pex: start + Duration::from_secs(pex::PEX_INTERVAL_SECS),
             udp,
             udp_rx: vec![0; seednode_tracker::limits::MAX_UDP_REQUEST_LEN].into_boxed_slice(),
             udp_tx: Vec::with_capacity(seednode_tracker::limits::MAX_UDP_REPLY_LEN),
@@ -279,8 +276,8 @@ impl Reactor {
             udp_self_addr,
             scratch: vec![0; READ_CHUNK_LEN].into_boxed_slice(),
             stats: EngineStats::default(),
-            dial_policy: crate::dial::DialPolicy::new(Instant::now()),
-            now: Instant::now(),
+            dial_policy: crate::dial::DialPolicy::new(start),
+            now: start,
             peer_source: None,
             bans: crate::ban::BanList::new(),
         })
@@ -486,7 +483,7 @@ impl Reactor {
 
     /// Announces `torrent` to the trackers of its metainfo (BEP 12 tiers).
     pub(crate) fn announce_to(&mut self, info_hash: InfoHash, tiers: &[Vec<String>]) {
-        let now = Instant::now();
+        let now = self.now;
         let Some(a) = &mut self.announcer else { return };
         if let Err(e) = a.client.add_torrent(now, info_hash, tiers, 0) {
             debug!(%info_hash, error = %e, "not announced to external trackers");

@@ -357,10 +357,7 @@ impl Reactor {
                 Vec::new()
             },
             torrent,
-            upload_limit: TokenBucket::new(
-                Instant::now(),
-                self.config.torrent_upload_rate_bytes_per_sec,
-            ),
+            upload_limit: TokenBucket::new(self.now, self.config.torrent_upload_rate_bytes_per_sec),
             uploaded: 0,
             verified: PieceBits::new(count),
             failed: PieceBits::new(count),
