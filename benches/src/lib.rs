@@ -506,10 +506,10 @@ pub fn tree_cpu_ticks(root: u32) -> Result<u64, String> {
             continue;
         };
         // A process may exit while /proc is listed; it then no longer counts.
-        if let Ok(f) = stat_fields(pid) {
-            if f.len() > STAT_STIME {
-                procs.push((pid, f[STAT_PPID], f[STAT_UTIME] + f[STAT_STIME]));
-            }
+        if let Ok(f) = stat_fields(pid)
+            && f.len() > STAT_STIME
+        {
+            procs.push((pid, f[STAT_PPID], f[STAT_UTIME] + f[STAT_STIME]));
         }
     }
     let mut total = root_fields[STAT_UTIME] + root_fields[STAT_STIME];
@@ -700,10 +700,10 @@ impl RemoveOnDrop {
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                eprintln!("{}: removing {}: {e}", self.program, self.path.display());
-            }
+        if let Err(e) = fs::remove_dir_all(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            eprintln!("{}: removing {}: {e}", self.program, self.path.display());
         }
     }
 }
@@ -786,10 +786,10 @@ impl Drop for MiniTracker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Wake the blocked accept; if that fails, leave the thread to the end of the process.
-        if TcpStream::connect_timeout(&self.addr.into(), Duration::from_secs(1)).is_ok() {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
+        if TcpStream::connect_timeout(&self.addr.into(), Duration::from_secs(1)).is_ok()
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
         }
     }
 }

@@ -205,10 +205,10 @@ impl Traversal {
     /// The query to `addr` passed its short timeout: it no longer holds an alpha slot.
     pub(crate) fn slow(&mut self, addr: SocketAddr) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        if let Some(pos) = self.position(addr) {
-            if self.candidates[pos].state == CandidateState::InFlight {
-                self.candidates[pos].state = CandidateState::Slow;
-            }
+        if let Some(pos) = self.position(addr)
+            && self.candidates[pos].state == CandidateState::InFlight
+        {
+            self.candidates[pos].state = CandidateState::Slow;
         }
     }
 

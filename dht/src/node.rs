@@ -634,10 +634,10 @@ impl Dht {
                 if matches!(bad.error, krpc::KrpcError::UnknownMethod) {
                     self.stats.queries_in.unknown += 1;
                 }
-                if let Some((code, t)) = bad.reply() {
-                    if !self.config.read_only {
-                        self.send_error(now, from, t, code, bad.error.reply_message());
-                    }
+                if let Some((code, t)) = bad.reply()
+                    && !self.config.read_only
+                {
+                    self.send_error(now, from, t, code, bad.error.reply_message());
                 }
                 return;
             }
@@ -645,10 +645,10 @@ impl Dht {
         match &msg.body {
             Body::Query(q) => self.handle_query(now, from, &msg, q),
             Body::Response(r) => {
-                if self.handle_response(now, from, msg.transaction_id, Ok(r)) {
-                    if let Some(ip) = msg.ip {
-                        self.vote_external_ip(from, ip.ip());
-                    }
+                if self.handle_response(now, from, msg.transaction_id, Ok(r))
+                    && let Some(ip) = msg.ip
+                {
+                    self.vote_external_ip(from, ip.ip());
                 }
             }
             Body::Error(_) => {
@@ -667,15 +667,16 @@ impl Dht {
                 break;
             }
             self.short_timeouts.pop_front();
-            if let Some(p) = self.pending.get_mut(&tid) {
-                if p.fast && p.deadline - QUERY_TIMEOUT + QUERY_SHORT_TIMEOUT == deadline {
-                    p.fast = false;
-                    let (purpose, dst) = (p.purpose, p.dst);
-                    if let Purpose::Lookup { lookup, family } = purpose {
-                        if let Some(t) = self.traversal(lookup, family) {
-                            t.slow(dst);
-                        }
-                    }
+            if let Some(p) = self.pending.get_mut(&tid)
+                && p.fast
+                && p.deadline - QUERY_TIMEOUT + QUERY_SHORT_TIMEOUT == deadline
+            {
+                p.fast = false;
+                let (purpose, dst) = (p.purpose, p.dst);
+                if let Purpose::Lookup { lookup, family } = purpose
+                    && let Some(t) = self.traversal(lookup, family)
+                {
+                    t.slow(dst);
                 }
             }
         }
@@ -688,11 +689,10 @@ impl Dht {
                 .pending
                 .get(&tid)
                 .is_some_and(|p| p.deadline == deadline)
+                && let Some(p) = self.pending.remove(&tid)
             {
-                if let Some(p) = self.pending.remove(&tid) {
-                    self.stats.query_timeouts += 1;
-                    self.query_failed(now, p, true);
-                }
+                self.stats.query_timeouts += 1;
+                self.query_failed(now, p, true);
             }
         }
         if now >= self.next_tick {
@@ -1050,21 +1050,21 @@ impl Dht {
         self.stats.responses_in += 1;
         let fam = family(&from);
         let counts = !self.config.enforce_node_id || r.id.is_valid_for(from.ip());
-        if counts && !self.is_router(&from) && dialable(self.config.local_scope, from, None) {
-            if let Insert::Waiting(Some((id, addr))) =
+        if counts
+            && !self.is_router(&from)
+            && dialable(self.config.local_scope, from, None)
+            && let Insert::Waiting(Some((id, addr))) =
                 self.tables[fam].heard_response(now, r.id, from)
-            {
-                if !self.send_query(
-                    now,
-                    addr,
-                    Some(id),
-                    Method::Ping,
-                    Purpose::Maintenance,
-                    false,
-                ) {
-                    self.tables[fam].failed(&id, addr);
-                }
-            }
+            && !self.send_query(
+                now,
+                addr,
+                Some(id),
+                Method::Ping,
+                Purpose::Maintenance,
+                false,
+            )
+        {
+            self.tables[fam].failed(&id, addr);
         }
         match p.purpose {
             Purpose::Lookup { lookup, family } => {
@@ -1125,10 +1125,10 @@ impl Dht {
     fn query_failed(&mut self, now: Instant, p: Pending, timed_out: bool) {
         let fam = family(&p.dst);
         let table_ping = matches!(p.purpose, Purpose::Maintenance | Purpose::Verify);
-        if let Some(id) = p.expected_id {
-            if timed_out || table_ping {
-                self.tables[fam].failed(&id, p.dst);
-            }
+        if let Some(id) = p.expected_id
+            && (timed_out || table_ping)
+        {
+            self.tables[fam].failed(&id, p.dst);
         }
         match p.purpose {
             Purpose::Lookup { lookup, family } => {
@@ -1324,10 +1324,10 @@ impl Dht {
                     lookup: id,
                     family: fam,
                 };
-                if !self.send_query(now, addr, node, method, purpose, true) {
-                    if let Some(t) = self.traversal(id, fam) {
-                        t.failed(addr, true);
-                    }
+                if !self.send_query(now, addr, node, method, purpose, true)
+                    && let Some(t) = self.traversal(id, fam)
+                {
+                    t.failed(addr, true);
                 }
             }
         }
@@ -1510,15 +1510,15 @@ impl Dht {
             responded += t.responded;
             rounds = rounds.max(u32::from(t.rounds));
         }
-        if let Some(a) = &lookup.announce {
-            if a.started {
-                self.push_event(Event::Announced {
-                    lookup: id,
-                    info_hash: lookup.target.into(),
-                    acked: a.acked,
-                    sent: a.sent,
-                });
-            }
+        if let Some(a) = &lookup.announce
+            && a.started
+        {
+            self.push_event(Event::Announced {
+                lookup: id,
+                info_hash: lookup.target.into(),
+                acked: a.acked,
+                sent: a.sent,
+            });
         }
         self.push_event(Event::LookupDone {
             lookup: id,
@@ -1574,17 +1574,17 @@ impl Dht {
                 let method = Method::FindNode { target, want: None };
                 let _ = self.send_query(now, addr, Some(id), method, Purpose::Explore, false);
             }
-            if let Some((id, addr)) = self.tables[fam].questionable_to_ping(now) {
-                if !self.send_query(
+            if let Some((id, addr)) = self.tables[fam].questionable_to_ping(now)
+                && !self.send_query(
                     now,
                     addr,
                     Some(id),
                     Method::Ping,
                     Purpose::Maintenance,
                     false,
-                ) {
-                    self.tables[fam].failed(&id, addr);
-                }
+                )
+            {
+                self.tables[fam].failed(&id, addr);
             }
         }
     }
@@ -1651,12 +1651,12 @@ fn shrink(msg: &mut Message<'_>, len: usize) {
             excess = excess.saturating_sub(b"6:valuesle".len());
         }
     }
-    if excess > 0 {
-        if let Some(samples) = &mut r.samples {
-            let drop = excess.div_ceil(20).min(samples.len() / 20) * 20;
-            *samples = &samples[..samples.len() - drop];
-            excess = excess.saturating_sub(drop);
-        }
+    if excess > 0
+        && let Some(samples) = &mut r.samples
+    {
+        let drop = excess.div_ceil(20).min(samples.len() / 20) * 20;
+        *samples = &samples[..samples.len() - drop];
+        excess = excess.saturating_sub(drop);
     }
     if excess > 0 && r.nodes6.is_some() {
         excess = excess.saturating_sub(r.nodes6.map_or(0, <[u8]>::len));

@@ -204,10 +204,10 @@ impl RoutingTable {
             }
             // Full of good and questionable nodes: wait as a replacement and ping the least
             // recently seen questionable node (BEP 5).
-            if bucket.replacements.len() >= REPLACEMENTS_PER_BUCKET {
-                if let Some(pos) = oldest(&bucket.replacements) {
-                    bucket.replacements.swap_remove(pos);
-                }
+            if bucket.replacements.len() >= REPLACEMENTS_PER_BUCKET
+                && let Some(pos) = oldest(&bucket.replacements)
+            {
+                bucket.replacements.swap_remove(pos);
             }
             bucket.replacements.push(Entry::new(now, id, addr));
             let ping = bucket

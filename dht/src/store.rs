@@ -45,10 +45,10 @@ impl PeerStore {
     pub(crate) fn announce(&mut self, now: Instant, info_hash: InfoHash, addr: SocketAddr) {
         if !self.swarms.contains_key(&info_hash) && self.swarms.len() >= MAX_INFO_HASHES {
             // Evict the info-hash announced least recently (SECURITY D7).
-            if let Some((_, victim)) = self.lru.pop_first() {
-                if let Some(s) = self.swarms.remove(&victim) {
-                    self.total -= s.peers.len();
-                }
+            if let Some((_, victim)) = self.lru.pop_first()
+                && let Some(s) = self.swarms.remove(&victim)
+            {
+                self.total -= s.peers.len();
             }
         }
         let swarm = self.swarms.entry(info_hash).or_insert_with(|| Swarm {

@@ -237,11 +237,11 @@ pub fn udp(data: &[u8]) -> bool {
     }
     let mut client = TrackerClient::new(ClientConfig::new(PeerId([2; 20]), 6881), [ctl; 32]);
     let tiers = [vec!["http://tracker.test/announce".to_owned()]];
-    if client.add_torrent(t0, HOSTED, &tiers, 0).is_ok() {
-        if let Some(Transmit::Http { id, .. }) = client.poll_transmit() {
-            client.handle_http_response(now, id, 200, datagram);
-            drain_client(&mut client);
-        }
+    if client.add_torrent(t0, HOSTED, &tiers, 0).is_ok()
+        && let Some(Transmit::Http { id, .. }) = client.poll_transmit()
+    {
+        client.handle_http_response(now, id, 200, datagram);
+        drain_client(&mut client);
     }
     replied
 }

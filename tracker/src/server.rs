@@ -440,23 +440,23 @@ impl Tracker {
             // This node is listed even to a client that says `left=0`: a client that starts
             // from a magnet link does not know the size yet and announces as a seeder (aria2c
             // does), and it can only get the metadata from us.
-            if let Some(me) = self_addr.map(canonical_addr).filter(|me| *me != a.addr) {
-                if !same_family_only || me.is_ipv4() == a.addr.is_ipv4() {
-                    let mut buf = [0u8; COMPACT_V6_LEN];
-                    let compact = match me {
-                        SocketAddr::V4(v4) => {
-                            buf[..COMPACT_V4_LEN]
-                                .copy_from_slice(&compact_v4(v4.ip().octets(), v4.port()));
-                            &buf[..COMPACT_V4_LEN]
-                        }
-                        SocketAddr::V6(v6) => {
-                            buf = compact_v6(v6.ip().octets(), v6.port());
-                            &buf[..]
-                        }
-                    };
-                    emit(Selected { compact });
-                    listed += 1;
-                }
+            if let Some(me) = self_addr.map(canonical_addr).filter(|me| *me != a.addr)
+                && (!same_family_only || me.is_ipv4() == a.addr.is_ipv4())
+            {
+                let mut buf = [0u8; COMPACT_V6_LEN];
+                let compact = match me {
+                    SocketAddr::V4(v4) => {
+                        buf[..COMPACT_V4_LEN]
+                            .copy_from_slice(&compact_v4(v4.ip().octets(), v4.port()));
+                        &buf[..COMPACT_V4_LEN]
+                    }
+                    SocketAddr::V6(v6) => {
+                        buf = compact_v6(v6.ip().octets(), v6.port());
+                        &buf[..]
+                    }
+                };
+                emit(Selected { compact });
+                listed += 1;
             }
         }
         let want = a.numwant.saturating_sub(listed);
@@ -465,12 +465,12 @@ impl Tracker {
             swarm.select_v4(rng, want, own4, seeder, |compact| {
                 emit(Selected { compact })
             });
-        } else if let Ok(own6) = <&[u8; COMPACT_V6_LEN]>::try_from(own) {
-            if let Some(v6) = v6 {
-                v6.select(rng, want, own6, seeder, |compact| {
-                    emit(Selected { compact })
-                });
-            }
+        } else if let Ok(own6) = <&[u8; COMPACT_V6_LEN]>::try_from(own)
+            && let Some(v6) = v6
+        {
+            v6.select(rng, want, own6, seeder, |compact| {
+                emit(Selected { compact })
+            });
         }
         Ok(counts)
     }

@@ -194,10 +194,10 @@ pub fn peer_extensions(data: &[u8]) {
     };
     match selector % 4 {
         0 => {
-            if let Ok(hs) = ExtensionHandshake::parse(input) {
-                if let Some(reqq) = hs.reqq {
-                    assert!((1..=2000).contains(&reqq), "reqq clamped");
-                }
+            if let Ok(hs) = ExtensionHandshake::parse(input)
+                && let Some(reqq) = hs.reqq
+            {
+                assert!((1..=2000).contains(&reqq), "reqq clamped");
             }
         }
         1 => {

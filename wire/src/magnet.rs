@@ -310,11 +310,11 @@ fn parse_uri(uri: &str) -> Result<Parsed, MagnetError> {
                     if info_hash.is_none() {
                         info_hash = Some(InfoHash::from_text(hash)?);
                     }
-                } else if let Some(hex) = strip_prefix_ignore_case(&value, BTMH_SHA256_PREFIX) {
-                    if info_hash_v2.is_none() {
-                        info_hash_v2 =
-                            Some(InfoHashV2::from_hex(hex).ok_or(MagnetError::BadInfoHashV2));
-                    }
+                } else if let Some(hex) = strip_prefix_ignore_case(&value, BTMH_SHA256_PREFIX)
+                    && info_hash_v2.is_none()
+                {
+                    info_hash_v2 =
+                        Some(InfoHashV2::from_hex(hex).ok_or(MagnetError::BadInfoHashV2));
                 }
             }
             Param::DisplayName if display_name.is_none() => {

@@ -468,7 +468,7 @@ impl MerkleTree {
                 max: MAX_HASH_REQUEST_LENGTH,
             });
         }
-        if req.index % length != 0 {
+        if !req.index.is_multiple_of(length) {
             return Err(HashRequestError::Misaligned {
                 index: req.index,
                 length,
@@ -629,7 +629,7 @@ mod tests {
         let mut node = root_of_layer(base_hashes, req.base_layer, u64::from(req.length));
         let mut index = u64::from(req.index) >> req.length.ilog2();
         for uncle in proof {
-            node = if index % 2 == 0 {
+            node = if index.is_multiple_of(2) {
                 hash_pair(&node, uncle)
             } else {
                 hash_pair(uncle, &node)

@@ -266,10 +266,10 @@ impl Metainfo {
             .get(b"announce-list")
             .map(parse_tiers)
             .unwrap_or_default();
-        if announce_list.is_empty() {
-            if let Some(a) = &announce {
-                announce_list.push(vec![a.clone()]);
-            }
+        if announce_list.is_empty()
+            && let Some(a) = &announce
+        {
+            announce_list.push(vec![a.clone()]);
         }
         let url_list = match root.get(b"url-list") {
             Some(Value::List(items)) => items.iter().filter_map(url).collect(),

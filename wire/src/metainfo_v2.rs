@@ -943,10 +943,10 @@ fn check_hybrid(v2: &InfoV2, v1: &Info, v1_padding: &[bool]) -> Result<(), Metai
             Slot::File(i) => v2.files[*i].length > 0,
             Slot::Padding(n) => *n > 0,
         });
-        if let Some(at) = last_data {
-            if matches!(layout[at], Slot::Padding(_)) {
-                layout.remove(at);
-            }
+        if let Some(at) = last_data
+            && matches!(layout[at], Slot::Padding(_))
+        {
+            layout.remove(at);
         }
     }
     if layout.len() != v1.files.len() {

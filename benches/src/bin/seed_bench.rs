@@ -1336,10 +1336,10 @@ fn report(
             let lt = peer(SeederKind::Libtorrent);
             let tr = peer(SeederKind::Transmission);
             let mut notes = Vec::new();
-            if let Some((served, n)) = m.served {
-                if served < n {
-                    notes.push(format!("{served} of {n} connections served"));
-                }
+            if let Some((served, n)) = m.served
+                && served < n
+            {
+                notes.push(format!("{served} of {n} connections served"));
             }
             if let Some(b) = &m.busy {
                 notes.push(format!("other benchmark running: {b}"));

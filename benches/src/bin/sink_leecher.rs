@@ -769,7 +769,7 @@ impl Conn<'_> {
             return Ok(());
         };
         let slot = (block.begin / BLOCK_LEN) as usize;
-        if block.begin % BLOCK_LEN != 0 || slot >= buf.have.len() || buf.have[slot] {
+        if !block.begin.is_multiple_of(BLOCK_LEN) || slot >= buf.have.len() || buf.have[slot] {
             return Ok(());
         }
         let at = block.begin as usize;

@@ -94,10 +94,10 @@ impl Have {
         match self {
             Self::All { count } => {
                 let mut bits = vec![0xffu8; count.div_ceil(8) as usize];
-                if let Some(last) = bits.last_mut() {
-                    if count % 8 != 0 {
-                        *last = 0xff << (8 - count % 8);
-                    }
+                if let Some(last) = bits.last_mut()
+                    && count % 8 != 0
+                {
+                    *last = 0xff << (8 - count % 8);
                 }
                 Bytes::from(bits)
             }

@@ -150,7 +150,7 @@ impl HashMessage {
             id::HASHES => {
                 let request = read_request(payload).ok_or_else(bad_length)?;
                 let hashes = payload.slice(HASH_REQUEST_LEN..);
-                if hashes.len() % HASH_LEN != 0 {
+                if !hashes.len().is_multiple_of(HASH_LEN) {
                     return Err(bad_length());
                 }
                 let length = request.length;
