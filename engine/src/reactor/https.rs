@@ -282,6 +282,19 @@ fn resolve_first(host: &str, port: u16) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{bare}: no addresses")))
 }
 
+/// Whether an announce that connected to `hops` so far may connect to `addr` next: the first
+/// hop is the URL's own host (any address, as for `http://`); a redirect must go to an address
+/// the redirecting tracker could name as a peer ([`may_dial`]).
+fn next_hop(hops: &[IpAddr], addr: SocketAddr) -> Result<(), HttpsError> {
+    match hops.last() {
+        Some(&from) => may_dial(addr, from).map_err(|_| HttpsError::RedirectRefused {
+            from,
+            to: addr.ip(),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Resolver for PinningResolver {
     fn resolve(
         &self,
@@ -292,14 +305,7 @@ impl Resolver for PinningResolver {
         let host = uri.host().ok_or(UreqError::HostNotFound)?;
         let addr = resolve_first(host, uri_port(uri))?;
         let mut hops = self.0.lock();
-        if let Some(&from) = hops.last() {
-            may_dial(addr, from).map_err(|_| {
-                UreqError::Io(io::Error::other(HttpsError::RedirectRefused {
-                    from,
-                    to: addr.ip(),
-                }))
-            })?;
-        }
+        next_hop(&hops, addr).map_err(|e| UreqError::Io(io::Error::other(e)))?;
         hops.push(canonical_ip(addr.ip()));
         let mut out = self.empty();
         out.push(addr);
@@ -321,6 +327,8 @@ pub(super) type Outcome = Result<(IpAddr, u16, Vec<u8>), HttpsError>;
 /// The HTTPS announce workers and their queues.
 pub(super) struct HttpsWorkers {
     jobs: Option<SyncSender<Job>>,
+    /// Kept so that the queue stays open even with no worker (tests of the queue).
+    _queue: Arc<Mutex<Receiver<Job>>>,
     done: Arc<Mutex<Vec<(RequestId, Outcome)>>>,
 }
 
@@ -337,11 +345,20 @@ impl HttpsWorkers {
     /// # Errors
     /// A thread could not be spawned.
     pub(super) fn new(waker: Arc<Waker>, extra_roots: &[Certificate<'static>]) -> io::Result<Self> {
+        Self::with_threads(waker, extra_roots, HTTPS_WORKERS)
+    }
+
+    /// [`Self::new`] with `threads` workers (none in tests of the queue).
+    fn with_threads(
+        waker: Arc<Waker>,
+        extra_roots: &[Certificate<'static>],
+        threads: usize,
+    ) -> io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(MAX_QUEUED_HTTPS_JOBS);
         let rx = Arc::new(Mutex::new(rx));
         let done = Arc::new(Mutex::new(Vec::new()));
         let config = agent_config(root_certs(extra_roots));
-        for i in 0..HTTPS_WORKERS {
+        for i in 0..threads {
             let rx = Arc::clone(&rx);
             let done = Arc::clone(&done);
             let waker = Arc::clone(&waker);
@@ -354,6 +371,7 @@ impl HttpsWorkers {
         }
         Ok(Self {
             jobs: Some(tx),
+            _queue: rx,
             done,
         })
     }
@@ -475,4 +493,209 @@ fn fetch(agent: &Agent, url: &str, hops: &Hops) -> Outcome {
         .copied()
         .ok_or_else(|| HttpsError::Http("no address was connected to".into()))?;
     Ok((from, status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throw-away self-signed certificate (`openssl req -x509 -newkey ec`), only parsed here.
+    const TEST_CA_PEM: &str = include_str!("https_test_ca.pem");
+
+    fn waker() -> (mio::Poll, Arc<Waker>) {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        (poll, waker)
+    }
+
+    #[test]
+    fn ca_files_need_a_certificate() {
+        let certs = parse_ca_pem(TEST_CA_PEM.as_bytes()).expect("the test CA parses");
+        assert_eq!(certs.len(), 1);
+        let two = format!("{TEST_CA_PEM}\n{TEST_CA_PEM}");
+        assert_eq!(parse_ca_pem(two.as_bytes()).map(|c| c.len()), Ok(2));
+        assert!(matches!(parse_ca_pem(b""), Err(None)));
+        assert!(matches!(parse_ca_pem(b"hello\n"), Err(None)));
+        let broken = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        assert!(matches!(parse_ca_pem(broken), Err(Some(_))));
+    }
+
+    #[test]
+    fn extra_cas_are_added_to_the_public_roots() {
+        assert!(matches!(root_certs(&[]), RootCerts::WebPki));
+        let extra = parse_ca_pem(TEST_CA_PEM.as_bytes()).expect("the test CA parses");
+        let RootCerts::Specific(all) = root_certs(&extra) else {
+            panic!("extra CAs must give a specific root list");
+        };
+        assert_eq!(
+            all.len(),
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() + 1
+        );
+        assert_eq!(all.last().map(Certificate::der), Some(extra[0].der()));
+    }
+
+    #[test]
+    fn ca_file_over_the_limit_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("big.pem");
+        let file = std::fs::File::create(&path).expect("create");
+        file.set_len(MAX_CA_FILE_LEN + 1).expect("grow");
+        assert!(matches!(
+            load_tracker_ca(&path),
+            Err(CaFileError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            load_tracker_ca(&dir.path().join("missing.pem")),
+            Err(CaFileError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn queue_refuses_past_its_limit() {
+        let (_poll, waker) = waker();
+        // No worker takes jobs: the queue fills up.
+        let workers = HttpsWorkers::with_threads(waker, &[], 0).expect("workers");
+        let now = Instant::now();
+        let mut client = seednode_tracker::client::TrackerClient::new(
+            seednode_tracker::client::ClientConfig::new(seednode_wire::PeerId([1; 20]), 6881),
+            [0; 32],
+        );
+        let ids = request_ids(&mut client, now, MAX_QUEUED_HTTPS_JOBS + 1);
+        for &id in &ids[..MAX_QUEUED_HTTPS_JOBS] {
+            workers
+                .submit(now, id, "https://t.invalid/announce".into())
+                .expect("room in the queue");
+        }
+        assert!(matches!(
+            workers.submit(
+                now,
+                ids[MAX_QUEUED_HTTPS_JOBS],
+                "https://t.invalid/a".into()
+            ),
+            Err(HttpsError::QueueFull {
+                limit: MAX_QUEUED_HTTPS_JOBS
+            })
+        ));
+    }
+
+    #[test]
+    fn a_job_that_waited_too_long_is_not_sent() {
+        let (_poll, waker) = waker();
+        let workers = HttpsWorkers::with_threads(waker, &[], 1).expect("workers");
+        let now = Instant::now();
+        let Some(long_ago) = now.checked_sub(HTTPS_MAX_QUEUE_WAIT * 2) else {
+            return; // the clock started too recently to express the past
+        };
+        let mut client = seednode_tracker::client::TrackerClient::new(
+            seednode_tracker::client::ClientConfig::new(seednode_wire::PeerId([1; 20]), 6881),
+            [0; 32],
+        );
+        let id = request_ids(&mut client, now, 1)[0];
+        // A URL that would fail differently if it were sent.
+        workers
+            .submit(long_ago, id, "https://t.invalid/announce".into())
+            .expect("room in the queue");
+        let end = Instant::now() + Duration::from_secs(10);
+        let done = loop {
+            let done = workers.finished();
+            if !done.is_empty() || Instant::now() > end {
+                break done;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(
+            matches!(done.as_slice(), [(got, Err(HttpsError::QueuedTooLong))] if *got == id),
+            "{done:?}"
+        );
+    }
+
+    /// `n` request IDs from a client announcing `n` torrents to one HTTPS tracker each.
+    fn request_ids(
+        client: &mut seednode_tracker::client::TrackerClient,
+        now: Instant,
+        n: usize,
+    ) -> Vec<RequestId> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let mut ih = [0u8; 20];
+            ih[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let tiers = vec![vec!["https://t.invalid/announce".to_owned()]];
+            client
+                .add_torrent(now, seednode_wire::InfoHash(ih), &tiers, 0)
+                .expect("add torrent");
+            while let Some(t) = client.poll_transmit() {
+                if let seednode_tracker::client::Transmit::Http { id, .. } = t {
+                    ids.push(id);
+                }
+            }
+        }
+        assert_eq!(ids.len(), n);
+        ids
+    }
+
+    #[test]
+    fn redirects_may_not_reach_inward() {
+        let public: IpAddr = "9.9.9.9".parse().expect("ip");
+        let lo: IpAddr = "127.0.0.1".parse().expect("ip");
+        let a = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        // The URL's own host may be anything (as for http://).
+        assert!(next_hop(&[], a("127.0.0.1:443")).is_ok());
+        assert!(next_hop(&[public], a("1.1.1.1:443")).is_ok());
+        assert!(next_hop(&[lo], a("127.0.0.1:8443")).is_ok());
+        for inward in [
+            "127.0.0.1:443",
+            "10.0.0.1:443",
+            "192.168.1.1:443",
+            "[::1]:443",
+        ] {
+            assert!(
+                matches!(
+                    next_hop(&[public], a(inward)),
+                    Err(HttpsError::RedirectRefused { .. })
+                ),
+                "{inward}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificate_errors_are_named_as_such() {
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let e = HttpsError::from(UreqError::Rustls(unknown.clone()));
+        assert!(matches!(e, HttpsError::Certificate(_)), "{e}");
+        assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+        let wrapped = UreqError::Io(io::Error::new(io::ErrorKind::InvalidData, unknown));
+        assert!(matches!(
+            HttpsError::from(wrapped),
+            HttpsError::Certificate(_)
+        ));
+        assert!(matches!(
+            HttpsError::from(UreqError::BodyExceedsLimit(1)),
+            HttpsError::BodyTooLarge {
+                limit: MAX_TRACKER_RESPONSE_LEN
+            }
+        ));
+        assert!(matches!(
+            HttpsError::from(UreqError::TooManyRedirects),
+            HttpsError::Http(_)
+        ));
+    }
+
+    #[test]
+    fn hosts_resolve_to_one_pinned_address() {
+        assert_eq!(
+            resolve_first("127.0.0.1", 443).ok(),
+            Some("127.0.0.1:443".parse().expect("addr"))
+        );
+        assert_eq!(
+            resolve_first("[::1]", 8443).ok(),
+            Some("[::1]:8443".parse().expect("addr"))
+        );
+        let uri: Uri = "https://t.example/announce".parse().expect("uri");
+        assert_eq!(uri_port(&uri), 443);
+        let uri: Uri = "http://t.example/announce".parse().expect("uri");
+        assert_eq!(uri_port(&uri), 80);
+        let uri: Uri = "https://t.example:8443/announce".parse().expect("uri");
+        assert_eq!(uri_port(&uri), 8443);
+    }
 }
