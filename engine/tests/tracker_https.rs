@@ -158,8 +158,15 @@ struct HttpsTracker {
 }
 
 impl HttpsTracker {
-    /// Starts the tracker on 127.0.0.1 (a free port), naming `peers` in every reply.
-    fn start(dir: &Path, pki: &Pki, peers: &[SocketAddr], deadline: Deadline) -> Self {
+    /// Starts the tracker on 127.0.0.1 (a free port), naming `peers` in every reply and
+    /// answering each `(path, url)` of `redirects` with a redirect.
+    fn start(
+        dir: &Path,
+        pki: &Pki,
+        peers: &[SocketAddr],
+        redirects: &[(&str, &str)],
+        deadline: Deadline,
+    ) -> Self {
         let out = dir.join("https_tracker.out");
         let err = dir.join("https_tracker.err");
         let mut cmd = Command::new(PYTHON);
@@ -181,6 +188,9 @@ impl HttpsTracker {
             .stderr(File::create(&err).expect("create tracker stderr"));
         for p in peers {
             cmd.arg("--peer").arg(p.to_string());
+        }
+        for (path, url) in redirects {
+            cmd.arg("--redirect").arg(format!("{path}={url}"));
         }
         let mut child = ChildGuard::spawn("https_tracker.py", &mut cmd);
         let end = Instant::now() + deadline.remaining("tracker start").min(STARTUP_TIMEOUT);
@@ -213,7 +223,11 @@ impl HttpsTracker {
     }
 
     fn url(&self) -> String {
-        format!("https://{}/announce", self.addr)
+        self.url_of("/announce")
+    }
+
+    fn url_of(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
     }
 
     /// The announce lines received so far.
@@ -257,7 +271,7 @@ fn https_announce_to_an_unknown_ca_fails_with_a_certificate_error() {
     let deadline = Deadline::after(TEST_TIMEOUT);
     let (tmp, file) = fixture();
     let pki = make_pki(tmp.path());
-    let tracker = HttpsTracker::start(tmp.path(), &pki, &[], deadline);
+    let tracker = HttpsTracker::start(tmp.path(), &pki, &[], &[], deadline);
     let url = tracker.url();
     let seeder = Seeder::start(
         &file,
@@ -300,7 +314,7 @@ fn https_announce_with_tracker_ca_is_received_and_its_peer_dialled() {
     let peer = TcpListener::bind((FAKE_PEER_IP, 0)).expect("bind the fake peer");
     peer.set_nonblocking(true).expect("nonblocking listener");
     let peer_addr = peer.local_addr().expect("fake peer address");
-    let tracker = HttpsTracker::start(tmp.path(), &pki, &[peer_addr], deadline);
+    let tracker = HttpsTracker::start(tmp.path(), &pki, &[peer_addr], &[], deadline);
     let url = tracker.url();
     let seeder = Seeder::start(
         &file,
@@ -368,6 +382,69 @@ fn https_announce_with_tracker_ca_is_received_and_its_peer_dialled() {
         deadline,
         || tracker.announces().contains(&stopped).then_some(()),
     );
+}
+
+/// Redirects are followed to `https://` only: a tracker redirecting to `http://` fails the
+/// announce, one redirecting to another `https://` URL is followed to the announce.
+#[test]
+fn https_redirects_are_followed_to_https_only() {
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let (tmp, file) = fixture();
+    let pki = make_pki(tmp.path());
+    let tracker = HttpsTracker::start(
+        tmp.path(),
+        &pki,
+        &[],
+        &[
+            ("/to-http", "http://127.0.0.1:{port}/announce"),
+            ("/to-https", "https://127.0.0.1:{port}/announce"),
+        ],
+        deadline,
+    );
+    let (to_http, to_https) = (tracker.url_of("/to-http"), tracker.url_of("/to-https"));
+    // Each --tracker is a tier of its own: both are announced to.
+    let seeder = Seeder::start(
+        &file,
+        &[
+            OsStr::new("--no-dht"),
+            OsStr::new("--tracker"),
+            OsStr::new(&to_http),
+            OsStr::new("--tracker"),
+            OsStr::new(&to_https),
+            OsStr::new("--tracker-ca"),
+            pki.ca.as_os_str(),
+        ],
+        tmp.path(),
+        deadline,
+    );
+    let info_hash = seeder.info_hash.to_ascii_lowercase();
+    let log = tmp.path().join("seednode.stderr");
+    let line = wait_for("the redirect to http:// to fail", deadline, || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("announce failed") && l.contains(&to_http))
+            .map(str::to_owned)
+    });
+    assert!(
+        line.contains("https only"),
+        "the failure does not name the scheme rule: {line}"
+    );
+    wait_for("the redirected announce at the tracker", deadline, || {
+        tracker
+            .announces()
+            .iter()
+            .any(|l| l.starts_with(&format!("announce info_hash={info_hash} ")))
+            .then_some(())
+    });
+    wait_for("the node to log the redirected announce", deadline, || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("announced") && l.contains(&to_https))
+            .then_some(())
+    });
+    seeder.stop();
 }
 
 /// A `--tracker-ca` file that holds no certificate is an error at start, not a silent

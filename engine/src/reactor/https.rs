@@ -52,12 +52,15 @@ pub(super) const MAX_QUEUED_HTTPS_JOBS: usize = 64;
 /// (`HTTPS_MAX_QUEUE_WAIT + HTTPS_REQUEST_TIMEOUT` ≤ 30 s).
 pub(super) const HTTPS_MAX_QUEUE_WAIT: Duration = Duration::from_secs(15);
 
-/// TCP connect timeout of one HTTPS announce (libtorrent's `peer_connect_timeout` is 15 s for
-/// a whole tracker request; a tracker that does not accept in 5 s is treated as down).
+/// TCP connect timeout of one HTTPS announce: a tracker that does not accept within 5 s is
+/// treated as down for this round (the announce fails; the client tries the tier's next
+/// tracker).
 pub(super) const HTTPS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whole-request timeout of one HTTPS announce (connect, TLS handshake, request, response head
-/// and body, every redirect). Past it the announce fails and the client moves on.
+/// and body, every redirect; not the host name lookup, see [`PinningResolver`]). Past it the
+/// announce fails and the client moves on. Half of libtorrent's `tracker_completion_timeout`
+/// (30 s), so that queue wait plus request stay within the client's own timeout.
 pub(super) const HTTPS_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Redirects followed at most per announce (`https://` targets only); one more is an error
@@ -196,6 +199,13 @@ pub(super) enum HttpsError {
         /// [`MAX_TRACKER_RESPONSE_LEN`].
         limit: usize,
     },
+    /// A redirect named a URL that is not `https://` (`https only`). The URL is not kept: it
+    /// carries the announce query, and a private tracker's passkey.
+    #[error("redirect to a URL that is not https:// refused (https only)")]
+    RedirectNotHttps,
+    /// A URL (the announce URL or a redirect's) is not a valid URI; not kept, as above.
+    #[error("bad URL")]
+    BadUri,
     /// A redirect went to an address the redirecting tracker may not send the node to.
     #[error("redirect from {from} to {to} refused")]
     RedirectRefused {
@@ -233,6 +243,8 @@ impl From<UreqError> for HttpsError {
                 ) => Self::Certificate(tls.to_string()),
                 _ => Self::Http(format!("io: {io}")),
             },
+            UreqError::RequireHttpsOnly(_) => Self::RedirectNotHttps,
+            UreqError::BadUri(_) => Self::BadUri,
             other => Self::Http(other.to_string()),
         }
     }
@@ -252,6 +264,11 @@ impl Hops {
 /// Resolves a URL's host and pins the connection to the first address: ureq connects to what
 /// this returns, so the engine knows which address answered. A redirect's target must be an
 /// address the previous tracker may name ([`may_dial`]).
+///
+/// The lookup is a plain blocking getaddrinfo on the worker (bounded by the system resolver's
+/// own timeouts, not by [`HTTPS_REQUEST_TIMEOUT`]); jobs queued behind a slow lookup are failed
+/// unsent once they waited [`HTTPS_MAX_QUEUE_WAIT`]. Only the first address is tried, as for
+/// the loop's own `http://` announces.
 #[derive(Debug)]
 struct PinningResolver(Arc<Hops>);
 
@@ -675,6 +692,12 @@ mod tests {
                 limit: MAX_TRACKER_RESPONSE_LEN
             }
         ));
+        let e = HttpsError::from(UreqError::RequireHttpsOnly(
+            "http://t/?passkey=s3cret".into(),
+        ));
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = HttpsError::from(UreqError::BadUri("https://t/?passkey=s3cret".into()));
+        assert!(!e.to_string().contains("s3cret"), "{e}");
         assert!(matches!(
             HttpsError::from(UreqError::TooManyRedirects),
             HttpsError::Http(_)

@@ -1,16 +1,20 @@
 #!/usr/bin/python3
 """A minimal HTTPS BitTorrent tracker for tests: Python's http.server wrapped with ssl.
 
-    https_tracker.py --cert PEM --key PEM --listen 127.0.0.1:0 [--peer IP:PORT]... [--timeout SECS]
+    https_tracker.py --cert PEM --key PEM --listen 127.0.0.1:0 [--peer IP:PORT]...
+                     [--redirect PATH=URL]... [--timeout SECS]
 
 Serves `GET /announce?...` (BEP 3) over TLS with the given certificate. Every announce is
 answered with a compact reply (BEP 23) listing the `--peer` addresses, and an interval of
-1800 s. Anything else gets 404.
+1800 s. `GET PATH?QUERY` for a `--redirect PATH=URL` is answered `302 Found` with
+`Location: URL?QUERY` (`{port}` in URL is replaced by the port listened on). Anything else gets
+404.
 
 Stdout, one flushed line each:
     https: IP:PORT                                   once listening
     announce info_hash=<40 hex> port=<n> event=<e> from=<ip>
                                                      every announce received over TLS
+    redirect <path>                                  every redirect answered
     tls-error <message>                              every failed TLS handshake
 
 Exits 0 on SIGTERM/SIGINT, or by itself after --timeout seconds (default 120), so that it never
@@ -64,9 +68,17 @@ def raw_query(query):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     peers = b""
+    redirects = {}
 
     def do_GET(self):
         path, _, query = self.path.partition("?")
+        if path in self.redirects:
+            say("redirect %s" % path)
+            self.send_response(302)
+            self.send_header("Location", self.redirects[path] + "?" + query)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if path != "/announce":
             self.reply(404, b"not found")
             return
@@ -122,6 +134,7 @@ def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--listen", required=True)
     parser.add_argument("--peer", action="append", default=[])
+    parser.add_argument("--redirect", action="append", default=[])
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
 
@@ -145,6 +158,10 @@ def main():
     timer.daemon = True
     timer.start()
     bound = server.socket.getsockname()
+    Handler.redirects = {
+        path: url.replace("{port}", str(bound[1]))
+        for path, url in (r.split("=", 1) for r in args.redirect)
+    }
     say("https: %s:%d" % (bound[0], bound[1]))
     server.serve_forever()
 
