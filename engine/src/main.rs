@@ -165,6 +165,11 @@ struct SeedArgs {
     /// Extra tracker URL to list in a new torrent (repeatable; each is its own tier).
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+    /// PEM file of CA certificates to trust for https:// trackers, besides the built-in
+    /// (Mozilla) roots: for a private tracker with a CA of its own. Certificates are always
+    /// verified.
+    #[arg(long, value_name = "FILE")]
+    tracker_ca: Option<PathBuf>,
     /// Threads used to hash [default: all cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -807,6 +812,10 @@ fn prepare_torrent(
 }
 
 fn seed(args: &SeedArgs) -> Result<(), CliError> {
+    let tracker_ca = match &args.tracker_ca {
+        Some(path) => reactor::https::load_tracker_ca(path).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
     let listener = bind(args.listen)?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
     let http_listener = args.http.map(bind).transpose()?;
@@ -937,6 +946,7 @@ fn seed(args: &SeedArgs) -> Result<(), CliError> {
         config,
     )
     .map_err(|e| format!("starting the event loop: {e}"))?;
+    reactor.set_tracker_ca(tracker_ca);
     for (torrent, tiers) in ready {
         let info_hash = torrent.info_hash;
         reactor.add_torrent(torrent);

@@ -1,6 +1,7 @@
 //! Announcing to the external trackers a torrent names: the I/O around the sans-IO
-//! [`TrackerClient`] (HTTP GETs on the loop's own connections, BEP 15 datagrams on a UDP socket
-//! of their own, host names resolved off the loop), and dialling the peers it reports.
+//! [`TrackerClient`] (`http://` GETs on the loop's own connections, `https://` GETs on the
+//! worker threads of [`super::https`], BEP 15 datagrams on a UDP socket of their own, host
+//! names resolved off the loop), and dialling the peers it reports.
 //!
 //! A seed connects out to the leechers a tracker reports: transmission, for one, only finds a
 //! seed that way (INTEROP.md).
@@ -19,6 +20,9 @@ use mio::net::UdpSocket;
 use seednode_tracker::client::{ClientEvent, RequestId, TrackerClient, Transmit};
 use seednode_tracker::limits::MAX_TRACKER_RESPONSE_LEN;
 use tracing::{debug, info, warn};
+use ureq::tls::Certificate;
+
+use super::https::HttpsWorkers;
 
 /// Host names waiting for the resolver at most; more transmits fail at once.
 const MAX_PENDING_LOOKUPS: usize = 64;
@@ -69,6 +73,8 @@ type Resolved = (Result<Vec<IpAddr>, String>, Vec<Pending>);
 /// waker.
 pub(super) struct Resolver {
     jobs: Option<Sender<String>>,
+    /// The loop's waker, for the HTTPS workers started later.
+    waker: Arc<Waker>,
     done: Arc<Mutex<Vec<Lookup>>>,
     thread: Option<JoinHandle<()>>,
     cache: HashMap<String, (Vec<IpAddr>, Instant)>,
@@ -81,6 +87,7 @@ impl Resolver {
         let (tx, rx) = mpsc::channel::<String>();
         let done: Arc<Mutex<Vec<Lookup>>> = Arc::new(Mutex::new(Vec::new()));
         let results = Arc::clone(&done);
+        let loop_waker = Arc::clone(&waker);
         let thread = std::thread::Builder::new()
             .name("resolver".into())
             .spawn(move || {
@@ -98,6 +105,7 @@ impl Resolver {
             })?;
         Ok(Self {
             jobs: Some(tx),
+            waker: loop_waker,
             done,
             thread: Some(thread),
             cache: HashMap::new(),
@@ -174,6 +182,10 @@ pub(super) struct Announcer {
     pub(super) socket: UdpSocket,
     pub(super) resolver: Resolver,
     rx: Box<[u8]>,
+    /// The HTTPS workers, started with the first `https://` announce.
+    https: Option<HttpsWorkers>,
+    /// CAs trusted for HTTPS trackers besides Mozilla's (`--tracker-ca`).
+    extra_roots: Vec<Certificate<'static>>,
 }
 
 impl Announcer {
@@ -183,12 +195,33 @@ impl Announcer {
             socket,
             resolver,
             rx: vec![0; 2048].into_boxed_slice(),
+            https: None,
+            extra_roots: Vec::new(),
+        }
+    }
+
+    /// Queues an HTTPS announce, starting the workers first if need be.
+    fn submit_https(&mut self, now: Instant, id: RequestId, url: String) -> Result<(), String> {
+        if self.https.is_none() {
+            let workers = HttpsWorkers::new(Arc::clone(&self.resolver.waker), &self.extra_roots)
+                .map_err(|e| format!("starting the HTTPS workers: {e}"))?;
+            self.https = Some(workers);
+        }
+        match &self.https {
+            Some(w) => w.submit(now, id, url).map_err(|e| e.to_string()),
+            None => Err("no HTTPS workers".into()),
         }
     }
 }
 
+/// Whether `url` is an `https://` URL (scheme case-insensitive).
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
 /// Splits `http://host[:port]/path?query` into host, port and path; `None` for other schemes
-/// (`https` needs TLS, which this build does not have).
+/// (`https` goes to the workers of [`super::https`] instead).
 fn split_http_url(url: &str) -> Option<(String, u16, String)> {
     let rest = url.strip_prefix("http://").or_else(|| {
         url.get(..7)
@@ -342,6 +375,13 @@ impl super::Reactor {
                 port,
                 payload,
             } => (host, Pending::Udp { id, port, payload }),
+            Transmit::Http { id, url } if is_https(&url) => {
+                let Some(a) = &mut self.announcer else { return };
+                if let Err(e) = a.submit_https(now, id, url) {
+                    self.request_failed(now, id, &e);
+                }
+                return;
+            }
             Transmit::Http { id, url } => match split_http_url(&url) {
                 Some((host, port, path)) => {
                     let host_header = if port == 80 {
@@ -362,7 +402,7 @@ impl super::Reactor {
                     )
                 }
                 None => {
-                    self.request_failed(now, id, "only http:// tracker URLs are supported");
+                    self.request_failed(now, id, "malformed http:// tracker URL");
                     return;
                 }
             },
@@ -387,9 +427,11 @@ impl super::Reactor {
         }
     }
 
-    /// Hands resolved host names' waiting work on (called on every waker event).
+    /// Hands resolved host names' waiting work on, and HTTPS outcomes to the client (called on
+    /// every waker event).
     pub(super) fn on_resolved(&mut self, now: Instant) {
         let Some(a) = &mut self.announcer else { return };
+        let https_done = a.https.as_ref().map(HttpsWorkers::finished);
         for (result, work) in a.resolver.finished(now) {
             for w in work {
                 match &result {
@@ -398,7 +440,21 @@ impl super::Reactor {
                 }
             }
         }
+        for (id, outcome) in https_done.into_iter().flatten() {
+            match outcome {
+                Ok((from, status, body)) => self.http_response(now, from, id, status, &body),
+                Err(e) => self.request_failed(now, id, &e.to_string()),
+            }
+        }
         self.flush_announcer(now);
+    }
+
+    /// Trusts `certs` (PEM CAs of `--tracker-ca`) for HTTPS trackers, besides Mozilla's roots.
+    /// Call before the first announce: workers already started keep their roots.
+    pub(crate) fn set_tracker_ca(&mut self, certs: Vec<Certificate<'static>>) {
+        if let Some(a) = &mut self.announcer {
+            a.extra_roots = certs;
+        }
     }
 
     fn send_pending(&mut self, now: Instant, ip: IpAddr, work: Pending) {
@@ -508,6 +564,9 @@ mod tests {
             Some(("::1".into(), 80, "/?x=1".into()))
         );
         assert_eq!(split_http_url("https://t.example/announce"), None);
+        assert!(is_https("HTTPS://t.example/announce"));
+        assert!(!is_https("http://t.example/announce"));
+        assert!(!is_https("https:/"));
         assert_eq!(split_http_url("http://:80/"), None);
         assert_eq!(split_http_url("http://h:0/"), None);
         assert_eq!(split_http_url("http://h:99999/"), None);

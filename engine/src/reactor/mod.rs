@@ -34,6 +34,7 @@ mod announcer;
 mod conn;
 pub(crate) mod dht;
 mod front;
+pub(crate) mod https;
 mod metrics;
 mod peer;
 mod timers;
