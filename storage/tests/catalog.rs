@@ -161,11 +161,30 @@ fn a_file_that_is_not_a_catalog_is_refused_and_untouched() {
     let err = Catalog::open(&other).unwrap_err();
     assert!(matches!(err, CatalogError::NotACatalog { .. }), "{err}");
     assert_eq!(fs::read(&other).unwrap(), before);
-    // A directory is not a catalog either.
+    // A directory, a FIFO (opening it would block) or a short file are not catalogs either.
     assert!(matches!(
         Catalog::open(dir.path()),
         Err(CatalogError::NotACatalog { .. })
     ));
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(matches!(
+        Catalog::open(&fifo),
+        Err(CatalogError::NotACatalog { .. })
+    ));
+    let short = dir.path().join("short");
+    fs::write(&short, b"SQLite").unwrap();
+    assert!(matches!(
+        Catalog::open(&short),
+        Err(CatalogError::NotACatalog { .. })
+    ));
+    assert_eq!(fs::read(&short).unwrap(), b"SQLite");
 }
 
 #[test]
@@ -801,4 +820,99 @@ fn crash_during_adds() {
         killed_mid_burst >= 12,
         "only {killed_mid_burst} rounds killed mid-burst"
     );
+}
+
+#[test]
+fn v2_and_hybrid_torrents_are_found_by_either_swarm_hash() {
+    use seednode_storage::{CreateOptions, TorrentVersion, create_torrent};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("a"), vec![1u8; 70_000]).unwrap();
+    fs::write(data.join("b"), vec![2u8; 5_000]).unwrap();
+    let mut catalog = Catalog::open(&db_path(&dir)).unwrap();
+    for version in [TorrentVersion::V2, TorrentVersion::Hybrid] {
+        let opts = CreateOptions {
+            version,
+            piece_length: Some(PIECE),
+            threads: 1,
+            name: Some(format!("{version:?}")),
+            ..CreateOptions::default()
+        };
+        let meta = create_torrent(&data, &opts, &|_| {}).unwrap();
+        let bytes = meta.to_bytes();
+        let meta = Metainfo::from_bytes(&bytes).unwrap();
+        let t = NewTorrent::from_metainfo(bytes, &meta, data.clone(), 0).unwrap();
+        let v2 = t.info_hash_v2.unwrap();
+        assert_eq!(t.info_hash_v1.is_some(), version == TorrentVersion::Hybrid);
+        let id = catalog.add_torrent(&t).unwrap();
+        assert_eq!(catalog.info_dict(id).unwrap(), meta.info_bytes.as_ref());
+        let by_v2 = catalog.by_info_hash_v2(&v2.0).unwrap().unwrap();
+        assert_eq!(by_v2.id, id);
+        assert_eq!(by_v2.swarm_hash(), meta.info_hash);
+        let by_swarm = catalog.by_info_hash(&v2.truncated().0).unwrap().unwrap();
+        assert_eq!(by_swarm.id, id);
+        if let Some(v1) = t.info_hash_v1 {
+            assert_eq!(catalog.by_info_hash(&v1.0).unwrap().unwrap().id, id);
+        }
+        // BEP 47 padding after `a` (70 000 bytes is not a multiple of 16 KiB): nothing on disk,
+        // and resume only needs the real files.
+        let files = catalog.files(id).unwrap();
+        assert!(files.iter().any(|f| f.padding), "{files:?}");
+        let seen = resume::observe(&data, &files);
+        assert!(
+            files
+                .iter()
+                .zip(&seen)
+                .all(|(f, s)| f.padding == (*s == OnDisk::Nothing))
+        );
+        let pl = NonZeroU32::new(meta.info.piece_length).unwrap();
+        assert!(matches!(
+            resume::classify(&files, &seen, pl),
+            Resume::Recheck { .. }
+        ));
+    }
+    assert!(matches!(
+        catalog.add_torrent(&{
+            let opts = CreateOptions {
+                version: TorrentVersion::V2,
+                piece_length: Some(PIECE),
+                threads: 1,
+                name: Some("V2".into()),
+                ..CreateOptions::default()
+            };
+            let meta = create_torrent(&data, &opts, &|_| {}).unwrap();
+            NewTorrent::from_metainfo(meta.to_bytes(), &meta, "/x".into(), 0).unwrap()
+        }),
+        Err(CatalogError::Exists { .. })
+    ));
+}
+
+#[test]
+fn full_disk_rolls_back_and_the_retry_works() {
+    // SECURITY S4 through `max_page_count`: SQLITE_FULL exactly as a full disk reports it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut catalog = Catalog::open(&path).unwrap();
+    catalog.add_torrent(&new_torrent(1)).unwrap();
+    let cap = catalog.set_size_limit(0).unwrap(); // the current size
+    assert!(cap > 0);
+    // A large torrent (about 1 MiB of piece hashes) cannot fit.
+    let (meta, bytes) = torrent_with("large", 2, 4, 250_000_000);
+    let large = NewTorrent::from_metainfo(bytes, &meta, "/srv/large".into(), 0).unwrap();
+    let r = catalog.add_torrent(&large);
+    assert!(matches!(r, Err(CatalogError::DiskFull)), "{r:?}");
+    assert!(matches!(
+        catalog.add_torrents(std::slice::from_ref(&large)),
+        Err(CatalogError::DiskFull)
+    ));
+    // Reads go on; nothing half-applied.
+    assert_eq!(catalog.list_torrents().unwrap().len(), 1);
+    catalog.integrity_check().unwrap();
+    assert_eq!(count(&path, "files"), 2);
+    // Space returns: the same add succeeds.
+    catalog.set_size_limit(1 << 40).unwrap();
+    let id = catalog.add_torrent(&large).unwrap();
+    assert_eq!(catalog.info_dict(id).unwrap(), meta.info_bytes.as_ref());
+    catalog.checkpoint().unwrap();
 }

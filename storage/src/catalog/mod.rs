@@ -8,7 +8,7 @@
 //!   the event loop. Other connections to the same file (a second [`Catalog::open`] on another
 //!   thread for reads, or `seednode token …` run while the node is up) are safe: the file is in
 //!   WAL mode, readers never block the writer, and a second writer waits up to
-//!   [`CATALOG_BUSY_TIMEOUT_MS`](crate::limits::CATALOG_BUSY_TIMEOUT_MS).
+//!   [`CATALOG_BUSY_TIMEOUT_MS`].
 //! - **An acknowledged write is durable.** Every method that changes the catalog commits before
 //!   it returns, with `synchronous=FULL`: when `Ok` comes back the change survives `kill -9` and
 //!   power loss. A crash at any instant leaves a catalog that opens and is consistent (each
@@ -353,6 +353,28 @@ impl Catalog {
         Ok(())
     }
 
+    /// Caps the catalog file at about `bytes` (`PRAGMA max_page_count`, rounded down to whole
+    /// pages, never below the current size) for this connection: a write that would grow it
+    /// further fails with [`CatalogError::DiskFull`] and is rolled back, as on a full disk
+    /// (SECURITY S4). Returns the cap in effect, in bytes.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sqlite`].
+    pub fn set_size_limit(&self, bytes: u64) -> Result<u64, CatalogError> {
+        let page_size: i64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let page_size = from_sql_u64(page_size).max(1);
+        // 0 would mean "leave it as it is"; SQLite raises anything below the current size to it.
+        let pages = to_sql_u64(bytes / page_size).max(1);
+        let set: i64 =
+            self.conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+                    row.get(0)
+                })?;
+        Ok(from_sql_u64(set).saturating_mul(page_size))
+    }
+
     /// The value of setting `key`, or `None` when it is not set.
     ///
     /// # Errors
@@ -421,18 +443,19 @@ fn check_header(path: &Path) -> Result<bool, CatalogError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match File::open(path) {
-        Ok(file) => file,
+    // Looked at before opening: opening a FIFO for reading would block.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(CatalogError::NotACatalog {
+                path: path.to_path_buf(),
+                reason: "not a regular file",
+            });
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_error(e)),
-    };
-    let meta = file.metadata().map_err(io_error)?;
-    if !meta.is_file() {
-        return Err(CatalogError::NotACatalog {
-            path: path.to_path_buf(),
-            reason: "not a regular file",
-        });
     }
+    let mut file = File::open(path).map_err(io_error)?;
     let mut header = [0u8; SQLITE_HEADER.len()];
     let mut got = 0;
     while got < header.len() {
