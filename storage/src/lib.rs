@@ -2,7 +2,8 @@
 //! verification.
 //!
 //! The contract:
-//! - Storage only reads. It never creates, writes, truncates or deletes a file.
+//! - Storage only reads torrent data. It never creates, writes, truncates or deletes a file of a
+//!   torrent; the one file it writes is the [`catalog`] (SQLite), on the engine's catalog thread.
 //! - Every filesystem path built from torrent data goes through [`SafeRelPath`]; nothing below a
 //!   torrent's data path is reached through a symbolic link. The data path is resolved once, when
 //!   [`Storage::open`] (or creation) holds its directory open; every open of a file, including
@@ -27,10 +28,14 @@
 //! The engine builds the data path of a torrent named `name` as
 //! `SafeRelPath::new(&[name])?.under(root)`.
 //!
+//! The [`catalog`] remembers torrents, files, statistics, settings and API tokens across
+//! restarts, and decides at start which torrents seed at once ([`catalog::resume`]).
+//!
 //! Bounds are in [`limits`].
 
 #![warn(missing_docs)]
 
+pub mod catalog;
 mod create;
 mod create_v2;
 mod files;
@@ -42,6 +47,7 @@ mod path;
 mod root;
 mod verify;
 
+pub use catalog::{Catalog, CatalogError};
 pub use create::{
     CREATED_BY, CreateError, CreateOptions, auto_piece_length, create_info, create_torrent,
 };

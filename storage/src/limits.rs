@@ -115,3 +115,59 @@ pub const MAX_LEAVES_PER_PIECE: usize =
 /// `StorageError::RangeOutOfBounds`.
 pub const MAX_BLOCK_HASHES_PER_CALL: usize =
     MAX_LEAVES_PER_PIECE * seednode_wire::limits::MAX_HASH_REQUEST_PIECES as usize;
+
+// The catalog (`crate::catalog`): bounds on what is stored per row, and SQLite's settings.
+
+/// How long a catalog statement waits for another connection's write lock before failing with
+/// `SQLITE_BUSY`, in milliseconds: 5 s (SECURITY §2.7, SQLite row). The engine has one writer;
+/// this covers a `token` command run against the data directory of a node that is running.
+pub const CATALOG_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Size the write-ahead log is truncated back to after a checkpoint, in bytes: 64 MiB
+/// (`PRAGMA journal_size_limit`; SECURITY §2.7 and S8: the WAL stays bounded). A checkpoint
+/// itself runs automatically every 1 000 pages (SQLite's default, about 4 MiB).
+pub const CATALOG_JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Longest torrent name stored, in bytes: a path component ([`MAX_COMPONENT_LEN`], 255). A
+/// longer name is rejected (`wire` already refuses such a torrent).
+pub const MAX_CATALOG_NAME_LEN: usize = MAX_COMPONENT_LEN;
+
+/// Longest data path stored, in bytes: Linux's `PATH_MAX` (4 096). A longer path is rejected.
+pub const MAX_CATALOG_DATA_PATH_LEN: usize = 4096;
+
+/// Longest file path stored for a file of a torrent (components joined by `/`), in bytes:
+/// [`MAX_PATH_COMPONENTS`] components of [`MAX_COMPONENT_LEN`] bytes and their separators. A
+/// longer path is rejected (`wire` already refuses such a torrent).
+pub const MAX_CATALOG_FILE_PATH_LEN: usize = MAX_PATH_COMPONENTS * (MAX_COMPONENT_LEN + 1);
+
+/// Largest metainfo (`.torrent`) stored, in bytes: [`MAX_TORRENT_LEN`] (10 MiB, the upload
+/// limit). A larger one is rejected.
+pub const MAX_CATALOG_METAINFO_LEN: usize = seednode_wire::limits::MAX_TORRENT_LEN;
+
+/// Longest reason stored with a torrent's `missing data` or `error` state, in bytes: 1 KiB.
+/// Reasons are error messages; a longer one is truncated at a character boundary, never
+/// rejected (the state change matters more than its words).
+pub const MAX_STATE_REASON_LEN: usize = 1024;
+
+/// Longest setting key, in bytes: 128. A longer key is rejected.
+pub const MAX_SETTING_KEY_LEN: usize = 128;
+
+/// Longest setting value, in bytes: 64 KiB. A longer value is rejected.
+pub const MAX_SETTING_VALUE_LEN: usize = 64 * 1024;
+
+/// Longest label of an API token, in bytes: 256. A longer label is rejected.
+pub const MAX_TOKEN_LABEL_LEN: usize = 256;
+
+/// Most API tokens in the catalog, revoked ones included, in tokens: 1 000. Creating one more is
+/// refused until some are deleted; a node needs a handful, the bound keeps `token list` short.
+pub const MAX_TOKENS: usize = 1000;
+
+/// Most torrents added in one catalog transaction, in torrents: 256. A longer batch
+/// (`Catalog::add_torrents`) is committed in several transactions of this many, so one commit
+/// (one `fsync` of the WAL) holds at most 256 × 10 MiB of metainfo in the worst case and a burst
+/// of small adds shares its `fsync`.
+pub const MAX_ADDS_PER_TRANSACTION: usize = 256;
+
+/// Largest slice of the info dictionary read in one call of `Catalog::info_dict_slice`, in bytes:
+/// 16 KiB, one BEP 9 metadata piece. A longer request is refused.
+pub const MAX_INFO_SLICE_LEN: usize = 16 * 1024;

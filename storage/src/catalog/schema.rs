@@ -1,0 +1,143 @@
+//! The catalog's schema: numbered migrations tracked by `PRAGMA user_version`.
+//!
+//! Migration `n` (1-based) is `MIGRATIONS[n - 1]`; a catalog at version `v` has had the first
+//! `v` applied, each in its own transaction together with the `user_version` bump. Migrations are
+//! append-only: a released one is never edited, a change is a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::CatalogError;
+
+/// `PRAGMA application_id` of a seednode catalog: the bytes `SNCT` as a big-endian `i32`
+/// (SQLite file format §1.3.21), so `file(1)` and [`Catalog::open`](super::Catalog::open) can
+/// tell a seednode catalog from another application's database.
+pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"SNCT");
+
+/// Schema version 1: torrents, files, statistics, settings and tokens. `docs/catalog.md`
+/// explains each column.
+const V1: &str = "
+CREATE TABLE torrents (
+    id           INTEGER PRIMARY KEY,
+    info_hash_v1 BLOB UNIQUE CHECK (info_hash_v1 IS NULL OR length(info_hash_v1) = 20),
+    info_hash_v2 BLOB UNIQUE CHECK (info_hash_v2 IS NULL OR length(info_hash_v2) = 32),
+    name         TEXT NOT NULL CHECK (length(CAST(name AS BLOB)) BETWEEN 1 AND 255),
+    metainfo     BLOB NOT NULL,
+    info_offset  INTEGER NOT NULL CHECK (info_offset >= 0),
+    info_len     INTEGER NOT NULL CHECK (info_len >= 2),
+    data_path    TEXT NOT NULL CHECK (length(CAST(data_path AS BLOB)) BETWEEN 1 AND 4096),
+    added_at     INTEGER NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'seeding'
+                 CHECK (state IN ('seeding', 'paused', 'missing_data', 'error')),
+    state_reason TEXT,
+    CHECK (info_hash_v1 IS NOT NULL OR info_hash_v2 IS NOT NULL),
+    CHECK (info_offset + info_len <= length(metainfo)),
+    CHECK ((state IN ('seeding', 'paused')) = (state_reason IS NULL))
+) STRICT;
+
+-- BEP 52: a v2 torrent's swarm is named by its SHA-256 info-hash truncated to 20 bytes.
+CREATE INDEX torrents_v2_swarm ON torrents (substr(info_hash_v2, 1, 20));
+
+CREATE TABLE files (
+    torrent_id INTEGER NOT NULL REFERENCES torrents (id) ON DELETE CASCADE,
+    idx        INTEGER NOT NULL CHECK (idx >= 0),
+    path       TEXT NOT NULL,
+    length     INTEGER NOT NULL CHECK (length >= 0),
+    padding    INTEGER NOT NULL DEFAULT 0 CHECK (padding IN (0, 1)),
+    mtime_ns   INTEGER,
+    sha256     BLOB CHECK (sha256 IS NULL OR length(sha256) = 32),
+    PRIMARY KEY (torrent_id, idx)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE stats (
+    torrent_id     INTEGER PRIMARY KEY REFERENCES torrents (id) ON DELETE CASCADE,
+    uploaded_bytes INTEGER NOT NULL DEFAULT 0 CHECK (uploaded_bytes >= 0),
+    peers_served   INTEGER NOT NULL DEFAULT 0 CHECK (peers_served >= 0),
+    last_activity  INTEGER
+) STRICT;
+
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY CHECK (length(CAST(key AS BLOB)) BETWEEN 1 AND 128),
+    value TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE tokens (
+    id         TEXT PRIMARY KEY CHECK (length(id) = 12),
+    hash       BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+    scopes     TEXT NOT NULL CHECK (scopes <> ''),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    label      TEXT NOT NULL DEFAULT ''
+) STRICT, WITHOUT ROWID;
+";
+
+/// Every migration this binary knows, in order.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Newest schema version this binary knows: the number of migrations.
+#[allow(clippy::cast_possible_truncation)] // a handful of migrations
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// `PRAGMA user_version`: the schema version of the catalog (0 for a new file).
+pub(super) fn user_version(conn: &Connection) -> Result<u32, CatalogError> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    // user_version is a signed 32-bit header field; a negative one is no version of ours.
+    u32::try_from(v).map_err(|_| CatalogError::Corrupt {
+        what: "negative user_version",
+    })
+}
+
+/// Refuses a database that is not a seednode catalog, or is newer than this binary, without
+/// writing to it.
+pub(super) fn check_identity(conn: &Connection, path: &Path) -> Result<(), CatalogError> {
+    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+    let version = user_version(conn)?;
+    let not_ours = |reason| CatalogError::NotACatalog {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if app_id != APPLICATION_ID {
+        if app_id != 0 {
+            return Err(not_ours("another application's SQLite database"));
+        }
+        let objects: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+        if objects != 0 || version != 0 {
+            return Err(not_ours("an SQLite database without a seednode schema"));
+        }
+    }
+    if version > SCHEMA_VERSION {
+        return Err(CatalogError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Applies the migrations the catalog lacks, one transaction each. The version is read again
+/// under the write lock, so two processes opening a new catalog at once migrate it once.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = user_version(&tx)?;
+        if version > SCHEMA_VERSION {
+            return Err(CatalogError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let Some(sql) = MIGRATIONS.get(version as usize) else {
+            return Ok(()); // up to date; the empty transaction rolls back on drop
+        };
+        if version == 0 {
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+        tracing::debug!(version = version + 1, "catalog migrated");
+    }
+}
