@@ -224,21 +224,21 @@ impl NewTorrent {
                 field: "info_offset",
                 reason: "no info dictionary at this offset and length",
             })?;
-        if let Some(v1) = self.info_hash_v1 {
-            if <[u8; 20]>::from(Sha1::digest(info)) != v1.0 {
-                return Err(CatalogError::Invalid {
-                    field: "info_hash_v1",
-                    reason: "not the SHA-1 of the info dictionary",
-                });
-            }
+        if let Some(v1) = self.info_hash_v1
+            && <[u8; 20]>::from(Sha1::digest(info)) != v1.0
+        {
+            return Err(CatalogError::Invalid {
+                field: "info_hash_v1",
+                reason: "not the SHA-1 of the info dictionary",
+            });
         }
-        if let Some(v2) = self.info_hash_v2 {
-            if <[u8; 32]>::from(Sha256::digest(info)) != v2.0 {
-                return Err(CatalogError::Invalid {
-                    field: "info_hash_v2",
-                    reason: "not the SHA-256 of the info dictionary",
-                });
-            }
+        if let Some(v2) = self.info_hash_v2
+            && <[u8; 32]>::from(Sha256::digest(info)) != v2.0
+        {
+            return Err(CatalogError::Invalid {
+                field: "info_hash_v2",
+                reason: "not the SHA-256 of the info dictionary",
+            });
         }
         data_path_text(&self.data_path)?;
         check_reason(self.state, self.state_reason.is_some())?;
