@@ -323,7 +323,12 @@ impl Reactor {
                     let waiters = self
                         .torrents
                         .get_mut(d.torrent)
-                        .map(|slot| slot.done_waiting(d.req.piece))
+                        .map(|slot| {
+                            if d.result.is_ok() {
+                                slot.mark_resident(now, d.req.piece);
+                            }
+                            slot.done_waiting(d.req.piece)
+                        })
                         .unwrap_or_default();
                     self.wake(waiters);
                     continue;
@@ -395,6 +400,10 @@ impl Reactor {
             self.stats.pieces_failed += 1;
         }
         let (waiters, log) = slot.verified(now, piece, error.is_none());
+        if error.is_none() {
+            // Just read whole on a disk thread: in the page cache.
+            slot.mark_resident(now, piece);
+        }
         if log {
             warn!(
                 info_hash = %slot.torrent.info_hash,
@@ -467,13 +476,21 @@ impl Reactor {
                     }
                 }
                 let sendfile = self.config.data_path == DataPath::Sendfile && conn.cipher.is_none();
-                if sendfile
-                    && slot
+                let cold = sendfile
+                    && !slot.lately_resident(now, req.piece)
+                    && match slot
                         .torrent
                         .storage
                         .block_residency(req.piece, req.begin, req.length)
-                        == Residency::Cold
-                {
+                    {
+                        Residency::Cold => true,
+                        Residency::Cached => {
+                            slot.mark_resident(now, req.piece);
+                            false
+                        }
+                        Residency::Unknown => false,
+                    };
+                if cold {
                     // `sendfile` would wait for the disk on the loop thread: a disk thread reads
                     // the piece into the page cache first, and the peer waits for it.
                     self.stats.cold_blocks += 1;

@@ -219,7 +219,21 @@ pub(super) struct TorrentSlot {
     pub(super) fault_logged: Option<Instant>,
     /// Failed checks not logged since the last line.
     pub(super) faults_unlogged: u64,
+    /// Pieces lately found in the page cache (or just read into it), with when: a block of
+    /// one of them is sent without probing again for [`RESIDENT_TTL`]. Consecutive blocks of
+    /// a piece then cost one probe, not one each.
+    pub(super) resident: [(u32, Option<Instant>); RESIDENT_MEMO],
+    /// Next slot of `resident` to overwrite.
+    pub(super) resident_next: usize,
 }
+
+/// Pieces per torrent remembered as lately resident in the page cache (one per concurrent
+/// sequential reader is enough).
+pub(super) const RESIDENT_MEMO: usize = 16;
+
+/// How long a piece found resident is taken to stay so: short, so that memory pressure that
+/// evicts it costs at most this much of a stall risk.
+pub(super) const RESIDENT_TTL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A failed hash check is logged at most once per torrent per this interval.
 pub(super) const FAULT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -286,6 +300,27 @@ impl TorrentSlot {
         Serve::Wait {
             submit: self.wait_for(piece, key, generation),
         }
+    }
+
+    /// Whether `piece` was found in the page cache less than [`RESIDENT_TTL`] ago.
+    pub(super) fn lately_resident(&self, now: Instant, piece: u32) -> bool {
+        self.resident.iter().any(|(p, at)| {
+            *p == piece && at.is_some_and(|t| now.saturating_duration_since(t) < RESIDENT_TTL)
+        })
+    }
+
+    /// Remembers that `piece` is in the page cache at `now`.
+    pub(super) fn mark_resident(&mut self, now: Instant, piece: u32) {
+        if let Some(slot) = self
+            .resident
+            .iter_mut()
+            .find(|(p, at)| *p == piece && at.is_some())
+        {
+            slot.1 = Some(now);
+            return;
+        }
+        self.resident[self.resident_next] = (piece, Some(now));
+        self.resident_next = (self.resident_next + 1) % RESIDENT_MEMO;
     }
 
     /// Registers connection `(key, generation)` as waiting for disk work on `piece`; true when
@@ -365,6 +400,8 @@ impl Reactor {
             fault: None,
             fault_logged: None,
             faults_unlogged: 0,
+            resident: [(0, None); RESIDENT_MEMO],
+            resident_next: 0,
         });
     }
 
