@@ -607,10 +607,19 @@ impl PeerSession {
         self.queue.pop_front()
     }
 
-    /// Number of requests waiting for a disk read.
-    #[cfg(test)]
+    /// Number of requests waiting for a disk read (at most [`MAX_REQUEST_QUEUE`]).
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// The requests waiting for a disk read, oldest first (for invariant checks and metrics).
+    pub fn queued_requests(&self) -> impl ExactSizeIterator<Item = &BlockRequest> + '_ {
+        self.queue.iter()
+    }
+
+    /// Number of messages queued for the peer and not yet taken with [`PeerSession::poll_send`].
+    pub fn pending_sends(&self) -> usize {
+        self.outbox.len()
     }
 }
 
