@@ -176,9 +176,9 @@ impl PieceMap for Shape {
     }
     fn piece_len(&self, index: u32) -> Option<u32> {
         match index {
-            i if i + 1 == self.pieces => Some(self.last_len),
-            i if i < self.pieces => Some(self.piece_len),
-            _ => None,
+            i if i >= self.pieces => None,
+            i if i == self.pieces - 1 => Some(self.last_len),
+            _ => Some(self.piece_len),
         }
     }
     fn have(&self, index: u32) -> bool {

@@ -215,6 +215,27 @@ fn seeds() -> Vec<Seed> {
         error: Some("bad_request"),
     });
 
+    // SECURITY.md W5: piece index u32::MAX in a `have` and in a request (the first fuzzer find
+    // was the harness's own `piece_len` overflowing on it).
+    seeds.push(Seed {
+        name: "have_piece_u32_max",
+        data: input(
+            header(10, 0, 0, flag::FAST, 0),
+            &[],
+            &[Message::Have { piece: u32::MAX }],
+        ),
+        error: Some("piece_out_of_range"),
+    });
+    seeds.push(Seed {
+        name: "request_piece_u32_max",
+        data: input(
+            header(10, 0, 0, flag::FAST, 0),
+            &[Ctrl::Choke(false)],
+            &[Message::Interested, req(u32::MAX, 0, 16_384)],
+        ),
+        error: Some("piece_out_of_range"),
+    });
+
     // A `have` flood: every piece, then over and over.
     let pieces = 8;
     let msgs: Vec<Message> = (0..=pieces + HAVE_SLACK)
