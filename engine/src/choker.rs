@@ -262,7 +262,6 @@ impl Choker {
     }
 
     /// Whether `key` holds a slot.
-    #[cfg(test)]
     pub fn is_unchoked(&self, key: usize) -> bool {
         self.peers
             .get(&key)

@@ -164,6 +164,16 @@ pub enum Step {
     Peers(Vec<SocketAddr>),
 }
 
+/// Super-seeding (BEP 16): the pieces one peer was offered (told with `have`), those it was
+/// served blocks of, and those whose `have` earned it the next offer. Each holds at most one
+/// entry per offer, and a peer earns an offer only by downloading an offered piece.
+#[derive(Debug, Default)]
+struct Offers {
+    offered: HashSet<u32>,
+    requested: HashSet<u32>,
+    passed_on: HashSet<u32>,
+}
+
 /// One peer's state as seen by a seed.
 #[derive(Debug)]
 pub struct PeerSession {
@@ -194,9 +204,9 @@ pub struct PeerSession {
     pub listen_port: Option<u16>,
     /// The peers we last told this peer about over PEX.
     pub pex_sent: HashSet<SocketAddr>,
-    /// Super-seeding (BEP 16): the pieces this peer was told we have; `None` when the torrent is
-    /// seeded normally.
-    super_offered: Option<Vec<u32>>,
+    /// Super-seeding (BEP 16): what this peer was offered; `None` when the torrent is seeded
+    /// normally.
+    super_offered: Option<Offers>,
     extension_handshakes: u32,
     /// The peer's client name from its extension handshake (`v`), at most 64 bytes.
     pub client: Option<String>,
@@ -231,7 +241,7 @@ impl PeerSession {
         let mut s = Self::bare(now, caps.fast, torrent.piece_count());
         let super_seed = torrent.super_seed_availability().is_some();
         if super_seed {
-            s.super_offered = Some(Vec::new());
+            s.super_offered = Some(Offers::default());
             if caps.fast {
                 s.outbox.push_back(Message::HaveNone);
             }
@@ -354,8 +364,8 @@ impl PeerSession {
 
     /// Super-seeding: tells the peer we have `piece` (queues `have`), and serves it from now on.
     fn offer(&mut self, piece: u32) {
-        if let Some(offered) = &mut self.super_offered {
-            offered.push(piece);
+        if let Some(offers) = &mut self.super_offered {
+            offers.offered.insert(piece);
             self.outbox.push_back(Message::Have { piece });
         }
     }
@@ -364,7 +374,17 @@ impl PeerSession {
     fn was_offered(&self, piece: u32) -> bool {
         self.super_offered
             .as_ref()
-            .is_some_and(|o| o.contains(&piece))
+            .is_some_and(|o| o.offered.contains(&piece))
+    }
+
+    /// Super-seeding: whether the peer's `have` of `piece` earns the next offer. Only the first
+    /// `have` of an offered piece the peer asked blocks of counts: repeating a `have`, or
+    /// announcing an offered piece it never downloaded, earns nothing (each offer scans every
+    /// piece, so a peer must not be able to buy one with a 9-byte message).
+    fn passed_on(&mut self, piece: u32) -> bool {
+        self.super_offered
+            .as_mut()
+            .is_some_and(|o| o.requested.contains(&piece) && o.passed_on.insert(piece))
     }
 
     /// Takes the next message to send to the peer. Call after every input until `None`.
@@ -457,7 +477,7 @@ impl PeerSession {
                         *n = n.saturating_add(1);
                     }
                     // BEP 16: the peer passed on what it was offered; offer the next piece.
-                    if self.was_offered(*piece) {
+                    if self.passed_on(*piece) {
                         self.offer_next(torrent);
                     }
                 }
@@ -556,7 +576,7 @@ impl PeerSession {
         let offered = self
             .super_offered
             .as_ref()
-            .is_none_or(|o| o.contains(&req.piece));
+            .is_none_or(|o| o.offered.contains(&req.piece));
         if !torrent.have(req.piece) || !offered {
             return Err(PeerError::RequestedMissingPiece { piece: req.piece });
         }
@@ -575,6 +595,9 @@ impl PeerSession {
             self.reject(req);
         } else {
             self.queue.push_back(req);
+            if let Some(offers) = &mut self.super_offered {
+                offers.requested.insert(req.piece);
+            }
         }
         Ok(())
     }
@@ -607,10 +630,19 @@ impl PeerSession {
         self.queue.pop_front()
     }
 
-    /// Number of requests waiting for a disk read.
-    #[cfg(test)]
+    /// Number of requests waiting for a disk read (at most [`MAX_REQUEST_QUEUE`]).
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// The requests waiting for a disk read, oldest first (for invariant checks and metrics).
+    pub fn queued_requests(&self) -> impl ExactSizeIterator<Item = &BlockRequest> + '_ {
+        self.queue.iter()
+    }
+
+    /// Number of messages queued for the peer and not yet taken with [`PeerSession::poll_send`].
+    pub fn pending_sends(&self) -> usize {
+        self.outbox.len()
     }
 }
 
@@ -876,6 +908,32 @@ mod tests {
         assert_eq!(map.0[2], 2);
         // The next offer: the least available of the rest, the first of the ties.
         assert_eq!(s.poll_send(), Some(Message::Have { piece: 0 }));
+    }
+
+    #[test]
+    fn super_seed_offers_are_earned_by_downloading_not_by_repeating_have() {
+        let now = Instant::now();
+        let mut map = SuperMap(vec![0; 10]);
+        let mut s = PeerSession::new(now, PeerCaps::default(), &LOCAL, &mut map);
+        assert_eq!(s.poll_send(), Some(Message::Have { piece: 0 }));
+        // Announcing the offered piece without downloading it earns nothing, however often.
+        for _ in 0..20 {
+            s.handle_message(now, &Message::Have { piece: 0 }, &mut map)
+                .unwrap();
+        }
+        assert_eq!(s.poll_send(), None);
+        s.handle_message(now, &Message::Interested, &mut map)
+            .unwrap();
+        s.unchoke();
+        s.handle_message(now, &req(0, 0, 16384), &mut map).unwrap();
+        while s.poll_send().is_some() {}
+        // Downloaded and announced: one new offer, and only one.
+        for _ in 0..20 {
+            s.handle_message(now, &Message::Have { piece: 0 }, &mut map)
+                .unwrap();
+        }
+        assert_eq!(s.poll_send(), Some(Message::Have { piece: 1 }));
+        assert_eq!(s.poll_send(), None);
     }
 
     #[test]
