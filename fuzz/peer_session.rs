@@ -129,7 +129,7 @@ impl Shape {
             .max(1);
         let holes = h[2];
         let have: Vec<bool> = (0..pieces)
-            .map(|i| holes & 1 == 0 || mix(i, holes) % 4 != 0)
+            .map(|i| holes & 1 == 0 || !mix(i, holes).is_multiple_of(4))
             .collect();
         let withheld = (0..pieces)
             .map(|i| have[i as usize] && holes & 2 != 0 && mix(i, holes) % 7 == 1)

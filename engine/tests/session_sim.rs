@@ -129,7 +129,7 @@ impl PieceMap for SimTorrent {
     }
     fn bitfield(&self) -> Bytes {
         let mut bits = vec![0xff; PIECES.div_ceil(8) as usize];
-        if PIECES % 8 != 0 {
+        if !PIECES.is_multiple_of(8) {
             *bits.last_mut().unwrap() = 0xff << (8 - PIECES % 8);
         }
         bits.into()

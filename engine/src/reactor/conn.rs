@@ -349,6 +349,12 @@ impl Reactor {
                     self.start_peer(key, now, &hs, dialed)?;
                 }
                 ConnState::Peer { .. } => {
+                    if conn.out.len() > SEND_BUFFER_HIGH_WATER {
+                        // Back-pressure per message, not only per read: 400 metadata requests
+                        // of 31 bytes would otherwise queue 6.5 MiB of replies (SECURITY.md
+                        // W7). `flush` revisits the connection once the queue drains.
+                        return Ok(false);
+                    }
                     if messages == MAX_MESSAGES_PER_WAKE {
                         // Fairness: the rest waits for the next turn (SECURITY.md, STYLE §5).
                         return Ok(true);
