@@ -43,7 +43,8 @@ mod root;
 mod verify;
 
 pub use create::{
-    CREATED_BY, CreateError, CreateOptions, auto_piece_length, create_info, create_torrent,
+    CREATED_BY, CreateError, CreateOptions, SkipReason, SkippedLink, Survey, auto_piece_length,
+    create_info, create_torrent, survey,
 };
 pub use create_v2::TorrentVersion;
 pub use files::{Segment, SegmentIter};
@@ -53,4 +54,5 @@ pub use layout::{Residency, Storage, StorageError, WARM_CHUNK_LEN};
 pub use path::{
     NonPortable, PathError, SafeRelPath, non_portable_paths, portability_issue, validate_component,
 };
+pub use root::SymlinkPolicy;
 pub use verify::verify;
