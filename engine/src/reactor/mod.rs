@@ -36,7 +36,10 @@ pub(crate) mod dht;
 mod front;
 mod metrics;
 mod peer;
+mod summary;
 mod timers;
+
+pub(crate) use summary::DEFAULT_SUMMARY_INTERVAL;
 mod torrent;
 mod udp;
 
@@ -164,6 +167,8 @@ pub(crate) struct Reactor {
     now: Instant,
     /// The tracker whose response is being handled, for the peers it reports.
     peer_source: Option<IpAddr>,
+    /// The periodic summary line.
+    summary: summary::Summary,
 }
 
 impl Reactor {
@@ -280,6 +285,7 @@ impl Reactor {
             dial_policy: crate::dial::DialPolicy::new(Instant::now()),
             now: Instant::now(),
             peer_source: None,
+            summary: summary::Summary::new(Instant::now()),
         })
     }
 
@@ -385,6 +391,9 @@ impl Reactor {
                 }
             }
             self.run_timers(now);
+            if self.summary.due(now) {
+                self.log_summary(now);
+            }
             self.drive_announcer(now);
             self.drive_dht(now);
             if now >= self.next_pex {
