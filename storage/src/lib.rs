@@ -8,7 +8,10 @@
 //!   [`Storage::open`] (or creation) holds its directory open; every open of a file, including
 //!   each reopen after the handle cache evicted it, is relative to that directory with
 //!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or an `O_NOFOLLOW` walk (SECURITY §0
-//!   rule 8).
+//!   rule 8). The one exception is opt-in ([`SymlinkPolicy::FollowWithinRoot`], for torrents
+//!   created by following a tree's own links): links are followed only while the kernel's
+//!   `RESOLVE_BENEATH` sees every step stay beneath the data path, so nothing outside it is
+//!   ever read either way.
 //! - Missing data is an error, never zeros: a missing, short or truncated file fails the read
 //!   (SECURITY S5). Only BEP 47 padding files read as zeros.
 //! - Every offset is computed with checked arithmetic or proven in range first; requests are
