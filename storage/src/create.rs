@@ -5,9 +5,16 @@
 //! For the same data, name, piece length and `private` flag, the `info` dictionary, and so the
 //! info-hash, equals mktorrent's: mktorrent writes exactly the keys `Info::encode` writes, and
 //! this module lists files in mktorrent's order. Differences from mktorrent, on purpose:
-//! symbolic links below the root are skipped (mktorrent follows them, even out of the tree), an
-//! input of 0 bytes is refused, and names that [`SafeRelPath`](crate::SafeRelPath) would refuse
-//! when loading are refused here too.
+//! symbolic links below the root are followed only when [`CreateOptions::symlinks`] says so, and
+//! then only those that resolve beneath the root (mktorrent follows every link, even out of the
+//! tree); the others are skipped and reported ([`survey`]). An input of 0 bytes is refused, and
+//! names that [`SafeRelPath`](crate::SafeRelPath) would refuse when loading are refused here
+//! too.
+//!
+//! A followed link is listed under its own path (as mktorrent lists it) and read through it,
+//! beneath the root, with the kernel's `RESOLVE_BENEATH` check ([`SymlinkPolicy`]): a torrent
+//! made this way is seeded with [`Storage::open_with`](crate::Storage::open_with) and the same
+//! policy, and no open ever leaves the data directory.
 
 use std::cmp::Ordering;
 use std::fs;
@@ -25,7 +32,7 @@ use crate::limits::{
     MAX_TOTAL_LENGTH, MIN_PIECE_LEN,
 };
 use crate::path::{PathError, validate_component};
-use crate::root::Root;
+use crate::root::{Root, SymlinkPolicy};
 use crate::{StorageError, TorrentVersion, default_threads};
 
 /// The `created by` value of torrents this crate creates.
@@ -55,6 +62,76 @@ pub struct CreateOptions {
     /// `creation date`, seconds since the Unix epoch (the caller reads the clock); `None` omits
     /// it.
     pub creation_date: Option<i64>,
+    /// `source` in the `info` dictionary (not a BEP: private trackers require it; it changes the
+    /// info-hash, so the same data gets a distinct swarm per tracker). Added by
+    /// [`create_torrent`]; [`create_info`] ignores it.
+    pub source: Option<String>,
+    /// Whether symbolic links below a directory are followed (those beneath it only).
+    pub symlinks: SymlinkPolicy,
+}
+
+/// A symbolic link below a torrent's input that was not followed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLink {
+    /// The link's path on disk.
+    pub path: PathBuf,
+    /// Why it was skipped.
+    pub reason: SkipReason,
+}
+
+/// Why a symbolic link was skipped when creating a torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Links are not followed ([`SymlinkPolicy::Refuse`], or a kernel without `openat2`).
+    NotFollowed,
+    /// The link resolves outside the input directory, or is absolute.
+    LeavesRoot,
+    /// The link's target does not exist.
+    Broken,
+    /// The link points at a directory that contains it (or is a chain of links too long).
+    Loop,
+    /// The target is neither a regular file nor a directory.
+    Special,
+}
+
+impl SkipReason {
+    /// A few words for messages.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFollowed => "links are not followed",
+            Self::LeavesRoot => "points outside the directory, or is absolute",
+            Self::Broken => "target missing",
+            Self::Loop => "loops back to a directory above it",
+            Self::Special => "not a file or directory",
+        }
+    }
+}
+
+/// What a new torrent of an input would hold, found without reading any data: for checks and a
+/// progress total before hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survey {
+    /// Bytes of data.
+    pub total_length: u64,
+    /// Regular files (followed links included).
+    pub files: usize,
+    /// Links below a directory that were skipped, in walk order.
+    pub skipped_links: Vec<SkippedLink>,
+}
+
+/// Lists the input `path` as [`create_torrent`] would with `symlinks`, without hashing.
+///
+/// # Errors
+/// The errors of [`create_info`] about the input and its size (not the piece length).
+pub fn survey(path: &Path, symlinks: SymlinkPolicy) -> Result<Survey, CreateError> {
+    let input = read_input(path, symlinks)?;
+    let total_length = total_length(&input.files, path)?;
+    Ok(Survey {
+        total_length,
+        files: input.files.len(),
+        skipped_links: input.skipped_links,
+    })
 }
 
 /// Why a torrent could not be created. I/O variants carry the path involved.
@@ -213,12 +290,42 @@ pub fn create_torrent(
     opts: &CreateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Metainfo, CreateError> {
-    if opts.version != TorrentVersion::V1 {
-        return crate::create_v2::create_v2(path, opts, progress);
+    let metainfo = if opts.version == TorrentVersion::V1 {
+        let info = create_info(path, opts, progress)?;
+        with_options(
+            Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone()),
+            opts,
+        )
+    } else {
+        crate::create_v2::create_v2(path, opts, progress)?
+    };
+    match &opts.source {
+        Some(source) => with_source(&metainfo, source),
+        None => Ok(metainfo),
     }
-    let info = create_info(path, opts, progress)?;
-    let metainfo = Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone());
-    Ok(with_options(metainfo, opts))
+}
+
+/// `metainfo` with `source` added to its `info` dictionary, parsed anew (new info-hashes).
+/// `source` sorts after every other key of a v1, v2 or hybrid `info` (`private` is the last
+/// one before it), so it goes just before the dictionary's closing `e`.
+fn with_source(metainfo: &Metainfo, source: &str) -> Result<Metainfo, CreateError> {
+    let info = &metainfo.info_bytes;
+    let Some((b'e', body)) = info.split_last() else {
+        // Never happens: info_bytes is a whole dictionary.
+        return Err(CreateError::Invalid(
+            seednode_wire::metainfo::MetainfoError::Bencode(
+                seednode_wire::bencode::DecodeError::UnexpectedEof { pos: info.len() },
+            ),
+        ));
+    };
+    let mut spliced = Vec::with_capacity(info.len() + source.len() + 32);
+    spliced.extend_from_slice(body);
+    spliced.extend_from_slice(format!("6:source{}:", source.len()).as_bytes());
+    spliced.extend_from_slice(source.as_bytes());
+    spliced.push(b'e');
+    let mut with = metainfo.clone();
+    with.info_bytes = spliced.into();
+    Ok(Metainfo::from_bytes(&with.to_bytes())?)
 }
 
 /// `metainfo` with the fields of `opts` outside `info` (v1, v2 and hybrid alike): `comment`,
@@ -254,7 +361,7 @@ pub fn create_info(
         });
     }
     let name = torrent_name(path, opts.name.as_deref())?;
-    let input = read_input(path)?;
+    let input = read_input(path, opts.symlinks)?;
     let total_length = total_length(&input.files, path)?;
     let file_set = FileSet::new(input.root, input.files.iter().map(Found::spec))?;
     let multi_file = input.multi_file;
@@ -388,6 +495,8 @@ impl Found {
 
 /// A new torrent's input: its root, held open, and its regular files.
 pub(crate) struct Input {
+    /// Links below a directory that were not followed.
+    pub(crate) skipped_links: Vec<SkippedLink>,
     /// The directory every file is read beneath: the input directory, or a single file's
     /// directory.
     pub(crate) root: Root,
@@ -430,10 +539,11 @@ pub(crate) fn total_length(files: &[Found], path: &Path) -> Result<u64, CreateEr
 /// # Errors
 /// [`CreateError::Io`] when `path` cannot be stat'ed, [`CreateError::NotFileOrDirectory`], the
 /// errors of [`walk`], and [`CreateError::Read`] when the root cannot be opened.
-pub(crate) fn read_input(path: &Path) -> Result<Input, CreateError> {
+pub(crate) fn read_input(path: &Path, symlinks: SymlinkPolicy) -> Result<Input, CreateError> {
     let meta = fs::metadata(path).map_err(|source| io_error(path, source))?;
     if meta.is_file() {
         let (root, name) = Root::for_file(path)?;
+        let root = root.with_symlinks(symlinks);
         let file = Found {
             rel: Vec::new(),
             abs: path.to_path_buf(),
@@ -444,14 +554,17 @@ pub(crate) fn read_input(path: &Path) -> Result<Input, CreateError> {
             root,
             files: vec![file],
             multi_file: false,
+            skipped_links: Vec::new(),
         })
     } else if meta.is_dir() {
         // Opened before the walk: the files listed are read beneath this very directory.
-        let root = Root::open_dir(path)?;
+        let root = Root::open_dir(path)?.with_symlinks(symlinks);
+        let (files, skipped_links) = walk(path, &root)?;
         Ok(Input {
             root,
-            files: walk(path)?,
+            files,
             multi_file: true,
+            skipped_links,
         })
     } else {
         Err(CreateError::NotFileOrDirectory {
@@ -460,25 +573,49 @@ pub(crate) fn read_input(path: &Path) -> Result<Input, CreateError> {
     }
 }
 
-/// Lists the regular files below `root`, in mktorrent's order, without following links.
-pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
+/// A directory's identity, to notice a link that leads back to a directory above it.
+type DirId = (u64, u64);
+
+fn dir_id(path: &Path) -> Result<DirId, CreateError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|source| io_error(path, source))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Lists the regular files below `root_path` (held open as `root`), in mktorrent's order, and
+/// the links it did not follow. A link is followed when `root` allows it and
+/// [`Root::stat_beneath`] (the same check every later open makes) resolves it beneath the root
+/// to a file or a directory that is not one of its own ancestors.
+pub(crate) fn walk(
+    root_path: &Path,
+    root: &Root,
+) -> Result<(Vec<Found>, Vec<SkippedLink>), CreateError> {
     let mut found = Vec::new();
-    let mut pending = vec![(root.to_path_buf(), Vec::<String>::new())];
+    let mut skipped = Vec::new();
+    let mut pending = vec![(
+        root_path.to_path_buf(),
+        Vec::<String>::new(),
+        vec![dir_id(root_path)?],
+    )];
     let mut dirs = 1usize;
-    while let Some((dir, rel)) = pending.pop() {
+    while let Some((dir, rel, ancestors)) = pending.pop() {
         let entries = fs::read_dir(&dir).map_err(|source| io_error(&dir, source))?;
         for entry in entries {
             let entry = entry.map_err(|source| io_error(&dir, source))?;
             let path = entry.path();
             // DirEntry::file_type does not follow links.
-            let file_type = entry
+            let mut file_type = entry
                 .file_type()
                 .map_err(|source| io_error(&path, source))?;
-            if file_type.is_symlink() {
-                tracing::debug!(path = %escape_path(&path), "skipping symbolic link");
+            let is_link = file_type.is_symlink();
+            if is_link && root.symlinks() == SymlinkPolicy::Refuse {
+                skipped.push(SkippedLink {
+                    path,
+                    reason: SkipReason::NotFollowed,
+                });
                 continue;
             }
-            if !file_type.is_dir() && !file_type.is_file() {
+            if !is_link && !file_type.is_dir() && !file_type.is_file() {
                 tracing::debug!(path = %escape_path(&path), "skipping special file");
                 continue;
             }
@@ -492,6 +629,40 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
             })?;
             let mut child = rel.clone();
             child.push(name);
+            let mut length = None;
+            if is_link {
+                let disk: PathBuf = child.iter().collect();
+                let reason = match root.stat_beneath(&disk) {
+                    Ok((rustix::fs::FileType::RegularFile, len)) => {
+                        length = Some(len);
+                        file_type = fs::metadata(&path)
+                            .map_err(|source| io_error(&path, source))?
+                            .file_type();
+                        None
+                    }
+                    Ok((rustix::fs::FileType::Directory, _)) => {
+                        if ancestors.contains(&dir_id(&path)?) {
+                            Some(SkipReason::Loop)
+                        } else {
+                            file_type = fs::metadata(&path)
+                                .map_err(|source| io_error(&path, source))?
+                                .file_type();
+                            None
+                        }
+                    }
+                    // Still a link: the kernel cannot follow links safely (no openat2).
+                    Ok((rustix::fs::FileType::Symlink, _)) => Some(SkipReason::NotFollowed),
+                    Ok(_) => Some(SkipReason::Special),
+                    Err(rustix::io::Errno::XDEV) => Some(SkipReason::LeavesRoot),
+                    Err(rustix::io::Errno::NOENT) => Some(SkipReason::Broken),
+                    Err(rustix::io::Errno::LOOP) => Some(SkipReason::Loop),
+                    Err(errno) => return Err(io_error(&path, io::Error::from(errno))),
+                };
+                if let Some(reason) = reason {
+                    skipped.push(SkippedLink { path, reason });
+                    continue;
+                }
+            }
             if file_type.is_dir() {
                 // Its files will have at least one more component.
                 if child.len() >= MAX_PATH_COMPONENTS {
@@ -504,15 +675,20 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
                 if dirs > MAX_DIRS {
                     return Err(CreateError::TooManyDirectories { limit: MAX_DIRS });
                 }
-                pending.push((path, child));
+                let mut below = ancestors.clone();
+                below.push(dir_id(&path)?);
+                pending.push((path, child, below));
             } else {
                 if found.len() >= MAX_FILES {
                     return Err(CreateError::TooManyFiles { limit: MAX_FILES });
                 }
-                let length = entry
-                    .metadata()
-                    .map_err(|source| io_error(&path, source))?
-                    .len();
+                let length = match length {
+                    Some(length) => length,
+                    None => entry
+                        .metadata()
+                        .map_err(|source| io_error(&path, source))?
+                        .len(),
+                };
                 found.push(Found {
                     disk: child.iter().collect(),
                     rel: child,
@@ -523,7 +699,7 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>, CreateError> {
         }
     }
     found.sort_unstable_by(|a, b| mktorrent_order(&a.rel, &b.rel));
-    Ok(found)
+    Ok((found, skipped))
 }
 
 /// mktorrent 1.1's file order: `strcmp` of the `/`-joined relative paths, so `a.txt` comes

@@ -61,7 +61,8 @@ pub(crate) fn create_v2(
         root,
         files: mut found,
         multi_file,
-    } = read_input(path)?;
+        ..
+    } = read_input(path, opts.symlinks)?;
     if !multi_file {
         // BEP 52: a single file's tree entry is named after the torrent.
         for f in &mut found {

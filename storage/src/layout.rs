@@ -11,7 +11,7 @@ use seednode_wire::metainfo::{FileEntry, Info};
 
 use crate::files::{Backing, FileSet, FileSpec, SegmentIter};
 use crate::path::{PathError, SafeRelPath};
-use crate::root::Root;
+use crate::root::{Root, SymlinkPolicy};
 
 /// Why a torrent's data could not be opened or read. Variants name what is wrong with the data
 /// on disk or with the request; every I/O variant carries the file's path.
@@ -220,7 +220,21 @@ impl Storage {
     /// [`StorageError::NotRegularFile`], [`StorageError::SymlinkInPath`] or [`StorageError::Io`]
     /// for data on disk that does not match.
     pub fn open(data_path: &Path, info: &Info) -> Result<Self, StorageError> {
-        let storage = Self::layout(data_path, info)?;
+        Self::open_with(data_path, info, SymlinkPolicy::Refuse)
+    }
+
+    /// [`Storage::open`], following links below the data path as `symlinks` says
+    /// ([`SymlinkPolicy::FollowWithinRoot`]: only links that stay beneath it, checked by the
+    /// kernel at every open).
+    ///
+    /// # Errors
+    /// As [`Storage::open`].
+    pub fn open_with(
+        data_path: &Path,
+        info: &Info,
+        symlinks: SymlinkPolicy,
+    ) -> Result<Self, StorageError> {
+        let storage = Self::layout(data_path, info, symlinks)?;
         for (index, slot) in storage.files.slots().iter().enumerate() {
             if slot.backing == Backing::Padding || slot.length == 0 {
                 continue;
@@ -232,7 +246,11 @@ impl Storage {
 
     /// Maps `info`'s files under `data_path`, checks the geometry, then opens the root they are
     /// opened beneath (so an inconsistent `info` is reported before anything on disk).
-    fn layout(data_path: &Path, info: &Info) -> Result<Self, StorageError> {
+    fn layout(
+        data_path: &Path,
+        info: &Info,
+        symlinks: SymlinkPolicy,
+    ) -> Result<Self, StorageError> {
         let mut specs = if info.multi_file {
             let mut files = Vec::with_capacity(info.files.len());
             for entry in &info.files {
@@ -290,7 +308,8 @@ impl Storage {
                 file.rel = name;
             }
             root
-        };
+        }
+        .with_symlinks(symlinks);
         Ok(Self {
             files: FileSet::new(root, specs)?,
             piece_length: geometry.piece_length,

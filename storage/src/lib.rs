@@ -9,7 +9,10 @@
 //!   [`Storage::open`] (or creation) holds its directory open; every open of a file, including
 //!   each reopen after the handle cache evicted it, is relative to that directory with
 //!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or an `O_NOFOLLOW` walk (SECURITY §0
-//!   rule 8).
+//!   rule 8). The one exception is opt-in ([`SymlinkPolicy::FollowWithinRoot`], for torrents
+//!   created by following a tree's own links): links are followed only while the kernel's
+//!   `RESOLVE_BENEATH` sees every step stay beneath the data path, so nothing outside it is
+//!   ever read either way.
 //! - Missing data is an error, never zeros: a missing, short or truncated file fails the read
 //!   (SECURITY S5). Only BEP 47 padding files read as zeros.
 //! - Every offset is computed with checked arithmetic or proven in range first; requests are
@@ -49,7 +52,8 @@ mod verify;
 
 pub use catalog::{Catalog, CatalogError};
 pub use create::{
-    CREATED_BY, CreateError, CreateOptions, auto_piece_length, create_info, create_torrent,
+    CREATED_BY, CreateError, CreateOptions, SkipReason, SkippedLink, Survey, auto_piece_length,
+    create_info, create_torrent, survey,
 };
 pub use create_v2::TorrentVersion;
 pub use files::{Segment, SegmentIter};
@@ -59,4 +63,5 @@ pub use layout::{Residency, Storage, StorageError, WARM_CHUNK_LEN};
 pub use path::{
     NonPortable, PathError, SafeRelPath, non_portable_paths, portability_issue, validate_component,
 };
+pub use root::SymlinkPolicy;
 pub use verify::verify;

@@ -12,7 +12,16 @@
 //!   the one before, and the file with `O_NOFOLLOW`.
 //!
 //! Either way a link swapped in anywhere below the root, at any time, fails the open (`ELOOP`,
-//! reported as [`StorageError::SymlinkInPath`]); no byte outside the root is ever read. Files are
+//! reported as [`StorageError::SymlinkInPath`]); no byte outside the root is ever read.
+//!
+//! A root opened with [`SymlinkPolicy::FollowWithinRoot`] (the operator's choice, for trees
+//! that link between their own files, as mktorrent follows them) drops `RESOLVE_NO_SYMLINKS`
+//! and keeps `RESOLVE_BENEATH`: the kernel follows a link only while every step of its
+//! resolution stays beneath the root, and refuses any that leaves it, and any absolute link,
+//! with `EXDEV`, checked atomically at each open, so a link changed later to point outside is
+//! refused too. "Never escapes the data directory" holds either way. Where `openat2` is
+//! unavailable the walk keeps refusing every link: following one safely needs the kernel's
+//! check. Files are
 //! opened with `O_NONBLOCK` so that a FIFO put in a file's place cannot block the disk thread; the
 //! flag is cleared once the descriptor is known to be a regular file.
 
@@ -32,6 +41,19 @@ use crate::limits::MAX_OPEN_ATTEMPTS;
 /// are equally strict; the walk costs one `openat` and one `fstat` per directory.
 static OPENAT2_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 
+/// Whether symbolic links below a torrent's root are followed, when creating a torrent and
+/// when serving its files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SymlinkPolicy {
+    /// No link below the root is followed (creation skips them, opens through one fail).
+    #[default]
+    Refuse,
+    /// Links whose every resolution step stays beneath the root are followed (relative links
+    /// only, `openat2` `RESOLVE_BENEATH`); others are skipped at creation and refused when
+    /// opened. Needs Linux 5.6; elsewhere it is [`SymlinkPolicy::Refuse`].
+    FollowWithinRoot,
+}
+
 /// A torrent's root directory, held open; every file of the torrent is opened beneath it.
 #[derive(Debug)]
 pub(crate) struct Root {
@@ -39,6 +61,8 @@ pub(crate) struct Root {
     fd: OwnedFd,
     /// The root's path as given, for messages only (never opened again).
     path: PathBuf,
+    /// Whether links beneath the root are followed.
+    symlinks: SymlinkPolicy,
 }
 
 impl Root {
@@ -68,7 +92,39 @@ impl Root {
         Ok(Self {
             fd,
             path: path.to_path_buf(),
+            symlinks: SymlinkPolicy::Refuse,
         })
+    }
+
+    /// Whether links beneath the root are followed.
+    pub(crate) const fn symlinks(&self) -> SymlinkPolicy {
+        self.symlinks
+    }
+
+    /// The same root, following links beneath it as `symlinks` says.
+    pub(crate) fn with_symlinks(mut self, symlinks: SymlinkPolicy) -> Self {
+        self.symlinks = symlinks;
+        self
+    }
+
+    /// Opens `rel` below the root with `O_PATH` (following links as the root's policy allows)
+    /// and returns its type and size in bytes; used by creation to decide whether a link is
+    /// followed, with the very check every later open makes.
+    ///
+    /// # Errors
+    /// As [`open_beneath`].
+    pub(crate) fn stat_beneath(&self, rel: &Path) -> Result<(FileType, u64), Errno> {
+        let fd = open_beneath(
+            self.fd.as_fd(),
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            self.symlinks,
+        )?;
+        let stat = rfs::fstat(&fd)?;
+        Ok((
+            FileType::from_raw_mode(stat.st_mode),
+            u64::try_from(stat.st_size).unwrap_or(0),
+        ))
     }
 
     /// The root for the single file `path` and the file's name in it: `path`'s directory, and
@@ -110,8 +166,8 @@ impl Root {
     pub(crate) fn open_file(&self, rel: &Path, shown: &Path) -> Result<(File, u64), StorageError> {
         let flags =
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
-        let fd =
-            open_beneath(self.fd.as_fd(), rel, flags).map_err(|e| self.error(rel, shown, e))?;
+        let fd = open_beneath(self.fd.as_fd(), rel, flags, self.symlinks)
+            .map_err(|e| self.error(rel, shown, e))?;
         let io_error = |errno: Errno| StorageError::Io {
             path: shown.to_path_buf(),
             source: io::Error::from(errno),
@@ -174,16 +230,25 @@ impl Root {
 /// with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or [`open_beneath_walk`] where the kernel lacks
 /// it. `flags` must hold `O_NOFOLLOW` (the walk relies on it for the last component).
 ///
+/// With [`SymlinkPolicy::FollowWithinRoot`], `O_NOFOLLOW` is dropped from `flags` and `openat2`
+/// keeps only `RESOLVE_BENEATH`: links that stay beneath `dir` are followed (the walk still
+/// refuses every link).
+///
 /// # Errors
 /// The `errno` of the failed open: `ELOOP` for a link, `EXDEV` for an escape, `ENOTDIR`,
 /// `ENOENT`, ...; `EAGAIN` when the kernel saw a rename race [`MAX_OPEN_ATTEMPTS`] times.
+/// `EXDEV` also for a followed link that leaves `dir` or is absolute.
 pub(crate) fn open_beneath(
     dir: BorrowedFd<'_>,
     rel: &Path,
     flags: OFlags,
+    symlinks: SymlinkPolicy,
 ) -> Result<OwnedFd, Errno> {
     if !OPENAT2_UNAVAILABLE.load(Ordering::Relaxed) {
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+        let (resolve, flags) = match symlinks {
+            SymlinkPolicy::Refuse => (ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS, flags),
+            SymlinkPolicy::FollowWithinRoot => (ResolveFlags::BENEATH, flags - OFlags::NOFOLLOW),
+        };
         let mut last = Errno::AGAIN;
         for _ in 0..MAX_OPEN_ATTEMPTS {
             match rfs::openat2(dir, rel, flags, Mode::empty(), resolve) {

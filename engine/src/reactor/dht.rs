@@ -148,7 +148,12 @@ impl super::Reactor {
                     sent,
                     ..
                 } => {
-                    info!(%info_hash, acked, sent, "announced to the DHT");
+                    if acked > 0 {
+                        info!(%info_hash, acked, sent, "announced to the DHT");
+                    } else {
+                        // Offline or not bootstrapped yet: retried at the next interval.
+                        debug!(%info_hash, sent, "DHT announce reached no node");
+                    }
                 }
                 Event::ExternalAddress { ip, votes } => {
                     debug!(%ip, votes, "external address reported by DHT nodes");

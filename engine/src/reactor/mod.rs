@@ -37,7 +37,10 @@ mod front;
 pub(crate) mod https;
 mod metrics;
 mod peer;
+mod summary;
 mod timers;
+
+pub(crate) use summary::DEFAULT_SUMMARY_INTERVAL;
 mod torrent;
 mod udp;
 
@@ -167,6 +170,8 @@ pub(crate) struct Reactor {
     peer_source: Option<IpAddr>,
     /// Addresses refused for repeated misbehaviour.
     bans: crate::ban::BanList,
+    /// The periodic summary line.
+    summary: summary::Summary,
 }
 
 impl Reactor {
@@ -281,6 +286,7 @@ impl Reactor {
             now: start,
             peer_source: None,
             bans: crate::ban::BanList::new(),
+            summary: summary::Summary::new(start),
         })
     }
 
@@ -386,6 +392,9 @@ impl Reactor {
                 }
             }
             self.run_timers(now);
+            if self.summary.due(now) {
+                self.log_summary(now);
+            }
             self.drive_announcer(now);
             self.drive_dht(now);
             if now >= self.next_pex {

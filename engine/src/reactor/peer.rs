@@ -179,8 +179,13 @@ impl Reactor {
         let Some(msg) = peer::decode_frame(&mut conn.rbuf, max)? else {
             return Ok(false);
         };
+        let knew_client = session.client.is_some();
         let step = session.handle_message(now, &msg, slot)?;
         let remote = conn.remote;
+        if let Some(client) = session.client.as_deref().filter(|_| !knew_client) {
+            // Known only from the extension handshake (BEP 10 `v`), after "peer connected".
+            info!(peer = %remote, client = %seednode_wire::display::escape_name(client), "peer client");
+        }
         let decisions = match step {
             Step::Continue => {
                 if matches!(msg, Message::Request(_)) {

@@ -1,0 +1,391 @@
+//! The command line: clap definitions of every subcommand, and the code that runs each.
+//!
+//! Every subcommand checks what it can before doing slow work: paths exist, the `.torrent` can
+//! be written (or an existing one matches), ports can be bound; only then is data hashed. Each
+//! error says which flag fixes it.
+
+pub(crate) mod create;
+pub(crate) mod info;
+pub(crate) mod net;
+pub(crate) mod parse;
+pub(crate) mod seed;
+pub(crate) mod servers;
+pub(crate) mod torrent_file;
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use seednode_storage::{SymlinkPolicy, TorrentVersion};
+
+use crate::limits::{
+    DEFAULT_CACHE_MIB, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_PEERS_PER_TORRENT, DEFAULT_UPLOAD_SLOTS,
+};
+use crate::reactor::DataPath;
+use parse::{Listen, parse_piece_length};
+
+/// An error for the operator, already worded.
+pub(crate) type CliError = String;
+
+/// Port of `seed` (peers, the built-in tracker and the DHT), BitTorrent's customary first port.
+pub(crate) const DEFAULT_SEED_PORT: u16 = 6881;
+/// Port of `tracker`, opentracker's and most public trackers' customary one.
+pub(crate) const DEFAULT_TRACKER_PORT: u16 = 6969;
+/// Port of `dht`: not [`DEFAULT_SEED_PORT`], so that a standalone node and a seed run side by
+/// side on one machine without a flag.
+pub(crate) const DEFAULT_DHT_PORT: u16 = 6882;
+
+/// `seednode --version`: the package version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SEEDNODE_COMMIT"),
+    ")"
+);
+
+#[derive(Parser)]
+#[command(
+    name = "seednode",
+    version = VERSION,
+    about = "A headless BitTorrent seed node",
+    long_about = "A headless BitTorrent seed node.\n\n\
+        Quick start: `seednode seed FILE` hashes FILE, writes FILE.torrent beside it, prints the \
+        info-hash and a magnet link, and seeds until Ctrl-C. Any BitTorrent client that opens \
+        FILE.torrent finds the seed through the tracker built into seednode, on the same port.\n\n\
+        Logging: set RUST_LOG (e.g. RUST_LOG=debug) to see more."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; boxing buys nothing
+pub(crate) enum Command {
+    /// Seed a file or directory: hash it (or verify it against --torrent), write its .torrent,
+    /// print the info-hash and magnet link, and serve it until SIGINT/SIGTERM.
+    Seed(SeedArgs),
+    /// Create a .torrent for a file or directory without seeding it.
+    Create(CreateArgs),
+    /// Show what a .torrent holds: name, info-hashes, piece length, files, trackers, magnet.
+    Info(InfoArgs),
+    /// Run only the tracker (HTTP and UDP), for any torrent, like opentracker.
+    Tracker(TrackerArgs),
+    /// Run only a Mainline DHT node (BEP 5), e.g. as the bootstrap node of a private network.
+    Dht(DhtNodeArgs),
+    /// Print a shell completion script (e.g. `seednode completions bash >
+    /// /etc/bash_completion.d/seednode`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one per subcommand into --dir.
+    Man(ManArgs),
+}
+
+/// Mainline DHT settings (BEP 5) of `seed`.
+#[derive(Args)]
+pub(crate) struct DhtArgs {
+    /// Do not join the Mainline DHT.
+    #[arg(long)]
+    pub(crate) no_dht: bool,
+    /// A DHT node to bootstrap from, HOST:PORT (repeatable) [default: the well-known public
+    /// routers, router.bittorrent.com:6881 and others]. `--dht-bootstrap none` uses none.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Where the DHT routing table is kept between runs
+    /// [default: $XDG_STATE_HOME/seednode/dht_nodes, or ~/.local/state/seednode/dht_nodes].
+    #[arg(long = "dht-state", value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct DhtNodeArgs {
+    /// UDP address of the node: IP:PORT, :PORT, IP or PORT [default: 0.0.0.0:6882].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<Listen>,
+    /// UDP port of the node (the IP stays --listen's).
+    #[arg(short, long, value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+    /// A node to bootstrap from, HOST:PORT (repeatable) [default: none: a standalone node is
+    /// usually the bootstrap node of a private network].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Where the routing table is kept between runs.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct TrackerArgs {
+    /// Address of the HTTP tracker (`/announce`, `/scrape`): IP:PORT, :PORT, IP or PORT
+    /// [default: 0.0.0.0:6969].
+    #[arg(long, visible_alias = "http", value_name = "ADDR")]
+    pub(crate) listen: Option<Listen>,
+    /// Port of the tracker (the IP stays --listen's).
+    #[arg(short, long, value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+    /// Address for the UDP tracker (BEP 15) [default: the --listen address, over UDP].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) udp: Option<Listen>,
+    /// Serve only the info-hashes listed in FILE (40 hex digits a line; reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE", conflicts_with = "deny")]
+    pub(crate) allow: Option<PathBuf>,
+    /// Serve every info-hash except those listed in FILE (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) deny: Option<PathBuf>,
+    /// Most connections at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub(crate) max_connections: usize,
+}
+
+/// How symbolic links below a directory are treated when making its torrent.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub(crate) enum Symlinks {
+    /// Follow links that resolve inside the directory (as mktorrent does); skip, and count,
+    /// the others.
+    Follow,
+    /// Skip every link (and count them).
+    Skip,
+}
+
+impl Symlinks {
+    pub(crate) const fn policy(self) -> SymlinkPolicy {
+        match self {
+            Self::Follow => SymlinkPolicy::FollowWithinRoot,
+            Self::Skip => SymlinkPolicy::Refuse,
+        }
+    }
+}
+
+/// What goes into a new torrent: shared by `seed` and `create`, with mktorrent's short flags
+/// where they do not clash (`-a`, `-c`, `-n`, `-s`, `-w`, `-o`).
+#[derive(Args)]
+pub(crate) struct TorrentArgs {
+    /// Where to write the .torrent [default: PATH.torrent beside PATH].
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Overwrite an existing .torrent that does not match (without it, one that matches the
+    /// data is reused, and one that does not is left alone with an error).
+    #[arg(short, long)]
+    pub(crate) force: bool,
+    /// Piece length: bytes or with a unit (262144, 256K, 1M; a power of two, 16K to 16M)
+    /// [default: chosen for about 1000-2000 pieces].
+    #[arg(long, value_name = "SIZE", value_parser = parse_piece_length)]
+    pub(crate) piece_length: Option<u32>,
+    /// Tracker URL (repeatable; each is its own tier, BEP 12). `-a` as in mktorrent.
+    #[arg(
+        long = "tracker",
+        short = 't',
+        visible_short_alias = 'a',
+        visible_alias = "announce",
+        value_name = "URL"
+    )]
+    pub(crate) trackers: Vec<String>,
+    /// Web seed URL for `url-list` (repeatable, BEP 19).
+    #[arg(long = "webseed", short = 'w', value_name = "URL")]
+    pub(crate) webseeds: Vec<String>,
+    /// Mark the torrent private (BEP 27): peers come only from its trackers.
+    #[arg(long)]
+    pub(crate) private: bool,
+    /// The torrent's `comment`.
+    #[arg(short, long, value_name = "TEXT")]
+    pub(crate) comment: Option<String>,
+    /// `source` in the info dictionary, as private trackers require (it changes the
+    /// info-hash).
+    #[arg(short, long, value_name = "TEXT")]
+    pub(crate) source: Option<String>,
+    /// The torrent's name [default: the file or directory name].
+    #[arg(short, long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Symbolic links below a directory: `follow` those that resolve inside it (as mktorrent
+    /// does; seeding then reads through them, never outside the directory), or `skip` all.
+    /// Skipped links are counted in a warning.
+    #[arg(long, value_enum, default_value = "follow", value_name = "HOW")]
+    pub(crate) symlinks: Symlinks,
+    /// Create a v2-only torrent (BEP 52: SHA-256 merkle trees; libtorrent 2 and qBittorrent 4.4+
+    /// can use it, older clients cannot).
+    #[arg(long, conflicts_with = "hybrid")]
+    pub(crate) v2: bool,
+    /// Create a hybrid v1 + v2 torrent (BEP 52 with BEP 47 padding files): every client can use
+    /// it, v2 clients verify with merkle trees.
+    #[arg(long)]
+    pub(crate) hybrid: bool,
+    /// Threads used to hash [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
+}
+
+impl TorrentArgs {
+    pub(crate) fn version(&self) -> TorrentVersion {
+        match (self.v2, self.hybrid) {
+            (true, _) => TorrentVersion::V2,
+            (_, true) => TorrentVersion::Hybrid,
+            _ => TorrentVersion::V1,
+        }
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct SeedArgs {
+    /// The files or directories to seed, one torrent each.
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Seed an existing .torrent: PATH is verified against it instead of hashed anew. PATH is
+    /// the torrent's own file or directory, or the download directory that contains it. Only
+    /// with a single PATH.
+    #[arg(long, value_name = "FILE", conflicts_with = "output")]
+    pub(crate) torrent: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for https:// trackers, besides the built-in
+    /// (Mozilla) roots: for a private tracker with a CA of its own. Certificates are always
+    /// verified.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tracker_ca: Option<PathBuf>,
+    /// Address for peers: IP:PORT, :PORT, IP or PORT [default: 0.0.0.0:6881]; the built-in
+    /// tracker (HTTP) answers on the same port.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<Listen>,
+    /// Port for peers and the tracker (the IP stays --listen's).
+    #[arg(short, long, value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+    /// Also serve HTTP (the tracker) on a port of its own: IP:PORT or :PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<Listen>,
+    /// Address for the UDP tracker (BEP 15) [default: the --listen address, over UDP].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) udp: Option<Listen>,
+    /// Run no UDP tracker (the UDP port still carries the DHT unless --no-dht).
+    #[arg(long)]
+    pub(crate) no_udp: bool,
+    #[command(flatten)]
+    pub(crate) dht: DhtArgs,
+    #[command(flatten)]
+    pub(crate) torrent_args: TorrentArgs,
+    /// Host or IP that clients should use to reach this node, put into the announce URL and
+    /// given out by the tracker [default: the --listen IP; when listening on every interface,
+    /// the address of the interface that reaches the internet].
+    #[arg(long, value_name = "HOST")]
+    pub(crate) announce_host: Option<String>,
+    /// Peers of one torrent unchoked at once (one of them rotates: the optimistic unchoke).
+    #[arg(long, default_value_t = DEFAULT_UPLOAD_SLOTS, value_name = "N")]
+    pub(crate) upload_slots: usize,
+    /// Upload limit of the whole node in bytes per second (0 = unlimited; units as 10M).
+    #[arg(long, default_value = "0", value_name = "BYTES_PER_SEC", value_parser = parse::parse_size)]
+    pub(crate) max_upload_rate: u64,
+    /// Upload limit of each torrent in bytes per second (0 = unlimited; units as 10M).
+    #[arg(long, default_value = "0", value_name = "BYTES_PER_SEC", value_parser = parse::parse_size)]
+    pub(crate) max_upload_rate_per_torrent: u64,
+    /// How block payloads reach the socket: `sendfile` (no copy in user space) or `copy`
+    /// (read on a disk thread, then write).
+    #[arg(long, value_enum, default_value = "sendfile", value_name = "HOW")]
+    pub(crate) data_path: DataPath,
+    /// MiB of whole pieces kept in memory by `--data-path copy` (pieces read into it are checked
+    /// against their hash first).
+    #[arg(long, default_value_t = DEFAULT_CACHE_MIB, value_name = "MIB")]
+    pub(crate) cache_mib: usize,
+    /// Super-seeding (BEP 16): reveal one piece at a time to each peer, least common first, to
+    /// spread a new torrent with the fewest bytes uploaded by this node.
+    #[arg(long)]
+    pub(crate) super_seed: bool,
+    /// Peers unchoked at once over all torrents.
+    #[arg(long, default_value_t = DEFAULT_GLOBAL_UPLOAD_SLOTS, value_name = "N")]
+    pub(crate) global_upload_slots: usize,
+    /// Most connections at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub(crate) max_connections: usize,
+    /// Most connections at once from one IP address.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP, value_name = "N")]
+    pub(crate) max_connections_per_ip: usize,
+    /// Most peers of one torrent at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_PEERS_PER_TORRENT, value_name = "N")]
+    pub(crate) max_peers_per_torrent: usize,
+    /// Seconds between the summary lines (peers, upload rate, total uploaded) logged while
+    /// anything is happening; 0 turns them off.
+    #[arg(long, default_value_t = crate::reactor::DEFAULT_SUMMARY_INTERVAL.as_secs(), value_name = "SECS")]
+    pub(crate) summary_interval: u64,
+}
+
+#[derive(Args)]
+pub(crate) struct CreateArgs {
+    /// The file or directory to make a torrent of.
+    pub(crate) path: PathBuf,
+    #[command(flatten)]
+    pub(crate) torrent_args: TorrentArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct InfoArgs {
+    /// The .torrent file.
+    pub(crate) torrent: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+pub(crate) struct ManArgs {
+    /// Write seednode.1 and seednode-SUBCOMMAND.1 into this directory instead of printing
+    /// seednode.1.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// The failure, worded for the operator.
+pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Seed(args) => seed::seed(&args),
+        Command::Create(args) => create::create(&args).map(|_| ()),
+        Command::Info(args) => info::info(&args),
+        Command::Tracker(args) => servers::tracker(&args),
+        Command::Dht(args) => servers::dht_node(&args),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "seednode",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man(args) => man(&args),
+    }
+}
+
+/// Renders the man pages from the clap definitions (clap_mangen).
+fn man(args: &ManArgs) -> Result<(), CliError> {
+    let cmd = Cli::command();
+    let Some(dir) = &args.dir else {
+        return clap_mangen::Man::new(cmd)
+            .render(&mut std::io::stdout())
+            .map_err(|e| format!("writing the man page: {e}"));
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: String, page: clap::Command| -> Result<(), CliError> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page)
+            .title(name.clone())
+            .render(&mut out)
+            .and_then(|()| std::fs::write(&path, out))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{}", path.display());
+        Ok(())
+    };
+    for sub in cmd.get_subcommands() {
+        write(format!("seednode-{}", sub.get_name()), sub.clone())?;
+    }
+    write("seednode".to_owned(), cmd)
+}
