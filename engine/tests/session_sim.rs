@@ -129,8 +129,9 @@ impl PieceMap for SimTorrent {
     }
     fn bitfield(&self) -> Bytes {
         let mut bits = vec![0xff; PIECES.div_ceil(8) as usize];
-        if !PIECES.is_multiple_of(8) {
-            *bits.last_mut().unwrap() = 0xff << (8 - PIECES % 8);
+        let spare = PIECES % 8;
+        if spare != 0 {
+            *bits.last_mut().unwrap() = 0xffu8.wrapping_shl(8 - spare);
         }
         bits.into()
     }
