@@ -148,3 +148,19 @@ pub const BAN_DURATION: Duration = Duration::from_secs(300);
 /// Addresses tracked for strikes, and banned, at most each; past it expired entries are
 /// dropped, then the oldest.
 pub const MAX_TRACKED_IPS: usize = 4_096;
+
+/// Largest HTTP request body, bytes (SECURITY.md §2.7: a `.torrent` upload is at most 10 MiB).
+/// A larger `Content-Length` is answered 413 before any of the body is read.
+pub const MAX_HTTP_BODY_LEN: usize = 10 * 1024 * 1024;
+
+/// Requests served on one HTTP connection at most; the last response says `Connection: close`.
+/// Bounds what one connection can make the node do without a new handshake.
+pub const MAX_HTTP_REQUESTS_PER_CONNECTION: usize = 100;
+
+/// An HTTP connection with nothing to send and no request under way is closed after this long
+/// (keep-alive idle time; nginx's default `keepalive_timeout` is 75 s).
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP response that makes no progress (the client reads nothing) for this long is
+/// abandoned and the connection closed.
+pub const HTTP_SEND_STALL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -9,6 +9,7 @@ use seednode::{ban, choker, dial, limits, rate, session};
 
 mod cli;
 mod disk;
+mod front_door;
 mod http;
 mod outq;
 mod progress;

@@ -24,7 +24,7 @@ const LIMIT: u64 = 2 * 1024 * 1024;
 fn uploaded(addr: SocketAddr) -> u64 {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
@@ -244,7 +244,7 @@ fn connections_past_the_per_ip_limit_are_closed_unserved() {
 fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();

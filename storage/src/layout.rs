@@ -163,6 +163,8 @@ pub struct Storage {
     files: FileSet,
     piece_length: u32,
     piece_count: u32,
+    /// A multi-file torrent (BEP 3 `files`): file paths are relative to its directory.
+    multi_file: bool,
 }
 
 /// Which files of a torrent are BEP 47 padding files that read as zeros.
@@ -314,6 +316,7 @@ impl Storage {
             files: FileSet::new(root, specs)?,
             piece_length: geometry.piece_length,
             piece_count: geometry.piece_count,
+            multi_file: info.multi_file,
         })
     }
 
@@ -445,6 +448,33 @@ impl Storage {
             return Err(StorageError::NothingOnDisk { index });
         }
         self.files.handle(index)
+    }
+
+    /// The index of the file at `path` in the torrent, never a padding file: for a multi-file
+    /// torrent, the components after the torrent's name (BEP 3 `path`); for a single-file
+    /// torrent, no components (the name is the file). Only compares with the torrent's own
+    /// list: a path from a URL never reaches the filesystem (BEP 19 webseeds).
+    #[must_use]
+    pub fn file_index_by_path(&self, path: &[String]) -> Option<usize> {
+        let slots = self.files.slots();
+        if !self.multi_file {
+            return (path.is_empty() && !slots.is_empty()).then_some(0);
+        }
+        slots.iter().position(|slot| {
+            slot.backing == Backing::Disk
+                && slot.rel.components().count() == path.len()
+                && slot
+                    .rel
+                    .components()
+                    .zip(path)
+                    .all(|(c, p)| c.as_os_str() == p.as_str())
+        })
+    }
+
+    /// Length in bytes of file `index`; `None` past the last file.
+    #[must_use]
+    pub fn file_len(&self, index: usize) -> Option<u64> {
+        self.files.slots().get(index).map(|s| s.length)
     }
 
     /// The cached handle of file `index`, or `None` when it is not open (never opens: for the

@@ -370,6 +370,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         cache_bytes: args.cache_mib.saturating_mul(1024 * 1024),
         access_list: None,
         secret: random_secret(),
+        allowed_hosts: Vec::new(),
     };
     let tracker = Tracker::with_secret(TrackerConfig::default(), Instant::now(), random_secret());
     let dht = if args.dht.no_dht {
@@ -450,6 +451,7 @@ fn seeded_torrent(
     tiers.retain(|t| !t.is_empty());
     let torrent = SeededTorrent {
         info_hash: meta.info_hash,
+        name: meta.info.name.clone().into_boxed_str(),
         storage: Arc::new(storage),
         piece_length: meta.info.piece_length,
         total_length: meta.info.total_length(),

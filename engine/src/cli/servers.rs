@@ -55,6 +55,7 @@ pub(crate) fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         cache_bytes: 0,
         access_list: access_list.clone(),
         secret: random_secret(),
+        allowed_hosts: Vec::new(),
     };
     let tracker_config = TrackerConfig {
         open: true,
@@ -102,6 +103,7 @@ pub(crate) fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
         cache_bytes: 0,
         access_list: None,
         secret: random_secret(),
+        allowed_hosts: Vec::new(),
     };
     let tracker = Tracker::new(TrackerConfig::default());
     let mut reactor = Reactor::new(

@@ -43,8 +43,15 @@ pub(super) enum ConnState {
         torrent: usize,
         session: Box<PeerSession>,
     },
-    /// HTTP, waiting for the request head.
-    Http,
+    /// HTTP, waiting for a request head: `served` requests answered so far on this connection,
+    /// `since` when this wait began (accept, or the previous response queued or sent).
+    Http { served: usize, since: Instant },
+    /// HTTP, a head received, waiting for its `Content-Length` body.
+    HttpBody {
+        request: Box<http::Request>,
+        served: usize,
+        since: Instant,
+    },
     /// Response queued; close once it is written.
     Closing,
 }
@@ -65,6 +72,8 @@ pub(super) struct Conn {
     pub(super) local: SocketAddr,
     pub(super) generation: u64,
     pub(super) accepted: Instant,
+    /// When queued bytes last went out (for the HTTP send-stall deadline).
+    pub(super) last_progress: Instant,
     pub(super) rbuf: BytesMut,
     pub(super) out: OutQueue,
     pub(super) state: ConnState,
@@ -115,7 +124,10 @@ impl Reactor {
         }
         let state = match kind {
             ListenerKind::Shared => ConnState::Sniffing,
-            ListenerKind::HttpOnly => ConnState::Http,
+            ListenerKind::HttpOnly => ConnState::Http {
+                served: 0,
+                since: now,
+            },
         };
         if let Some(key) = self.insert_conn(now, stream, remote, state) {
             debug!(peer = %remote, key, "accepted");
@@ -155,6 +167,7 @@ impl Reactor {
             local,
             generation,
             accepted: now,
+            last_progress: now,
             rbuf: BytesMut::new(),
             out: OutQueue::default(),
             state,
@@ -302,7 +315,12 @@ impl Reactor {
                     Sniff::Is(Protocol::PeerWire) => {
                         conn.state = ConnState::Handshake { dialed: None };
                     }
-                    Sniff::Is(Protocol::Http) => conn.state = ConnState::Http,
+                    Sniff::Is(Protocol::Http) => {
+                        conn.state = ConnState::Http {
+                            served: 0,
+                            since: now,
+                        };
+                    }
                     // Anything else may be an MSE handshake (its first bytes are a random public
                     // key); the responder gives up on garbage within a few hundred bytes.
                     Sniff::Unknown => conn.state = ConnState::Mse(Box::new(new_mse_responder())),
@@ -364,23 +382,45 @@ impl Reactor {
                         return Ok(false);
                     }
                 }
-                ConnState::Http => match http::parse(&conn.rbuf) {
-                    http::Parsed::Partial => return Ok(false),
-                    http::Parsed::Reject(status) => {
-                        conn.state = ConnState::Closing;
-                        self.queue(key, http::error(status));
+                ConnState::Http { served, since } => {
+                    let (served, since) = (*served, *since);
+                    if conn.out.len() > SEND_BUFFER_HIGH_WATER {
+                        // Pipelined requests wait until the responses before them drain.
                         return Ok(false);
                     }
-                    http::Parsed::Request(req) => {
-                        let reply = self.serve_http(key, now, &req);
-                        if let Some(conn) = self.conns.get_mut(key) {
+                    match http::parse(&conn.rbuf) {
+                        http::Parsed::Partial => return Ok(false),
+                        http::Parsed::Reject(status) => {
                             conn.state = ConnState::Closing;
                             conn.rbuf.clear();
+                            self.stats.http_rejected += 1;
+                            self.queue(key, http::error(status));
+                            return Ok(false);
                         }
-                        self.queue(key, reply);
+                        http::Parsed::Request(request) => {
+                            let _ = conn.rbuf.split_to(request.head_len);
+                            if request.content_length > 0 {
+                                conn.state = ConnState::HttpBody {
+                                    request,
+                                    served,
+                                    since,
+                                };
+                            } else {
+                                self.respond(key, now, &request, &[], served);
+                            }
+                        }
+                    }
+                }
+                ConnState::HttpBody {
+                    request, served, ..
+                } => {
+                    if conn.rbuf.len() < request.content_length {
                         return Ok(false);
                     }
-                },
+                    let body = conn.rbuf.split_to(request.content_length);
+                    let (request, served) = (std::mem::take(request), *served);
+                    self.respond(key, now, &request, &body, served);
+                }
                 ConnState::Closing => {
                     conn.rbuf.clear();
                     return Ok(false);
@@ -410,9 +450,19 @@ impl Reactor {
             return;
         };
         let was_over = conn.out.len() > SEND_BUFFER_HIGH_WATER;
+        let queued = conn.out.len();
         if let Err(e) = conn.out.write_to(&mut conn.stream) {
             self.close(key, CloseReason::WriteError(e));
             return;
+        }
+        if conn.out.len() < queued {
+            conn.last_progress = self.now;
+            if conn.out.is_empty()
+                && let ConnState::Http { since, .. } = &mut conn.state
+            {
+                // The response is out: the keep-alive idle time starts now.
+                *since = self.now;
+            }
         }
         if conn.out.is_empty() && matches!(conn.state, ConnState::Closing) {
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);

@@ -1,40 +1,469 @@
-//! HTTP requests on the shared port (tracker announce and scrape, metrics).
+//! The HTTP front door on the node's ports: the built-in tracker (`/announce`, `/scrape`),
+//! `/metrics` and `/healthz`, the JSON API under `/api/v1/`, `.torrent` files and magnets under
+//! `/t/`, BEP 19 webseeds under `/webseed/`, and the status page at `/`.
+//!
+//! Routing happens here; parsing and the pure rules (ranges, validators, tokens, hosts,
+//! escaping) are in `crate::http` and `crate::front_door`. Responses go out in request order;
+//! file bodies are sent with `sendfile`.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use seednode_wire::InfoHash;
+use seednode_wire::magnet::MagnetLink;
+use seednode_wire::metainfo::Metainfo;
+use serde_json::json;
 
 use super::Reactor;
-use crate::http;
+use super::conn::ConnState;
+use super::torrent::TorrentSlot;
+use crate::front_door::{self, RangeAsk};
+use crate::http::{self, Body, Request, Response};
 
-impl Reactor {
-    pub(super) fn serve_http(&mut self, key: usize, now: Instant, req: &http::Request) -> Bytes {
-        let head = req.method == "HEAD";
-        if req.method != "GET" && !head {
-            return http::error(405);
-        }
-        let Some(conn) = self.conns.get(key) else {
-            return http::error(503);
-        };
-        match req.path.as_str() {
-            "/scrape" => {
-                let body = self.tracker.http_scrape(now, &req.query);
-                http::response(200, "text/plain", &body, !head)
-            }
-            "/metrics" => {
-                let body = self.metrics();
-                http::response(200, "text/plain; version=0.0.4", body.as_bytes(), !head)
-            }
-            "/announce" => {
-                let ip = self.config.announce_ip.unwrap_or_else(|| conn.local.ip());
-                let me = SocketAddr::new(ip, self.config.peer_port);
-                let body = self
-                    .tracker
-                    .http_announce(now, conn.remote, Some(me), &req.query);
-                http::response(200, "text/plain", &body, !head)
-            }
-            _ => http::error(404),
+/// What an API request needs (RFC 6750 scopes, as tokens carry them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// Reading the catalog and live state.
+    Read,
+    /// `/metrics` (also open to loopback).
+    Metrics,
+    /// Changing what the node seeds.
+    Write,
+}
+
+impl Need {
+    const fn scope(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Metrics => "metrics",
+            Self::Write => "admin",
         }
     }
+}
+
+const JSON: &str = "application/json";
+
+impl Reactor {
+    /// Answers `request` (with its `body`) on connection `key`, the `served`-th on it: queues the
+    /// response and sets the connection's next state (another request, or close once sent).
+    pub(super) fn respond(
+        &mut self,
+        key: usize,
+        now: Instant,
+        request: &Request,
+        body: &[u8],
+        served: usize,
+    ) {
+        self.stats.http_requests += 1;
+        let mut response = self.route(key, now, request, body);
+        if response.status >= 400 {
+            self.stats.http_errors += 1;
+        }
+        let last = request.close || response.close || !http::may_keep_alive(served + 1);
+        response.close = last;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.out.push_bytes(response.head());
+        if !request.is_head() {
+            match response.body {
+                Body::Bytes(b) => conn.out.push_bytes(b),
+                Body::File { file, offset, len } => {
+                    conn.out
+                        .push_file(file, offset, usize::try_from(len).unwrap_or(usize::MAX));
+                }
+            }
+        }
+        conn.state = if last {
+            conn.rbuf.clear();
+            ConnState::Closing
+        } else {
+            ConnState::Http {
+                served: served + 1,
+                since: now,
+            }
+        };
+    }
+
+    fn route(&mut self, key: usize, now: Instant, req: &Request, body: &[u8]) -> Response {
+        let Some(conn) = self.conns.get(key) else {
+            return Response::error(503, "");
+        };
+        let (remote, local) = (conn.remote, conn.local);
+        let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
+        let path = req.path.as_str();
+        if path == "/announce" || path == "/scrape" {
+            if !read_only {
+                return Response::error(405, "").header("Allow", "GET, HEAD");
+            }
+            let body = if path == "/scrape" {
+                self.tracker.http_scrape(now, &req.query)
+            } else {
+                let ip = self.config.announce_ip.unwrap_or_else(|| local.ip());
+                let me = SocketAddr::new(ip, self.config.peer_port);
+                self.tracker
+                    .http_announce(now, remote, Some(me), &req.query)
+            };
+            return Response::new(200, "text/plain", body);
+        }
+        if path == "/healthz" {
+            return Response::new(200, "text/plain; charset=utf-8", "ok\n");
+        }
+        if let Some(rest) = path.strip_prefix("/webseed/") {
+            if !read_only {
+                return Response::error(405, "").header("Allow", "GET, HEAD");
+            }
+            return self.webseed(rest, req);
+        }
+        if let Some(rest) = path.strip_prefix("/t/") {
+            if !read_only {
+                return Response::error(405, "").header("Allow", "GET, HEAD");
+            }
+            return self.torrent_file(rest, req, local);
+        }
+        if path == "/metrics" {
+            // Scrapers name the node however they reach it; the counters hold no secret worth
+            // a rebinding attack, and off loopback a token is needed anyway.
+            if let Err(refused) = self.authorize(req, remote, Need::Metrics) {
+                return refused;
+            }
+            let text = self.metrics();
+            return Response::new(200, "text/plain; version=0.0.4", text);
+        }
+        // What follows is for people and scripts managing the node: DNS rebinding guard first.
+        if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
+            return Response::error(421, "this Host is not one the node answers to");
+        }
+        if path == "/" {
+            if !read_only {
+                return Response::error(405, "").header("Allow", "GET, HEAD");
+            }
+            if let Err(refused) = self.authorize(req, remote, Need::Read) {
+                return refused;
+            }
+            return Response::new(200, "text/html; charset=utf-8", self.status_page());
+        }
+        if let Some(rest) = path.strip_prefix("/api/v1/") {
+            let need = if read_only { Need::Read } else { Need::Write };
+            if let Err(refused) = self.authorize(req, remote, need) {
+                return refused;
+            }
+            return self.api(rest, req, body);
+        }
+        Response::error(404, "")
+    }
+
+    /// Whether `req` may do what `need` says: a bearer token with the scope (RFC 6750), or,
+    /// without a token, a client on loopback for reading (the one-command `seed` has no token
+    /// store; `run` has). A refusal is the response to send.
+    fn authorize(&self, req: &Request, remote: SocketAddr, need: Need) -> Result<(), Response> {
+        let presented = front_door::bearer(req.authorization.as_deref());
+        if presented.is_none() && req.authorization.is_some() {
+            return Err(unauthorized(
+                "invalid_request",
+                "Authorization is not a bearer token",
+            ));
+        }
+        let loopback = seednode_wire::addr::canonical_ip(remote.ip()).is_loopback();
+        match presented {
+            None if loopback && need != Need::Write => Ok(()),
+            None => Err(unauthorized("", "a bearer token is required")),
+            Some(token) => match self.verify_bearer(token) {
+                Some(scopes) if scopes.iter().any(|s| *s == "admin" || *s == need.scope()) => {
+                    Ok(())
+                }
+                Some(_) => Err(Response::error(403, "the token lacks the scope").header(
+                    "WWW-Authenticate",
+                    format!(
+                        "Bearer realm=\"seednode\", error=\"insufficient_scope\", scope=\"{}\"",
+                        need.scope()
+                    ),
+                )),
+                None => Err(unauthorized(
+                    "invalid_token",
+                    "unknown, expired or revoked token",
+                )),
+            },
+        }
+    }
+
+    /// The scopes of a valid bearer token; `None` for any refusal (unknown, expired, revoked:
+    /// one answer for all, RFC 6750 §3.1). Without a token store nothing is valid.
+    fn verify_bearer(&self, token: &str) -> Option<Vec<&'static str>> {
+        let _ = token;
+        None
+    }
+
+    /// The JSON API (`/api/v1/...`).
+    fn api(&mut self, rest: &str, req: &Request, _body: &[u8]) -> Response {
+        let segments: Vec<&str> = rest.split('/').collect();
+        match (req.method.as_str(), segments.as_slice()) {
+            ("GET" | "HEAD", ["torrents"]) => {
+                let list: Vec<serde_json::Value> = self
+                    .torrents
+                    .iter()
+                    .map(|t| self.torrent_json(t, false))
+                    .collect();
+                json_response(200, &json!({ "torrents": list }))
+            }
+            ("GET" | "HEAD", ["torrents", ih]) => match self.find_torrent(ih) {
+                Some(t) => json_response(200, &self.torrent_json(&self.torrents[t], true)),
+                None => json_error(404, "no_such_torrent", "no torrent with this info-hash"),
+            },
+            (_, ["torrents"] | ["torrents", _]) => json_error(
+                405,
+                "method_not_allowed",
+                "adding and removing torrents needs `seednode run` (the catalog)",
+            ),
+            _ => json_error(404, "no_such_endpoint", "see docs/api.md"),
+        }
+    }
+
+    /// The torrent a URL names by its info-hash (40 hex digits, either case).
+    fn find_torrent(&self, text: &str) -> Option<usize> {
+        let ih = InfoHash::from_text(text).ok()?;
+        self.by_hash.get(&ih).copied()
+    }
+
+    fn torrent_json(&self, slot: &TorrentSlot, detail: bool) -> serde_json::Value {
+        let t = &slot.torrent;
+        let index = self.by_hash.get(&t.info_hash).copied();
+        let mut peers = Vec::new();
+        let mut peer_count = 0;
+        for (_, conn) in &self.conns {
+            if let ConnState::Peer { torrent, session } = &conn.state
+                && Some(*torrent) == index
+            {
+                peer_count += 1;
+                if detail {
+                    peers.push(json!({
+                        "address": conn.remote.to_string(),
+                        "client": session.client.as_deref().unwrap_or(""),
+                        "uploaded_bytes": session.uploaded,
+                        "choked": session.choked,
+                        "interested": session.interested,
+                    }));
+                }
+            }
+        }
+        let state = if slot.fault.is_some() {
+            "degraded"
+        } else {
+            "seeding"
+        };
+        let mut v = json!({
+            "info_hash": t.info_hash.to_hex(),
+            "name": &*t.name,
+            "size_bytes": t.total_length,
+            "piece_length": t.piece_length,
+            "pieces": t.have.piece_count(),
+            "state": state,
+            "peers": peer_count,
+            "uploaded_bytes": slot.uploaded,
+            "private": t.private,
+        });
+        if detail {
+            v["fault"] = json!(slot.fault);
+            v["connected_peers"] = json!(peers);
+            v["files"] = json!(
+                (0..t.storage.file_count())
+                    .filter_map(|i| Some(json!({
+                        "index": i,
+                        "length": t.storage.file_len(i)?,
+                    })))
+                    .collect::<Vec<_>>()
+            );
+        }
+        v
+    }
+
+    /// `GET /t/<info-hash>.torrent` and `GET /t/<info-hash>/magnet`.
+    fn torrent_file(&self, rest: &str, req: &Request, local: SocketAddr) -> Response {
+        let (ih, what) = if let Some(ih) = rest.strip_suffix(".torrent") {
+            (ih, "torrent")
+        } else if let Some(ih) = rest.strip_suffix("/magnet") {
+            (ih, "magnet")
+        } else {
+            return Response::error(404, "");
+        };
+        let Some(index) = self.find_torrent(ih) else {
+            return Response::error(404, "no torrent with this info-hash");
+        };
+        let t = &self.torrents[index].torrent;
+        let host = req
+            .host
+            .as_deref()
+            .filter(|h| front_door::host_allowed(Some(h), &self.config.allowed_hosts))
+            .map_or_else(
+                || {
+                    let ip = self.config.announce_ip.unwrap_or_else(|| local.ip());
+                    SocketAddr::new(ip, self.config.peer_port).to_string()
+                },
+                str::to_owned,
+            );
+        let announce = format!("http://{host}/announce");
+        let mut bytes = format!("d8:announce{}:{announce}4:info", announce.len()).into_bytes();
+        bytes.extend_from_slice(&t.info_bytes);
+        bytes.push(b'e');
+        if what == "torrent" {
+            let file_name = format!("{}.torrent", t.info_hash.to_hex());
+            return Response::new(200, "application/x-bittorrent", bytes).header(
+                "Content-Disposition",
+                format!("attachment; filename=\"{file_name}\""),
+            );
+        }
+        let Ok(meta) = Metainfo::from_bytes(&bytes) else {
+            return Response::error(500, "");
+        };
+        let mut link = MagnetLink::for_metainfo(&meta);
+        link.trackers = vec![announce];
+        link.peers = vec![host];
+        Response::new(200, "text/plain; charset=utf-8", link.to_uri() + "\n")
+    }
+
+    /// `GET`/`HEAD /webseed/<info-hash>/<name>[/<path>...]` (BEP 19) with one `Range`.
+    fn webseed(&self, rest: &str, req: &Request) -> Response {
+        let Some((ih, file_path)) = rest.split_once('/') else {
+            return Response::error(404, "");
+        };
+        let Some(index) = self.find_torrent(ih) else {
+            return Response::error(404, "no torrent with this info-hash");
+        };
+        let t = &self.torrents[index].torrent;
+        let Some(segments) = front_door::webseed_segments(file_path) else {
+            return Response::error(400, "bad path");
+        };
+        let Some((name, path)) = segments.split_first() else {
+            return Response::error(404, "");
+        };
+        if **name != *t.name {
+            return Response::error(404, "");
+        }
+        let Some(file_index) = t.storage.file_index_by_path(path) else {
+            return Response::error(404, "no such file in the torrent");
+        };
+        let Ok(file) = t.storage.file(file_index) else {
+            return Response::error(503, "the file cannot be read");
+        };
+        let Ok(meta) = file.metadata() else {
+            return Response::error(503, "the file cannot be read");
+        };
+        let len = meta.len();
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let etag = front_door::etag(modified, len);
+        let last_modified = front_door::http_date(modified);
+        let ask = match &req.range {
+            Some(r)
+                if front_door::if_range_holds(req.if_range.as_deref(), &etag, &last_modified) =>
+            {
+                front_door::parse_range(r, len)
+            }
+            _ => RangeAsk::Whole,
+        };
+        let (status, offset, body_len) = match ask {
+            RangeAsk::Whole => (200, 0, len),
+            RangeAsk::Part { start, end } => (206, start, end - start + 1),
+            RangeAsk::Unsatisfiable => {
+                return Response::error(416, "")
+                    .header("Content-Range", format!("bytes */{len}"))
+                    .header("Accept-Ranges", "bytes");
+            }
+        };
+        let mut response = Response {
+            status,
+            content_type: "application/octet-stream",
+            headers: Vec::new(),
+            body: Body::File {
+                file,
+                offset,
+                len: body_len,
+            },
+            close: false,
+        }
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", etag)
+        .header("Last-Modified", last_modified);
+        if status == 206 {
+            response = response.header(
+                "Content-Range",
+                format!("bytes {offset}-{}/{len}", offset + body_len - 1),
+            );
+        }
+        if body_len == 0 {
+            response.body = Body::Bytes(Bytes::new());
+        }
+        response
+    }
+
+    /// The status page: every torrent with its size, state, peers, upload, magnet and
+    /// `.torrent` links; plain HTML and CSS, no external assets, refreshed every 10 s; every
+    /// name escaped (torrent names are untrusted).
+    fn status_page(&self) -> String {
+        let mut rows = String::new();
+        let mut total_uploaded = 0u64;
+        for slot in &self.torrents {
+            let j = self.torrent_json(slot, false);
+            let t = &slot.torrent;
+            total_uploaded += slot.uploaded;
+            let ih = t.info_hash.to_hex();
+            let _ = writeln!(
+                rows,
+                "<tr><td class=\"name\">{name}</td><td>{size}</td><td>{state}</td><td>{peers}</td>\
+                 <td>{up}</td><td><a href=\"/t/{ih}/magnet\">magnet</a> \
+                 <a href=\"/t/{ih}.torrent\">.torrent</a></td></tr>",
+                name = front_door::html_escape(&t.name),
+                size = front_door::human_bytes(t.total_length),
+                state = j["state"].as_str().unwrap_or(""),
+                peers = j["peers"],
+                up = front_door::human_bytes(slot.uploaded),
+            );
+        }
+        if rows.is_empty() {
+            rows.push_str("<tr><td colspan=\"6\">No torrents.</td></tr>\n");
+        }
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta http-equiv=\"refresh\" content=\"10\">\
+             <meta name=\"viewport\" content=\"width=device-width\">\
+             <title>seednode</title><style>\
+             body{{font:15px system-ui,sans-serif;margin:2em;color:#222}}\
+             table{{border-collapse:collapse;width:100%}}\
+             th,td{{text-align:left;padding:.4em .8em;border-bottom:1px solid #ddd}}\
+             td.name{{word-break:break-all}}</style></head><body>\
+             <h1>seednode</h1><p id=\"summary\">{count} torrents, {peers} peers, {up} uploaded \
+             since start.</p>\
+             <table><thead><tr><th>Name</th><th>Size</th><th>State</th><th>Peers</th>\
+             <th>Uploaded</th><th>Links</th></tr></thead><tbody>\n{rows}</tbody></table>\
+             </body></html>\n",
+            count = self.torrents.len(),
+            peers = self
+                .conns
+                .iter()
+                .filter(|(_, c)| matches!(c.state, ConnState::Peer { .. }))
+                .count(),
+            up = front_door::human_bytes(total_uploaded),
+        )
+    }
+}
+
+fn unauthorized(error: &str, detail: &str) -> Response {
+    let challenge = if error.is_empty() {
+        "Bearer realm=\"seednode\"".to_owned()
+    } else {
+        format!("Bearer realm=\"seednode\", error=\"{error}\"")
+    };
+    let status = if error == "invalid_request" { 400 } else { 401 };
+    Response::error(status, detail).header("WWW-Authenticate", challenge)
+}
+
+fn json_response(status: u16, value: &serde_json::Value) -> Response {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    Response::new(status, JSON, body)
+}
+
+fn json_error(status: u16, code: &str, message: &str) -> Response {
+    json_response(status, &json!({ "error": code, "message": message }))
 }

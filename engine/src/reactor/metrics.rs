@@ -27,6 +27,12 @@ pub(super) struct EngineStats {
     pub(super) cold_blocks: u64,
     /// Time per loop turn.
     pub(super) turns: TurnHistogram,
+    /// HTTP requests answered.
+    pub(super) http_requests: u64,
+    /// HTTP responses with an error status (4xx, 5xx).
+    pub(super) http_errors: u64,
+    /// HTTP requests refused before routing (malformed, oversized).
+    pub(super) http_rejected: u64,
 }
 
 /// Upper bounds of the loop-turn histogram's buckets, microseconds (Prometheus `le`): from
@@ -276,6 +282,16 @@ impl Reactor {
             self.stats.pieces_failed
         );
         self.stats.turns.write(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP seednode_http_requests_total HTTP requests answered.\n# TYPE seednode_http_requests_total counter\nseednode_http_requests_total {}",
+            self.stats.http_requests
+        );
+        let _ = writeln!(
+            out,
+            "# HELP seednode_http_errors_total HTTP responses with an error status.\n# TYPE seednode_http_errors_total counter\nseednode_http_errors_total {}",
+            self.stats.http_errors + self.stats.http_rejected
+        );
         let _ = writeln!(
             out,
             "# HELP seednode_banned_addresses Addresses banned for repeated misbehaviour (recent).\n# TYPE seednode_banned_addresses gauge\nseednode_banned_addresses {}",

@@ -108,6 +108,9 @@ pub(crate) struct ReactorConfig {
     pub(crate) access_list: Option<(AccessMode, PathBuf)>,
     /// Seed for the PRNGs of the protocol machines (from the OS RNG).
     pub(crate) secret: [u8; 32],
+    /// Host names (besides IP literals and `localhost`) the API and status page answer to;
+    /// others get 421 (DNS rebinding).
+    pub(crate) allowed_hosts: Vec<String>,
 }
 
 /// The event loop and everything it owns.

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use super::Reactor;
 use super::conn::ConnState;
 use super::metrics::CloseReason;
-use crate::limits::{HTTP_TIMEOUT, KEEPALIVE_INTERVAL, PEER_IDLE_TIMEOUT};
+use crate::limits::{
+    HTTP_IDLE_TIMEOUT, HTTP_SEND_STALL_TIMEOUT, HTTP_TIMEOUT, KEEPALIVE_INTERVAL, PEER_IDLE_TIMEOUT,
+};
 
 impl Reactor {
     pub(super) fn run_timers(&mut self, now: Instant) {
@@ -29,12 +31,39 @@ impl Reactor {
                     self.close(key, CloseReason::HandshakeTimeout);
                     continue;
                 }
-                ConnState::Http | ConnState::Closing | ConnState::TrackerFetch { .. } => {
+                ConnState::TrackerFetch { .. } => {
                     if now.duration_since(conn.accepted) >= HTTP_TIMEOUT {
                         self.close(key, CloseReason::HttpTimeout);
                         continue;
                     }
                     conn.accepted + HTTP_TIMEOUT
+                }
+                ConnState::Http { since, .. } | ConnState::HttpBody { since, .. } => {
+                    // A response on its way: it must keep moving. Otherwise a request head (or
+                    // body) must arrive within HTTP_TIMEOUT of its first byte being awaited
+                    // (slowloris, SECURITY.md TH8), and an idle keep-alive connection lasts
+                    // HTTP_IDLE_TIMEOUT.
+                    let at = if !conn.out.is_empty() {
+                        conn.last_progress + HTTP_SEND_STALL_TIMEOUT
+                    } else if conn.rbuf.is_empty() && matches!(conn.state, ConnState::Http { .. }) {
+                        *since + HTTP_IDLE_TIMEOUT
+                    } else {
+                        *since + HTTP_TIMEOUT
+                    };
+                    if now >= at {
+                        self.close(key, CloseReason::HttpTimeout);
+                        continue;
+                    }
+                    at
+                }
+                ConnState::Closing => {
+                    let at = (conn.last_progress + HTTP_SEND_STALL_TIMEOUT)
+                        .max(conn.accepted + HTTP_TIMEOUT);
+                    if now >= at {
+                        self.close(key, CloseReason::HttpTimeout);
+                        continue;
+                    }
+                    at
                 }
                 ConnState::Peer { session, .. } => {
                     let idle_at = session.last_recv + PEER_IDLE_TIMEOUT;

@@ -20,6 +20,8 @@ use crate::session::PieceMap;
 pub(crate) struct SeededTorrent {
     /// Its info-hash.
     pub(crate) info_hash: InfoHash,
+    /// Its name (BEP 3 `name`: untrusted, escape before showing it).
+    pub(crate) name: Box<str>,
     /// Where its data lives.
     pub(crate) storage: Arc<Storage>,
     /// Piece length in bytes.
