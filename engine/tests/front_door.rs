@@ -343,3 +343,42 @@ fn keep_alive_pipelining_and_hostile_requests() {
     assert_eq!(get(addr, "/healthz", "").status, 200);
     seeder.stop();
 }
+
+#[test]
+fn a_request_trickled_a_byte_a_second_is_cut_off_at_the_head_deadline() {
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let tmp = TempDir::new().unwrap();
+    let (_dir, seeder) = tree_and_seeder(tmp.path(), deadline);
+    let addr = seeder.listen;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let start = std::time::Instant::now();
+    let mut closed_after = None;
+    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .cycle()
+        .take(40)
+    {
+        if s.write_all(&[*b]).is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        match s.read(&mut [0u8; 512]) {
+            Ok(0) => {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            Ok(_) => panic!("a response to an unfinished head"),
+            Err(_) => {}
+        }
+        // Meanwhile the node answers everyone else.
+        assert_eq!(get(addr, "/healthz", "").status, 200);
+        std::thread::sleep(Duration::from_millis(950));
+    }
+    let closed_after = closed_after.expect("the trickling connection was never closed");
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(14)).contains(&closed_after),
+        "closed after {closed_after:?}, the head deadline is 10 s"
+    );
+    seeder.stop();
+}
