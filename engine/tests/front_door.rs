@@ -382,3 +382,63 @@ fn a_request_trickled_a_byte_a_second_is_cut_off_at_the_head_deadline() {
     );
     seeder.stop();
 }
+
+/// Runs headless Chromium (Debian `chromium`) on `url` with `extra` flags; its stdout.
+fn chromium(url: &str, extra: &[String], profile: &Path) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1024,600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_status_page_renders_in_chromium_with_names_escaped() {
+    common::require_chromium();
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let tmp = TempDir::new().unwrap();
+    // A hostile name: it must show as text, never run.
+    let dir = tmp.path().join("<img src=x onerror=alert(1)>");
+    fs::create_dir_all(&dir).unwrap();
+    common::write_random_file(&dir.join("f.bin"), 100_000, 9);
+    let seeder = Seeder::start(&dir, &["--no-dht".as_ref()], tmp.path(), deadline);
+    let ih = seeder.info_hash.to_ascii_lowercase();
+    let url = format!("http://{}/", seeder.listen);
+    let dom = chromium(&url, &["--dump-dom".into()], &tmp.path().join("profile"));
+    assert!(dom.contains("<h1>seednode</h1>"), "{dom}");
+    assert!(
+        dom.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "the name is shown as text: {dom}"
+    );
+    assert!(!dom.contains("<img"), "no element made from a name: {dom}");
+    assert!(dom.contains(&format!("href=\"/t/{ih}/magnet\"")));
+    assert!(dom.contains(&format!("href=\"/t/{ih}.torrent\"")));
+    assert!(dom.contains("1 torrent, 0 peers"), "{dom}");
+    // The screenshot is kept as an artefact of the test run.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status_page.png");
+    let _ = fs::remove_file(&shot);
+    chromium(
+        &url,
+        &[format!("--screenshot={}", shot.display())],
+        &tmp.path().join("profile2"),
+    );
+    let png = fs::read(&shot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    eprintln!("status page screenshot: {}", shot.display());
+    seeder.stop();
+}

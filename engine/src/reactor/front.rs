@@ -423,6 +423,11 @@ impl Reactor {
         if rows.is_empty() {
             rows.push_str("<tr><td colspan=\"6\">No torrents.</td></tr>\n");
         }
+        let peers = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ConnState::Peer { .. }))
+            .count();
         format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta http-equiv=\"refresh\" content=\"10\">\
@@ -432,17 +437,18 @@ impl Reactor {
              table{{border-collapse:collapse;width:100%}}\
              th,td{{text-align:left;padding:.4em .8em;border-bottom:1px solid #ddd}}\
              td.name{{word-break:break-all}}</style></head><body>\
-             <h1>seednode</h1><p id=\"summary\">{count} torrents, {peers} peers, {up} uploaded \
-             since start.</p>\
+             <h1>seednode</h1><p id=\"summary\">{count} {torrents}, {peers} {peer_word}, {up} \
+             uploaded since start.</p>\
              <table><thead><tr><th>Name</th><th>Size</th><th>State</th><th>Peers</th>\
              <th>Uploaded</th><th>Links</th></tr></thead><tbody>\n{rows}</tbody></table>\
              </body></html>\n",
             count = self.torrents.len(),
-            peers = self
-                .conns
-                .iter()
-                .filter(|(_, c)| matches!(c.state, ConnState::Peer { .. }))
-                .count(),
+            torrents = if self.torrents.len() == 1 {
+                "torrent"
+            } else {
+                "torrents"
+            },
+            peer_word = if peers == 1 { "peer" } else { "peers" },
             up = front_door::human_bytes(total_uploaded),
         )
     }

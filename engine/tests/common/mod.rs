@@ -157,6 +157,10 @@ pub(crate) fn require_aria2c() {
     require_program("aria2c", &["--version"], "aria2");
 }
 
+pub(crate) fn require_chromium() {
+    require_program("chromium", &["--version"], "chromium");
+}
+
 pub(crate) fn require_mktorrent() {
     require_program("mktorrent", &["-h"], "mktorrent");
 }
