@@ -20,6 +20,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
+use seednode_wire::bencode::{put_bytes, put_uint};
+
 use crate::announce::{AnnounceError, AnnounceRequest};
 use crate::scrape::ScrapeRequest;
 use crate::server::{PeerAnnounce, Selected, Tracker, canonical_addr};
@@ -197,26 +199,6 @@ fn put_dict_peer(out: &mut Vec<u8>, p: Selected<'_>) {
     out.push(b'e');
 }
 
-fn put_uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_uint(out, b.len() as u64);
-    out.push(b':');
-    out.extend_from_slice(b);
-}
-
 fn put_key_bytes(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     put_bytes(out, key);
     put_bytes(out, value);
@@ -224,9 +206,7 @@ fn put_key_bytes(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 
 fn put_key_int(out: &mut Vec<u8>, key: &[u8], value: u64) {
     put_bytes(out, key);
-    out.push(b'i');
     put_uint(out, value);
-    out.push(b'e');
 }
 
 #[cfg(test)]

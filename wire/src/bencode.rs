@@ -9,7 +9,7 @@
 //!   `info` bytes, never of a re-encoding. [`Dict::get`] returns the **first** occurrence of a
 //!   duplicated key, as libtorrent's `bdecode_node::dict_find` does (a linear scan from the start).
 //!   [`Dict::is_canonical`] tells whether the keys were sorted and unique, for callers that must be
-//!   strict (v2 torrents, BEP 44 puts). bendy's strict decoder rejects such dictionaries, which is
+//!   strict (v2 torrents, BEP 44 puts). Strict decoders (bendy's, for one) reject such dictionaries, which is
 //!   why this crate has its own decode path.
 //! - **Refused, with the byte position:** integers with leading zeros (`i03e`), negative zero
 //!   (`i-0e`), no digits (`ie`, `i-e`) or outside `i64`; string lengths with leading zeros
@@ -28,10 +28,11 @@
 //!
 //! # Encoding
 //!
-//! New dictionaries (the `info` dictionary of a new torrent) are built with bendy's
-//! `Encoder`, which sorts and checks keys. The outer .torrent dictionary must splice in the raw
-//! `info` bytes unchanged, which bendy cannot do, so it is written with the small helpers here
-//! (crate-private), keys in canonical order by construction.
+//! One writer for the whole workspace: [`put_bytes`], [`put_int`], [`put_uint`] append values
+//! without allocating (the tracker and the DHT write replies at high rates with them), and
+//! [`DictWriter`] writes a dictionary whose keys it checks to be in canonical order. Raw bytes
+//! already encoded (an `info` dictionary spliced unchanged into a .torrent) are appended as
+//! they are.
 
 use crate::limits::{MAX_BENCODE_DEPTH, MAX_BENCODE_TOKENS, MAX_INTEGER_DIGITS};
 
@@ -507,23 +508,158 @@ fn push_compact<T>(v: &mut Vec<T>, item: T) {
     v.push(item);
 }
 
-/// Appends the bencoding of a byte string (`<len>:<bytes>`) to `out`.
-pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
+/// Appends a byte string, `<len>:<bytes>` (BEP 3), to `out`; never allocates beyond `out`.
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_decimal(out, bytes.len() as u64);
     out.push(b':');
     out.extend_from_slice(bytes);
 }
 
-/// Appends the bencoding of an integer (`i<digits>e`) to `out`.
-pub(crate) fn put_int(out: &mut Vec<u8>, value: i64) {
+/// Appends an integer, `i<digits>e` (BEP 3), to `out`.
+pub fn put_int(out: &mut Vec<u8>, value: i64) {
     out.push(b'i');
-    out.extend_from_slice(value.to_string().as_bytes());
+    if value < 0 {
+        out.push(b'-');
+    }
+    put_decimal(out, value.unsigned_abs());
     out.push(b'e');
+}
+
+/// Appends a non-negative integer, `i<digits>e` (BEP 3), to `out`.
+pub fn put_uint(out: &mut Vec<u8>, value: u64) {
+    out.push(b'i');
+    put_decimal(out, value);
+    out.push(b'e');
+}
+
+/// Appends the decimal digits of `value` (no sign, no leading zeros) to `out`, from a stack
+/// buffer: the hot writers (tracker replies, KRPC) never allocate for a number.
+pub fn put_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Bytes [`put_bytes`] appends for a string of `len` bytes: its decimal length, `:`, the bytes.
+#[must_use]
+pub const fn encoded_bytes_len(len: usize) -> usize {
+    let mut digits = 1;
+    let mut v = len / 10;
+    while v > 0 {
+        digits += 1;
+        v /= 10;
+    }
+    digits + 1 + len
+}
+
+/// Writes one dictionary in BEP 3's canonical form: keys strictly increasing as raw byte
+/// strings, each followed by its value (written with [`put_bytes`], [`put_int`], a nested
+/// [`DictWriter`], a list, or raw bytes already encoded, such as an `info` dictionary spliced
+/// unchanged into a .torrent).
+///
+/// ```
+/// use seednode_wire::bencode::{DictWriter, put_bytes, put_int};
+/// let mut out = Vec::new();
+/// let mut d = DictWriter::new(&mut out);
+/// put_int(d.key(b"length"), 3);
+/// put_bytes(d.key(b"name"), b"a.txt");
+/// d.finish();
+/// assert_eq!(out, b"d6:lengthi3e4:name5:a.txte");
+/// ```
+pub struct DictWriter<'a> {
+    out: &'a mut Vec<u8>,
+    /// Where the previous key's bytes start and end in `out`, to check the order.
+    last_key: Option<(usize, usize)>,
+}
+
+impl<'a> DictWriter<'a> {
+    /// Starts a dictionary (`d`) at the end of `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'd');
+        Self {
+            out,
+            last_key: None,
+        }
+    }
+
+    /// Writes `key` and returns the buffer for its value, which must be written before the
+    /// next key.
+    ///
+    /// # Panics
+    /// When `key` does not sort strictly after the previous key: keys are chosen by the
+    /// programmer (literals in canonical order), so this is a bug, never input.
+    pub fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
+        if let Some((start, end)) = self.last_key {
+            assert!(
+                &self.out[start..end] < key,
+                "bencode dictionary keys out of canonical order"
+            );
+        }
+        put_decimal(self.out, key.len() as u64);
+        self.out.push(b':');
+        let start = self.out.len();
+        self.out.extend_from_slice(key);
+        self.last_key = Some((start, self.out.len()));
+        self.out
+    }
+
+    /// Ends the dictionary (`e`).
+    pub fn finish(self) {
+        self.out.push(b'e');
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writer_matches_bep3_vectors_and_round_trips() {
+        let mut out = Vec::new();
+        put_int(&mut out, i64::MIN);
+        put_int(&mut out, i64::MAX);
+        put_int(&mut out, 0);
+        put_uint(&mut out, u64::MAX);
+        put_bytes(&mut out, b"");
+        put_bytes(&mut out, b"spam");
+        assert_eq!(
+            out,
+            b"i-9223372036854775808ei9223372036854775807ei0ei18446744073709551615e0:4:spam"
+        );
+        for len in [0, 9, 10, 99, 100, 12345] {
+            let mut o = Vec::new();
+            put_bytes(&mut o, &vec![b'x'; len]);
+            assert_eq!(o.len(), encoded_bytes_len(len));
+        }
+        let mut out = Vec::new();
+        let mut d = DictWriter::new(&mut out);
+        let inner = d.key(b"a");
+        let mut nested = DictWriter::new(inner);
+        put_int(nested.key(b"x"), -1);
+        nested.finish();
+        d.key(b"b").extend_from_slice(b"le");
+        put_bytes(d.key(b"ba"), b"");
+        d.finish();
+        assert_eq!(out, b"d1:ad1:xi-1ee1:ble2:ba0:e");
+        assert_eq!(decode(&out).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    #[should_panic(expected = "canonical order")]
+    fn writer_refuses_keys_out_of_order() {
+        let mut out = Vec::new();
+        let mut d = DictWriter::new(&mut out);
+        put_int(d.key(b"name"), 1);
+        put_int(d.key(b"length"), 1);
+    }
 
     fn err(input: &[u8]) -> DecodeError {
         decode(input).unwrap_err()

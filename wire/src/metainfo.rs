@@ -40,7 +40,6 @@
 //!   refused ([`MetainfoError::FileTreeWithoutMetaVersion`]). Without `meta version`, everything
 //!   above applies unchanged.
 
-use bendy::encoding::Encoder;
 use sha1::{Digest as _, Sha1};
 
 use crate::bencode::{self, Dict, Value};
@@ -418,50 +417,42 @@ impl Info {
     /// length. Files are written in [`Info::files`] order; sorting them is the creator's job
     /// (mktorrent sorts by full path, byte order).
     ///
-    /// # Panics
-    /// Never: bendy refuses only unsorted keys or excessive depth, and both are fixed here.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut pieces = Vec::with_capacity(self.pieces.len() * 20);
+        use bencode::{DictWriter, put_bytes, put_uint};
+        let mut out = Vec::with_capacity(self.pieces.len() * 20 + self.files.len() * 64 + 128);
+        let mut dict = DictWriter::new(&mut out);
+        if self.multi_file {
+            let files = dict.key(b"files");
+            files.push(b'l');
+            for file in &self.files {
+                let mut f = DictWriter::new(files);
+                put_uint(f.key(b"length"), file.length);
+                let path = f.key(b"path");
+                path.push(b'l');
+                for c in &file.path {
+                    put_bytes(path, c.as_bytes());
+                }
+                path.push(b'e');
+                f.finish();
+            }
+            files.push(b'e');
+        } else {
+            put_uint(dict.key(b"length"), self.total_length());
+        }
+        put_bytes(dict.key(b"name"), self.name.as_bytes());
+        put_uint(dict.key(b"piece length"), u64::from(self.piece_length));
+        let pieces = dict.key(b"pieces");
+        bencode::put_decimal(pieces, (self.pieces.len() * 20) as u64);
+        pieces.push(b':');
         for hash in &self.pieces {
             pieces.extend_from_slice(hash);
         }
-        let mut encoder = Encoder::new();
-        let result = encoder.emit_dict(|mut dict| {
-            if self.multi_file {
-                dict.emit_pair_with(b"files", |e| {
-                    e.emit_list(|list| {
-                        for file in &self.files {
-                            list.emit_dict(|mut f| {
-                                f.emit_pair(b"length", file.length)?;
-                                f.emit_pair_with(b"path", |e| {
-                                    e.emit_list(|components| {
-                                        for c in &file.path {
-                                            components.emit_str(c)?;
-                                        }
-                                        Ok(())
-                                    })
-                                })
-                            })?;
-                        }
-                        Ok(())
-                    })
-                })?;
-            } else {
-                dict.emit_pair(b"length", self.total_length())?;
-            }
-            dict.emit_pair_with(b"name", |e| e.emit_str(&self.name))?;
-            dict.emit_pair(b"piece length", self.piece_length)?;
-            dict.emit_pair_with(b"pieces", |e| e.emit_bytes(&pieces))?;
-            if self.private {
-                dict.emit_pair(b"private", 1u8)?;
-            }
-            Ok(())
-        });
-        // Keys are emitted in sorted order and the depth is 4: bendy cannot fail here.
-        result
-            .and_then(|()| encoder.get_output())
-            .expect("info keys are emitted in sorted order")
+        if self.private {
+            put_uint(dict.key(b"private"), 1);
+        }
+        dict.finish();
+        out
     }
 }
 

@@ -155,44 +155,17 @@ fn key(out: &mut Vec<u8>, k: &[u8]) {
     bytes(out, k);
 }
 
-/// `<len>:<bytes>` (BEP 3).
+/// `<len>:<bytes>` (BEP 3), with the workspace's one writer.
 pub(crate) fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-    push_decimal(out, b.len() as u64);
-    out.push(b':');
-    out.extend_from_slice(b);
+    seednode_wire::bencode::put_bytes(out, b);
 }
 
 /// `i<digits>e` (BEP 3).
 fn int(out: &mut Vec<u8>, v: i64) {
-    out.push(b'i');
-    if v < 0 {
-        out.push(b'-');
-    }
-    push_decimal(out, v.unsigned_abs());
-    out.push(b'e');
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    seednode_wire::bencode::put_int(out, v);
 }
 
 /// Encoded length of a byte string of `len` bytes: its decimal length, `:`, the bytes.
 pub(crate) const fn bytes_len(len: usize) -> usize {
-    let mut digits = 1;
-    let mut v = len / 10;
-    while v > 0 {
-        digits += 1;
-        v /= 10;
-    }
-    digits + 1 + len
+    seednode_wire::bencode::encoded_bytes_len(len)
 }
