@@ -37,6 +37,31 @@ pub(crate) struct DiskJob {
     pub(crate) kind: JobKind,
 }
 
+impl DiskJob {
+    /// A job of `kind` on `req` of `torrent`, for connection `(key, generation)` whose choke
+    /// epoch is `epoch`.
+    pub(crate) fn new(
+        key: usize,
+        generation: u64,
+        epoch: u32,
+        torrent_index: usize,
+        torrent: &crate::reactor::SeededTorrent,
+        req: BlockRequest,
+        kind: JobKind,
+    ) -> Self {
+        Self {
+            key,
+            generation,
+            epoch,
+            torrent: torrent_index,
+            storage: Arc::clone(&torrent.storage),
+            piece_check: Arc::clone(&torrent.piece_check),
+            req,
+            kind,
+        }
+    }
+}
+
 /// The work a [`DiskJob`] asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JobKind {

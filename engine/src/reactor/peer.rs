@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -466,16 +465,15 @@ impl Reactor {
                     }
                     Serve::Wait { submit } => {
                         if submit {
-                            self.disk.submit(DiskJob {
+                            self.disk.submit(DiskJob::new(
                                 key,
-                                generation: conn.generation,
-                                epoch: session.choke_epoch,
-                                torrent: *torrent,
-                                storage: Arc::clone(&slot.torrent.storage),
-                                piece_check: Arc::clone(&slot.torrent.piece_check),
+                                conn.generation,
+                                session.choke_epoch,
+                                *torrent,
+                                &slot.torrent,
                                 req,
-                                kind: JobKind::Verify,
-                            });
+                                JobKind::Verify,
+                            ));
                         }
                         break;
                     }
@@ -500,16 +498,15 @@ impl Reactor {
                     // the piece into the page cache first, and the peer waits for it.
                     self.stats.cold_blocks += 1;
                     if slot.wait_for(req.piece, key, conn.generation) {
-                        self.disk.submit(DiskJob {
+                        self.disk.submit(DiskJob::new(
                             key,
-                            generation: conn.generation,
-                            epoch: session.choke_epoch,
-                            torrent: *torrent,
-                            storage: Arc::clone(&slot.torrent.storage),
-                            piece_check: Arc::clone(&slot.torrent.piece_check),
+                            conn.generation,
+                            session.choke_epoch,
+                            *torrent,
+                            &slot.torrent,
                             req,
-                            kind: JobKind::Warm,
-                        });
+                            JobKind::Warm,
+                        ));
                     }
                     break;
                 }
@@ -540,16 +537,15 @@ impl Reactor {
                     continue;
                 }
                 session.reads_in_flight += 1;
-                self.disk.submit(DiskJob {
+                self.disk.submit(DiskJob::new(
                     key,
-                    generation: conn.generation,
-                    epoch: session.choke_epoch,
-                    torrent: *torrent,
-                    storage: Arc::clone(&slot.torrent.storage),
-                    piece_check: Arc::clone(&slot.torrent.piece_check),
+                    conn.generation,
+                    session.choke_epoch,
+                    *torrent,
+                    &slot.torrent,
                     req,
-                    kind: JobKind::Block,
-                });
+                    JobKind::Block,
+                ));
             }
         }
         if declined {
