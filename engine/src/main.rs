@@ -8,6 +8,7 @@
 use seednode::{ban, choker, dial, limits, rate, session};
 
 mod cli;
+mod daemon;
 mod disk;
 mod front_door;
 mod http;

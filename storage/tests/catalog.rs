@@ -916,3 +916,55 @@ fn full_disk_rolls_back_and_the_retry_works() {
     assert_eq!(catalog.info_dict(id).unwrap(), meta.info_bytes.as_ref());
     catalog.checkpoint().unwrap();
 }
+
+/// The in-memory verifiers the engine keeps agree with `verify_token` on every outcome.
+#[test]
+fn token_verifiers_agree_with_verify_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut catalog = Catalog::open(&db_path(&dir)).unwrap();
+    let mut rng = Rng::from_u64(11);
+    let now = 1_700_000_000;
+    let mut tokens = Vec::new();
+    for (scopes, expires_at) in [
+        (Scopes::ADMIN, None),
+        (Scopes::READ | Scopes::METRICS, Some(now + 10)),
+        (Scopes::UPLOAD, None),
+    ] {
+        let mut secret = [0u8; TOKEN_SECRET_LEN];
+        rng.fill(&mut secret);
+        tokens.push(
+            catalog
+                .create_token(scopes, expires_at, "t", &secret, now)
+                .unwrap(),
+        );
+    }
+    catalog.revoke_token(&tokens[2].id, now).unwrap();
+    let verifiers = catalog.token_verifiers().unwrap();
+    assert_eq!(verifiers.len(), 3);
+    assert!(!format!("{verifiers:?}").contains("hash"));
+    let in_memory = |presented: &str, at: i64| {
+        let (id, hash) = seednode_storage::catalog::presented_token(presented)?;
+        match verifiers.iter().find(|v| v.id == id) {
+            Some(v) => v.check(&hash, at),
+            None => Err(TokenError::Unknown),
+        }
+    };
+    let mut forged = tokens[0].token.clone();
+    forged.pop();
+    forged.push('x');
+    let presented = [
+        tokens[0].token.clone(),
+        tokens[1].token.clone(),
+        tokens[2].token.clone(),
+        forged,
+        tokens[0].token.replacen(&tokens[0].id, "000000000000", 1),
+        String::from("sn_"),
+    ];
+    for p in &presented {
+        for at in [now, now + 10] {
+            let a = catalog.verify_token(p, at).map(|info| info.scopes);
+            let b = in_memory(p, at);
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{p} at {at}");
+        }
+    }
+}

@@ -8,8 +8,10 @@ pub(crate) mod create;
 pub(crate) mod info;
 pub(crate) mod net;
 pub(crate) mod parse;
+pub(crate) mod run;
 pub(crate) mod seed;
 pub(crate) mod servers;
+pub(crate) mod token;
 pub(crate) mod torrent_file;
 
 use std::path::PathBuf;
@@ -73,6 +75,14 @@ pub(crate) enum Command {
     Tracker(TrackerArgs),
     /// Run only a Mainline DHT node (BEP 5), e.g. as the bootstrap node of a private network.
     Dht(DhtNodeArgs),
+    /// Run the long-lived node: seed every torrent of the data directory's catalog (fast
+    /// resume: no hashing when files are unchanged), keep statistics across restarts, until
+    /// SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Manage API tokens in the data directory's catalog (works while the node runs).
+    Token(TokenArgs),
+    /// Work on the catalog of a stopped node (adding torrents by hand, for tests and imports).
+    Catalog(CatalogArgs),
     /// Print a shell completion script (e.g. `seednode completions bash >
     /// /etc/bash_completion.d/seednode`).
     Completions(CompletionsArgs),
@@ -340,6 +350,114 @@ pub(crate) struct ManArgs {
     pub(crate) dir: Option<PathBuf>,
 }
 
+/// `--data-dir`, shared by the commands that use the catalog.
+#[derive(Args)]
+pub(crate) struct DataDirArgs {
+    /// The node's data directory, holding catalog.sqlite [default: $STATE_DIRECTORY under
+    /// systemd, else $XDG_DATA_HOME/seednode, else ~/.local/share/seednode].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct TokenArgs {
+    /// The node's data directory, holding catalog.sqlite [default: $STATE_DIRECTORY under
+    /// systemd, else $XDG_DATA_HOME/seednode, else ~/.local/share/seednode].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print it once on stdout (only its SHA-256 is kept).
+    Create(TokenCreateArgs),
+    /// List every token (never their secrets): id, status, scopes, times, label.
+    List {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (the 12 hex digits after `sn_`); the row stays for audits.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct TokenCreateArgs {
+    /// What the token allows, comma-separated: admin (everything), upload, read, metrics.
+    #[arg(long, value_name = "SCOPES")]
+    pub(crate) scope: String,
+    /// Seconds until the token stops working [default: never].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) expires_in: Option<u64>,
+    /// A label to recognise the token by in `token list`.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) label: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct CatalogArgs {
+    #[command(flatten)]
+    pub(crate) data: DataDirArgs,
+    #[command(subcommand)]
+    pub(crate) command: CatalogCommand,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CatalogCommand {
+    /// Add a .torrent whose data is at DATA to a stopped node's catalog, verifying the data
+    /// first (its file times are recorded, so `run` seeds it without hashing). The running
+    /// node adds torrents through its API instead.
+    Add {
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// The torrent's own file (single-file) or directory (multi-file).
+        data: PathBuf,
+    },
+    /// List the torrents of the catalog: id, state, info-hash, uploaded bytes, name.
+    List,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) data: DataDirArgs,
+    /// TOML configuration file (see contrib/seednode.toml); flags override it. An unknown key
+    /// is an error.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Address for peers and HTTP (tracker, metrics, API): IP:PORT, :PORT, IP or PORT
+    /// [config `listen`; default 0.0.0.0:6881].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<Listen>,
+    /// Also serve HTTP on a port of its own: IP:PORT or :PORT [config `http`].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<Listen>,
+    /// Run no UDP tracker [config `udp_tracker = false`].
+    #[arg(long)]
+    pub(crate) no_udp: bool,
+    /// Do not join the Mainline DHT [config `dht = false`].
+    #[arg(long)]
+    pub(crate) no_dht: bool,
+    /// Host or IP clients should use to reach this node [config `announce_host`].
+    #[arg(long, value_name = "HOST")]
+    pub(crate) announce_host: Option<String>,
+    /// Node-wide upload limit in bytes per second, 0 = unlimited (units as 10M)
+    /// [config `max_upload_rate`].
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse::parse_size)]
+    pub(crate) max_upload_rate: Option<u64>,
+    /// Most connections at once [config `max_connections`].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// Seconds between statistics flushes to the catalog [config `stats_flush_interval`].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) stats_flush_interval: Option<u64>,
+}
+
 /// Runs the parsed command line.
 ///
 /// # Errors
@@ -351,6 +469,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Info(args) => info::info(&args),
         Command::Tracker(args) => servers::tracker(&args),
         Command::Dht(args) => servers::dht_node(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Token(args) => token::token(&args),
+        Command::Catalog(args) => run::catalog(&args),
         Command::Completions(args) => {
             clap_complete::generate(
                 args.shell,

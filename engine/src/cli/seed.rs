@@ -31,11 +31,11 @@ use crate::reactor::{
 
 /// A torrent ready to seed: its metainfo, where its .torrent is, which pieces verified, its
 /// data.
-struct Prepared {
-    meta: Metainfo,
-    torrent_path: PathBuf,
-    have: Vec<bool>,
-    storage: Storage,
+pub(crate) struct Prepared {
+    pub(crate) meta: Metainfo,
+    pub(crate) torrent_path: PathBuf,
+    pub(crate) have: Vec<bool>,
+    pub(crate) storage: Storage,
 }
 
 /// What one PATH will be seeded as, decided before any port is bound or byte hashed.
@@ -416,7 +416,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
 
 /// The reactor's view of a prepared torrent, and the external tracker tiers to announce it to
 /// (BEP 12), with this node's own tracker URLs (`own`) left out.
-fn seeded_torrent(
+pub(crate) fn seeded_torrent(
     prepared: Prepared,
     super_seed: bool,
     own: &[Option<&str>],

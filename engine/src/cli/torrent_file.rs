@@ -14,7 +14,7 @@ use super::{CliError, TorrentArgs};
 use crate::progress;
 
 /// Largest .torrent file read from disk, bytes (SECURITY.md M9: 10 MB).
-const MAX_TORRENT_FILE_LEN: u64 = 10 * 1000 * 1000;
+pub(crate) const MAX_TORRENT_FILE_LEN: u64 = 10 * 1000 * 1000;
 
 /// Skipped symbolic links named one by one in the warning; the rest are only counted.
 const SKIPPED_LINKS_NAMED: usize = 3;

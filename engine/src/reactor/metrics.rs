@@ -307,6 +307,12 @@ impl Reactor {
             "# HELP seednode_dials_total Outgoing peer connections started.\n# TYPE seednode_dials_total counter\nseednode_dials_total {}",
             self.stats.dials
         );
+        if let Some(rehashed) = self.rehashed_bytes() {
+            let _ = writeln!(
+                out,
+                "# HELP seednode_rehashed_bytes_total Bytes re-verified at start because fast resume could not vouch for them (0 when files are unchanged).\n# TYPE seednode_rehashed_bytes_total counter\nseednode_rehashed_bytes_total {rehashed}"
+            );
+        }
         out
     }
 }

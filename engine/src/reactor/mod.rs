@@ -31,6 +31,7 @@ use crate::limits::READ_CHUNK_LEN;
 use crate::rate::TokenBucket;
 
 mod announcer;
+pub(crate) mod catalog;
 mod conn;
 pub(crate) mod dht;
 mod front;
@@ -175,6 +176,12 @@ pub(crate) struct Reactor {
     bans: crate::ban::BanList,
     /// The periodic summary line.
     summary: summary::Summary,
+    /// Wakes the loop from other threads (disk pool, resolver, catalog worker).
+    waker: Arc<Waker>,
+    /// The catalog worker and what the loop keeps for it (`run` only; `None` for `seed`).
+    catalog: Option<catalog::CatalogLink>,
+    /// Bearer tokens of the catalog, checked in memory (`run` only).
+    tokens: Option<crate::daemon::tokens::TokenTable>,
 }
 
 impl Reactor {
@@ -290,6 +297,9 @@ impl Reactor {
             peer_source: None,
             bans: crate::ban::BanList::new(),
             summary: summary::Summary::new(start),
+            waker,
+            catalog: None,
+            tokens: None,
         })
     }
 
@@ -347,12 +357,14 @@ impl Reactor {
                     WAKER => {
                         self.on_disk_done();
                         self.on_resolved(now);
+                        self.on_catalog_replies();
                     }
                     ANNOUNCE_UDP => self.drain_announcer_udp(now),
                     SIGNALS => {
                         let pending: Vec<i32> = self.signals.pending().collect();
                         if pending.contains(&signal_hook::consts::SIGHUP) {
                             self.reload_access_list();
+                            self.reload_tokens();
                         }
                         if pending.iter().any(|s| *s != signal_hook::consts::SIGHUP) {
                             info!("signal received, shutting down");
@@ -400,6 +412,7 @@ impl Reactor {
             }
             self.drive_announcer(now);
             self.drive_dht(now);
+            self.catalog_tick(now);
             if now >= self.next_pex {
                 self.send_pex();
                 self.next_pex = now + Duration::from_secs(pex::PEX_INTERVAL_SECS);
@@ -422,6 +435,11 @@ impl Reactor {
             let micros = u64::try_from(now.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.stats.turns.record(micros);
         }
+    }
+
+    /// The loop's waker, for threads that hand it results (the catalog worker).
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
     }
 
     /// Loads the access list file (at start and on SIGHUP). A file that fails to load leaves the

@@ -265,6 +265,13 @@ impl PieceBits {
         }
     }
 
+    /// Clears piece `index` (ignored when out of range).
+    pub(super) fn clear(&mut self, index: u32) {
+        if let Some(b) = self.0.get_mut((index / 8) as usize) {
+            *b &= !(0x80 >> (index % 8));
+        }
+    }
+
     /// Whether no piece is set.
     pub(super) fn is_empty(&self) -> bool {
         self.0.iter().all(|b| *b == 0)

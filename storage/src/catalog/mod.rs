@@ -54,7 +54,7 @@ mod writer;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use tokens::{
     NewToken, Scopes, TOKEN_ID_LEN, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenError,
-    TokenInfo,
+    TokenInfo, TokenVerifier, presented_token, unknown_token_delay,
 };
 pub use torrents::{FileCheck, FileRecord, NewFile, NewTorrent, TorrentStats, TorrentSummary};
 pub use writer::{StatsBatch, StatsDelta};
@@ -310,6 +310,18 @@ impl Catalog {
     /// [`CatalogError::Sqlite`].
     pub fn schema_version(&self) -> Result<u32, CatalogError> {
         schema::user_version(&self.conn)
+    }
+
+    /// `PRAGMA data_version`: a number that changes when *another* connection (a `seednode
+    /// token` command while the node runs) commits to the file; this connection's own commits
+    /// leave it as it is. Polling it tells the engine when to reload what it caches (tokens).
+    ///
+    /// # Errors
+    /// [`CatalogError::Sqlite`].
+    pub fn data_version(&self) -> Result<i64, CatalogError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
     }
 
     /// Runs `PRAGMA integrity_check` and `PRAGMA foreign_key_check`: `Ok` when SQLite finds the

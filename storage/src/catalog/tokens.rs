@@ -175,7 +175,127 @@ impl From<rusqlite::Error> for TokenError {
     }
 }
 
+/// What verifying a token needs, and nothing more: no label, no secret. The engine keeps these
+/// in memory ([`Catalog::token_verifiers`]) so that a request never waits for SQLite, and checks
+/// a presented token with [`TokenVerifier::check`], exactly as [`Catalog::verify_token`] does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenVerifier {
+    /// The public id ([`TOKEN_ID_LEN`] hex digits).
+    pub id: String,
+    /// SHA-256 of the secret bytes.
+    pub hash: [u8; 32],
+    /// What it allows.
+    pub scopes: Scopes,
+    /// When it stops working, in seconds since the Unix epoch; `None` for never.
+    pub expires_at: Option<i64>,
+    /// When it was revoked, in seconds since the Unix epoch; `None` if it was not.
+    pub revoked_at: Option<i64>,
+}
+
+impl fmt::Debug for TokenVerifier {
+    /// Never shows the hash (it is as good as a password against an offline guess).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("id", &self.id)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// Checks the SHA-256 `hash` of a presented secret ([`presented_token`]) against this token
+    /// at wall-clock time `now` (seconds since the Unix epoch), in constant time; then
+    /// revocation, then expiry (`now >= expires_at` refuses).
+    ///
+    /// # Errors
+    /// [`TokenError::Unknown`] when the hash differs, [`TokenError::Revoked`],
+    /// [`TokenError::Expired`].
+    pub fn check(&self, hash: &[u8; 32], now: i64) -> Result<Scopes, TokenError> {
+        judge(hash, &self.hash, self.revoked_at, self.expires_at, now)?;
+        Ok(self.scopes)
+    }
+}
+
+/// Parses a presented token `sn_<id>_<secret>`: its public id and the SHA-256 of its secret
+/// bytes, what [`TokenVerifier::check`] compares. The same parsing as
+/// [`Catalog::verify_token`]'s, so an in-memory table and the catalog agree on every string.
+///
+/// # Errors
+/// [`TokenError::Malformed`] unless the length, prefix, separator and every (lowercase) hex
+/// digit are right.
+pub fn presented_token(presented: &str) -> Result<(&str, [u8; 32]), TokenError> {
+    let (id, secret) = parse_token(presented).ok_or(TokenError::Malformed)?;
+    Ok((id, Sha256::digest(secret).into()))
+}
+
+/// The same work as a comparison with a stored hash, for an id that has none, so that timing
+/// does not tell which ids exist.
+pub fn unknown_token_delay(hash: &[u8; 32]) {
+    let _ = constant_time_eq(hash, &[0u8; 32]);
+}
+
+/// The checks shared by [`Catalog::verify_token`] and [`TokenVerifier::check`], in this order:
+/// the hash (constant time), revocation, expiry.
+fn judge(
+    hash: &[u8; 32],
+    stored: &[u8],
+    revoked_at: Option<i64>,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<(), TokenError> {
+    if !constant_time_eq(hash, stored) {
+        return Err(TokenError::Unknown);
+    }
+    if revoked_at.is_some() {
+        return Err(TokenError::Revoked);
+    }
+    if expires_at.is_some_and(|at| now >= at) {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
+}
+
 impl Catalog {
+    /// Every token with what verifying it needs ([`TokenVerifier`]), revoked and expired ones
+    /// included (they are refused with their own reason). At most
+    /// [`MAX_TOKENS`] rows. Reads only.
+    ///
+    /// # Errors
+    /// [`CatalogError::Corrupt`] for an unknown scope or a hash that is not 32 bytes;
+    /// [`CatalogError::Sqlite`].
+    pub fn token_verifiers(&self) -> Result<Vec<TokenVerifier>, CatalogError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, hash, scopes, expires_at, revoked_at FROM tokens ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, hash, scopes, expires_at, revoked_at) = row?;
+            out.push(TokenVerifier {
+                id,
+                hash: <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| CatalogError::Corrupt {
+                    what: "token hash is not 32 bytes",
+                })?,
+                scopes: Scopes::parse(&scopes).ok_or(CatalogError::Corrupt {
+                    what: "unknown token scope",
+                })?,
+                expires_at,
+                revoked_at,
+            });
+        }
+        Ok(out)
+    }
+
     /// Creates a token with `scopes`, an optional expiry (`expires_at`, seconds since the Unix
     /// epoch) and a label, from the caller's random `secret` (drawn from
     /// `ring::rand::SystemRandom`); `now` is the wall clock in seconds since the Unix epoch.
@@ -240,8 +360,7 @@ impl Catalog {
     /// [`TokenError::Expired`] (answer them all alike); [`TokenError::Catalog`] when the catalog
     /// cannot be read.
     pub fn verify_token(&self, presented: &str, now: i64) -> Result<TokenInfo, TokenError> {
-        let (id, secret) = parse_token(presented).ok_or(TokenError::Malformed)?;
-        let hash: [u8; 32] = Sha256::digest(secret).into();
+        let (id, hash) = presented_token(presented)?;
         let row = self
             .conn
             .prepare_cached(
@@ -264,19 +383,10 @@ impl Catalog {
             })
             .optional()?;
         let Some((stored, scopes, mut info)) = row else {
-            // Same work as a known id, so timing does not tell which ids exist.
-            let _ = constant_time_eq(&hash, &[0u8; 32]);
+            unknown_token_delay(&hash);
             return Err(TokenError::Unknown);
         };
-        if !constant_time_eq(&hash, &stored) {
-            return Err(TokenError::Unknown);
-        }
-        if info.revoked_at.is_some() {
-            return Err(TokenError::Revoked);
-        }
-        if info.expires_at.is_some_and(|at| now >= at) {
-            return Err(TokenError::Expired);
-        }
+        judge(&hash, &stored, info.revoked_at, info.expires_at, now)?;
         info.scopes = Scopes::parse(&scopes).ok_or(CatalogError::Corrupt {
             what: "unknown token scope",
         })?;

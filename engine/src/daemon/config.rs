@@ -1,0 +1,208 @@
+//! `seednode run --config FILE`: the TOML configuration of the long-lived node.
+//!
+//! Every key is optional; `contrib/seednode.toml` shows each one with its default and meaning.
+//! An unknown key is an error that names it and its line (`deny_unknown_fields`), so a typo
+//! never silently falls back to a default. Command-line flags override the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::CliError;
+use crate::limits::{
+    DEFAULT_CACHE_MIB, DEFAULT_GLOBAL_UPLOAD_SLOTS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_PEERS_PER_TORRENT, DEFAULT_UPLOAD_SLOTS,
+};
+
+/// Largest configuration file read, bytes: a hand-written file is a few KiB.
+pub(crate) const MAX_CONFIG_FILE_LEN: u64 = 1024 * 1024;
+
+/// Default seconds between two flushes of the statistics to the catalog: a crash (or
+/// `kill -9`) loses at most this much of them, nothing else.
+pub(crate) const DEFAULT_STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Shortest and longest statistics flush interval accepted, seconds: a flush is one small
+/// transaction with an `fsync`, so once a second is the most worth paying for, and an hour the
+/// most worth losing.
+pub(crate) const STATS_FLUSH_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
+
+/// The configuration file, every key with its default (see `contrib/seednode.toml`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// The data directory (the catalog lives in it); `--data-dir` overrides it.
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address for peers and HTTP: `IP:PORT`, `:PORT`, `IP` or `PORT`.
+    pub(crate) listen: String,
+    /// A second, HTTP-only address (`IP:PORT` or `:PORT`); none by default.
+    pub(crate) http: Option<String>,
+    /// Whether the UDP tracker (BEP 15) answers on the listen port.
+    pub(crate) udp_tracker: bool,
+    /// Whether to join the Mainline DHT (BEP 5).
+    pub(crate) dht: bool,
+    /// DHT nodes to bootstrap from (`HOST:PORT`); empty: the well-known public routers.
+    pub(crate) dht_bootstrap: Vec<String>,
+    /// Host or IP clients should use to reach this node.
+    pub(crate) announce_host: Option<String>,
+    /// Host names (besides IP literals and `localhost`) the HTTP API answers to.
+    pub(crate) allowed_hosts: Vec<String>,
+    /// PEM file of extra CA certificates for https:// trackers.
+    pub(crate) tracker_ca: Option<PathBuf>,
+    /// Node-wide upload limit, bytes per second; 0 = unlimited.
+    pub(crate) max_upload_rate: u64,
+    /// Per-torrent upload limit, bytes per second; 0 = unlimited.
+    pub(crate) max_upload_rate_per_torrent: u64,
+    /// Peers of one torrent unchoked at once.
+    pub(crate) upload_slots: usize,
+    /// Peers unchoked at once over all torrents.
+    pub(crate) global_upload_slots: usize,
+    /// Most connections at once.
+    pub(crate) max_connections: usize,
+    /// Most connections at once from one IP address.
+    pub(crate) max_connections_per_ip: usize,
+    /// Most peers of one torrent at once.
+    pub(crate) max_peers_per_torrent: usize,
+    /// How block payloads reach the socket: `"sendfile"` or `"copy"`.
+    pub(crate) data_path: String,
+    /// MiB of whole pieces the `copy` data path keeps in memory.
+    pub(crate) cache_mib: usize,
+    /// Seconds between summary log lines; 0 turns them off.
+    pub(crate) summary_interval: u64,
+    /// Seconds between statistics flushes to the catalog.
+    pub(crate) stats_flush_interval: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            listen: format!("0.0.0.0:{}", crate::cli::DEFAULT_SEED_PORT),
+            http: None,
+            udp_tracker: true,
+            dht: true,
+            dht_bootstrap: Vec::new(),
+            announce_host: None,
+            allowed_hosts: Vec::new(),
+            tracker_ca: None,
+            max_upload_rate: 0,
+            max_upload_rate_per_torrent: 0,
+            upload_slots: DEFAULT_UPLOAD_SLOTS,
+            global_upload_slots: DEFAULT_GLOBAL_UPLOAD_SLOTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
+            data_path: "sendfile".to_owned(),
+            cache_mib: DEFAULT_CACHE_MIB,
+            summary_interval: crate::reactor::DEFAULT_SUMMARY_INTERVAL.as_secs(),
+            stats_flush_interval: DEFAULT_STATS_FLUSH_INTERVAL.as_secs(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a configuration from TOML text; `shown` names the file in errors.
+    ///
+    /// # Errors
+    /// TOML syntax, a wrong type, or an unknown key: `toml`'s message names the key and shows
+    /// its line.
+    pub(crate) fn parse(text: &str, shown: &str) -> Result<Self, CliError> {
+        let config: Self = toml::from_str(text).map_err(|e| format!("{shown}: {e}"))?;
+        config.check(shown)?;
+        Ok(config)
+    }
+
+    /// Reads and parses the file at `path` (at most [`MAX_CONFIG_FILE_LEN`] bytes).
+    ///
+    /// # Errors
+    /// The file cannot be read, is too large, or does not parse ([`Config::parse`]).
+    pub(crate) fn load(path: &Path) -> Result<Self, CliError> {
+        use std::io::Read as _;
+        let shown = seednode_wire::display::escape_path(path).into_owned();
+        let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+        let mut text = String::new();
+        file.take(MAX_CONFIG_FILE_LEN + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if text.len() as u64 > MAX_CONFIG_FILE_LEN {
+            return Err(format!(
+                "{shown}: larger than {MAX_CONFIG_FILE_LEN} bytes, not a configuration file"
+            ));
+        }
+        Self::parse(&text, &shown)
+    }
+
+    /// Checks values a type cannot express.
+    fn check(&self, shown: &str) -> Result<(), CliError> {
+        if !STATS_FLUSH_INTERVAL_RANGE.contains(&self.stats_flush_interval) {
+            return Err(format!(
+                "{shown}: stats_flush_interval = {}: must be {} to {} seconds",
+                self.stats_flush_interval,
+                STATS_FLUSH_INTERVAL_RANGE.start(),
+                STATS_FLUSH_INTERVAL_RANGE.end()
+            ));
+        }
+        if !matches!(self.data_path.as_str(), "sendfile" | "copy") {
+            return Err(format!(
+                "{shown}: data_path = {:?}: expected \"sendfile\" or \"copy\"",
+                self.data_path
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults() {
+        let example = include_str!("../../../contrib/seednode.toml");
+        // Every key of the example is commented out: the defaults.
+        assert_eq!(
+            Config::parse(example, "example").unwrap(),
+            Config::default()
+        );
+        // Uncommented, every example line is a valid key with its default value.
+        let uncommented: String = example
+            .lines()
+            .filter_map(|l| {
+                let setting = l.strip_prefix("# ")?;
+                let (key, _) = setting.split_once(" = ")?;
+                key.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+                    .then_some(setting)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed = Config::parse(&uncommented, "uncommented").unwrap();
+        assert_eq!(
+            Config {
+                data_dir: None,
+                http: None,
+                announce_host: None,
+                tracker_ca: None,
+                ..parsed
+            },
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let e = Config::parse("listen = \":7000\"\nmax_conections = 5\n", "f.toml").unwrap_err();
+        assert!(e.contains("max_conections"), "{e}");
+        assert!(e.contains("line 2") || e.contains("2 |"), "{e}");
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert!(Config::parse("stats_flush_interval = 0", "f").is_err());
+        assert!(Config::parse("data_path = \"mmap\"", "f").is_err());
+        assert!(Config::parse("max_connections = -1", "f").is_err());
+        let c = Config::parse("listen = \":7000\"\ndht = false", "f").unwrap();
+        assert_eq!(c.listen, ":7000");
+        assert!(!c.dht);
+    }
+}

@@ -1,0 +1,357 @@
+//! The loop's side of the long-lived node (`seednode run`): the catalog worker's replies,
+//! statistics flushes, the in-memory bearer tokens, and pieces withheld until re-verified.
+//!
+//! Nothing here touches SQLite: commands go to the worker's bounded queue
+//! ([`Reactor::catalog_submit`], [`Busy`] when full), replies come back through the waker
+//! ([`Reactor::catalog_reply`]).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use seednode_storage::catalog::{Scopes, StatsBatch, TokenError, TorrentId};
+use seednode_wire::InfoHash;
+use tracing::{debug, info, warn};
+
+use super::Reactor;
+use crate::daemon::recheck::{self, Rechecker};
+use crate::daemon::resume::Loaded;
+use crate::daemon::tokens::TokenTable;
+use crate::daemon::unix_now;
+use crate::daemon::worker::{Busy, CatalogWorker, Command, Reply};
+
+/// Who is waiting for a catalog reply: the connection (key and generation) to answer. Filled
+/// by the front door through [`Reactor::catalog_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Requester {
+    /// The connection's slab key.
+    pub(crate) key: usize,
+    /// Its generation (a reply for a closed connection is dropped).
+    pub(crate) generation: u64,
+}
+
+/// Catalog requests waiting for their reply, at most: the worker's queue bounds them, this
+/// guards the map against a worker that never answers.
+const MAX_PENDING_REQUESTS: usize = 4 * crate::daemon::worker::CATALOG_QUEUE_CAPACITY;
+
+/// The loop's link to the catalog: the worker, the re-check thread, which catalog torrent each
+/// info-hash is, and statistics not yet flushed.
+pub(crate) struct CatalogLink {
+    worker: CatalogWorker,
+    rechecker: Rechecker,
+    /// Catalog id of every seeded torrent, by its info-hash.
+    ids: HashMap<InfoHash, TorrentId>,
+    /// Bytes of each torrent already handed to the worker (of `TorrentSlot::uploaded`).
+    flushed: HashMap<InfoHash, u64>,
+    /// Statistics not yet saved (failed flushes come back here).
+    batch: StatsBatch,
+    flush_interval: Duration,
+    next_flush: Instant,
+    /// Requests waiting for a reply, by request id.
+    pending: HashMap<u64, Requester>,
+    next_request: u64,
+    replies: Vec<Reply>,
+    /// This node's own tracker URLs: left out of the tiers announced to (it knows about
+    /// itself; announcing to itself would also hold shutdown up).
+    own_urls: Vec<String>,
+}
+
+impl CatalogLink {
+    /// Links a started worker and re-check thread; statistics are flushed every
+    /// `flush_interval`; `own_urls` are this node's tracker URLs (never announced to).
+    pub(crate) fn new(
+        worker: CatalogWorker,
+        rechecker: Rechecker,
+        flush_interval: Duration,
+        now: Instant,
+        own_urls: Vec<String>,
+    ) -> Self {
+        Self {
+            worker,
+            rechecker,
+            ids: HashMap::new(),
+            flushed: HashMap::new(),
+            batch: StatsBatch::new(),
+            flush_interval,
+            next_flush: now + flush_interval,
+            pending: HashMap::new(),
+            next_request: 1,
+            replies: Vec::new(),
+            own_urls,
+        }
+    }
+}
+
+impl Reactor {
+    /// Connects the loop to the catalog, with the token table loaded at start.
+    pub(crate) fn attach_catalog(&mut self, link: CatalogLink, tokens: TokenTable) {
+        self.catalog = Some(link);
+        self.tokens = Some(tokens);
+    }
+
+    /// Checks a presented bearer token against the in-memory table at `now_unix` (seconds since
+    /// the Unix epoch; the front door reads the clock once per request). Without a catalog
+    /// (`seed`) every token is unknown.
+    ///
+    /// # Errors
+    /// [`TokenError::Malformed`], [`TokenError::Unknown`], [`TokenError::Revoked`],
+    /// [`TokenError::Expired`]: answer all with one 401 (RFC 6750 §3.1).
+    #[allow(
+        dead_code,
+        reason = "the front door's authorisation calls it (issue 11)"
+    )]
+    pub(crate) fn verify_bearer_at(
+        &self,
+        presented: &str,
+        now_unix: i64,
+    ) -> Result<Scopes, TokenError> {
+        match &self.tokens {
+            Some(table) => table.verify(presented, now_unix).map(|v| v.scopes),
+            None => Err(TokenError::Unknown),
+        }
+    }
+
+    /// Queues `command` for the catalog worker without waiting.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue is full or the node has no catalog (answer 503).
+    pub(crate) fn catalog_submit(&mut self, command: Command) -> Result<(), Busy> {
+        self.catalog.as_ref().ok_or(Busy)?.worker.submit(command)
+    }
+
+    /// Queues the command `make(request)` on behalf of connection `requester`; its reply comes
+    /// back to [`Reactor::catalog_reply`] with the same `request` id. Returns the id.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue (or the table of waiting requests) is full, or there is no
+    /// catalog.
+    #[allow(dead_code, reason = "the front door's API calls it (issue 11)")]
+    pub(crate) fn catalog_request(
+        &mut self,
+        requester: Requester,
+        make: impl FnOnce(u64) -> Command,
+    ) -> Result<u64, Busy> {
+        let link = self.catalog.as_mut().ok_or(Busy)?;
+        if link.pending.len() >= MAX_PENDING_REQUESTS {
+            return Err(Busy);
+        }
+        let request = link.next_request;
+        link.next_request += 1;
+        link.worker.submit(make(request))?;
+        link.pending.insert(request, requester);
+        Ok(request)
+    }
+
+    /// Bytes re-hashed at start for fast resume (`seednode_rehashed_bytes_total`); `None`
+    /// without a catalog.
+    pub(super) fn rehashed_bytes(&self) -> Option<u64> {
+        self.catalog.as_ref().map(|c| c.rechecker.rehashed_bytes())
+    }
+
+    /// Seeds a torrent loaded from the catalog: adds it, withholds the pieces to re-verify
+    /// (left out of bitfields, requests refused) and queues their check.
+    pub(crate) fn seed_loaded(&mut self, loaded: Loaded) {
+        let Loaded {
+            id,
+            torrent,
+            mut tiers,
+            recheck,
+        } = loaded;
+        if let Some(link) = &self.catalog {
+            for tier in &mut tiers {
+                tier.retain(|url| !link.own_urls.contains(url));
+            }
+            tiers.retain(|t| !t.is_empty());
+        }
+        let info_hash = torrent.info_hash;
+        if self.by_hash.contains_key(&info_hash) {
+            debug!(%info_hash, "already seeded");
+            return;
+        }
+        let job = recheck.map(|plan| recheck::Job {
+            id,
+            info_hash,
+            storage: std::sync::Arc::clone(&torrent.storage),
+            piece_check: std::sync::Arc::clone(&torrent.piece_check),
+            plan,
+        });
+        self.add_torrent(torrent);
+        if let Some(slot) = self.torrents.last_mut()
+            && let Some(job) = &job
+        {
+            for piece in job.plan.pieces.iter().flat_map(Clone::clone) {
+                slot.failed.set(piece);
+            }
+        }
+        if !tiers.is_empty() {
+            self.announce_to(info_hash, &tiers);
+        }
+        if let Some(link) = &mut self.catalog {
+            link.ids.insert(info_hash, id);
+            link.flushed.insert(info_hash, 0);
+            if let Some(job) = job {
+                link.rechecker.submit(job);
+            }
+        }
+    }
+
+    /// Drains the worker's replies (on a wake of the loop).
+    pub(super) fn on_catalog_replies(&mut self) {
+        let Some(link) = &mut self.catalog else {
+            return;
+        };
+        let mut replies = std::mem::take(&mut link.replies);
+        link.worker.drain(&mut replies);
+        for reply in replies.drain(..) {
+            self.catalog_reply(reply);
+        }
+        if let Some(link) = &mut self.catalog {
+            link.replies = replies; // keep the allocation
+        }
+    }
+
+    /// Handles one reply of the catalog worker. The extension point of the HTTP API: a reply
+    /// with a `request` id answers the connection registered by [`Reactor::catalog_request`]
+    /// (taken out of the pending table here; the HTTP response itself is the front door's).
+    pub(crate) fn catalog_reply(&mut self, reply: Reply) {
+        let requester = |this: &mut Self, request: u64| {
+            this.catalog
+                .as_mut()
+                .and_then(|l| l.pending.remove(&request))
+        };
+        match reply {
+            Reply::Added { request, result } => {
+                let _requester = requester(self, request);
+                match result {
+                    Ok(added) => match added.seed {
+                        Ok(loaded) => {
+                            info!(torrent = %added.id, "added to the catalog; seeding");
+                            self.seed_loaded(*loaded);
+                        }
+                        Err(reason) => {
+                            warn!(torrent = %added.id, reason = %reason, "added to the catalog, not seeded")
+                        }
+                    },
+                    Err(e) => debug!(request, error = %e, "add refused"),
+                }
+            }
+            Reply::Removed {
+                request,
+                id,
+                result,
+            } => {
+                let _requester = requester(self, request);
+                match result {
+                    // Serving stops at the next start; stopping a live torrent is left to the
+                    // front door's removal work.
+                    Ok(()) => info!(torrent = %id, "removed from the catalog"),
+                    Err(e) => debug!(torrent = %id, error = %e, "not removed"),
+                }
+            }
+            Reply::StateSet {
+                request,
+                id,
+                result,
+            } => {
+                let _requester = requester(self, request);
+                if let Err(e) = result {
+                    debug!(torrent = %id, error = %e, "state not changed");
+                }
+            }
+            Reply::Tokens(table) => {
+                debug!(tokens = table.len(), "token table reloaded");
+                self.tokens = Some(table);
+            }
+            Reply::StatsNotSaved { deltas, error } => {
+                warn!(error = %error, "statistics not saved; retrying at the next flush");
+                if let Some(link) = &mut self.catalog {
+                    link.batch.restore(deltas);
+                }
+            }
+            Reply::Rechecked(outcome) => self.rechecked(&outcome),
+        }
+    }
+
+    /// Serves the pieces that passed their re-check; the others stay withheld.
+    fn rechecked(&mut self, outcome: &recheck::Outcome) {
+        let Some(&index) = self.by_hash.get(&outcome.info_hash) else {
+            return;
+        };
+        let Some(slot) = self.torrents.get_mut(index) else {
+            return;
+        };
+        for &piece in &outcome.good {
+            slot.failed.clear(piece);
+            slot.verified.set(piece);
+        }
+        if !outcome.bad.is_empty() {
+            slot.fault = Some(format!(
+                "{} pieces failed their re-check at start",
+                outcome.bad.len()
+            ));
+            self.stats.pieces_failed += outcome.bad.len() as u64;
+            warn!(info_hash = %outcome.info_hash, failed = outcome.bad.len(), "pieces changed on disk: withheld");
+        }
+    }
+
+    /// Moves what was uploaded since the last call into the statistics batch.
+    fn collect_stats(&mut self) {
+        let Some(link) = &mut self.catalog else {
+            return;
+        };
+        let now = unix_now();
+        for slot in &self.torrents {
+            let ih = slot.torrent.info_hash;
+            let (Some(id), Some(done)) = (link.ids.get(&ih), link.flushed.get_mut(&ih)) else {
+                continue;
+            };
+            let delta = slot.uploaded.saturating_sub(*done);
+            if delta > 0 {
+                link.batch.record(*id, delta, 0, now);
+                *done = slot.uploaded;
+            }
+        }
+    }
+
+    /// Flushes statistics every `flush_interval` (called once per loop turn).
+    pub(super) fn catalog_tick(&mut self, now: Instant) {
+        let due = self.catalog.as_ref().is_some_and(|l| now >= l.next_flush);
+        if !due {
+            return;
+        }
+        self.collect_stats();
+        let Some(link) = &mut self.catalog else {
+            return;
+        };
+        link.next_flush = now + link.flush_interval;
+        if link.batch.is_empty() {
+            return;
+        }
+        let deltas = link.batch.take();
+        if let Err(Busy) = link.worker.submit(Command::Stats(deltas.clone())) {
+            link.batch.restore(deltas);
+        }
+    }
+
+    /// Asks the worker for a fresh token table (SIGHUP).
+    pub(super) fn reload_tokens(&mut self) {
+        if self.catalog.is_some() && self.catalog_submit(Command::ReloadTokens).is_err() {
+            warn!("catalog busy: tokens not reloaded (they reload within seconds anyway)");
+        }
+    }
+
+    /// After the loop stopped: saves the last statistics, checkpoints the catalog and stops
+    /// the worker (bounded wait). Blocking: call it only once [`Reactor::run`] returned.
+    pub(crate) fn close_catalog(&mut self) {
+        self.collect_stats();
+        let Some(mut link) = self.catalog.take() else {
+            return;
+        };
+        link.rechecker.stop();
+        let deltas = link.batch.take();
+        if link.worker.stop(deltas) {
+            info!("catalog saved");
+        } else {
+            warn!("the catalog worker did not finish in time; the last statistics may be lost");
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The long-lived node against the real binary and real SQLite files in temporary directories
+//! (issue 11): `token` commands, `catalog add`, and `seednode run` restarted with SIGTERM —
+//! fast resume hashes nothing, statistics survive, a changed file's pieces are re-verified
+//! (and withheld when they fail) while the rest is served, a missing file is not served, and
+//! an unknown configuration key is a clear error.
+//!
+//! Every process is owned by a `ChildGuard` (killed on drop) and every wait is bounded.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    ChildGuard, Deadline, SEEDER_IP, TEST_TIMEOUT, free_port, log_tail, require_aria2c, run_client,
+    seednode_bin, write_random_file,
+};
+
+/// The address aria2c downloads from (not the node's own).
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// How long `seednode run` may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// SIGTERM to exit, at most (the issue's bound).
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `seednode ARGS` to completion (bounded); returns success, stdout and stderr.
+fn seednode(args: &[&OsStr]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = Command::new(seednode_bin());
+    cmd.args(args)
+        .stdout(fs::File::create(&out).expect("out"))
+        .stderr(fs::File::create(&err).expect("err"));
+    let mut child = ChildGuard::spawn("seednode", &mut cmd);
+    let status = child
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("seednode {args:?} did not finish"));
+    (
+        status.success(),
+        fs::read_to_string(out).expect("read out"),
+        fs::read_to_string(err).expect("read err"),
+    )
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// A child process killed and reaped on drop (even during a panic), with its pid at hand for
+/// SIGTERM.
+struct Guarded(Child);
+
+impl Guarded {
+    fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        loop {
+            match self.0.try_wait().expect("try_wait") {
+                Some(status) => return Some(status),
+                None if Instant::now() >= end => return None,
+                None => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `seednode run`.
+struct Node {
+    child: Guarded,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(data_dir: &Path, port: u16, log: &Path) -> Self {
+        let out = log.with_extension("stdout");
+        let mut cmd = Command::new(seednode_bin());
+        cmd.arg("run")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("{SEEDER_IP}:{port}"))
+            .arg("--no-dht")
+            .env("RUST_LOG", "info")
+            .stdout(fs::File::create(&out).expect("stdout file"))
+            .stderr(fs::File::create(log).expect("log file"));
+        let mut child = Guarded(
+            cmd.stdin(Stdio::null())
+                .spawn()
+                .expect("spawn seednode run"),
+        );
+        let end = Instant::now() + START_TIMEOUT;
+        loop {
+            if fs::read_to_string(&out).is_ok_and(|s| s.contains("listening: ")) {
+                break;
+            }
+            if let Some(status) = child.wait_timeout(Duration::ZERO) {
+                panic!("seednode run exited with {status}\n{}", log_tail(log));
+            }
+            assert!(
+                Instant::now() < end,
+                "seednode run did not start\n{}",
+                log_tail(log)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// `GET /metrics` over loopback (open without a token).
+    fn metrics(&self) -> String {
+        let mut s = TcpStream::connect((SEEDER_IP, self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).expect("read metrics");
+        body
+    }
+
+    /// The value of metric `name`.
+    fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    }
+
+    /// Waits (bounded) until metric `name` satisfies `ok`.
+    fn wait_metric(&self, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.metric(name);
+            if ok(v) || Instant::now() >= end {
+                return v;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then a clean exit within [`STOP_TIMEOUT`].
+    fn stop(mut self) {
+        let pid = self.child_id();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let started = Instant::now();
+        let status = self
+            .child
+            .wait_timeout(STOP_TIMEOUT)
+            .unwrap_or_else(|| panic!("no exit within {STOP_TIMEOUT:?}\n{}", log_tail(&self.log)));
+        assert!(status.success(), "{status}\n{}", log_tail(&self.log));
+        eprintln!("node stopped in {:?}", started.elapsed());
+    }
+
+    fn child_id(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `seednode create PATH -t http://127.0.0.1:PORT/announce -o OUT --piece-length 16K`.
+fn create_torrent(path: &Path, out: &Path, port: u16) {
+    let (ok, _, err) = seednode(&[
+        os("create"),
+        path.as_os_str(),
+        os("-t"),
+        os(&format!("http://{SEEDER_IP}:{port}/announce")),
+        os("-o"),
+        out.as_os_str(),
+        os("--piece-length"),
+        os("16K"),
+    ]);
+    assert!(ok, "create failed: {err}");
+}
+
+fn catalog_add(data_dir: &Path, torrent: &Path, data: &Path) {
+    let (ok, out, err) = seednode(&[
+        os("catalog"),
+        os("--data-dir"),
+        data_dir.as_os_str(),
+        os("add"),
+        torrent.as_os_str(),
+        data.as_os_str(),
+    ]);
+    assert!(ok, "catalog add failed: {err}");
+    assert!(out.contains("\tseeding\t"), "{out}");
+}
+
+/// `catalog list` rows: (state, uploaded bytes, name).
+fn catalog_list(data_dir: &Path) -> Vec<(String, u64, String)> {
+    let (ok, out, err) = seednode(&[
+        os("catalog"),
+        os("--data-dir"),
+        data_dir.as_os_str(),
+        os("list"),
+    ]);
+    assert!(ok, "catalog list failed: {err}");
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[1].to_owned(), f[3].parse().unwrap(), f[4].to_owned())
+        })
+        .collect()
+}
+
+/// Downloads `torrent` with aria2c into `dir` (only file `select`, 1-based, when given).
+fn aria2c(torrent: &Path, dir: &Path, select: Option<usize>, deadline: Deadline) {
+    fs::create_dir_all(dir).unwrap();
+    let log = dir.with_extension("aria2c.log");
+    let mut cmd = Command::new("aria2c");
+    cmd.args([
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--seed-time=0",
+        "--bt-stop-timeout=60",
+        "--summary-interval=0",
+        "--disable-ipv6=true",
+        "--file-allocation=none",
+        "--console-log-level=warn",
+        "--log=-",
+        "--log-level=info",
+    ])
+    .arg(format!("--interface={CLIENT_IP}"))
+    .arg(format!("--listen-port={}", free_port(CLIENT_IP)))
+    .arg(format!("--dir={}", dir.display()))
+    .stdin(Stdio::null());
+    if let Some(i) = select {
+        cmd.arg(format!("--select-file={i}"));
+    }
+    cmd.arg(torrent);
+    run_client("aria2c", &mut cmd, &log, None, deadline);
+}
+
+#[test]
+fn tokens_are_created_listed_and_revoked_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let (ok, out, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        dd,
+        os("--scope"),
+        os("read,metrics"),
+        os("--label"),
+        os("grafana"),
+        os("--expires-in"),
+        os("3600"),
+    ]);
+    assert!(ok, "{err}");
+    // The token alone on stdout, printed once; the id is its public part.
+    let token = out.trim();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        token.starts_with("sn_") && token.len() == 3 + 12 + 1 + 64,
+        "{token}"
+    );
+    let id = &token[3..15];
+    assert!(err.contains(id) && !err.contains(&token[16..]), "{err}");
+
+    let list = |json: bool| {
+        let mut args = vec![os("token"), os("list"), os("--data-dir"), dd];
+        if json {
+            args.push(os("--json"));
+        }
+        let (ok, out, err) = seednode(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let json: serde_json::Value = serde_json::from_str(&list(true)).unwrap();
+    assert_eq!(json[0]["id"], id);
+    assert_eq!(json[0]["status"], "active");
+    assert_eq!(json[0]["label"], "grafana");
+    assert_eq!(json[0]["scopes"], serde_json::json!(["read", "metrics"]));
+    assert!(json[0]["expires_at"].as_i64().unwrap() > json[0]["created_at"].as_i64().unwrap());
+    let table = list(false);
+    assert!(
+        table.contains(id) && !table.contains(&token[16..]),
+        "{table}"
+    );
+    // The secret is nowhere in the data directory (only its SHA-256 is).
+    for entry in fs::read_dir(&data).unwrap() {
+        let bytes = fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(64).any(|w| w == &token.as_bytes()[16..]));
+    }
+
+    let (ok, _, err) = seednode(&[os("token"), os("revoke"), os(id), os("--data-dir"), dd]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&list(true)).unwrap();
+    assert_eq!(json[0]["status"], "revoked");
+
+    let (ok, _, err) = seednode(&[
+        os("token"),
+        os("revoke"),
+        os("000000000000"),
+        os("--data-dir"),
+        dd,
+    ]);
+    assert!(!ok && err.contains("no token"), "{err}");
+    let (ok, _, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--scope"),
+        os("root"),
+        os("--data-dir"),
+        dd,
+    ]);
+    assert!(!ok && err.contains("--scope"), "{err}");
+}
+
+#[test]
+fn unknown_config_key_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seednode.toml");
+    fs::write(&config, "listen = \"127.0.0.1:0\"\nmax_conections = 10\n").unwrap();
+    let (ok, _, err) = seednode(&[
+        os("run"),
+        os("--data-dir"),
+        dir.path().join("data").as_os_str(),
+        os("--config"),
+        config.as_os_str(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("max_conections"), "{err}");
+    assert!(err.contains('2'), "the line: {err}");
+    // Nothing was started: no catalog either.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn run_resumes_without_hashing_and_keeps_statistics() {
+    require_aria2c();
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node");
+    let port = free_port(SEEDER_IP);
+    let file = dir.path().join("payload.bin");
+    write_random_file(&file, 3 * 1024 * 1024 + 12_345, 1);
+    let torrent = dir.path().join("payload.torrent");
+    create_torrent(&file, &torrent, port);
+    catalog_add(&data_dir, &torrent, &file);
+
+    let node = Node::start(&data_dir, port, &dir.path().join("run1.log"));
+    assert_eq!(node.metric("seednode_torrents"), 1);
+    assert_eq!(node.metric("seednode_rehashed_bytes_total"), 0);
+    aria2c(&torrent, &dir.path().join("dl1"), None, deadline);
+    common::assert_same_file(&file, &dir.path().join("dl1/payload.bin"));
+    let uploaded = node.metric("seednode_uploaded_bytes_total");
+    assert!(uploaded >= 3 * 1024 * 1024, "{uploaded}");
+    node.stop();
+    assert_eq!(
+        catalog_list(&data_dir)[0].1,
+        uploaded,
+        "statistics saved at stop"
+    );
+
+    // Restarted: nothing hashed, the total carries on.
+    let node = Node::start(&data_dir, port, &dir.path().join("run2.log"));
+    assert_eq!(node.metric("seednode_rehashed_bytes_total"), 0);
+    assert!(node.log().contains("no hashing"), "{}", node.log());
+    aria2c(&torrent, &dir.path().join("dl2"), None, deadline);
+    common::assert_same_file(&file, &dir.path().join("dl2/payload.bin"));
+    let second = node.metric("seednode_uploaded_bytes_total");
+    node.stop();
+    let rows = catalog_list(&data_dir);
+    assert_eq!(rows[0].0, "seeding");
+    assert_eq!(
+        rows[0].1,
+        uploaded + second,
+        "statistics survived the restart"
+    );
+}
+
+#[test]
+fn changed_file_is_reverified_and_a_missing_file_is_not_served() {
+    require_aria2c();
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node");
+    let port = free_port(SEEDER_IP);
+    // A multi-file torrent whose files are whole pieces (16 KiB), so no piece spans two files.
+    let tree = dir.path().join("tree");
+    write_random_file(&tree.join("a.bin"), 4 * 16 * 1024, 2);
+    write_random_file(&tree.join("b.bin"), 12 * 16 * 1024, 3);
+    let tree_torrent = dir.path().join("tree.torrent");
+    create_torrent(&tree, &tree_torrent, port);
+    catalog_add(&data_dir, &tree_torrent, &tree);
+    // A second torrent whose file will go missing.
+    let lone = dir.path().join("lone.bin");
+    write_random_file(&lone, 100_000, 4);
+    let lone_torrent = dir.path().join("lone.torrent");
+    create_torrent(&lone, &lone_torrent, port);
+    catalog_add(&data_dir, &lone_torrent, &lone);
+
+    // While stopped: a.bin's contents change (same length), lone.bin disappears.
+    thread::sleep(Duration::from_millis(20)); // a new mtime even on coarse clocks
+    write_random_file(&tree.join("a.bin"), 4 * 16 * 1024, 99);
+    fs::remove_file(&lone).unwrap();
+
+    let node = Node::start(&data_dir, port, &dir.path().join("run1.log"));
+    assert_eq!(
+        node.metric("seednode_torrents"),
+        1,
+        "the missing one is not served"
+    );
+    // a.bin's 4 pieces are re-verified and fail; nothing else is hashed.
+    let rehashed = node.wait_metric("seednode_rehashed_bytes_total", |v| v >= 4 * 16 * 1024);
+    assert_eq!(rehashed, 4 * 16 * 1024);
+    assert_eq!(
+        node.wait_metric("seednode_pieces_failed_total", |v| v >= 4),
+        4
+    );
+    // The rest is served: b.bin downloads.
+    aria2c(&tree_torrent, &dir.path().join("dl"), Some(2), deadline);
+    common::assert_same_file(&tree.join("b.bin"), &dir.path().join("dl/tree/b.bin"));
+    node.stop();
+    let rows = catalog_list(&data_dir);
+    let lone_row = rows.iter().find(|r| r.2 == "lone.bin").unwrap();
+    assert_eq!(lone_row.0, "missing_data");
+
+    // a.bin restored (new mtime, right contents): re-verified once, then resumed for free.
+    write_random_file(&tree.join("a.bin"), 4 * 16 * 1024, 2);
+    let node = Node::start(&data_dir, port, &dir.path().join("run2.log"));
+    let rehashed = node.wait_metric("seednode_rehashed_bytes_total", |v| v >= 4 * 16 * 1024);
+    assert_eq!(rehashed, 4 * 16 * 1024);
+    thread::sleep(Duration::from_millis(300)); // the file checks reach the catalog
+    assert_eq!(node.metric("seednode_pieces_failed_total"), 0);
+    aria2c(&tree_torrent, &dir.path().join("dl-all"), None, deadline);
+    common::assert_same_tree(&tree, &dir.path().join("dl-all/tree"));
+    node.stop();
+    let node = Node::start(&data_dir, port, &dir.path().join("run3.log"));
+    assert_eq!(node.metric("seednode_rehashed_bytes_total"), 0);
+    node.stop();
+}
