@@ -464,3 +464,71 @@ fn changed_file_is_reverified_and_a_missing_file_is_not_served() {
     assert_eq!(node.metric("seednode_rehashed_bytes_total"), 0);
     node.stop();
 }
+
+/// `GET path` on the node with optional `Authorization`; the status line's code.
+fn api_status(port: u16, path: &str, auth: Option<&str>) -> u16 {
+    let mut s = TcpStream::connect((SEEDER_IP, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"))
+}
+
+#[test]
+fn the_api_wants_a_token_with_the_scope_under_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let token = |scope: &str| {
+        let (ok, out, err) = seednode(&[
+            os("token"),
+            os("create"),
+            os("--data-dir"),
+            dd,
+            os("--scope"),
+            os(scope),
+        ]);
+        assert!(ok, "{err}");
+        out.trim().to_owned()
+    };
+    let reader = token("read");
+    let scraper = token("metrics");
+    let admin = token("admin");
+    let port = common::free_port(SEEDER_IP);
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let list = "/api/v1/torrents";
+    // Under `run` the API wants a token even from loopback; /metrics does not.
+    assert_eq!(api_status(port, list, None), 401);
+    assert_eq!(api_status(port, "/metrics", None), 200);
+    assert_eq!(api_status(port, list, Some(&reader)), 200);
+    assert_eq!(api_status(port, list, Some(&admin)), 200);
+    assert_eq!(api_status(port, list, Some(&scraper)), 403, "no read scope");
+    assert_eq!(api_status(port, list, Some("sn_000000000000_00")), 401);
+    // A revoked token stops working once the node reloads its table (SIGHUP, or within 2 s).
+    let id = &reader[3..15];
+    let (ok, _, err) = seednode(&[os("token"), os("revoke"), os(id), os("--data-dir"), dd]);
+    assert!(ok, "{err}");
+    let killed = Command::new("kill")
+        .args(["-HUP", &node.child_id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(killed.success());
+    let end = Instant::now() + Duration::from_secs(10);
+    while api_status(port, list, Some(&reader)) != 401 {
+        assert!(
+            Instant::now() < end,
+            "revoked token still accepted\n{}",
+            node.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    node.stop();
+}

@@ -95,10 +95,6 @@ impl Reactor {
     /// # Errors
     /// [`TokenError::Malformed`], [`TokenError::Unknown`], [`TokenError::Revoked`],
     /// [`TokenError::Expired`]: answer all with one 401 (RFC 6750 §3.1).
-    #[allow(
-        dead_code,
-        reason = "the front door's authorisation calls it (issue 11)"
-    )]
     pub(crate) fn verify_bearer_at(
         &self,
         presented: &str,

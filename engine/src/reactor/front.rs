@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use seednode_storage::catalog::Scopes;
 use seednode_wire::InfoHash;
 use seednode_wire::magnet::MagnetLink;
 use seednode_wire::metainfo::Metainfo;
@@ -34,6 +35,14 @@ pub(super) enum Need {
 }
 
 impl Need {
+    const fn scopes(self) -> Scopes {
+        match self {
+            Self::Read => Scopes::READ,
+            Self::Metrics => Scopes::METRICS,
+            Self::Write => Scopes::ADMIN,
+        }
+    }
+
     const fn scope(self) -> &'static str {
         match self {
             Self::Read => "read",
@@ -156,8 +165,9 @@ impl Reactor {
     }
 
     /// Whether `req` may do what `need` says: a bearer token with the scope (RFC 6750), or,
-    /// without a token, a client on loopback for reading (the one-command `seed` has no token
-    /// store; `run` has). A refusal is the response to send.
+    /// without a token, a client on loopback reading `/metrics`, or reading anything under
+    /// `seed` (which has no token store; `run` has, and then the API always wants a token).
+    /// A refusal is the response to send.
     fn authorize(&self, req: &Request, remote: SocketAddr, need: Need) -> Result<(), Response> {
         let presented = front_door::bearer(req.authorization.as_deref());
         if presented.is_none() && req.authorization.is_some() {
@@ -167,33 +177,38 @@ impl Reactor {
             ));
         }
         let loopback = seednode_wire::addr::canonical_ip(remote.ip()).is_loopback();
-        match presented {
-            None if loopback && need != Need::Write => Ok(()),
-            None => Err(unauthorized("", "a bearer token is required")),
-            Some(token) => match self.verify_bearer(token) {
-                Some(scopes) if scopes.iter().any(|s| *s == "admin" || *s == need.scope()) => {
-                    Ok(())
-                }
-                Some(_) => Err(Response::error(403, "the token lacks the scope").header(
-                    "WWW-Authenticate",
-                    format!(
-                        "Bearer realm=\"seednode\", error=\"insufficient_scope\", scope=\"{}\"",
-                        need.scope()
-                    ),
-                )),
-                None => Err(unauthorized(
-                    "invalid_token",
-                    "unknown, expired or revoked token",
-                )),
-            },
+        let open_on_loopback = match need {
+            Need::Metrics => true,
+            Need::Read => self.tokens.is_none(),
+            Need::Write => false,
+        };
+        let Some(token) = presented else {
+            return if loopback && open_on_loopback {
+                Ok(())
+            } else {
+                Err(unauthorized("", "a bearer token is required"))
+            };
+        };
+        let now_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        match self.verify_bearer_at(token, now_unix) {
+            Ok(scopes) if scopes.contains(Scopes::ADMIN) || scopes.contains(need.scopes()) => {
+                Ok(())
+            }
+            Ok(_) => Err(Response::error(403, "the token lacks the scope").header(
+                "WWW-Authenticate",
+                format!(
+                    "Bearer realm=\"seednode\", error=\"insufficient_scope\", scope=\"{}\"",
+                    need.scope()
+                ),
+            )),
+            // Unknown, expired, revoked or malformed: one answer (RFC 6750 §3.1).
+            Err(_) => Err(unauthorized(
+                "invalid_token",
+                "unknown, expired or revoked token",
+            )),
         }
-    }
-
-    /// The scopes of a valid bearer token; `None` for any refusal (unknown, expired, revoked:
-    /// one answer for all, RFC 6750 §3.1). Without a token store nothing is valid.
-    fn verify_bearer(&self, token: &str) -> Option<Vec<&'static str>> {
-        let _ = token;
-        None
     }
 
     /// The JSON API (`/api/v1/...`).
