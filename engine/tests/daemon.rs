@@ -502,7 +502,7 @@ fn the_api_wants_a_token_with_the_scope_under_run() {
     let reader = token("read");
     let scraper = token("metrics");
     let admin = token("admin");
-    let port = common::free_port(SEEDER_IP);
+    let port = free_port(SEEDER_IP);
     let node = Node::start(&data, port, &dir.path().join("run.log"));
     let list = "/api/v1/torrents";
     // Under `run` the API wants a token even from loopback; /metrics does not.
