@@ -532,3 +532,118 @@ fn the_api_wants_a_token_with_the_scope_under_run() {
     }
     node.stop();
 }
+
+/// `POST /api/v1/torrents?path=REL` with `body`; the status code and the body.
+fn post_torrent(port: u16, rel: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect((SEEDER_IP, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let mut req = format!(
+        "POST /api/v1/torrents?path={rel} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\
+         Content-Type: application/x-bittorrent\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn a_torrent_posted_to_the_api_is_committed_then_seeded() {
+    require_aria2c();
+    let deadline = Deadline::after(Duration::from_secs(120));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let (ok, admin, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        dd,
+        os("--scope"),
+        os("admin"),
+    ]);
+    assert!(ok, "{err}");
+    let admin = admin.trim().to_owned();
+    let (ok, reader, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        dd,
+        os("--scope"),
+        os("read"),
+    ]);
+    assert!(ok, "{err}");
+    let reader = reader.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    // The content lives under <data-dir>/data; the API names it relative to that.
+    let content = data.join("data").join("albums");
+    fs::create_dir_all(&content).unwrap();
+    let file = content.join("song.bin");
+    write_random_file(&file, 700_000, 77);
+    let torrent = dir.path().join("song.torrent");
+    create_torrent(&file, &torrent, port);
+    let bytes = fs::read(&torrent).unwrap();
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+
+    assert_eq!(post_torrent(port, "albums/song.bin", None, &bytes).0, 401);
+    assert_eq!(
+        post_torrent(port, "albums/song.bin", Some(&reader), &bytes).0,
+        403
+    );
+    for bad in ["../song.bin", "%2e%2e/x", "/etc/passwd", ""] {
+        let (status, body) = post_torrent(port, bad, Some(&admin), &bytes);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = post_torrent(port, "albums/song.bin", Some(&admin), b"not bencode");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post_torrent(port, "albums/song.bin", Some(&admin), &bytes);
+    assert_eq!(status, 201, "{body}\n{}", node.log());
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["seeding"], true);
+    let ih = v["info_hash"].as_str().unwrap().to_owned();
+    let (status, _) = post_torrent(port, "albums/song.bin", Some(&admin), &bytes);
+    assert_eq!(status, 409, "a second add of the same torrent");
+    assert_eq!(catalog_list_while_running(port, &reader), vec![ih]);
+    // Seeded at once: aria2c downloads it.
+    let dl = dir.path().join("dl");
+    aria2c(&torrent, &dl, None, deadline);
+    assert_eq!(
+        fs::read(dl.join("song.bin")).unwrap(),
+        fs::read(&file).unwrap()
+    );
+    node.stop();
+    // Durable: the catalog has it after the stop.
+    assert_eq!(catalog_list(&data).len(), 1);
+}
+
+/// The info-hashes `GET /api/v1/torrents` lists.
+fn catalog_list_while_running(port: u16, token: &str) -> Vec<String> {
+    let mut s = TcpStream::connect((SEEDER_IP, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/torrents HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(body).expect("json");
+    v["torrents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["info_hash"].as_str().unwrap().to_owned())
+        .collect()
+}

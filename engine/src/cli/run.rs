@@ -232,6 +232,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         access_list: None,
         secret: random_secret(),
         allowed_hosts: config.allowed_hosts.clone(),
+        content_root: Some(dir.join("data")),
     };
     let tracker = Tracker::with_secret(TrackerConfig::default(), Instant::now(), random_secret());
     let dht = if config.dht {

@@ -371,6 +371,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         access_list: None,
         secret: random_secret(),
         allowed_hosts: Vec::new(),
+        content_root: None,
     };
     let tracker = Tracker::with_secret(TrackerConfig::default(), Instant::now(), random_secret());
     let dht = if args.dht.no_dht {

@@ -56,6 +56,7 @@ pub(crate) fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         access_list: access_list.clone(),
         secret: random_secret(),
         allowed_hosts: Vec::new(),
+        content_root: None,
     };
     let tracker_config = TrackerConfig {
         open: true,
@@ -104,6 +105,7 @@ pub(crate) fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
         access_list: None,
         secret: random_secret(),
         allowed_hosts: Vec::new(),
+        content_root: None,
     };
     let tracker = Tracker::new(TrackerConfig::default());
     let mut reactor = Reactor::new(

@@ -120,7 +120,6 @@ impl Reactor {
     /// # Errors
     /// [`Busy`] when the queue (or the table of waiting requests) is full, or there is no
     /// catalog.
-    #[allow(dead_code, reason = "the front door's API calls it (issue 11)")]
     pub(crate) fn catalog_request(
         &mut self,
         requester: Requester,
@@ -216,18 +215,41 @@ impl Reactor {
         };
         match reply {
             Reply::Added { request, result } => {
-                let _requester = requester(self, request);
-                match result {
+                let waiting = requester(self, request);
+                let answer = match result {
                     Ok(added) => match added.seed {
                         Ok(loaded) => {
                             info!(torrent = %added.id, "added to the catalog; seeding");
+                            let ih = loaded.torrent.info_hash;
                             self.seed_loaded(*loaded);
+                            Ok((ih, true))
                         }
                         Err(reason) => {
-                            warn!(torrent = %added.id, reason = %reason, "added to the catalog, not seeded")
+                            warn!(torrent = %added.id, reason = %reason, "added to the catalog, not seeded");
+                            Err((
+                                202,
+                                "added_not_seeded",
+                                format!("added to the catalog, not seeded: {reason}"),
+                            ))
                         }
                     },
-                    Err(e) => debug!(request, error = %e, "add refused"),
+                    Err(e) => {
+                        debug!(request, error = %e, "add refused");
+                        Err(match &*e {
+                            seednode_storage::catalog::CatalogError::Exists { .. } => (
+                                409,
+                                "exists",
+                                "the catalog holds this torrent already".into(),
+                            ),
+                            seednode_storage::catalog::CatalogError::DiskFull => {
+                                (507, "disk_full", "the catalog's disk is full".into())
+                            }
+                            other => (500, "internal", other.to_string()),
+                        })
+                    }
+                };
+                if let Some(waiting) = waiting {
+                    self.finish_deferred(waiting, request, super::front::added_response(answer));
                 }
             }
             Reply::Removed {

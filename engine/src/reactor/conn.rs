@@ -52,6 +52,16 @@ pub(super) enum ConnState {
         served: usize,
         since: Instant,
     },
+    /// HTTP, a request handed to the catalog worker: its response is queued when the reply
+    /// comes ([`Reactor::finish_deferred`]); later pipelined requests wait.
+    HttpWaiting {
+        /// The catalog request id.
+        request: u64,
+        served: usize,
+        since: Instant,
+        /// The client asked to close after this response.
+        close: bool,
+    },
     /// Response queued; close once it is written.
     Closing,
 }
@@ -425,6 +435,7 @@ impl Reactor {
                     conn.rbuf.clear();
                     return Ok(false);
                 }
+                ConnState::HttpWaiting { .. } => return Ok(false),
                 ConnState::TrackerFetch { id } => {
                     let id = *id;
                     let remote = conn.remote;

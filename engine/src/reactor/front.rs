@@ -54,6 +54,14 @@ impl Need {
 
 const JSON: &str = "application/json";
 
+/// A response now, or later (the request went to the catalog worker with this id).
+pub(super) enum Routed {
+    /// Send this.
+    Now(Response),
+    /// Wait for the catalog's reply to this request.
+    Later(u64),
+}
+
 impl Reactor {
     /// Answers `request` (with its `body`) on connection `key`, the `served`-th on it: queues the
     /// response and sets the connection's next state (another request, or close once sent).
@@ -66,17 +74,72 @@ impl Reactor {
         served: usize,
     ) {
         self.stats.http_requests += 1;
-        let mut response = self.route(key, now, request, body);
+        let response = match self.route(key, now, request, body) {
+            Routed::Now(r) => r,
+            Routed::Later(request_id) => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.state = ConnState::HttpWaiting {
+                        request: request_id,
+                        served,
+                        since: now,
+                        close: request.close,
+                    };
+                }
+                return;
+            }
+        };
+        self.send_response(key, now, response, request.close, request.is_head(), served);
+    }
+
+    /// Answers the request of connection `requester` that waited for the catalog (a no-op when
+    /// the connection is gone or no longer waiting for `request`).
+    pub(crate) fn finish_deferred(
+        &mut self,
+        requester: super::catalog::Requester,
+        request: u64,
+        response: Response,
+    ) {
+        let now = self.now;
+        let Some(conn) = self.conns.get(requester.key) else {
+            return;
+        };
+        let ConnState::HttpWaiting {
+            request: waiting,
+            served,
+            close,
+            ..
+        } = conn.state
+        else {
+            return;
+        };
+        if conn.generation != requester.generation || waiting != request {
+            return;
+        }
+        self.send_response(requester.key, now, response, close, false, served);
+        // Requests pipelined behind this one were left in the buffer.
+        self.backlog.push((requester.key, requester.generation));
+        self.flush(requester.key);
+    }
+
+    fn send_response(
+        &mut self,
+        key: usize,
+        now: Instant,
+        mut response: Response,
+        close: bool,
+        head_only: bool,
+        served: usize,
+    ) {
         if response.status >= 400 {
             self.stats.http_errors += 1;
         }
-        let last = request.close || response.close || !http::may_keep_alive(served + 1);
+        let last = close || response.close || !http::may_keep_alive(served + 1);
         response.close = last;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.out.push_bytes(response.head());
-        if !request.is_head() {
+        if !head_only {
             match response.body {
                 Body::Bytes(b) => conn.out.push_bytes(b),
                 Body::File { file, offset, len } => {
@@ -96,7 +159,31 @@ impl Reactor {
         };
     }
 
-    fn route(&mut self, key: usize, now: Instant, req: &Request, body: &[u8]) -> Response {
+    fn route(&mut self, key: usize, now: Instant, req: &Request, body: &[u8]) -> Routed {
+        let Some(conn) = self.conns.get(key) else {
+            return Routed::Now(Response::error(503, ""));
+        };
+        let generation = conn.generation;
+        if let Some(rest) = req.path.strip_prefix("/api/v1/")
+            && req.method == "POST"
+            && rest == "torrents"
+        {
+            let remote = conn.remote;
+            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
+                return Routed::Now(Response::error(
+                    421,
+                    "this Host is not one the node answers to",
+                ));
+            }
+            if let Err(refused) = self.authorize(req, remote, Need::Write) {
+                return Routed::Now(refused);
+            }
+            return self.add_torrent_request(key, generation, req, body);
+        }
+        Routed::Now(self.route_now(key, now, req, body))
+    }
+
+    fn route_now(&mut self, key: usize, now: Instant, req: &Request, body: &[u8]) -> Response {
         let Some(conn) = self.conns.get(key) else {
             return Response::error(503, "");
         };
@@ -233,6 +320,70 @@ impl Reactor {
                 "adding and removing torrents needs `seednode run` (the catalog)",
             ),
             _ => json_error(404, "no_such_endpoint", "see docs/api.md"),
+        }
+    }
+
+    /// `POST /api/v1/torrents?path=REL` with a .torrent as the body: the torrent is added to the
+    /// catalog (answered once committed: 201 with its info-hash) and seeded from
+    /// `<content root>/REL`, a path checked like a torrent's own (no `..`, nothing absolute).
+    fn add_torrent_request(
+        &mut self,
+        key: usize,
+        generation: u64,
+        req: &Request,
+        body: &[u8],
+    ) -> Routed {
+        let Some(root) = self.config.content_root.clone() else {
+            return Routed::Now(json_error(
+                405,
+                "method_not_allowed",
+                "adding torrents needs `seednode run` (the catalog)",
+            ));
+        };
+        let rel = query_value(&req.query, b"path").unwrap_or_default();
+        if rel.starts_with('/') || rel.contains("//") || rel.ends_with('/') {
+            return Routed::Now(json_error(
+                400,
+                "bad_path",
+                "`path` is relative to the node's content directory, `dir/file`",
+            ));
+        }
+        let components: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        let rel = match seednode_storage::SafeRelPath::new(&components) {
+            Ok(p) if !components.is_empty() => p,
+            Ok(_) => return Routed::Now(json_error(400, "bad_path", "`path` is required")),
+            Err(e) => return Routed::Now(json_error(400, "bad_path", &e.to_string())),
+        };
+        let meta = match Metainfo::from_bytes(body) {
+            Ok(m) => m,
+            Err(e) => return Routed::Now(json_error(400, "malformed", &e.to_string())),
+        };
+        if self.by_hash.contains_key(&meta.info_hash) {
+            return Routed::Now(json_error(
+                409,
+                "exists",
+                "the node seeds this torrent already",
+            ));
+        }
+        let added_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let torrent = match seednode_storage::catalog::NewTorrent::from_metainfo(
+            body.to_vec(),
+            &meta,
+            rel.under(&root),
+            added_at,
+        ) {
+            Ok(t) => t,
+            Err(e) => return Routed::Now(json_error(400, "malformed", &e.to_string())),
+        };
+        let requester = super::catalog::Requester { key, generation };
+        match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
+            request,
+            torrent: Box::new(torrent),
+        }) {
+            Ok(id) => Routed::Later(id),
+            Err(_) => Routed::Now(json_error(503, "busy", "the catalog is busy; retry")),
         }
     }
 
@@ -466,6 +617,35 @@ impl Reactor {
             peer_word = if peers == 1 { "peer" } else { "peers" },
             up = front_door::human_bytes(total_uploaded),
         )
+    }
+}
+
+/// The first value of `key` in a query string, percent-decoded (`+` is a space there).
+fn query_value(query: &[u8], key: &[u8]) -> Option<String> {
+    for pair in query.split(|b| *b == b'&') {
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        if k == key {
+            let mut out = Vec::new();
+            seednode_wire::percent::decode(v, &mut out).ok()?;
+            return String::from_utf8(out).ok();
+        }
+    }
+    None
+}
+
+/// The JSON answer to a committed (or refused) add.
+pub(super) fn added_response(
+    result: Result<(InfoHash, bool), (u16, &'static str, String)>,
+) -> Response {
+    match result {
+        Ok((ih, seeding)) => json_response(
+            201,
+            &json!({ "info_hash": ih.to_hex(), "seeding": seeding }),
+        ),
+        Err((status, code, message)) => json_error(status, code, &message),
     }
 }
 

@@ -112,6 +112,9 @@ pub(crate) struct ReactorConfig {
     /// Host names (besides IP literals and `localhost`) the API and status page answer to;
     /// others get 421 (DNS rebinding).
     pub(crate) allowed_hosts: Vec<String>,
+    /// Where torrents added over the API keep their data (`seednode run`: `<data-dir>/data`);
+    /// `None` refuses adds. A path given to the API is taken relative to it, never outside.
+    pub(crate) content_root: Option<PathBuf>,
 }
 
 /// The event loop and everything it owns.

@@ -56,6 +56,14 @@ impl Reactor {
                     }
                     at
                 }
+                ConnState::HttpWaiting { since, .. } => {
+                    let at = *since + HTTP_SEND_STALL_TIMEOUT;
+                    if now >= at {
+                        self.close(key, CloseReason::HttpTimeout);
+                        continue;
+                    }
+                    at
+                }
                 ConnState::Closing => {
                     let at = (conn.last_progress + HTTP_SEND_STALL_TIMEOUT)
                         .max(conn.accepted + HTTP_TIMEOUT);
