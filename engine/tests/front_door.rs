@@ -339,6 +339,34 @@ fn keep_alive_pipelining_and_hostile_requests() {
     assert_eq!(request(addr, chunked).status, 411);
     let two = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
     assert_eq!(request(addr, two).status, 400);
+    // A body the node would not take is refused from its head alone: nothing of the 5 MiB is
+    // sent, and the answer (then the close) comes at once.
+    for (head, status) in [
+        (
+            "POST /api/v1/torrents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5242880\r\n\r\n",
+            401,
+        ),
+        (
+            "POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5242880\r\n\r\n",
+            413,
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5242880\r\n\r\n",
+            413,
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false);
+        assert_eq!(r.status, status, "{head}");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(
+            s.read(&mut [0u8; 16]).unwrap(),
+            0,
+            "closed after the refusal"
+        );
+    }
     // The node still serves after all that.
     assert_eq!(get(addr, "/healthz", "").status, 200);
     seeder.stop();

@@ -22,16 +22,7 @@ const LIMIT: u64 = 2 * 1024 * 1024;
 
 /// Reads `seednode_uploaded_bytes_total` from the seeder's `/metrics`.
 fn uploaded(addr: SocketAddr) -> u64 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix("seednode_uploaded_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no upload counter in /metrics:\n{body}"))
+    metric(addr, "seednode_uploaded_bytes_total").expect("an upload counter in /metrics")
 }
 
 #[test]

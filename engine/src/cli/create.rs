@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use seednode_wire::display::escape_path;
 
 use super::torrent_file::{
-    Plan, create_metainfo, create_options, magnet_of, open_storage, plan, verify_data,
-    write_atomically,
+    Plan, create_metainfo, create_options, magnet_of, plan, verify_for_reuse, write_atomically,
 };
 use super::{CliError, CreateArgs};
 
@@ -25,18 +24,7 @@ pub(crate) fn create(args: &CreateArgs) -> Result<PathBuf, CliError> {
             (meta, out)
         }
         Plan::Reuse { out, meta } => {
-            let storage = open_storage(&args.path, &meta, targs.symlinks.policy())?;
-            let have = verify_data(&meta, &storage, targs.threads())?;
-            let bad = have.iter().filter(|h| !**h).count();
-            if bad > 0 {
-                return Err(format!(
-                    "{} already exists and does not match the data ({bad} of {} pieces differ); \
-                     it is left as it is. Write the new torrent elsewhere with -o FILE, or \
-                     replace it with --force",
-                    escape_path(&out),
-                    have.len()
-                ));
-            }
+            verify_for_reuse(&args.path, &out, &meta, targs)?;
             eprintln!(
                 "{} already exists and matches the data: kept as it is (--force rewrites it)",
                 escape_path(&out)

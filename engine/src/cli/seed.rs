@@ -21,7 +21,7 @@ use super::net::{
 use super::parse::Listen;
 use super::torrent_file::{
     Plan, create_metainfo, create_options, magnet_of, open_storage, plan, read_torrent_file,
-    trackers_of, verify_data, write_atomically,
+    trackers_of, verify_data, verify_for_reuse, write_atomically,
 };
 use super::{CliError, DEFAULT_SEED_PORT, SeedArgs};
 use crate::limits::DEFAULT_DISK_THREADS;
@@ -157,18 +157,7 @@ fn prepare(args: &SeedArgs, source: Source, trackers: &[String]) -> Result<Prepa
             path,
             plan: Plan::Reuse { out, meta },
         } => {
-            let storage = open_storage(&path, &meta, targs.symlinks.policy())?;
-            let have = verify_data(&meta, &storage, targs.threads())?;
-            let bad = have.iter().filter(|h| !**h).count();
-            if bad > 0 {
-                return Err(format!(
-                    "{} already exists and does not match the data ({bad} of {} pieces differ); \
-                     it is left as it is. Write the new torrent elsewhere with -o FILE, or \
-                     replace it with --force",
-                    escape_path(&out),
-                    have.len()
-                ));
-            }
+            let (storage, have) = verify_for_reuse(&path, &out, &meta, targs)?;
             info!(torrent = %escape_path(&out), "existing .torrent matches the data: reusing it as it is");
             Ok(Prepared {
                 meta: *meta,

@@ -294,6 +294,34 @@ pub(crate) fn verify_data(
     Ok(have)
 }
 
+/// An existing .torrent `out` for `path` (its name, files and flags already agree): opens the
+/// data and verifies every piece, so it is reused only when all match; returns the storage and
+/// the (all good) pieces.
+///
+/// # Errors
+/// The data cannot be opened or read, or a piece differs: the file is left as it is, and the
+/// message names `-o` and `--force`.
+pub(crate) fn verify_for_reuse(
+    path: &Path,
+    out: &Path,
+    meta: &Metainfo,
+    targs: &TorrentArgs,
+) -> Result<(Storage, Vec<bool>), CliError> {
+    let storage = open_storage(path, meta, targs.symlinks.policy())?;
+    let have = verify_data(meta, &storage, targs.threads())?;
+    let bad = have.iter().filter(|h| !**h).count();
+    if bad > 0 {
+        return Err(format!(
+            "{} already exists and does not match the data ({bad} of {} pieces differ); \
+             it is left as it is. Write the new torrent elsewhere with -o FILE, or \
+             replace it with --force",
+            escape_path(out),
+            have.len()
+        ));
+    }
+    Ok((storage, have))
+}
+
 /// Opens `path` as the data of `meta`, following links as `symlinks` says.
 pub(crate) fn open_storage(
     path: &Path,

@@ -410,6 +410,13 @@ impl Reactor {
                         http::Parsed::Request(request) => {
                             let _ = conn.rbuf.split_to(request.head_len);
                             if request.content_length > 0 {
+                                if let Err(refused) = self.check_body(key, &request) {
+                                    self.refuse(key, now, refused, served);
+                                    return Ok(false);
+                                }
+                                let Some(conn) = self.conns.get_mut(key) else {
+                                    return Ok(false);
+                                };
                                 conn.state = ConnState::HttpBody {
                                     request,
                                     served,

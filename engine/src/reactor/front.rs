@@ -91,6 +91,39 @@ impl Reactor {
         self.send_response(key, now, response, request.close, request.is_head(), served);
     }
 
+    /// Whether the body announced by `request` may be read. Only `POST /api/v1/torrents` takes
+    /// one, from an allowed `Host` with a token allowed to write; anything else is refused
+    /// before a byte of the body is buffered (the refusal closes the connection), so an
+    /// anonymous client cannot make the node hold 10 MiB per connection.
+    pub(super) fn check_body(&self, key: usize, request: &Request) -> Result<(), Response> {
+        let Some(conn) = self.conns.get(key) else {
+            return Err(Response::error(503, ""));
+        };
+        if request.method != "POST" || request.path != "/api/v1/torrents" {
+            return Err(Response::error(413, "no request body is accepted here"));
+        }
+        if !front_door::host_allowed(request.host.as_deref(), &self.config.allowed_hosts) {
+            return Err(Response::error(
+                421,
+                "this Host is not one the node answers to",
+            ));
+        }
+        self.authorize(request, conn.remote, Need::Write)
+    }
+
+    /// Refuses `request` at once and closes the connection once the refusal is sent.
+    pub(super) fn refuse(
+        &mut self,
+        key: usize,
+        now: Instant,
+        mut response: Response,
+        served: usize,
+    ) {
+        self.stats.http_requests += 1;
+        response.close = true;
+        self.send_response(key, now, response, true, false, served);
+    }
+
     /// Answers the request of connection `requester` that waited for the catalog (a no-op when
     /// the connection is gone or no longer waiting for `request`).
     pub(crate) fn finish_deferred(
@@ -395,15 +428,14 @@ impl Reactor {
 
     fn torrent_json(&self, slot: &TorrentSlot, detail: bool) -> serde_json::Value {
         let t = &slot.torrent;
-        let index = self.by_hash.get(&t.info_hash).copied();
+        // The list reads the count the slot keeps; only the detail walks the connections.
         let mut peers = Vec::new();
-        let mut peer_count = 0;
-        for (_, conn) in &self.conns {
-            if let ConnState::Peer { torrent, session } = &conn.state
-                && Some(*torrent) == index
-            {
-                peer_count += 1;
-                if detail {
+        if detail {
+            let index = self.by_hash.get(&t.info_hash).copied();
+            for (_, conn) in &self.conns {
+                if let ConnState::Peer { torrent, session } = &conn.state
+                    && Some(*torrent) == index
+                {
                     peers.push(json!({
                         "address": conn.remote.to_string(),
                         "client": session.client.as_deref().unwrap_or(""),
@@ -426,7 +458,7 @@ impl Reactor {
             "piece_length": t.piece_length,
             "pieces": t.have.piece_count(),
             "state": state,
-            "peers": peer_count,
+            "peers": slot.peers,
             "uploaded_bytes": slot.uploaded,
             "private": t.private,
         });
