@@ -30,6 +30,9 @@ const SIGNATURES: &[(&[u8], Protocol)] = &[
     (b"GET ", Protocol::Http),
     (b"HEAD ", Protocol::Http),
     (b"POST ", Protocol::Http),
+    (b"PUT ", Protocol::Http),
+    (b"DELETE ", Protocol::Http),
+    (b"OPTIONS ", Protocol::Http),
 ];
 
 /// Classifies a connection by the bytes received so far.
@@ -69,6 +72,8 @@ mod tests {
             Sniff::Is(Protocol::Http)
         );
         assert_eq!(sniff(b"HEAD / HTTP/1.0"), Sniff::Is(Protocol::Http));
+        assert_eq!(sniff(b"DELETE /api/v1/x"), Sniff::Is(Protocol::Http));
+        assert_eq!(sniff(b"DEL"), Sniff::NeedMore);
     }
 
     #[test]

@@ -647,3 +647,314 @@ fn catalog_list_while_running(port: u16, token: &str) -> Vec<String> {
         .map(|t| t["info_hash"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// `seednode ARGS` against the node on `port` with `token` (through `SEEDNODE_TOKEN`, as a
+/// script would); success, stdout, stderr.
+fn companion(port: u16, token: &str, args: &[&OsStr]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = Command::new(seednode_bin());
+    cmd.args(args)
+        .arg("--node")
+        .arg(format!("{SEEDER_IP}:{port}"))
+        .env("SEEDNODE_TOKEN", token)
+        .stdout(fs::File::create(&out).expect("out"))
+        .stderr(fs::File::create(&err).expect("err"));
+    let mut child = ChildGuard::spawn("seednode", &mut cmd);
+    let status = child
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("seednode {args:?} did not finish"));
+    (
+        status.success(),
+        fs::read_to_string(out).expect("read out"),
+        fs::read_to_string(err).expect("read err"),
+    )
+}
+
+/// `seednode list --json`: (info-hash, state) of every torrent.
+fn companion_list(port: u16, token: &str) -> Vec<(String, String)> {
+    let (ok, out, err) = companion(port, token, &[os("list"), os("--json")]);
+    assert!(ok, "list failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("list --json");
+    let mut rows: Vec<(String, String)> = v["torrents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["info_hash"].as_str().unwrap().to_owned(),
+                t["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Whether the node answers a BEP 3 handshake for `ih` (hex) with its own.
+fn answers_handshake(port: u16, ih: &str) -> bool {
+    let mut s = TcpStream::connect((SEEDER_IP, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0; 8]);
+    for i in 0..20 {
+        hs.push(u8::from_str_radix(&ih[2 * i..2 * i + 2], 16).unwrap());
+    }
+    hs.extend_from_slice(b"-TT0001-abcdefghijkl");
+    s.write_all(&hs).unwrap();
+    let mut reply = [0u8; 68];
+    s.read_exact(&mut reply).is_ok() && reply[28..48] == hs[28..48]
+}
+
+#[test]
+fn companion_commands_add_list_pause_resume_and_remove() {
+    require_aria2c();
+    let deadline = Deadline::after(Duration::from_secs(150));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let token = |scope: &str| {
+        let (ok, t, err) = seednode(&[
+            os("token"),
+            os("create"),
+            os("--data-dir"),
+            dd,
+            os("--scope"),
+            os(scope),
+        ]);
+        assert!(ok, "{err}");
+        t.trim().to_owned()
+    };
+    let (admin, reader) = (token("admin"), token("read"));
+    let port = free_port(SEEDER_IP);
+    let content = data.join("data");
+    let album = content.join("album");
+    fs::create_dir_all(album.join("cd1")).unwrap();
+    write_random_file(&album.join("cd1/a.bin"), 300_000, 1);
+    write_random_file(&album.join("b.bin"), 200_000, 2);
+    let solo = content.join("solo.bin");
+    write_random_file(&solo, 500_000, 3);
+    let solo_torrent = dir.path().join("solo.torrent");
+    create_torrent(&solo, &solo_torrent, port);
+    let mut node = Node::start(&data, port, &dir.path().join("run.log"));
+
+    // add: a .torrent (its data at <content>/<name>), and a directory hashed by the command.
+    let (ok, out, err) = companion(port, &admin, &[os("add"), solo_torrent.as_os_str()]);
+    assert!(ok, "{err}\n{}", node.log());
+    assert!(out.contains(": seeding"), "{out}");
+    let solo_ih = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned();
+    let (ok, out, err) = companion(
+        port,
+        &admin,
+        &[
+            os("add"),
+            album.as_os_str(),
+            os("--data-dir"),
+            dd,
+            os("--json"),
+        ],
+    );
+    assert!(ok, "{err}\n{}", node.log());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let album_ih = v["info_hash"].as_str().unwrap().to_owned();
+    // Refusals: a magnet, data outside the content directory, no write scope, a second add.
+    let (ok, _, err) = companion(port, &admin, &[os("add"), os("magnet:?xt=urn:btih:00")]);
+    assert!(!ok && err.contains("only seeds"), "{err}");
+    let (ok, _, err) = companion(
+        port,
+        &admin,
+        &[
+            os("add"),
+            dir.path()
+                .join("solo.torrent")
+                .parent()
+                .unwrap()
+                .as_os_str(),
+            os("--data-dir"),
+            dd,
+        ],
+    );
+    assert!(
+        !ok && err.contains("not inside the node's content directory"),
+        "{err}"
+    );
+    let (ok, _, err) = companion(port, &reader, &[os("add"), solo_torrent.as_os_str()]);
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, _, err) = companion(port, &admin, &[os("add"), solo_torrent.as_os_str()]);
+    assert!(!ok && err.contains("409"), "{err}");
+
+    let mut both = vec![
+        (album_ih.clone(), "seeding".to_owned()),
+        (solo_ih.clone(), "seeding".to_owned()),
+    ];
+    both.sort();
+    assert_eq!(companion_list(port, &reader), both);
+    let (ok, table, _) = companion(port, &reader, &[os("list")]);
+    assert!(
+        ok && table.contains("solo.bin") && table.contains("album"),
+        "{table}"
+    );
+
+    // pause: the peer wire refuses it at once, the list says so, and a restart keeps it.
+    assert!(answers_handshake(port, &solo_ih));
+    let (ok, out, err) = companion(port, &admin, &[os("pause"), os(&solo_ih)]);
+    assert!(ok && out.contains("paused"), "{out}{err}");
+    assert!(
+        !answers_handshake(port, &solo_ih),
+        "a paused torrent is not served"
+    );
+    assert_eq!(
+        api_status(port, &format!("/t/{solo_ih}.torrent"), None),
+        404
+    );
+    assert!(
+        node.metrics()
+            .contains("seednode_catalog_torrents{state=\"paused\"} 1")
+    );
+    node.stop();
+    node = Node::start(&data, port, &dir.path().join("run2.log"));
+    let listed = companion_list(port, &reader);
+    assert!(
+        listed.contains(&(solo_ih.clone(), "paused".to_owned())),
+        "{listed:?}"
+    );
+    assert!(!answers_handshake(port, &solo_ih));
+
+    // resume: served again; aria2c downloads it.
+    let (ok, out, err) = companion(port, &admin, &[os("resume"), os(&solo_ih)]);
+    assert!(ok && out.contains("seeding"), "{out}{err}\n{}", node.log());
+    let dl = dir.path().join("dl");
+    aria2c(&solo_torrent, &dl, None, deadline);
+    assert_eq!(
+        fs::read(dl.join("solo.bin")).unwrap(),
+        fs::read(&solo).unwrap()
+    );
+
+    // remove: a reader may not; an unknown hash is 404; --delete-data deletes only its files.
+    let (ok, _, err) = companion(port, &reader, &[os("remove"), os(&album_ih)]);
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, _, err) = companion(port, &admin, &[os("remove"), os(&"ab".repeat(20))]);
+    assert!(!ok && err.contains("404"), "{err}");
+    fs::write(content.join("keep.txt"), b"not the torrent's").unwrap();
+    let (ok, out, err) = companion(
+        port,
+        &admin,
+        &[os("remove"), os(&album_ih), os("--delete-data")],
+    );
+    assert!(ok, "{out}{err}\n{}", node.log());
+    assert!(out.contains("data deleted: 2 files"), "{out}");
+    assert!(
+        !album.exists(),
+        "the album's files and directories are gone"
+    );
+    assert!(content.join("keep.txt").exists() && solo.exists());
+    assert!(!answers_handshake(port, &album_ih));
+    assert_eq!(
+        companion_list(port, &reader),
+        vec![(solo_ih.clone(), "seeding".to_owned())]
+    );
+    // Durable: a restart brings back neither the removed torrent nor the pause.
+    node.stop();
+    let node = Node::start(&data, port, &dir.path().join("run3.log"));
+    assert_eq!(
+        companion_list(port, &reader),
+        vec![(solo_ih.clone(), "seeding".to_owned())]
+    );
+    assert!(answers_handshake(port, &solo_ih));
+    node.stop();
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_the_node_notifies_systemd() {
+    // The unit, pointed at the binary under test (verify checks that ExecStart exists).
+    let unit = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/seednode.service"),
+    )
+    .expect("contrib/seednode.service");
+    let dir = tempfile::tempdir().unwrap();
+    let unit_path = dir.path().join("seednode.service");
+    fs::write(
+        &unit_path,
+        unit.replace("/usr/local/bin/seednode", &seednode_bin().display().to_string()),
+    )
+    .unwrap();
+    for needed in [
+        "Type=notify",
+        "DynamicUser=yes",
+        "StateDirectory=seednode",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=",
+        "LimitNOFILE=",
+    ] {
+        assert!(unit.contains(needed), "the unit lacks {needed}");
+    }
+    if Command::new("systemd-analyze").arg("--version").output().is_ok() {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&unit_path)
+            .output()
+            .expect("systemd-analyze verify");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The exposure score of `systemd-analyze security` (0 safe … 10 exposed).
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes"])
+            .arg(&unit_path)
+            .output()
+            .expect("systemd-analyze security");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let exposure: f64 = text
+            .lines()
+            .find_map(|l| l.split("seednode.service: ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+        assert!(exposure <= 2.0, "exposure {exposure} above 2.0:\n{text}");
+    } else {
+        eprintln!("skipping systemd-analyze: not installed here (the notify half still runs)");
+    }
+
+    // Type=notify: READY=1 once listening, STOPPING=1 on SIGTERM, over NOTIFY_SOCKET.
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let data = dir.path().join("data");
+    let port = free_port(SEEDER_IP);
+    let log = dir.path().join("run.log");
+    let mut cmd = Command::new(seednode_bin());
+    cmd.arg("run")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
+        .arg(format!("{SEEDER_IP}:{port}"))
+        .arg("--no-dht")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .stdin(Stdio::null());
+    let mut child = Guarded(cmd.spawn().expect("spawn seednode run"));
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.contains("READY=1"), "{ready}");
+    // Ready means serving: the API answers at once.
+    assert_eq!(api_status(port, "/healthz", None), 200);
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let n = socket.recv(&mut buf).expect("STOPPING=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    let status = child.wait_timeout(STOP_TIMEOUT).expect("exit within 5 s");
+    assert!(status.success(), "{status}\n{}", log_tail(&log));
+}

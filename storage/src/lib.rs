@@ -41,6 +41,7 @@
 pub mod catalog;
 mod create;
 mod create_v2;
+mod delete;
 mod files;
 mod hash;
 mod hash_v2;
@@ -56,6 +57,7 @@ pub use create::{
     create_info, create_torrent, survey,
 };
 pub use create_v2::TorrentVersion;
+pub use delete::{DeleteError, DeleteReport, delete_torrent_data};
 pub use files::{Segment, SegmentIter};
 pub use hash::default_threads;
 pub use hash_v2::{block_hashes_v2, verify_v2};

@@ -96,6 +96,11 @@ impl Root {
         })
     }
 
+    /// The root's descriptor (`O_PATH | O_DIRECTORY`), for `*at` calls beneath it.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// Whether links beneath the root are followed.
     pub(crate) const fn symlinks(&self) -> SymlinkPolicy {
         self.symlinks

@@ -8,6 +8,7 @@ pub(crate) mod create;
 pub(crate) mod info;
 pub(crate) mod net;
 pub(crate) mod parse;
+pub(crate) mod remote;
 pub(crate) mod run;
 pub(crate) mod seed;
 pub(crate) mod servers;
@@ -79,6 +80,18 @@ pub(crate) enum Command {
     /// resume: no hashing when files are unchanged), keep statistics across restarts, until
     /// SIGINT/SIGTERM.
     Run(RunArgs),
+    /// Add a torrent to a running node: a .torrent whose data is in the node's content
+    /// directory (`<data-dir>/data/<name>`, or --path), or a file or directory inside that
+    /// directory (hashed here, like `create` with default options).
+    Add(AddArgs),
+    /// List a running node's torrents: a table, or --json.
+    List(ListArgs),
+    /// Remove a torrent from a running node (its data stays unless --delete-data).
+    Remove(RemoveArgs),
+    /// Pause a torrent on a running node: it stops seeding and stays in the catalog.
+    Pause(TorrentRefArgs),
+    /// Resume a paused torrent on a running node (its files are checked first).
+    Resume(TorrentRefArgs),
     /// Manage API tokens in the data directory's catalog (works while the node runs).
     Token(TokenArgs),
     /// Work on the catalog of a stopped node (adding torrents by hand, for tests and imports).
@@ -359,6 +372,78 @@ pub(crate) struct DataDirArgs {
     pub(crate) data_dir: Option<PathBuf>,
 }
 
+/// How the companion commands reach a running node.
+#[derive(Args)]
+pub(crate) struct NodeArgs {
+    /// The node's HTTP address, HOST:PORT or an http(s):// URL [default: the config file's
+    /// `http`, else its `listen`, else 127.0.0.1:6881].
+    #[arg(long, value_name = "HOST:PORT", env = "SEEDNODE_NODE")]
+    pub(crate) node: Option<String>,
+    /// Bearer token for the API [default: the config file's `api_token`].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SEEDNODE_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+    /// The node's TOML configuration (for its address and `api_token`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct AddArgs {
+    /// A .torrent file, a file or directory inside the node's content directory, or a magnet
+    /// link (refused: the node only seeds).
+    pub(crate) what: String,
+    /// For a .torrent: where its data is, relative to the node's content directory
+    /// [default: the torrent's name].
+    #[arg(long, value_name = "REL")]
+    pub(crate) path: Option<String>,
+    /// For a data path: the node's content directory [default: <data-dir>/data].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) content_dir: Option<PathBuf>,
+    /// For a data path: the node's data directory (its content directory is `data` in it).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print the node's JSON answer.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct ListArgs {
+    /// Print the node's JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct TorrentRefArgs {
+    /// The torrent's info-hash (40 hex digits).
+    #[arg(value_name = "INFOHASH")]
+    pub(crate) info_hash: String,
+    /// Print the node's JSON answer.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct RemoveArgs {
+    #[command(flatten)]
+    pub(crate) torrent: TorrentRefArgs,
+    /// Also delete the torrent's files (only inside the node's content directory).
+    #[arg(long)]
+    pub(crate) delete_data: bool,
+}
+
 #[derive(Args)]
 pub(crate) struct TokenArgs {
     /// The node's data directory, holding catalog.sqlite [default: $STATE_DIRECTORY under
@@ -470,6 +555,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tracker(args) => servers::tracker(&args),
         Command::Dht(args) => servers::dht_node(&args),
         Command::Run(args) => run::run(&args),
+        Command::Add(args) => remote::add(&args),
+        Command::List(args) => remote::list(&args),
+        Command::Remove(args) => remote::remove(&args.torrent, args.delete_data),
+        Command::Pause(args) => remote::set_state(&args, "pause"),
+        Command::Resume(args) => remote::set_state(&args, "resume"),
         Command::Token(args) => token::token(&args),
         Command::Catalog(args) => run::catalog(&args),
         Command::Completions(args) => {

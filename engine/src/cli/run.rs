@@ -21,13 +21,13 @@ use super::torrent_file::{MAX_TORRENT_FILE_LEN, open_storage, read_torrent_file,
 use super::{CatalogArgs, CatalogCommand, CliError, DEFAULT_SEED_PORT, RunArgs};
 use crate::daemon::config::{Config, STATS_FLUSH_INTERVAL_RANGE};
 use crate::daemon::recheck::Rechecker;
-use crate::daemon::resume::{Loaded, Start, load};
+use crate::daemon::resume::{Loaded, Start, idle_entry, load};
 use crate::daemon::tokens::TokenTable;
 use crate::daemon::worker::{CatalogWorker, Outbox};
 use crate::daemon::{data_dir, open_catalog, unix_now};
 use crate::limits::DEFAULT_DISK_THREADS;
 use crate::reactor::catalog::CatalogLink;
-use crate::reactor::{DataPath, ListenerKind, Reactor, ReactorConfig};
+use crate::reactor::{DataPath, IdleTable, ListenerKind, Reactor, ReactorConfig};
 
 /// The configuration in force: the file's, with the flags given on top.
 fn effective_config(args: &RunArgs) -> Result<Config, CliError> {
@@ -80,12 +80,17 @@ fn listen_of(text: &str, key: &str) -> Result<SocketAddr, CliError> {
 
 /// Decides, for every catalog torrent, whether it seeds (fast resume) and records the state of
 /// those that cannot. Runs before the loop starts: blocking reads are fine here.
-fn resume_all(catalog: &mut Catalog) -> Result<Vec<Loaded>, CliError> {
+///
+/// Returns the torrents to seed and the API's entries for those that do not.
+fn resume_all(catalog: &mut Catalog) -> Result<(Vec<Loaded>, IdleTable), CliError> {
     let torrents = catalog.list_torrents().map_err(|e| e.to_string())?;
     let mut ready = Vec::with_capacity(torrents.len());
+    let mut idle = IdleTable::new();
     for t in torrents {
         if t.state == State::Paused {
             info!(torrent = %t.id, name = %escape_name(&t.name), "paused: not seeded");
+            let (ih, entry) = idle_entry(catalog, &t);
+            idle.insert(ih, entry);
             continue;
         }
         match load(catalog, t.id, &t.data_path) {
@@ -112,14 +117,22 @@ fn resume_all(catalog: &mut Catalog) -> Result<Vec<Loaded>, CliError> {
                         .set_state(t.id, State::MissingData, Some(&reason))
                         .map_err(|e| e.to_string())?;
                 }
+                let (ih, mut entry) = idle_entry(catalog, &t);
+                entry.state = State::MissingData;
+                entry.reason = Some(reason);
+                idle.insert(ih, entry);
             }
             Err(e) => {
                 warn!(torrent = %t.id, name = %escape_name(&t.name), error = %escape_name(&e), "cannot be loaded: not seeded");
                 let _ = catalog.set_state(t.id, State::Error, Some(&e));
+                let (ih, mut entry) = idle_entry(catalog, &t);
+                entry.state = State::Error;
+                entry.reason = Some(e);
+                idle.insert(ih, entry);
             }
         }
     }
-    Ok(ready)
+    Ok((ready, idle))
 }
 
 /// The tracker URLs that name this node: its hosts (the announce host, the listen IP or, on
@@ -203,9 +216,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     };
 
     let started = Instant::now();
-    let loaded = resume_all(&mut catalog)?;
+    let (loaded, idle) = resume_all(&mut catalog)?;
     info!(
         torrents = loaded.len(),
+        idle = idle.len(),
         ms = started.elapsed().as_millis(),
         data_dir = %escape_path(&dir),
         "catalog loaded"
@@ -284,6 +298,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     for t in loaded {
         reactor.seed_loaded(t);
     }
+    reactor.set_idle(idle);
     println!("data-dir: {}", escape_path(&dir));
     println!("listening: {listen}");
     if let Some(h) = http_addr {

@@ -11,13 +11,13 @@ use std::ops::Range;
 use std::path::Path;
 
 use seednode_storage::catalog::resume::{self, OnDisk, Resume};
-use seednode_storage::catalog::{Catalog, FileRecord, TorrentId};
+use seednode_storage::catalog::{Catalog, FileRecord, TorrentId, TorrentSummary};
 use seednode_storage::{Storage, SymlinkPolicy};
 use seednode_wire::display::escape_path;
 use seednode_wire::metainfo::Metainfo;
 
 use crate::cli::seed::{Prepared, seeded_torrent};
-use crate::reactor::SeededTorrent;
+use crate::reactor::{IdleTorrent, SeededTorrent};
 
 /// Pieces to verify before serving them, and what is needed to record the files afterwards.
 pub(crate) struct RecheckPlan {
@@ -49,6 +49,28 @@ pub(crate) struct Loaded {
     pub(crate) tiers: Vec<Vec<String>>,
     /// Pieces to re-verify before serving them; `None` when every file is as recorded.
     pub(crate) recheck: Option<RecheckPlan>,
+}
+
+/// The API's entry for catalog torrent `t`, which does not seed (its state says why): its
+/// swarm info-hash and what the list shows. The size is the sum of its recorded files.
+pub(crate) fn idle_entry(
+    catalog: &Catalog,
+    t: &TorrentSummary,
+) -> (seednode_wire::InfoHash, IdleTorrent) {
+    let size_bytes = catalog
+        .files(t.id)
+        .map(|files| files.iter().map(|f| f.length).sum())
+        .unwrap_or(0);
+    (
+        t.swarm_hash(),
+        IdleTorrent {
+            id: t.id,
+            name: t.name.as_str().into(),
+            size_bytes,
+            state: t.state,
+            reason: t.state_reason.clone(),
+        },
+    )
 }
 
 /// What to do with a catalog torrent.

@@ -14,13 +14,14 @@
 //! runs), it reloads the token table and hands it to the loop.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::Waker;
+use seednode_storage::DeleteReport;
 use seednode_storage::catalog::{
     Catalog, CatalogError, FileCheck, NewTorrent, State, StatsDelta, TorrentId,
 };
@@ -48,10 +49,6 @@ pub(crate) const TOKEN_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 pub(crate) const WORKER_STOP_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// What the loop asks of the catalog.
-#[allow(
-    dead_code,
-    reason = "Add, Remove and SetState come from the HTTP API (issue 11)"
-)]
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Add a torrent (acknowledged after its commit), then prepare it for seeding.
@@ -61,8 +58,18 @@ pub(crate) enum Command {
         /// The torrent, its data path and files.
         torrent: Box<NewTorrent>,
     },
-    /// Remove a torrent (its rows; the data on disk stays).
+    /// Remove a torrent (its rows), then, when `delete_data` names the node's content
+    /// directory, the torrent's files beneath it ([`seednode_storage::delete_torrent_data`]).
     Remove {
+        /// The caller's id for the reply.
+        request: u64,
+        /// The torrent.
+        id: TorrentId,
+        /// The content directory, to delete the torrent's data in; `None` keeps the data.
+        delete_data: Option<PathBuf>,
+    },
+    /// Set a paused (or missing-data) torrent back to seeding and prepare it, like an add.
+    Resume {
         /// The caller's id for the reply.
         request: u64,
         /// The torrent.
@@ -99,8 +106,11 @@ pub(crate) enum Command {
 pub(crate) struct Added {
     /// Its catalog id.
     pub(crate) id: TorrentId,
-    /// Ready to seed, or why it cannot be (its data is missing, …): it stays in the catalog.
+    /// Ready to seed, or why it cannot be (its data is missing, …): it stays in the catalog,
+    /// in state `missing_data`.
     pub(crate) seed: Result<Box<Loaded>, String>,
+    /// When it does not seed: its entry for the API's list.
+    pub(crate) idle: Option<(seednode_wire::InfoHash, crate::reactor::IdleTorrent)>,
 }
 
 /// What the worker (and the re-check thread) tell the loop.
@@ -118,8 +128,21 @@ pub(crate) enum Reply {
         request: u64,
         /// The torrent.
         id: TorrentId,
-        /// The outcome.
+        /// The outcome of the removal from the catalog.
         result: Result<(), CatalogError>,
+        /// When data deletion was asked (and the removal committed): what was deleted, or why
+        /// not (the catalog rows are gone either way).
+        deleted: Option<Result<DeleteReport, String>>,
+    },
+    /// A resume: the torrent prepared for seeding (or why not: its state says so), or the
+    /// catalog error.
+    Resumed {
+        /// The caller's id.
+        request: u64,
+        /// The torrent.
+        id: TorrentId,
+        /// Ready to seed, why it cannot (state set to `missing_data`), or the catalog error.
+        result: Result<Result<Box<Loaded>, String>, CatalogError>,
     },
     /// A state change was committed, or refused.
     StateSet {
@@ -127,6 +150,8 @@ pub(crate) enum Reply {
         request: u64,
         /// The torrent.
         id: TorrentId,
+        /// The state asked for.
+        state: State,
         /// The outcome.
         result: Result<(), CatalogError>,
     },
@@ -318,9 +343,23 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
         match catalog.add_torrents(&torrents) {
             Ok(results) => {
                 for ((request, torrent), result) in adds.into_iter().zip(results) {
-                    let result = result.map_err(Arc::new).map(|id| Added {
-                        id,
-                        seed: prepare_added(catalog, id, &torrent.data_path),
+                    let result = result.map_err(Arc::new).map(|id| {
+                        let seed = prepare_added(catalog, id, &torrent.data_path);
+                        let idle = match &seed {
+                            Ok(_) => None,
+                            Err(reason) => {
+                                if let Err(e) =
+                                    catalog.set_state(id, State::MissingData, Some(reason))
+                                {
+                                    warn!(torrent = %id, error = %e, "state not recorded");
+                                }
+                                catalog
+                                    .torrent(id)
+                                    .ok()
+                                    .map(|t| resume::idle_entry(catalog, &t))
+                            }
+                        };
+                        Added { id, seed, idle }
                     });
                     out.push(Reply::Added { request, result });
                 }
@@ -339,10 +378,15 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
     for c in rest {
         match c {
             Command::Add { .. } => {} // taken above
-            Command::Remove { request, id } => out.push(Reply::Removed {
+            Command::Remove {
                 request,
                 id,
-                result: catalog.remove_torrent(id),
+                delete_data,
+            } => out.push(remove(catalog, request, id, delete_data.as_deref())),
+            Command::Resume { request, id } => out.push(Reply::Resumed {
+                request,
+                id,
+                result: resume_torrent(catalog, id),
             }),
             Command::SetState {
                 request,
@@ -352,6 +396,7 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
             } => out.push(Reply::StateSet {
                 request,
                 id,
+                state,
                 result: catalog.set_state(id, state, reason.as_deref()),
             }),
             Command::Stats(deltas) => {
@@ -372,6 +417,62 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
             }
         }
     }
+}
+
+/// Removes torrent `id` from the catalog and, when asked, its data beneath `content_root`.
+/// The files to delete are read before the rows go; they are deleted only after the commit.
+fn remove(
+    catalog: &mut Catalog,
+    request: u64,
+    id: TorrentId,
+    content_root: Option<&Path>,
+) -> Reply {
+    let doomed = match content_root {
+        Some(root) => match catalog
+            .torrent(id)
+            .and_then(|t| Ok((t, catalog.files(id)?)))
+        {
+            Ok((t, files)) => Some((root, t.data_path, files)),
+            Err(e) => {
+                return Reply::Removed {
+                    request,
+                    id,
+                    result: Err(e),
+                    deleted: None,
+                };
+            }
+        },
+        None => None,
+    };
+    let result = catalog.remove_torrent(id);
+    let deleted = match (&result, doomed) {
+        (Ok(()), Some((root, data_path, files))) => Some(
+            seednode_storage::delete_torrent_data(root, &data_path, &files)
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
+    Reply::Removed {
+        request,
+        id,
+        result,
+        deleted,
+    }
+}
+
+/// Resumes torrent `id`: prepares it (its files are looked at; changed ones re-verified in
+/// the background) and records `seeding`, or `missing_data` with the reason.
+fn resume_torrent(
+    catalog: &mut Catalog,
+    id: TorrentId,
+) -> Result<Result<Box<Loaded>, String>, CatalogError> {
+    let t = catalog.torrent(id)?;
+    let prepared = prepare_added(catalog, id, &t.data_path);
+    match &prepared {
+        Ok(_) => catalog.set_state(id, State::Seeding, None)?,
+        Err(reason) => catalog.set_state(id, State::MissingData, Some(reason))?,
+    }
+    Ok(prepared)
 }
 
 /// Prepares a torrent just added for seeding (off the loop: this opens its files).

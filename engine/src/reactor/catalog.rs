@@ -169,8 +169,8 @@ impl Reactor {
             piece_check: std::sync::Arc::clone(&torrent.piece_check),
             plan,
         });
-        self.add_torrent(torrent);
-        if let Some(slot) = self.torrents.last_mut()
+        let index = self.add_torrent(torrent);
+        if let Some(slot) = self.torrents.get_mut(index)
             && let Some(job) = &job
         {
             for piece in job.plan.pieces.iter().flat_map(Clone::clone) {
@@ -226,6 +226,9 @@ impl Reactor {
                         }
                         Err(reason) => {
                             warn!(torrent = %added.id, reason = %reason, "added to the catalog, not seeded");
+                            if let Some((ih, entry)) = added.idle {
+                                self.idle.insert(ih, entry);
+                            }
                             Err((
                                 202,
                                 "added_not_seeded",
@@ -256,24 +259,27 @@ impl Reactor {
                 request,
                 id,
                 result,
+                deleted,
             } => {
-                let _requester = requester(self, request);
-                match result {
-                    // Serving stops at the next start; stopping a live torrent is left to the
-                    // front door's removal work.
-                    Ok(()) => info!(torrent = %id, "removed from the catalog"),
-                    Err(e) => debug!(torrent = %id, error = %e, "not removed"),
-                }
+                let waiting = requester(self, request);
+                self.on_removed(waiting, request, id, result, deleted);
             }
             Reply::StateSet {
                 request,
                 id,
+                state,
                 result,
             } => {
-                let _requester = requester(self, request);
-                if let Err(e) = result {
-                    debug!(torrent = %id, error = %e, "state not changed");
-                }
+                let waiting = requester(self, request);
+                self.on_state_set(waiting, request, id, state, result);
+            }
+            Reply::Resumed {
+                request,
+                id,
+                result,
+            } => {
+                let waiting = requester(self, request);
+                self.on_resumed(waiting, request, id, result);
             }
             Reply::Tokens(table) => {
                 debug!(tokens = table.len(), "token table reloaded");
@@ -311,13 +317,50 @@ impl Reactor {
         }
     }
 
+    /// The catalog id of the seeded torrent `ih`.
+    pub(super) fn catalog_id(&self, ih: &InfoHash) -> Option<TorrentId> {
+        self.catalog.as_ref()?.ids.get(ih).copied()
+    }
+
+    /// The info-hash of the seeded catalog torrent `id`.
+    pub(super) fn catalog_hash(&self, id: TorrentId) -> Option<InfoHash> {
+        let link = self.catalog.as_ref()?;
+        link.ids.iter().find(|(_, v)| **v == id).map(|(h, _)| *h)
+    }
+
+    /// Forgets the catalog id of `ih` (it stopped seeding; its statistics were flushed).
+    pub(super) fn forget_catalog_id(&mut self, ih: &InfoHash) {
+        if let Some(link) = &mut self.catalog {
+            link.ids.remove(ih);
+            link.flushed.remove(ih);
+        }
+    }
+
+    /// Moves what torrent `ih` uploaded since the last flush into the statistics batch (before
+    /// it stops seeding).
+    pub(super) fn flush_torrent_stats(&mut self, ih: &InfoHash) {
+        let Some(link) = &mut self.catalog else {
+            return;
+        };
+        let Some(slot) = self.by_hash.get(ih).and_then(|&i| self.torrents.get(i)) else {
+            return;
+        };
+        if let (Some(id), Some(done)) = (link.ids.get(ih), link.flushed.get_mut(ih)) {
+            let delta = slot.uploaded.saturating_sub(*done);
+            if delta > 0 {
+                link.batch.record(*id, delta, 0, unix_now());
+                *done = slot.uploaded;
+            }
+        }
+    }
+
     /// Moves what was uploaded since the last call into the statistics batch.
     fn collect_stats(&mut self) {
         let Some(link) = &mut self.catalog else {
             return;
         };
         let now = unix_now();
-        for slot in &self.torrents {
+        for slot in self.torrents.iter().filter(|t| !t.removed) {
             let ih = slot.torrent.info_hash;
             let (Some(id), Some(done)) = (link.ids.get(&ih), link.flushed.get_mut(&ih)) else {
                 continue;

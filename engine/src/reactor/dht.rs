@@ -103,7 +103,11 @@ impl super::Reactor {
                     .map(|a| a.ip())
                     .filter(|ip| !ip.is_unspecified())
             });
-            for slot in self.torrents.iter().filter(|t| !t.torrent.private) {
+            for slot in self
+                .torrents
+                .iter()
+                .filter(|t| !t.torrent.private && !t.removed)
+            {
                 for &ih in std::iter::once(&slot.torrent.info_hash).chain(&slot.torrent.aliases) {
                     let _ = node.dht.announce(now, ih, Some(port));
                     if let Some(ip) = me {

@@ -213,6 +213,27 @@ impl Reactor {
             }
             return self.add_torrent_request(key, generation, req, body);
         }
+        if let Some(rest) = req.path.strip_prefix("/api/v1/")
+            && matches!(req.method.as_str(), "POST" | "DELETE")
+        {
+            let segments: Vec<&str> = rest.split('/').collect();
+            if matches!(segments.as_slice(), ["torrents", _] | ["torrents", _, _]) {
+                let remote = conn.remote;
+                if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
+                    return Routed::Now(Response::error(
+                        421,
+                        "this Host is not one the node answers to",
+                    ));
+                }
+                if let Err(refused) = self.authorize(req, remote, Need::Write) {
+                    return Routed::Now(refused);
+                }
+                let requester = super::catalog::Requester { key, generation };
+                if let Some(routed) = self.manage_request(requester, req, &segments) {
+                    return routed;
+                }
+            }
+        }
         Routed::Now(self.route_now(key, now, req, body))
     }
 
@@ -336,16 +357,26 @@ impl Reactor {
         let segments: Vec<&str> = rest.split('/').collect();
         match (req.method.as_str(), segments.as_slice()) {
             ("GET" | "HEAD", ["torrents"]) => {
-                let list: Vec<serde_json::Value> = self
+                let mut list: Vec<serde_json::Value> = self
                     .torrents
                     .iter()
+                    .filter(|t| !t.removed)
                     .map(|t| self.torrent_json(t, false))
                     .collect();
+                let mut idle: Vec<_> = self.idle.iter().collect();
+                idle.sort_by_key(|(_, t)| t.id);
+                list.extend(idle.into_iter().map(|(ih, t)| t.json(*ih)));
                 json_response(200, &json!({ "torrents": list }))
             }
             ("GET" | "HEAD", ["torrents", ih]) => match self.find_torrent(ih) {
                 Some(t) => json_response(200, &self.torrent_json(&self.torrents[t], true)),
-                None => json_error(404, "no_such_torrent", "no torrent with this info-hash"),
+                None => match InfoHash::from_text(ih)
+                    .ok()
+                    .and_then(|h| self.idle.get(&h).map(|t| t.json(h)))
+                {
+                    Some(v) => json_response(200, &v),
+                    None => json_error(404, "no_such_torrent", "no torrent with this info-hash"),
+                },
             },
             (_, ["torrents"] | ["torrents", _]) => json_error(
                 405,
@@ -601,7 +632,7 @@ impl Reactor {
     fn status_page(&self) -> String {
         let mut rows = String::new();
         let mut total_uploaded = 0u64;
-        for slot in &self.torrents {
+        for slot in self.torrents.iter().filter(|t| !t.removed) {
             let j = self.torrent_json(slot, false);
             let t = &slot.torrent;
             total_uploaded += slot.uploaded;
@@ -618,9 +649,22 @@ impl Reactor {
                 up = front_door::human_bytes(slot.uploaded),
             );
         }
+        let mut idle: Vec<_> = self.idle.values().collect();
+        idle.sort_by_key(|t| t.id);
+        for t in &idle {
+            let _ = writeln!(
+                rows,
+                "<tr><td class=\"name\">{name}</td><td>{size}</td><td>{state}</td><td>0</td>\
+                 <td>0 B</td><td></td></tr>",
+                name = front_door::html_escape(&t.name),
+                size = front_door::human_bytes(t.size_bytes),
+                state = t.state.as_str(),
+            );
+        }
         if rows.is_empty() {
             rows.push_str("<tr><td colspan=\"6\">No torrents.</td></tr>\n");
         }
+        let count = self.torrents.iter().filter(|t| !t.removed).count() + idle.len();
         let peers = self
             .conns
             .iter()
@@ -640,12 +684,7 @@ impl Reactor {
              <table><thead><tr><th>Name</th><th>Size</th><th>State</th><th>Peers</th>\
              <th>Uploaded</th><th>Links</th></tr></thead><tbody>\n{rows}</tbody></table>\
              </body></html>\n",
-            count = self.torrents.len(),
-            torrents = if self.torrents.len() == 1 {
-                "torrent"
-            } else {
-                "torrents"
-            },
+            torrents = if count == 1 { "torrent" } else { "torrents" },
             peer_word = if peers == 1 { "peer" } else { "peers" },
             up = front_door::human_bytes(total_uploaded),
         )
@@ -653,7 +692,7 @@ impl Reactor {
 }
 
 /// The first value of `key` in a query string, percent-decoded (`+` is a space there).
-fn query_value(query: &[u8], key: &[u8]) -> Option<String> {
+pub(super) fn query_value(query: &[u8], key: &[u8]) -> Option<String> {
     for pair in query.split(|b| *b == b'&') {
         let (k, v) = match pair.iter().position(|b| *b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -691,12 +730,12 @@ fn unauthorized(error: &str, detail: &str) -> Response {
     Response::error(status, detail).header("WWW-Authenticate", challenge)
 }
 
-fn json_response(status: u16, value: &serde_json::Value) -> Response {
+pub(super) fn json_response(status: u16, value: &serde_json::Value) -> Response {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     Response::new(status, JSON, body)
 }
 
-fn json_error(status: u16, code: &str, message: &str) -> Response {
+pub(super) fn json_error(status: u16, code: &str, message: &str) -> Response {
     json_response(status, &json!({ "error": code, "message": message }))
 }

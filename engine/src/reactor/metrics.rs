@@ -143,6 +143,9 @@ pub(super) enum CloseReason {
     /// The node is shutting down.
     #[error("shutdown")]
     Shutdown,
+    /// The torrent was paused or removed while the peer was connected.
+    #[error("torrent stopped")]
+    TorrentStopped,
 }
 
 impl CloseReason {
@@ -166,6 +169,7 @@ impl CloseReason {
             Self::BadTrackerResponse(_) => "bad_tracker_response",
             Self::Disk(_) => "disk_error",
             Self::Shutdown => "shutdown",
+            Self::TorrentStopped => "torrent_stopped",
         }
     }
 
@@ -203,7 +207,7 @@ impl Reactor {
             "torrents",
             "gauge",
             "Torrents seeded.",
-            self.torrents.len() as u64,
+            self.torrents.iter().filter(|t| !t.removed).count() as u64,
         );
         put(
             "connections",
@@ -311,6 +315,30 @@ impl Reactor {
             let _ = writeln!(
                 out,
                 "# HELP seednode_rehashed_bytes_total Bytes re-verified at start because fast resume could not vouch for them (0 when files are unchanged).\n# TYPE seednode_rehashed_bytes_total counter\nseednode_rehashed_bytes_total {rehashed}"
+            );
+        }
+        if self.catalog.is_some() {
+            let _ = writeln!(
+                out,
+                "# HELP seednode_catalog_torrents Catalog torrents by state (seednode run).\n\
+                 # TYPE seednode_catalog_torrents gauge"
+            );
+            for state in [
+                seednode_storage::catalog::State::Paused,
+                seednode_storage::catalog::State::MissingData,
+                seednode_storage::catalog::State::Error,
+            ] {
+                let n = self.idle.values().filter(|t| t.state == state).count();
+                let _ = writeln!(
+                    out,
+                    "seednode_catalog_torrents{{state=\"{}\"}} {n}",
+                    state.as_str()
+                );
+            }
+            let seeding = self.torrents.iter().filter(|t| !t.removed).count();
+            let _ = writeln!(
+                out,
+                "seednode_catalog_torrents{{state=\"seeding\"}} {seeding}"
             );
         }
         out

@@ -36,11 +36,13 @@ mod conn;
 pub(crate) mod dht;
 mod front;
 pub(crate) mod https;
+mod manage;
 mod metrics;
 mod peer;
 mod summary;
 mod timers;
 
+pub(crate) use manage::{IdleTable, IdleTorrent};
 pub(crate) use summary::DEFAULT_SUMMARY_INTERVAL;
 mod torrent;
 mod udp;
@@ -124,6 +126,9 @@ pub(crate) struct Reactor {
     conns: Slab<Conn>,
     torrents: Vec<TorrentSlot>,
     by_hash: HashMap<InfoHash, usize>,
+    /// Catalog torrents that do not seed (paused, missing data, error), by swarm info-hash
+    /// (`seednode run` only).
+    idle: IdleTable,
     /// `HASH('req2', info-hash)` of every torrent, how MSE initiators name them.
     mse_keys: HashMap<[u8; 20], InfoHash>,
     choker: Choker,
@@ -263,6 +268,7 @@ impl Reactor {
             conns: Slab::new(),
             torrents: Vec::new(),
             by_hash: HashMap::new(),
+            idle: IdleTable::new(),
             mse_keys: HashMap::new(),
             upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),

@@ -227,6 +227,11 @@ pub(super) struct TorrentSlot {
     pub(super) resident: [(u32, Option<Instant>); RESIDENT_MEMO],
     /// Next slot of `resident` to overwrite.
     pub(super) resident_next: usize,
+    /// Paused or removed while the node runs ([`Reactor::unload_torrent`]): a tombstone kept so
+    /// that slot indexes held by in-flight disk jobs stay valid. It is out of `by_hash`, has no
+    /// peers, is announced nowhere and listed nowhere; the same torrent added again takes its
+    /// place (so pausing and resuming never grows the table).
+    pub(super) removed: bool,
 }
 
 /// Pieces per torrent remembered as lately resident in the page cache (one per concurrent
@@ -380,19 +385,26 @@ impl TorrentSlot {
 }
 
 impl Reactor {
-    /// Adds a torrent to seed and registers it with the built-in tracker.
-    pub(crate) fn add_torrent(&mut self, torrent: SeededTorrent) {
+    /// Adds a torrent to seed and registers it with the built-in tracker. Returns its slot
+    /// index: the tombstone of the same torrent paused or removed earlier in this run, or a new
+    /// slot.
+    pub(crate) fn add_torrent(&mut self, torrent: SeededTorrent) -> usize {
+        let index = self
+            .torrents
+            .iter()
+            .position(|t| t.removed && t.torrent.info_hash == torrent.info_hash)
+            .unwrap_or(self.torrents.len());
         self.tracker.host(torrent.info_hash);
-        self.by_hash.insert(torrent.info_hash, self.torrents.len());
+        self.by_hash.insert(torrent.info_hash, index);
         self.mse_keys
             .insert(mse::req2_hash(&torrent.info_hash), torrent.info_hash);
         for alias in &torrent.aliases {
-            self.by_hash.insert(*alias, self.torrents.len());
+            self.by_hash.insert(*alias, index);
             self.mse_keys.insert(mse::req2_hash(alias), *alias);
             self.tracker.host(*alias);
         }
         let count = torrent.piece_count();
-        self.torrents.push(TorrentSlot {
+        let slot = TorrentSlot {
             merkle_trees: Vec::new(),
             peers: 0,
             availability: if torrent.super_seed {
@@ -411,7 +423,59 @@ impl Reactor {
             faults_unlogged: 0,
             resident: [(0, None); RESIDENT_MEMO],
             resident_next: 0,
-        });
+            removed: false,
+        };
+        if index == self.torrents.len() {
+            self.torrents.push(slot);
+        } else {
+            self.torrents[index] = slot;
+        }
+        index
+    }
+
+    /// Stops seeding the torrent in slot `index` (pause or removal while the node runs): closes
+    /// its peer connections, forgets its info-hashes (new handshakes for it are refused as
+    /// unknown, its webseed and `.torrent` URLs answer 404), stops hosting it on the built-in
+    /// tracker and announcing it to the DHT, sends `stopped` to its trackers (BEP 3), and
+    /// leaves a tombstone ([`TorrentSlot::removed`]). Returns the bytes it uploaded in this run
+    /// (for the statistics), `None` if the slot is already a tombstone.
+    pub(crate) fn unload_torrent(&mut self, index: usize) -> Option<u64> {
+        let slot = self.torrents.get_mut(index).filter(|s| !s.removed)?;
+        slot.removed = true;
+        let uploaded = slot.uploaded;
+        let hashes: Vec<InfoHash> = std::iter::once(slot.torrent.info_hash)
+            .chain(slot.torrent.aliases.iter().copied())
+            .collect();
+        // What only a live torrent needs; the rest is small and goes when the slot is reused.
+        slot.merkle_trees = Vec::new();
+        slot.availability = Vec::new();
+        slot.torrent.info_bytes = Bytes::new();
+        slot.torrent.storage.close_files();
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                matches!(&c.state, super::conn::ConnState::Peer { torrent, .. } if *torrent == index)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            self.close(key, super::metrics::CloseReason::TorrentStopped);
+        }
+        if let Some(slot) = self.torrents.get_mut(index) {
+            slot.pending.clear();
+        }
+        let now = self.now;
+        for ih in &hashes {
+            self.by_hash.remove(ih);
+            self.mse_keys.remove(&mse::req2_hash(ih));
+            self.tracker.unhost(ih);
+            if let Some(a) = &mut self.announcer {
+                a.client.remove_torrent(now, ih);
+            }
+        }
+        self.flush_announcer(now);
+        Some(uploaded)
     }
 
     /// Answers a BEP 52 `hash request` with `hashes` (and their proof), or `hash reject` when the
