@@ -52,8 +52,27 @@ fn install_panic_hook() {
     }));
 }
 
+/// Raises the soft limit on open descriptors to the hard limit (systemd's `LimitNOFILE`, or
+/// the shell's `ulimit -Hn`): each connection and each open file of a served torrent takes one,
+/// and the common soft default of 1,024 is at `--max-connections`' default already. Never
+/// lowers it; a failure leaves the limit as it was (connections past it are refused by accept,
+/// which backs off).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    // `None` is "unlimited"; the kernel still caps descriptors at `fs.nr_open` (2^20 by
+    // default), the value asked for then.
+    const NR_OPEN_DEFAULT: u64 = 1 << 20;
+    let mut limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.unwrap_or(NR_OPEN_DEFAULT);
+    if limit.current.is_some_and(|c| c < target) {
+        limit.current = Some(target);
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn main() -> ExitCode {
     install_panic_hook();
+    raise_open_file_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

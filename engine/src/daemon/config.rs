@@ -187,6 +187,7 @@ mod tests {
                 http: None,
                 announce_host: None,
                 tracker_ca: None,
+                api_token: None,
                 ..parsed
             },
             Config::default()

@@ -126,9 +126,11 @@ impl Reactor {
             return;
         }
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
-        if self.conns.len() >= self.config.max_connections
-            || from_ip >= self.config.max_connections_per_ip
-        {
+        if from_ip >= self.config.max_connections_per_ip {
+            debug!(peer = %remote, "per-address connection limit reached; closing");
+            return;
+        }
+        if self.conns.len() >= self.config.max_connections && !self.evict_unproven() {
             debug!(peer = %remote, "connection limit reached; closing");
             return;
         }
@@ -141,6 +143,37 @@ impl Reactor {
         };
         if let Some(key) = self.insert_conn(now, stream, remote, state) {
             debug!(peer = %remote, key, "accepted");
+        }
+    }
+
+    /// At the connection limit, makes room for a newcomer by closing the oldest connection
+    /// that has not proven itself: one still sniffing, in its MSE or BEP 3 handshake (accepted,
+    /// not dialled), or an HTTP connection idle between requests. Peers past their handshake
+    /// and HTTP exchanges in progress are never evicted, so a flood of idle connections (2,000
+    /// in the tests) cannot keep peers out: each flood connection lives only until
+    /// `max_connections` newer ones push it out, while a real peer needs one round trip to
+    /// become a peer. (Oldest first is what protects newcomers: refusing them instead, or
+    /// sparing young connections, would hand the table to whoever filled it first.) Returns
+    /// whether one was closed. A linear scan of the table (at most `max_connections`), done
+    /// only at the limit.
+    fn evict_unproven(&mut self) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match &c.state {
+                ConnState::Sniffing | ConnState::Mse(_) => true,
+                ConnState::Handshake { dialed } => dialed.is_none(),
+                ConnState::Http { .. } => c.out.is_empty(),
+                _ => false,
+            })
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(k, _)| k);
+        match victim {
+            Some(key) => {
+                self.close(key, CloseReason::Evicted);
+                true
+            }
+            None => false,
         }
     }
 

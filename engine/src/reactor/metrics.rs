@@ -146,6 +146,10 @@ pub(super) enum CloseReason {
     /// The torrent was paused or removed while the peer was connected.
     #[error("torrent stopped")]
     TorrentStopped,
+    /// Closed at the connection limit to make room: it had not proven itself (no handshake,
+    /// or an idle HTTP connection) and was the oldest such.
+    #[error("evicted at the connection limit")]
+    Evicted,
 }
 
 impl CloseReason {
@@ -170,6 +174,7 @@ impl CloseReason {
             Self::Disk(_) => "disk_error",
             Self::Shutdown => "shutdown",
             Self::TorrentStopped => "torrent_stopped",
+            Self::Evicted => "evicted",
         }
     }
 

@@ -364,6 +364,12 @@ impl Seeder {
         }
     }
 
+    /// The seeder's process id.
+    #[allow(dead_code, reason = "not every test binary reads it")]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.child.id()
+    }
+
     /// The seeder's stderr so far, for failure messages.
     pub(crate) fn log(&self) -> String {
         log_tail(&self.stderr_log)
