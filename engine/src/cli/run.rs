@@ -295,6 +295,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         ),
         tokens,
     );
+    reactor.reserve_torrents(loaded.len());
     for t in loaded {
         reactor.seed_loaded(t);
     }

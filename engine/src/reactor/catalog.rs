@@ -81,6 +81,14 @@ impl CatalogLink {
     }
 }
 
+impl CatalogLink {
+    /// Makes room for `n` more torrents.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.ids.reserve(n);
+        self.flushed.reserve(n);
+    }
+}
+
 impl Reactor {
     /// Connects the loop to the catalog, with the token table loaded at start.
     pub(crate) fn attach_catalog(&mut self, link: CatalogLink, tokens: TokenTable) {

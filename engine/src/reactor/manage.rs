@@ -65,6 +65,18 @@ enum Action {
 }
 
 impl Reactor {
+    /// Makes room for `n` more seeded torrents in one allocation per table (at start, when the
+    /// catalog's count is known): growing by doubling would leave up to half of each table
+    /// allocated and unused.
+    pub(crate) fn reserve_torrents(&mut self, n: usize) {
+        self.torrents.reserve_exact(n);
+        self.by_hash.reserve(n);
+        self.mse_keys.reserve(n);
+        if let Some(link) = &mut self.catalog {
+            link.reserve(n);
+        }
+    }
+
     /// Records the catalog torrents that do not seed at start (`seednode run`).
     pub(crate) fn set_idle(&mut self, idle: IdleTable) {
         self.idle = idle;

@@ -224,7 +224,8 @@ pub(super) struct TorrentSlot {
     /// Pieces lately found in the page cache (or just read into it), with when: a block of
     /// one of them is sent without probing again for [`RESIDENT_TTL`]. Consecutive blocks of
     /// a piece then cost one probe, not one each.
-    pub(super) resident: [(u32, Option<Instant>); RESIDENT_MEMO],
+    /// Allocated at the first mark, so an idle torrent does not pay for it.
+    pub(super) resident: Option<Box<ResidentMemo>>,
     /// Next slot of `resident` to overwrite.
     pub(super) resident_next: usize,
     /// Paused or removed while the node runs ([`Reactor::unload_torrent`]): a tombstone kept so
@@ -233,6 +234,9 @@ pub(super) struct TorrentSlot {
     /// place (so pausing and resuming never grows the table).
     pub(super) removed: bool,
 }
+
+/// [`TorrentSlot::resident`]: (piece, when it was found resident).
+pub(super) type ResidentMemo = [(u32, Option<Instant>); RESIDENT_MEMO];
 
 /// Pieces per torrent remembered as lately resident in the page cache (one per concurrent
 /// sequential reader is enough).
@@ -318,22 +322,23 @@ impl TorrentSlot {
 
     /// Whether `piece` was found in the page cache less than [`RESIDENT_TTL`] ago.
     pub(super) fn lately_resident(&self, now: Instant, piece: u32) -> bool {
-        self.resident.iter().any(|(p, at)| {
-            *p == piece && at.is_some_and(|t| now.saturating_duration_since(t) < RESIDENT_TTL)
+        self.resident.as_deref().is_some_and(|memo| {
+            memo.iter().any(|(p, at)| {
+                *p == piece && at.is_some_and(|t| now.saturating_duration_since(t) < RESIDENT_TTL)
+            })
         })
     }
 
     /// Remembers that `piece` is in the page cache at `now`.
     pub(super) fn mark_resident(&mut self, now: Instant, piece: u32) {
-        if let Some(slot) = self
+        let memo = self
             .resident
-            .iter_mut()
-            .find(|(p, at)| *p == piece && at.is_some())
-        {
+            .get_or_insert_with(|| Box::new([(0, None); RESIDENT_MEMO]));
+        if let Some(slot) = memo.iter_mut().find(|(p, at)| *p == piece && at.is_some()) {
             slot.1 = Some(now);
             return;
         }
-        self.resident[self.resident_next] = (piece, Some(now));
+        memo[self.resident_next] = (piece, Some(now));
         self.resident_next = (self.resident_next + 1) % RESIDENT_MEMO;
     }
 
@@ -421,7 +426,7 @@ impl Reactor {
             fault: None,
             fault_logged: None,
             faults_unlogged: 0,
-            resident: [(0, None); RESIDENT_MEMO],
+            resident: None,
             resident_next: 0,
             removed: false,
         };
@@ -449,6 +454,7 @@ impl Reactor {
         // What only a live torrent needs; the rest is small and goes when the slot is reused.
         slot.merkle_trees = Vec::new();
         slot.availability = Vec::new();
+        slot.resident = None;
         slot.torrent.info_bytes = Bytes::new();
         slot.torrent.storage.close_files();
         let keys: Vec<usize> = self
