@@ -15,7 +15,7 @@ use seednode_tracker::{Tracker, TrackerConfig};
 use seednode_wire::display::{escape_name, escape_path};
 use tracing::{info, warn};
 
-use super::net::{bind, bind_udp, default_dht_state, new_dht, new_peer_id, random_secret};
+use super::net::{bind, bind_udp, new_dht, new_peer_id, random_secret};
 use super::parse::Listen;
 use super::torrent_file::{MAX_TORRENT_FILE_LEN, open_storage, read_torrent_file, verify_data};
 use super::{CatalogArgs, CatalogCommand, CliError, DEFAULT_SEED_PORT, RunArgs};
@@ -77,6 +77,9 @@ fn listen_of(text: &str, key: &str) -> Result<SocketAddr, CliError> {
     let listen: Listen = text.parse().map_err(|e| format!("{key} = {text:?}: {e}"))?;
     Listen::resolve(Some(listen), None, DEFAULT_SEED_PORT)
 }
+
+/// The DHT routing table kept between runs, in the data directory (`seednode run`).
+const DHT_STATE_FILE_NAME: &str = "dht_nodes";
 
 /// Decides, for every catalog torrent, whether it seeds (fast resume) and records the state of
 /// those that cannot. Runs before the loop starts: blocking reads are fine here.
@@ -260,7 +263,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         };
         Some(new_dht(
             &bootstrap,
-            default_dht_state(),
+            // With the catalog: the node's state lives in one directory (systemd's
+            // StateDirectory), wherever HOME points.
+            Some(dir.join(DHT_STATE_FILE_NAME)),
             announce_ip,
             announce_ip.unwrap_or(listen.ip()),
         ))
