@@ -271,7 +271,7 @@ mod tests {
     }
 
     fn addr(last: u8, port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, last], port))
+        SocketAddr::from(([10, 255, 0, last], port))
     }
 
     fn open() -> Tracker {
@@ -433,10 +433,51 @@ mod tests {
     }
 
     #[test]
+    fn local_announcers_go_only_to_requesters_on_the_same_kind_of_network() {
+        let now = Instant::now();
+        let lo: SocketAddr = "127.0.0.5:1".parse().unwrap();
+        let lan: SocketAddr = "192.168.1.5:1".parse().unwrap();
+        let public: SocketAddr = "11.0.0.5:1".parse().unwrap();
+        // A fresh swarm of the three for each requester (a requester is stored too).
+        let seen = |from: &str| {
+            let mut t = open();
+            for peer in [lo, lan, public] {
+                t.http_announce(now, peer, None, &query(7000, 5, "started"));
+            }
+            let mut p =
+                peers_of(&t.http_announce(now, from.parse().unwrap(), None, &query(6000, 5, "")));
+            p.sort();
+            p
+        };
+        let at = |a: SocketAddr| SocketAddr::new(a.ip(), 7000);
+        assert_eq!(seen("11.9.9.9:1"), vec![at(public)], "the internet");
+        assert_eq!(seen("192.168.7.7:1"), vec![at(public), at(lan)]);
+        assert_eq!(seen("127.0.0.9:1"), vec![at(public), at(lo)]);
+        // The node itself, when it is known only by a loopback address, is not offered either.
+        let mut t = open();
+        let me: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+        t.host(IH);
+        let body = t.http_announce(
+            now,
+            "11.9.9.9:1".parse().unwrap(),
+            Some(me),
+            &query(6000, 5, ""),
+        );
+        assert!(peers_of(&body).is_empty());
+        let body = t.http_announce(
+            now,
+            "127.0.0.9:1".parse().unwrap(),
+            Some(me),
+            &query(6000, 5, ""),
+        );
+        assert!(peers_of(&body).contains(&me));
+    }
+
+    #[test]
     fn ipv4_mapped_source_is_unwrapped() {
         let now = Instant::now();
         let mut t = open();
-        let mapped: SocketAddr = "[::ffff:127.0.0.9]:5".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.255.0.9]:5".parse().unwrap();
         t.http_announce(now, mapped, None, &query(7009, 5, "started"));
         let body = t.http_announce(now, addr(2, 1), None, &query(7002, 5, "started"));
         assert_eq!(peers_of(&body), vec![addr(9, 7009)]);
@@ -481,7 +522,7 @@ mod tests {
         q.extend_from_slice(b"&compact=0");
         let body = t.http_announce(now, addr(3, 1), None, &q);
         let expected = b"d8:completei0e10:downloadedi0e10:incompletei2e8:intervali1800e\
-12:min intervali900e5:peersld2:ip9:127.0.0.24:porti7002eeee";
+12:min intervali900e5:peersld2:ip10:10.255.0.24:porti7002eeee";
         assert_eq!(
             body,
             &expected[..],
@@ -489,7 +530,7 @@ mod tests {
         );
         q.extend_from_slice(b"&no_peer_id=1");
         let body = t.http_announce(now, addr(3, 1), None, &q);
-        assert!(body.ends_with(b"5:peersld2:ip9:127.0.0.24:porti7002eeee"));
+        assert!(body.ends_with(b"5:peersld2:ip10:10.255.0.24:porti7002eeee"));
         // IPv6 peers in the dictionary model are text addresses in the same list.
         let v6: SocketAddr = "[2001:db8::5]:1".parse().unwrap();
         t.http_announce(now, v6, None, &query(7005, 5, ""));

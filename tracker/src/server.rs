@@ -435,6 +435,7 @@ impl Tracker {
             return Ok(counts);
         }
 
+        let requester = seednode_wire::addr::AddrScope::of(a.addr.ip());
         let mut listed = 0;
         if swarm.hosted() {
             // This node is listed even to a client that says `left=0`: a client that starts
@@ -442,6 +443,7 @@ impl Tracker {
             // does), and it can only get the metadata from us.
             if let Some(me) = self_addr.map(canonical_addr).filter(|me| *me != a.addr)
                 && (!same_family_only || me.is_ipv4() == a.addr.is_ipv4())
+                && crate::swarm::useful_to(seednode_wire::addr::AddrScope::of(me.ip()), requester)
             {
                 let mut buf = [0u8; COMPACT_V6_LEN];
                 let compact = match me {
@@ -462,13 +464,13 @@ impl Tracker {
         let want = a.numwant.saturating_sub(listed);
         // Seeders are never sent to a seeder: they have nothing to trade.
         if let Ok(own4) = <&[u8; COMPACT_V4_LEN]>::try_from(own) {
-            swarm.select_v4(rng, want, own4, seeder, |compact| {
+            swarm.select_v4(rng, want, own4, seeder, requester, |compact| {
                 emit(Selected { compact })
             });
         } else if let Ok(own6) = <&[u8; COMPACT_V6_LEN]>::try_from(own)
             && let Some(v6) = v6
         {
-            v6.select(rng, want, own6, seeder, |compact| {
+            v6.select(rng, want, own6, seeder, requester, |compact| {
                 emit(Selected { compact })
             });
         }

@@ -33,6 +33,7 @@
 //! bounded by the list length.
 
 use crate::limits::MAX_PEERS_PER_TORRENT;
+use seednode_wire::addr::AddrScope;
 use seednode_wire::rng::Rng;
 
 /// Compact IPv4 peer: address then port, network order (BEP 23).
@@ -164,9 +165,18 @@ impl SwarmV6 {
         want: usize,
         skip: &[u8; COMPACT_V6_LEN],
         leechers_only: bool,
+        requester: AddrScope,
         emit: impl FnMut(&[u8]),
     ) -> usize {
-        select(self.peers(), rng, want, skip, leechers_only, emit)
+        select(
+            self.peers(),
+            rng,
+            want,
+            skip,
+            leechers_only,
+            requester,
+            emit,
+        )
     }
 
     /// Heap bytes of the list (its capacity), for the memory tests.
@@ -267,9 +277,18 @@ impl Swarm {
         want: usize,
         skip: &[u8; COMPACT_V4_LEN],
         leechers_only: bool,
+        requester: AddrScope,
         emit: impl FnMut(&[u8]),
     ) -> usize {
-        select(self.v4_peers(), rng, want, skip, leechers_only, emit)
+        select(
+            self.v4_peers(),
+            rng,
+            want,
+            skip,
+            leechers_only,
+            requester,
+            emit,
+        )
     }
 
     /// Heap bytes of the IPv4 list (its capacity), for the memory tests.
@@ -449,15 +468,44 @@ fn retain<const N: usize>(list: List<'_, N>, cutoff: u32) -> usize {
     dropped
 }
 
+/// The scope of a compact address (BEP 23 / BEP 7: 4 or 16 address bytes, then the port).
+pub(crate) fn compact_scope<const N: usize>(addr: &[u8; N]) -> AddrScope {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    if let Ok(v4) = <[u8; 4]>::try_from(&addr[..4.min(N)])
+        && N == COMPACT_V4_LEN
+    {
+        return AddrScope::of(IpAddr::V4(Ipv4Addr::from(v4)));
+    }
+    match <[u8; 16]>::try_from(&addr[..16.min(N)]) {
+        Ok(v6) => AddrScope::of(IpAddr::V6(Ipv6Addr::from(v6))),
+        Err(_) => AddrScope::Reserved,
+    }
+}
+
+/// Whether a peer of scope `peer` is any use to a requester of scope `requester`: a local one
+/// (loopback, private, link-local, CGNAT) only to a requester on the same kind of network, any
+/// other always (announcers of reserved scopes are the admission rules' business). A tracker open to the internet must not hand its loopback or LAN
+/// announcers to the world (they would dial their own machine or network: the same rule
+/// `wire::addr::may_dial` applies to addresses learnt from others).
+pub(crate) fn useful_to(peer: AddrScope, requester: AddrScope) -> bool {
+    let local = matches!(
+        peer,
+        AddrScope::Loopback | AddrScope::Private | AddrScope::LinkLocal | AddrScope::SharedCgnat
+    );
+    !local || peer == requester
+}
+
 /// Calls `emit` with the compact address of up to `want` peers, starting at a random offset and
-/// wrapping around, skipping `skip` (the announcer itself) and, when `leechers_only`, every
-/// seeder. Returns how many were emitted. Visits each peer at most once.
+/// wrapping around, skipping `skip` (the announcer itself), peers of no use to a `requester`
+/// of that scope ([`useful_to`]) and, when `leechers_only`, every seeder. Returns how many were
+/// emitted. Visits each peer at most once.
 fn select<const N: usize>(
     peers: &[PeerEntry<N>],
     rng: &mut Rng,
     want: usize,
     skip: &[u8; N],
     leechers_only: bool,
+    requester: AddrScope,
     mut emit: impl FnMut(&[u8]),
 ) -> usize {
     let len = peers.len();
@@ -468,7 +516,10 @@ fn select<const N: usize>(
     let (tail, head) = peers.split_at(start);
     let mut emitted = 0;
     for p in head.iter().chain(tail) {
-        if p.addr == *skip || (leechers_only && p.seeder()) {
+        if p.addr == *skip
+            || (leechers_only && p.seeder())
+            || !useful_to(compact_scope(&p.addr), requester)
+        {
             continue;
         }
         emit(&p.addr);
@@ -703,13 +754,17 @@ mod tests {
         let mut rng = Rng::from_seed([1; 32]);
         let me = entry(25, false).addr;
         let mut got = Vec::new();
-        let n = s.select_v4(&mut rng, 100, &me, true, |p| got.push(p.to_vec()));
+        let n = s.select_v4(&mut rng, 100, &me, true, AddrScope::Private, |p| {
+            got.push(p.to_vec())
+        });
         assert_eq!(n, 19, "20 leechers minus the announcer");
         assert!(!got.contains(&me.to_vec()));
         let mut firsts = std::collections::HashSet::new();
         for _ in 0..50 {
             let mut first = None;
-            s.select_v4(&mut rng, 1, &me, false, |p| first = Some(p.to_vec()));
+            s.select_v4(&mut rng, 1, &me, false, AddrScope::Private, |p| {
+                first = Some(p.to_vec())
+            });
             firsts.insert(first.unwrap());
         }
         assert!(firsts.len() > 10, "not always the same first peer");
