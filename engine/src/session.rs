@@ -387,6 +387,15 @@ impl PeerSession {
             .is_some_and(|o| o.requested.contains(&piece) && o.passed_on.insert(piece))
     }
 
+    /// Tells the peer we now have `piece` (BEP 3 `have`): a piece withheld when the session
+    /// began (left out of its bitfield) passed its check. Nothing while super-seeding, whose
+    /// offers say which pieces a peer learns of.
+    pub fn announce_piece(&mut self, piece: u32) {
+        if self.super_offered.is_none() {
+            self.outbox.push_back(Message::Have { piece });
+        }
+    }
+
     /// Takes the next message to send to the peer. Call after every input until `None`.
     pub fn poll_send(&mut self) -> Option<Message> {
         self.outbox.pop_front()
@@ -728,6 +737,16 @@ mod tests {
             panic!("a reject is expected")
         };
         assert_eq!(&payload[..], b"d8:msg_typei2e5:piecei1ee");
+    }
+
+    #[test]
+    fn a_piece_verified_later_is_announced_with_have() {
+        let now = Instant::now();
+        let mut s = PeerSession::bare(now, true, 10);
+        while s.poll_send().is_some() {}
+        s.announce_piece(7);
+        assert_eq!(s.poll_send(), Some(Message::Have { piece: 7 }));
+        assert_eq!(s.poll_send(), None);
     }
 
     #[test]

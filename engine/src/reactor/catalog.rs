@@ -323,6 +323,26 @@ impl Reactor {
             self.stats.pieces_failed += outcome.bad.len() as u64;
             warn!(info_hash = %outcome.info_hash, failed = outcome.bad.len(), "pieces changed on disk: withheld");
         }
+        // Peers that connected meanwhile got bitfields without these pieces: tell them.
+        if !outcome.good.is_empty() {
+            let keys: Vec<usize> = self
+                .conns
+                .iter_mut()
+                .filter_map(|(key, conn)| match &mut conn.state {
+                    super::conn::ConnState::Peer { torrent, session } if *torrent == index => {
+                        for &piece in &outcome.good {
+                            session.announce_piece(piece);
+                        }
+                        Some(key)
+                    }
+                    _ => None,
+                })
+                .collect();
+            for key in keys {
+                self.drain_outbox(key);
+                self.flush(key);
+            }
+        }
     }
 
     /// The catalog id of the seeded torrent `ih`.
