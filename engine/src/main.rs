@@ -10,6 +10,7 @@ use seednode::{ban, choker, dial, limits, rate, session};
 mod cli;
 mod daemon;
 mod disk;
+mod events;
 mod front_door;
 mod http;
 mod outq;

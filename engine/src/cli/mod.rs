@@ -4,6 +4,7 @@
 //! be written (or an existing one matches), ports can be bound; only then is data hashed. Each
 //! error says which flag fixes it.
 
+pub(crate) mod audit;
 pub(crate) mod create;
 pub(crate) mod info;
 pub(crate) mod net;
@@ -94,6 +95,9 @@ pub(crate) enum Command {
     Resume(TorrentRefArgs),
     /// Manage API tokens in the data directory's catalog (works while the node runs).
     Token(TokenArgs),
+    /// Show the audit log (authentications, torrents added, removed, paused): one line per
+    /// event, or --json. Works while the node runs.
+    Audit(AuditArgs),
     /// Work on the catalog of a stopped node (adding torrents by hand, for tests and imports).
     Catalog(CatalogArgs),
     /// Print a shell completion script (e.g. `seednode completions bash >
@@ -445,6 +449,25 @@ pub(crate) struct RemoveArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct AuditArgs {
+    /// The node's data directory [default: as for `run`].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Only events at or after this time: Unix seconds, or a time ago (15m, 2h, 7d).
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<String>,
+    /// Only events of this kind (auth.oauth.failed), or of this prefix ending in a dot (auth.).
+    #[arg(long, value_name = "KIND")]
+    pub(crate) kind: Option<String>,
+    /// The newest N events at most.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub(crate) limit: usize,
+    /// One JSON array instead of lines.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
 pub(crate) struct TokenArgs {
     /// The node's data directory, holding catalog.sqlite [default: $STATE_DIRECTORY under
     /// systemd, else $XDG_DATA_HOME/seednode, else ~/.local/share/seednode].
@@ -561,6 +584,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pause(args) => remote::set_state(&args, "pause"),
         Command::Resume(args) => remote::set_state(&args, "resume"),
         Command::Token(args) => token::token(&args),
+        Command::Audit(args) => audit::audit(&args),
         Command::Catalog(args) => run::catalog(&args),
         Command::Completions(args) => {
             clap_complete::generate(

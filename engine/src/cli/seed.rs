@@ -361,6 +361,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         secret: random_secret(),
         allowed_hosts: Vec::new(),
         content_root: None,
+        lockout: crate::events::lockout::DEFAULT_LOCKOUT,
     };
     let tracker = Tracker::with_secret(TrackerConfig::default(), Instant::now(), random_secret());
     let dht = if args.dht.no_dht {

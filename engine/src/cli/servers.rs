@@ -57,6 +57,7 @@ pub(crate) fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         secret: random_secret(),
         allowed_hosts: Vec::new(),
         content_root: None,
+        lockout: crate::events::lockout::DEFAULT_LOCKOUT,
     };
     let tracker_config = TrackerConfig {
         open: true,
@@ -106,6 +107,7 @@ pub(crate) fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
         secret: random_secret(),
         allowed_hosts: Vec::new(),
         content_root: None,
+        lockout: crate::events::lockout::DEFAULT_LOCKOUT,
     };
     let tracker = Tracker::new(TrackerConfig::default());
     let mut reactor = Reactor::new(

@@ -71,6 +71,9 @@ pub(crate) struct Config {
     pub(crate) summary_interval: u64,
     /// Seconds between statistics flushes to the catalog.
     pub(crate) stats_flush_interval: u64,
+    /// Seconds an address stays locked out after more than 5 failed authentications within a
+    /// minute (API, uploads).
+    pub(crate) lockout_secs: u64,
     /// The token the companion commands (`seednode add|list|remove|pause|resume`) present to
     /// the node's API; the node itself never reads it. Keep the file private if set.
     pub(crate) api_token: Option<String>,
@@ -99,6 +102,7 @@ impl Default for Config {
             cache_mib: DEFAULT_CACHE_MIB,
             summary_interval: crate::reactor::DEFAULT_SUMMARY_INTERVAL.as_secs(),
             stats_flush_interval: DEFAULT_STATS_FLUSH_INTERVAL.as_secs(),
+            lockout_secs: crate::events::lockout::DEFAULT_LOCKOUT.as_secs(),
             api_token: None,
         }
     }

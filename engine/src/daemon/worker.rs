@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 use seednode_storage::DeleteReport;
 use seednode_storage::catalog::{
-    Catalog, CatalogError, FileCheck, NewTorrent, State, StatsDelta, TorrentId,
+    AuditRecord, Catalog, CatalogError, FileCheck, NewTorrent, State, StatsDelta, TorrentId,
 };
 use tracing::{debug, warn};
 
@@ -96,6 +96,19 @@ pub(crate) enum Command {
         /// One entry per file checked.
         checks: Vec<FileCheck>,
     },
+    /// Append audit records (one transaction).
+    Audit(Vec<AuditRecord>),
+    /// Read audit records for `GET /api/v1/audit`.
+    AuditQuery {
+        /// The caller's id for the reply.
+        request: u64,
+        /// Rows at or after this time, seconds since the epoch.
+        since: i64,
+        /// A kind, or a prefix ending in `.`.
+        kind: Option<String>,
+        /// Most rows.
+        limit: usize,
+    },
     /// Reload the token table (SIGHUP, or after the node changed tokens).
     ReloadTokens,
     /// Checkpoint the write-ahead log.
@@ -154,6 +167,13 @@ pub(crate) enum Reply {
         state: State,
         /// The outcome.
         result: Result<(), CatalogError>,
+    },
+    /// Audit rows read for a request.
+    Audit {
+        /// The caller's id.
+        request: u64,
+        /// The rows, oldest first, or the error.
+        result: Result<Vec<AuditRecord>, CatalogError>,
     },
     /// A fresh token table.
     Tokens(TokenTable),
@@ -255,13 +275,21 @@ impl CatalogWorker {
         self.outbox.drain(out);
     }
 
-    /// Stops the worker after its last writes: `final_stats` and a checkpoint, waiting at most
+    /// Stops the worker after its last writes: `final_audit`, `final_stats` and a checkpoint, waiting at most
     /// [`WORKER_STOP_TIMEOUT`]. Blocking: call it after the loop stopped. Returns false when
     /// the worker did not finish in time (its writes may still land, or not).
-    pub(crate) fn stop(&mut self, final_stats: Vec<StatsDelta>) -> bool {
+    pub(crate) fn stop(
+        &mut self,
+        final_stats: Vec<StatsDelta>,
+        final_audit: Vec<AuditRecord>,
+    ) -> bool {
         let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
         if let Some(tx) = self.tx.take() {
-            for command in [Command::Stats(final_stats), Command::Checkpoint] {
+            for command in [
+                Command::Audit(final_audit),
+                Command::Stats(final_stats),
+                Command::Checkpoint,
+            ] {
                 // The queue may be full: wait for room, bounded by the deadline.
                 let mut command = Some(command);
                 while let Some(c) = command.take() {
@@ -409,6 +437,20 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
                     warn!(torrent = %id, error = %e, "file checks not recorded; the next start verifies again");
                 }
             }
+            Command::Audit(records) => {
+                if let Err(e) = catalog.append_audit(&records) {
+                    warn!(records = records.len(), error = %e, "audit records not written");
+                }
+            }
+            Command::AuditQuery {
+                request,
+                since,
+                kind,
+                limit,
+            } => out.push(Reply::Audit {
+                request,
+                result: catalog.audit(since, kind.as_deref(), limit),
+            }),
             Command::ReloadTokens => reload_tokens(catalog, out),
             Command::Checkpoint => {
                 if let Err(e) = catalog.checkpoint() {

@@ -21,12 +21,16 @@ use crate::daemon::worker::{Busy, CatalogWorker, Command, Reply};
 
 /// Who is waiting for a catalog reply: the connection (key and generation) to answer. Filled
 /// by the front door through [`Reactor::catalog_request`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Requester {
     /// The connection's slab key.
     pub(crate) key: usize,
     /// Its generation (a reply for a closed connection is dropped).
     pub(crate) generation: u64,
+    /// Who asked (the token's id), for the events the reply causes.
+    pub(crate) actor: Option<Box<str>>,
+    /// From where.
+    pub(crate) source: Option<std::net::IpAddr>,
 }
 
 /// Catalog requests waiting for their reply, at most: the worker's queue bounds them, this
@@ -94,11 +98,33 @@ impl Reactor {
     pub(crate) fn attach_catalog(&mut self, link: CatalogLink, tokens: TokenTable) {
         self.catalog = Some(link);
         self.tokens = Some(tokens);
+        let buffer = std::rc::Rc::new(std::cell::RefCell::new(
+            crate::events::audit::AuditBuffer::default(),
+        ));
+        self.events
+            .subscribe(Box::new(crate::events::audit::AuditSubscriber(
+                std::rc::Rc::clone(&buffer),
+            )));
+        self.audit = Some(buffer);
+    }
+
+    /// Hands the audit records waiting to the worker (once a turn); a full queue keeps them
+    /// for the next turn.
+    fn flush_audit(&mut self) {
+        let Some(buffer) = &self.audit else { return };
+        let records = buffer.borrow_mut().take();
+        if records.is_empty() {
+            return;
+        }
+        let Some(link) = &self.catalog else { return };
+        if let Err(Busy) = link.worker.submit(Command::Audit(records.clone())) {
+            buffer.borrow_mut().restore(records);
+        }
     }
 
     /// Checks a presented bearer token against the in-memory table at `now_unix` (seconds since
-    /// the Unix epoch; the front door reads the clock once per request). Without a catalog
-    /// (`seed`) every token is unknown.
+    /// the Unix epoch; the front door reads the clock once per request): its scopes and public
+    /// id. Without a catalog (`seed`) every token is unknown.
     ///
     /// # Errors
     /// [`TokenError::Malformed`], [`TokenError::Unknown`], [`TokenError::Revoked`],
@@ -107,9 +133,11 @@ impl Reactor {
         &self,
         presented: &str,
         now_unix: i64,
-    ) -> Result<Scopes, TokenError> {
+    ) -> Result<(Scopes, Box<str>), TokenError> {
         match &self.tokens {
-            Some(table) => table.verify(presented, now_unix).map(|v| v.scopes),
+            Some(table) => table
+                .verify(presented, now_unix)
+                .map(|v| (v.scopes, Box::from(v.id))),
             None => Err(TokenError::Unknown),
         }
     }
@@ -224,17 +252,20 @@ impl Reactor {
         match reply {
             Reply::Added { request, result } => {
                 let waiting = requester(self, request);
+                let mut added_hash = None;
                 let answer = match result {
                     Ok(added) => match added.seed {
                         Ok(loaded) => {
                             info!(torrent = %added.id, "added to the catalog; seeding");
                             let ih = loaded.torrent.info_hash;
                             self.seed_loaded(*loaded);
+                            added_hash = Some((ih, true));
                             Ok((ih, true))
                         }
                         Err(reason) => {
                             warn!(torrent = %added.id, reason = %reason, "added to the catalog, not seeded");
                             if let Some((ih, entry)) = added.idle {
+                                added_hash = Some((ih, false));
                                 self.idle.insert(ih, entry);
                             }
                             Err((
@@ -259,6 +290,14 @@ impl Reactor {
                         })
                     }
                 };
+                if let Some((ih, seeding)) = added_hash {
+                    self.emit_torrent_event(
+                        crate::events::kind::TORRENT_ADDED,
+                        waiting.as_ref(),
+                        ih,
+                        serde_json::json!({ "seeding": seeding }),
+                    );
+                }
                 if let Some(waiting) = waiting {
                     self.finish_deferred(waiting, request, super::front::added_response(answer));
                 }
@@ -288,6 +327,12 @@ impl Reactor {
             } => {
                 let waiting = requester(self, request);
                 self.on_resumed(waiting, request, id, result);
+            }
+            Reply::Audit { request, result } => {
+                let waiting = requester(self, request);
+                if let Some(waiting) = waiting {
+                    self.finish_deferred(waiting, request, super::front::audit_response(result));
+                }
             }
             Reply::Tokens(table) => {
                 debug!(tokens = table.len(), "token table reloaded");
@@ -343,6 +388,23 @@ impl Reactor {
                 self.flush(key);
             }
         }
+    }
+
+    /// Emits a `torrent.*` event of `kind` for `ih`, with the requester as actor and source.
+    pub(super) fn emit_torrent_event(
+        &mut self,
+        kind: &'static str,
+        requester: Option<&Requester>,
+        ih: InfoHash,
+        mut details: serde_json::Value,
+    ) {
+        let mut event = crate::events::Event::new(kind, unix_now());
+        event.actor = requester.and_then(|r| r.actor.as_deref().map(str::to_owned));
+        event.source = requester.and_then(|r| r.source);
+        details["info_hash"] = serde_json::Value::String(ih.to_hex());
+        event.details = details;
+        let now = self.now;
+        self.events.emit(now, &event);
     }
 
     /// The catalog id of the seeded torrent `ih`.
@@ -403,6 +465,7 @@ impl Reactor {
 
     /// Flushes statistics every `flush_interval` (called once per loop turn).
     pub(super) fn catalog_tick(&mut self, now: Instant) {
+        self.flush_audit();
         let due = self.catalog.as_ref().is_some_and(|l| now >= l.next_flush);
         if !due {
             return;
@@ -437,7 +500,12 @@ impl Reactor {
         };
         link.rechecker.stop();
         let deltas = link.batch.take();
-        if link.worker.stop(deltas) {
+        let audit = self
+            .audit
+            .as_ref()
+            .map(|b| b.borrow_mut().take())
+            .unwrap_or_default();
+        if link.worker.stop(deltas, audit) {
             info!("catalog saved");
         } else {
             warn!("the catalog worker did not finish in time; the last statistics may be lost");

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::Reactor;
 use super::conn::ConnState;
 use super::torrent::TorrentSlot;
+use crate::events::kind;
 use crate::front_door::{self, RangeAsk};
 use crate::http::{self, Body, Request, Response};
 
@@ -95,7 +96,7 @@ impl Reactor {
     /// one, from an allowed `Host` with a token allowed to write; anything else is refused
     /// before a byte of the body is buffered (the refusal closes the connection), so an
     /// anonymous client cannot make the node hold 10 MiB per connection.
-    pub(super) fn check_body(&self, key: usize, request: &Request) -> Result<(), Response> {
+    pub(super) fn check_body(&mut self, key: usize, request: &Request) -> Result<(), Response> {
         let Some(conn) = self.conns.get(key) else {
             return Err(Response::error(503, ""));
         };
@@ -108,7 +109,9 @@ impl Reactor {
                 "this Host is not one the node answers to",
             ));
         }
-        self.authorize(request, conn.remote, Need::Write)
+        let remote = conn.remote;
+        self.authorize(request, remote, Need::Write, false)
+            .map(drop)
     }
 
     /// Refuses `request` at once and closes the connection once the refusal is sent.
@@ -208,10 +211,38 @@ impl Reactor {
                     "this Host is not one the node answers to",
                 ));
             }
-            if let Err(refused) = self.authorize(req, remote, Need::Write) {
-                return Routed::Now(refused);
+            let actor = match self.authorize(req, remote, Need::Write, true) {
+                Ok(actor) => actor,
+                Err(refused) => return Routed::Now(refused),
+            };
+            let requester = super::catalog::Requester {
+                key,
+                generation,
+                actor,
+                source: Some(remote.ip()),
+            };
+            return self.add_torrent_request(requester, req, body);
+        }
+        if req.path == "/api/v1/audit" && matches!(req.method.as_str(), "GET" | "HEAD") {
+            let remote = conn.remote;
+            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
+                return Routed::Now(Response::error(
+                    421,
+                    "this Host is not one the node answers to",
+                ));
             }
-            return self.add_torrent_request(key, generation, req, body);
+            // The audit log names tokens and addresses: admin only.
+            let actor = match self.authorize(req, remote, Need::Write, false) {
+                Ok(actor) => actor,
+                Err(refused) => return Routed::Now(refused),
+            };
+            let requester = super::catalog::Requester {
+                key,
+                generation,
+                actor,
+                source: Some(remote.ip()),
+            };
+            return self.audit_request(requester, req);
         }
         if let Some(rest) = req.path.strip_prefix("/api/v1/")
             && matches!(req.method.as_str(), "POST" | "DELETE")
@@ -225,10 +256,16 @@ impl Reactor {
                         "this Host is not one the node answers to",
                     ));
                 }
-                if let Err(refused) = self.authorize(req, remote, Need::Write) {
-                    return Routed::Now(refused);
-                }
-                let requester = super::catalog::Requester { key, generation };
+                let actor = match self.authorize(req, remote, Need::Write, true) {
+                    Ok(actor) => actor,
+                    Err(refused) => return Routed::Now(refused),
+                };
+                let requester = super::catalog::Requester {
+                    key,
+                    generation,
+                    actor,
+                    source: Some(remote.ip()),
+                };
                 if let Some(routed) = self.manage_request(requester, req, &segments) {
                     return routed;
                 }
@@ -276,7 +313,7 @@ impl Reactor {
         if path == "/metrics" {
             // Scrapers name the node however they reach it; the counters hold no secret worth
             // a rebinding attack, and off loopback a token is needed anyway.
-            if let Err(refused) = self.authorize(req, remote, Need::Metrics) {
+            if let Err(refused) = self.authorize(req, remote, Need::Metrics, true) {
                 return refused;
             }
             let text = self.metrics();
@@ -290,14 +327,14 @@ impl Reactor {
             if !read_only {
                 return Response::error(405, "").header("Allow", "GET, HEAD");
             }
-            if let Err(refused) = self.authorize(req, remote, Need::Read) {
+            if let Err(refused) = self.authorize(req, remote, Need::Read, true) {
                 return refused;
             }
             return Response::new(200, "text/html; charset=utf-8", self.status_page());
         }
         if let Some(rest) = path.strip_prefix("/api/v1/") {
             let need = if read_only { Need::Read } else { Need::Write };
-            if let Err(refused) = self.authorize(req, remote, need) {
+            if let Err(refused) = self.authorize(req, remote, need, true) {
                 return refused;
             }
             return self.api(rest, req, body);
@@ -308,24 +345,52 @@ impl Reactor {
     /// Whether `req` may do what `need` says: a bearer token with the scope (RFC 6750), or,
     /// without a token, a client on loopback reading `/metrics`, or reading anything under
     /// `seed` (which has no token store; `run` has, and then the API always wants a token).
-    /// A refusal is the response to send.
-    fn authorize(&self, req: &Request, remote: SocketAddr, need: Need) -> Result<(), Response> {
+    /// Returns the accepted token's id (`None` when none was needed); a refusal is the
+    /// response to send.
+    ///
+    /// An address locked out after failed authentications ([`crate::events::lockout`]) gets
+    /// 429 before its token is looked at. With `record`, the outcome is an event: a refused
+    /// token `auth.oauth.failed` (counted by the lockout), a token lacking the scope
+    /// `auth.oauth.denied`, a write allowed `auth.oauth.success` (reads are not recorded).
+    fn authorize(
+        &mut self,
+        req: &Request,
+        remote: SocketAddr,
+        need: Need,
+        record: bool,
+    ) -> Result<Option<Box<str>>, Response> {
+        let ip = seednode_wire::addr::canonical_ip(remote.ip());
+        let now = self.now;
+        if self.lockout.borrow().is_locked(ip, now) {
+            return Err(Response::error(
+                429,
+                "too many failed authentications from this address; try again later",
+            )
+            .header("Retry-After", self.config.lockout.as_secs().to_string()));
+        }
         let presented = front_door::bearer(req.authorization.as_deref());
         if presented.is_none() && req.authorization.is_some() {
+            self.auth_event(
+                record,
+                kind::AUTH_FAILED,
+                ip,
+                None,
+                "not a bearer token",
+                need,
+            );
             return Err(unauthorized(
                 "invalid_request",
                 "Authorization is not a bearer token",
             ));
         }
-        let loopback = seednode_wire::addr::canonical_ip(remote.ip()).is_loopback();
         let open_on_loopback = match need {
             Need::Metrics => true,
             Need::Read => self.tokens.is_none(),
             Need::Write => false,
         };
         let Some(token) = presented else {
-            return if loopback && open_on_loopback {
-                Ok(())
+            return if ip.is_loopback() && open_on_loopback {
+                Ok(None)
             } else {
                 Err(unauthorized("", "a bearer token is required"))
             };
@@ -334,22 +399,67 @@ impl Reactor {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         match self.verify_bearer_at(token, now_unix) {
-            Ok(scopes) if scopes.contains(Scopes::ADMIN) || scopes.contains(need.scopes()) => {
-                Ok(())
+            Ok((scopes, id))
+                if scopes.contains(Scopes::ADMIN) || scopes.contains(need.scopes()) =>
+            {
+                if need == Need::Write {
+                    self.auth_event(record, kind::AUTH_SUCCESS, ip, Some(&id), "", need);
+                }
+                Ok(Some(id))
             }
-            Ok(_) => Err(Response::error(403, "the token lacks the scope").header(
-                "WWW-Authenticate",
-                format!(
-                    "Bearer realm=\"seednode\", error=\"insufficient_scope\", scope=\"{}\"",
-                    need.scope()
-                ),
-            )),
+            Ok((_, id)) => {
+                self.auth_event(
+                    record,
+                    kind::AUTH_DENIED,
+                    ip,
+                    Some(&id),
+                    "insufficient_scope",
+                    need,
+                );
+                Err(Response::error(403, "the token lacks the scope").header(
+                    "WWW-Authenticate",
+                    format!(
+                        "Bearer realm=\"seednode\", error=\"insufficient_scope\", scope=\"{}\"",
+                        need.scope()
+                    ),
+                ))
+            }
             // Unknown, expired, revoked or malformed: one answer (RFC 6750 §3.1).
-            Err(_) => Err(unauthorized(
-                "invalid_token",
-                "unknown, expired or revoked token",
-            )),
+            Err(e) => {
+                self.auth_event(record, kind::AUTH_FAILED, ip, None, &e.to_string(), need);
+                Err(unauthorized(
+                    "invalid_token",
+                    "unknown, expired or revoked token",
+                ))
+            }
         }
+    }
+
+    /// Emits an authentication event (when `record`).
+    fn auth_event(
+        &mut self,
+        record: bool,
+        kind: &'static str,
+        ip: std::net::IpAddr,
+        actor: Option<&str>,
+        reason: &str,
+        need: Need,
+    ) {
+        if !record {
+            return;
+        }
+        let at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let mut event = crate::events::Event::new(kind, at);
+        event.source = Some(ip);
+        event.actor = actor.map(str::to_owned);
+        event.details = json!({ "surface": "api", "scope": need.scope() });
+        if !reason.is_empty() {
+            event.details["reason"] = json!(reason);
+        }
+        let now = self.now;
+        self.events.emit(now, &event);
     }
 
     /// The JSON API (`/api/v1/...`).
@@ -392,8 +502,7 @@ impl Reactor {
     /// `<content root>/REL`, a path checked like a torrent's own (no `..`, nothing absolute).
     fn add_torrent_request(
         &mut self,
-        key: usize,
-        generation: u64,
+        requester: super::catalog::Requester,
         req: &Request,
         body: &[u8],
     ) -> Routed {
@@ -441,10 +550,48 @@ impl Reactor {
             Ok(t) => t,
             Err(e) => return Routed::Now(json_error(400, "malformed", &e.to_string())),
         };
-        let requester = super::catalog::Requester { key, generation };
         match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
             request,
             torrent: Box::new(torrent),
+        }) {
+            Ok(id) => Routed::Later(id),
+            Err(_) => Routed::Now(json_error(503, "busy", "the catalog is busy; retry")),
+        }
+    }
+
+    /// `GET /api/v1/audit[?since=UNIX&kind=K&limit=N]`: the newest `limit` (default 100, at
+    /// most `MAX_AUDIT_QUERY_ROWS`) audit rows at or after `since`, of kind `K` (or a prefix
+    /// ending in `.`), oldest first; read by the catalog worker.
+    fn audit_request(&mut self, requester: super::catalog::Requester, req: &Request) -> Routed {
+        let since = match query_value(&req.query, b"since").map(|v| v.parse::<i64>()) {
+            None => 0,
+            Some(Ok(v)) => v,
+            Some(Err(_)) => {
+                return Routed::Now(json_error(400, "bad_since", "`since` is Unix seconds"));
+            }
+        };
+        let limit = match query_value(&req.query, b"limit").map(|v| v.parse::<usize>()) {
+            None => 100,
+            Some(Ok(v)) => v.min(seednode_storage::catalog::MAX_AUDIT_QUERY_ROWS),
+            Some(Err(_)) => {
+                return Routed::Now(json_error(400, "bad_limit", "`limit` is a count"));
+            }
+        };
+        let kind = query_value(&req.query, b"kind").filter(|k| k.len() <= 64);
+        if self.catalog.is_none() {
+            return Routed::Now(json_error(
+                404,
+                "no_audit_log",
+                "the audit log needs `seednode run` (the catalog)",
+            ));
+        }
+        match self.catalog_request(requester, |request| {
+            crate::daemon::worker::Command::AuditQuery {
+                request,
+                since,
+                kind,
+                limit,
+            }
         }) {
             Ok(id) => Routed::Later(id),
             Err(_) => Routed::Now(json_error(503, "busy", "the catalog is busy; retry")),
@@ -705,6 +852,32 @@ pub(super) fn query_value(query: &[u8], key: &[u8]) -> Option<String> {
         }
     }
     None
+}
+
+/// The JSON answer to `GET /api/v1/audit`.
+pub(super) fn audit_response(
+    result: Result<Vec<seednode_storage::catalog::AuditRecord>, seednode_storage::CatalogError>,
+) -> Response {
+    match result {
+        Ok(rows) => {
+            let rows: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "at": r.at,
+                        "kind": r.kind,
+                        "actor": r.actor,
+                        "source": r.source,
+                        "details": serde_json::from_str::<serde_json::Value>(&r.details)
+                            .unwrap_or(serde_json::Value::Null),
+                    })
+                })
+                .collect();
+            json_response(200, &json!({ "events": rows }))
+        }
+        Err(e) => json_error(500, "internal", &e.to_string()),
+    }
 }
 
 /// The JSON answer to a committed (or refused) add.

@@ -206,6 +206,12 @@ impl Reactor {
                 if let Some(ih) = ih {
                     self.stop_seeding(&ih);
                     self.idle.remove(&ih);
+                    self.emit_torrent_event(
+                        crate::events::kind::TORRENT_REMOVED,
+                        waiting.as_ref(),
+                        ih,
+                        json!({ "delete_data": deleted.is_some() }),
+                    );
                 }
                 info!(torrent = %id, "removed");
                 let deleted = match deleted {
@@ -267,6 +273,12 @@ impl Reactor {
                     entry.state = state;
                     entry.reason = None;
                     info!(torrent = %id, state = %state, "stopped seeding");
+                    self.emit_torrent_event(
+                        crate::events::kind::TORRENT_PAUSED,
+                        waiting.as_ref(),
+                        ih,
+                        json!({}),
+                    );
                 }
                 state_response(ih, &self.state_of(&ih))
             }
@@ -292,6 +304,12 @@ impl Reactor {
                 self.idle.remove(&ih);
                 self.seed_loaded(*loaded);
                 info!(torrent = %id, "resumed");
+                self.emit_torrent_event(
+                    crate::events::kind::TORRENT_RESUMED,
+                    waiting.as_ref(),
+                    ih,
+                    json!({}),
+                );
                 state_response(ih, &self.state_of(&ih))
             }
             (Ok(Err(reason)), Some(ih)) => {

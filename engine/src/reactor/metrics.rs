@@ -322,6 +322,23 @@ impl Reactor {
                 "# HELP seednode_rehashed_bytes_total Bytes re-verified at start because fast resume could not vouch for them (0 when files are unchanged).\n# TYPE seednode_rehashed_bytes_total counter\nseednode_rehashed_bytes_total {rehashed}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP seednode_events_total Events emitted on the event bus.\n# TYPE seednode_events_total counter\nseednode_events_total {}",
+            self.events.emitted()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP seednode_lockouts_total Addresses locked out after failed authentications.\n# TYPE seednode_lockouts_total counter\nseednode_lockouts_total {}",
+            self.lockout.borrow().locked_total()
+        );
+        if let Some(audit) = &self.audit {
+            let _ = writeln!(
+                out,
+                "# HELP seednode_audit_dropped_total Audit records dropped because the catalog fell behind.\n# TYPE seednode_audit_dropped_total counter\nseednode_audit_dropped_total {}",
+                audit.borrow().dropped()
+            );
+        }
         if self.catalog.is_some() {
             let _ = writeln!(
                 out,

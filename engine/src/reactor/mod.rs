@@ -117,6 +117,8 @@ pub(crate) struct ReactorConfig {
     /// Where torrents added over the API keep their data (`seednode run`: `<data-dir>/data`);
     /// `None` refuses adds. A path given to the API is taken relative to it, never outside.
     pub(crate) content_root: Option<PathBuf>,
+    /// How long an address stays locked out after too many failed authentications.
+    pub(crate) lockout: Duration,
 }
 
 /// The event loop and everything it owns.
@@ -131,6 +133,12 @@ pub(crate) struct Reactor {
     idle: IdleTable,
     /// `HASH('req2', info-hash)` of every torrent, how MSE initiators name them.
     mse_keys: HashMap<[u8; 20], InfoHash>,
+    /// The event bus (audit log, lockout; issue 12).
+    events: crate::events::Bus,
+    /// Addresses locked out after failed authentications (fed by the bus).
+    lockout: std::rc::Rc<std::cell::RefCell<crate::events::lockout::Lockout>>,
+    /// Audit records waiting for the catalog worker (`seednode run` only).
+    audit: Option<std::rc::Rc<std::cell::RefCell<crate::events::audit::AuditBuffer>>>,
     choker: Choker,
     /// The node's upload limit.
     upload_limit: TokenBucket,
@@ -254,6 +262,13 @@ impl Reactor {
             }
             None => None,
         };
+        let lockout = std::rc::Rc::new(std::cell::RefCell::new(
+            crate::events::lockout::Lockout::new(config.lockout),
+        ));
+        let mut events = crate::events::Bus::default();
+        events.subscribe(Box::new(crate::events::lockout::LockoutSubscriber(
+            std::rc::Rc::clone(&lockout),
+        )));
         let mut mio_listeners = Vec::new();
         for (i, (l, kind)) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
@@ -270,6 +285,9 @@ impl Reactor {
             by_hash: HashMap::new(),
             idle: IdleTable::new(),
             mse_keys: HashMap::new(),
+            events,
+            lockout,
+            audit: None,
             upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),
             choker: Choker::new(start, config.upload_slots, config.global_upload_slots),

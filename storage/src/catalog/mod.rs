@@ -45,12 +45,14 @@ use crate::limits::{
     CATALOG_BUSY_TIMEOUT_MS, CATALOG_JOURNAL_SIZE_LIMIT, MAX_SETTING_KEY_LEN, MAX_SETTING_VALUE_LEN,
 };
 
+mod audit;
 pub mod resume;
 mod schema;
 mod tokens;
 mod torrents;
 mod writer;
 
+pub use audit::{AuditRecord, MAX_AUDIT_DETAILS_LEN, MAX_AUDIT_QUERY_ROWS, MAX_AUDIT_ROWS};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use tokens::{
     NewToken, Scopes, TOKEN_ID_LEN, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenError,

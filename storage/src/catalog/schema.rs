@@ -73,8 +73,24 @@ CREATE TABLE tokens (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Schema version 2: the audit log (issue 12's event bus writes it; `seednode audit` and
+/// `GET /api/v1/audit` read it). Rows are only ever appended, and pruned oldest first past
+/// [`crate::catalog::MAX_AUDIT_ROWS`].
+const V2: &str = "
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    actor   TEXT CHECK (actor IS NULL OR length(CAST(actor AS BLOB)) <= 128),
+    source  TEXT CHECK (source IS NULL OR length(source) <= 64),
+    details TEXT NOT NULL DEFAULT '{}' CHECK (length(CAST(details AS BLOB)) <= 4096)
+) STRICT;
+
+CREATE INDEX audit_at ON audit (at);
+";
+
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Newest schema version this binary knows: the number of migrations.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations

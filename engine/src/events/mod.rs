@@ -1,0 +1,139 @@
+//! The node's event bus: who emits an event (the front door's authentication, the catalog's
+//! replies, uploads) never knows who listens (the audit log, the lockout, later webhooks and
+//! Nostr). Issue 12, "Auth events"; STYLE.md §1.
+//!
+//! [`Bus::emit`] hands the event to every [`Subscriber`] at once, on the event loop's thread:
+//! subscribers only update memory (a table, a buffer) and never block. A subscriber may answer
+//! with follow-up events (the lockout emits `auth.lockout`), dispatched the same way, one level
+//! deep.
+
+pub(crate) mod audit;
+pub(crate) mod lockout;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Event kinds (the `kind` of audit rows and, later, webhook payloads).
+pub(crate) mod kind {
+    /// A bearer token (RFC 6750) was accepted for a write (reads are not recorded: a dashboard
+    /// polling the API would fill the log).
+    pub(crate) const AUTH_SUCCESS: &str = "auth.oauth.success";
+    /// A bearer token was refused (unknown, expired, revoked, malformed, lacking the scope),
+    /// or was missing where one is needed.
+    pub(crate) const AUTH_FAILED: &str = "auth.oauth.failed";
+    /// A valid bearer token was used for something its scopes do not allow (not counted by
+    /// the lockout: the holder authenticated).
+    pub(crate) const AUTH_DENIED: &str = "auth.oauth.denied";
+    /// An address was locked out after too many failed authentications.
+    pub(crate) const AUTH_LOCKOUT: &str = "auth.lockout";
+    /// A torrent was added to the catalog.
+    pub(crate) const TORRENT_ADDED: &str = "torrent.added";
+    /// A torrent was removed from the catalog.
+    pub(crate) const TORRENT_REMOVED: &str = "torrent.removed";
+    /// A torrent was paused.
+    pub(crate) const TORRENT_PAUSED: &str = "torrent.paused";
+    /// A paused torrent was resumed.
+    pub(crate) const TORRENT_RESUMED: &str = "torrent.resumed";
+}
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Event {
+    /// What ([`kind`]).
+    pub(crate) kind: &'static str,
+    /// When, seconds since the Unix epoch.
+    pub(crate) at: i64,
+    /// Who: a token or client id, never a secret.
+    pub(crate) actor: Option<String>,
+    /// From where, for events that came from the network.
+    pub(crate) source: Option<IpAddr>,
+    /// A JSON object with the rest (reason, info-hash, ...), small.
+    pub(crate) details: serde_json::Value,
+}
+
+impl Event {
+    /// An event of `kind` at `at` with no actor, source or details.
+    pub(crate) fn new(kind: &'static str, at: i64) -> Self {
+        Self {
+            kind,
+            at,
+            actor: None,
+            source: None,
+            details: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+}
+
+/// Something that listens to every event.
+pub(crate) trait Subscriber {
+    /// Takes note of `event` (at loop time `now`); may return one follow-up event. Must not
+    /// block.
+    fn notify(&mut self, now: Instant, event: &Event) -> Option<Event>;
+}
+
+/// The subscribers, in the order they were added.
+#[derive(Default)]
+pub(crate) struct Bus {
+    subscribers: Vec<Box<dyn Subscriber>>,
+    emitted: u64,
+}
+
+impl Bus {
+    /// Adds a subscriber.
+    pub(crate) fn subscribe(&mut self, subscriber: Box<dyn Subscriber>) {
+        self.subscribers.push(subscriber);
+    }
+
+    /// Hands `event` to every subscriber, then their follow-ups (not theirs in turn).
+    pub(crate) fn emit(&mut self, now: Instant, event: &Event) {
+        let mut follow_ups = Vec::new();
+        for s in &mut self.subscribers {
+            follow_ups.extend(s.notify(now, event));
+        }
+        self.emitted += 1;
+        for e in &follow_ups {
+            for s in &mut self.subscribers {
+                let _ = s.notify(now, e);
+            }
+            self.emitted += 1;
+        }
+    }
+
+    /// Events emitted since start (for `/metrics`).
+    pub(crate) const fn emitted(&self) -> u64 {
+        self.emitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    struct Recorder(Rc<RefCell<Vec<&'static str>>>, Option<&'static str>);
+
+    impl Subscriber for Recorder {
+        fn notify(&mut self, _now: Instant, event: &Event) -> Option<Event> {
+            self.0.borrow_mut().push(event.kind);
+            match self.1 {
+                Some(k) if event.kind != k => Some(Event::new(k, event.at)),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn every_subscriber_sees_every_event_and_follow_ups_once() {
+        let seen_a = Rc::new(RefCell::new(Vec::new()));
+        let seen_b = Rc::new(RefCell::new(Vec::new()));
+        let mut bus = Bus::default();
+        bus.subscribe(Box::new(Recorder(seen_a.clone(), Some("follow.up"))));
+        bus.subscribe(Box::new(Recorder(seen_b.clone(), None)));
+        bus.emit(Instant::now(), &Event::new("first", 1));
+        assert_eq!(*seen_a.borrow(), ["first", "follow.up"]);
+        assert_eq!(*seen_b.borrow(), ["first", "follow.up"]);
+        assert_eq!(bus.emitted(), 2);
+    }
+}
