@@ -4,8 +4,9 @@
 //! Swarm sizes follow a Zipf law (exponent 1), as real trackers see: a few torrents hold most
 //! peers, most torrents hold a few. Torrent rank `r` (0-based) of `n` is drawn by inverting the
 //! continuous approximation of its distribution, `r = floor((n + 1)^u) - 1` for `u` uniform in
-//! [0, 1): the most popular torrent gets `ln 2 / ln(n + 1)` of the peers (10 % of 1000 torrents) and announces, like
-//! the heavy-tailed (Pareto / gamma) torrent choice of aquatic's load testers.
+//! [0, 1): the most popular torrent gets `ln 2 / ln(n + 1)` of the peers and announces (10 % of
+//! 1000 torrents), like the heavy-tailed (Pareto / gamma) torrent choice of aquatic's load
+//! testers.
 
 use seednode_wire::InfoHash;
 use seednode_wire::rng::splitmix64;
