@@ -10,18 +10,18 @@
 //!   Against any other tracker all sockets share the kernel's address and peer `i` announces
 //!   port `1024 + i`, so `N` peers are `N` distinct addresses either way.
 //! - Peer `i` is in one torrent ([`Swarms::torrent_of`], Zipf-distributed swarm sizes) and is
-//!   a seeder (`left = 0`) with probability [`SEEDER_PERCENT`] %.
+//!   a seeder (`left = 0`) with probability `seeder_percent` % (75 by default).
 //! - `K` request slots; slot `j` sends on socket `j % S`. A free slot sends the next request at
 //!   once, of a kind drawn by the mix weights: a connect (its reply refreshes the socket's
 //!   connection ID, BEP 15 §connect), an announce of a random peer of that socket (event none,
-//!   `numwant` [`NUMWANT`], BEP 15 §announce), or a scrape of `H` info-hashes drawn from the
+//!   `numwant` 30 by default, BEP 15 §announce), or a scrape of `H` info-hashes drawn from the
 //!   same distribution (BEP 15 §scrape). Until a socket has a connection ID its slots send
 //!   connects; an error reply drops it.
 //! - With `fill`, every peer instead announces exactly once, in order, and the run ends when all
 //!   have been answered (or the duration passes).
 //! - A reply is matched by its transaction ID (slot index and a per-slot sequence number); its
 //!   latency is the time since the request was sent. A request unanswered after
-//!   [`UDP_REQUEST_TIMEOUT`] is lost and its slot sends anew.
+//!   `timeout` (1 s by default) is lost and its slot sends anew.
 //!
 //! The generator is one thread that never blocks: it drains every socket (non-blocking), refills
 //! the free slots, and checks timeouts, in a loop, so it uses a whole core. Every table is sized
@@ -43,8 +43,7 @@ use serde::Serialize;
 use super::Histogram;
 use super::limits::{
     FIRST_PEER_PORT, MAX_DATAGRAM_LEN, MAX_ERROR_KINDS, MAX_ERROR_MESSAGE_LEN,
-    MAX_RECV_PER_SOCKET_TURN, MAX_SCRAPE_HASHES, NUMWANT, PORTS_PER_SOURCE, SEEDER_PERCENT,
-    TIMEOUT_SCAN_INTERVAL, UDP_REQUEST_TIMEOUT,
+    MAX_RECV_PER_SOCKET_TURN, MAX_SCRAPE_HASHES, PORTS_PER_SOURCE, TIMEOUT_SCAN_INTERVAL,
 };
 use super::swarm::{Swarms, is_seeder};
 
@@ -71,6 +70,13 @@ pub struct UdpConfig {
     pub seed: u64,
     /// Announce every peer once, in order, then stop.
     pub fill: bool,
+    /// `num_want` of every announce (`limits::NUMWANT` by default).
+    pub numwant: u32,
+    /// Share of simulated peers that are seeders, percent (`limits::SEEDER_PERCENT` by
+    /// default).
+    pub seeder_percent: u64,
+    /// A request unanswered this long is lost (`limits::UDP_REQUEST_TIMEOUT` by default).
+    pub timeout: Duration,
 }
 
 impl UdpConfig {
@@ -354,7 +360,7 @@ impl<'a> Load<'a> {
                     info_hash: self.swarms.torrent_of(peer),
                     peer_id: PeerId(peer_id),
                     downloaded: 0,
-                    left: if is_seeder(peer, SEEDER_PERCENT) {
+                    left: if is_seeder(peer, o.seeder_percent) {
                         0
                     } else {
                         1 << 20
@@ -362,7 +368,7 @@ impl<'a> Load<'a> {
                     uploaded: 0,
                     event: 0,
                     key: peer as u32,
-                    num_want: NUMWANT as i32,
+                    num_want: i32::try_from(o.numwant).unwrap_or(i32::MAX),
                     port: (u64::from(FIRST_PEER_PORT) + port_index % PORTS_PER_SOURCE) as u16,
                 };
                 packet::write_announce_request(&mut self.tx, &fields);
@@ -509,7 +515,7 @@ impl<'a> Load<'a> {
     fn expire(&mut self, now: Instant) {
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if let Some((_, sent)) = slot.pending
-                && now.duration_since(sent) >= UDP_REQUEST_TIMEOUT
+                && now.duration_since(sent) >= self.o.timeout
             {
                 slot.pending = None;
                 self.free.push(i);
@@ -561,7 +567,10 @@ pub fn run(
     report.finish(secs, &load.latency);
     if report.timeouts > 0 {
         let n = report.timeouts;
-        report.count_errors("timeout (no reply in 1 s)", n);
+        report.count_errors(
+            &format!("timeout (no reply in {} ms)", config.timeout.as_millis()),
+            n,
+        );
     }
     Ok(report)
 }

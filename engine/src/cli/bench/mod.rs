@@ -20,7 +20,7 @@ use seednode::bench::limits::{
     DEFAULT_HTTP_CONNECTIONS, DEFAULT_IN_FLIGHT, DEFAULT_INFO_HASHES, DEFAULT_PEERS,
     DEFAULT_PIPELINE, DEFAULT_SCRAPE_HASHES, DEFAULT_UDP_SOCKETS, MAX_DURATION,
     MAX_HTTP_CONNECTIONS, MAX_IN_FLIGHT, MAX_INFO_HASHES, MAX_LEECH_CONNECTIONS, MAX_PIPELINE,
-    MAX_SCRAPE_HASHES, MAX_UDP_SOCKETS,
+    MAX_SCRAPE_HASHES, MAX_UDP_SOCKETS, NUMWANT, SEEDER_PERCENT, UDP_REQUEST_TIMEOUT,
 };
 use seednode::bench::swarm::Swarms;
 use seednode::bench::tracker_http::{self, HttpConfig};
@@ -586,6 +586,9 @@ fn bench_tracker(a: &TrackerBenchArgs, json: bool) -> Result<(), CliError> {
             scrape_hashes: a.scrape_hashes,
             seed: a.seed,
             fill: false,
+            numwant: NUMWANT,
+            seeder_percent: SEEDER_PERCENT,
+            timeout: UDP_REQUEST_TIMEOUT,
         };
         if a.peers > config.max_peers() {
             return Err(format!(

@@ -20,7 +20,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use seednode::bench::leech::{LeechConfig, Mode, Torrent};
-use seednode::bench::limits::{DEFAULT_IN_FLIGHT, DEFAULT_UDP_SOCKETS};
+use seednode::bench::limits::{
+    DEFAULT_IN_FLIGHT, DEFAULT_UDP_SOCKETS, NUMWANT, SEEDER_PERCENT, UDP_REQUEST_TIMEOUT,
+};
 use seednode::bench::swarm::Swarms;
 use seednode::bench::tracker_udp::{TrackerReport, UdpConfig};
 use seednode::bench::{hash, process_cpu_secs, table};
@@ -275,6 +277,9 @@ pub(super) fn run(a: &SelfArgs, json: bool) -> Result<(), CliError> {
         scrape_hashes: 1,
         seed: 1,
         fill: false,
+        numwant: NUMWANT,
+        seeder_percent: SEEDER_PERCENT,
+        timeout: UDP_REQUEST_TIMEOUT,
     };
     let udp = run_udp(&udp_config, &swarms)?;
     let http_config = http_config(
