@@ -34,7 +34,7 @@ for round in 1 2; do
   done
 done
 
-"$SN" bench tracker --udp 127.0.0.1:1 --write-info-hashes "$OUT/whitelist" 2> /dev/null
+"$SN" bench tracker --write-info-hashes "$OUT/whitelist" 2> /dev/null
 "$SN" tracker --listen 127.0.0.1:17003 2> "$OUT/tracker.err" & pids+=($!)
 printf 'listen.tcp 127.0.0.1:17004\nlisten.udp 127.0.0.1:17004\naccess.whitelist %s\n' \
     "$OUT/whitelist" > "$OUT/opentracker.conf"

@@ -334,8 +334,6 @@ fn tracker_load_against_opentracker() {
         dir.path(),
         &[
             "tracker",
-            "--udp",
-            "127.0.0.1:1",
             "--info-hashes",
             "200",
             "--write-info-hashes",

@@ -95,7 +95,7 @@ pub(crate) struct LeechArgs {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["udp", "http"])))]
+#[command(group(ArgGroup::new("target").args(["udp", "http"])))]
 pub(crate) struct TrackerBenchArgs {
     /// A UDP tracker (BEP 15), HOST:PORT (IPv4).
     #[arg(long, value_name = "HOST:PORT")]
@@ -113,7 +113,7 @@ pub(crate) struct TrackerBenchArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) info_hash_file: Option<PathBuf>,
     /// Write the generated info-hashes to FILE (40 hex a line: an opentracker whitelist) and
-    /// exit.
+    /// exit (no --udp or --http needed).
     #[arg(long, value_name = "FILE", conflicts_with = "info_hash_file")]
     pub(crate) write_info_hashes: Option<PathBuf>,
     /// Simulated peers.
@@ -569,6 +569,9 @@ fn bench_tracker(a: &TrackerBenchArgs, json: bool) -> Result<(), CliError> {
         write_info_hashes(path, &swarms)?;
         eprintln!("{} info-hashes written to {}", swarms.len(), path.display());
         return Ok(());
+    }
+    if a.udp.is_none() && a.http.is_none() {
+        return Err("give the tracker to load: --udp HOST:PORT or --http URL".into());
     }
     let report = if let Some(udp) = &a.udp {
         let server = udp_target(udp)?;
