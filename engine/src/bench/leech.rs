@@ -913,7 +913,7 @@ fn transfer(
     let deadline = t0 + config.mode.bound();
     let window_start = t0 + config.mode.warmup();
     let max_len = max_frame_len(conn.torrent.piece_count()) as usize;
-    debug_assert!(RECV_BUF_LEN >= 2 * (LEN_PREFIX_LEN + max_len));
+    // RECV_BUF_LEN holds two of the largest frames (a const assertion in `limits`).
     let mut buf = vec![0u8; RECV_BUF_LEN];
     let (mut head, mut tail) = (0usize, 0usize);
     let mut out = Vec::with_capacity(REQUEST_FRAME_LEN * MAX_PIPELINE as usize);

@@ -33,6 +33,10 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// largest frames accepted ([`seednode_wire::peer::max_frame_len`], at most 1 MiB + a few bytes
 /// for the bitfield of the largest torrent); a longer length prefix ends the connection.
 pub const RECV_BUF_LEN: usize = 2 << 20 | 64 << 10;
+const _: () = assert!(
+    RECV_BUF_LEN >= 2 * (4 + seednode_wire::limits::MAX_FRAME_LEN as usize),
+    "the receive buffer holds two of the largest frames"
+);
 /// Bytes of pieces being assembled for their SHA-1 check, per connection. Pieces started past it
 /// are not checked (counted as unverified), so a seeder that scatters blocks cannot grow memory.
 pub const MAX_VERIFY_BYTES_PER_CONNECTION: u64 = 64 << 20;

@@ -733,6 +733,12 @@ mod tests {
     }
 
     #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory as _;
+        crate::cli::Cli::command().debug_assert();
+    }
+
+    #[test]
     fn mix_needs_three_weights() {
         assert_eq!(parse_mix("10:80:10").unwrap(), [10, 80, 10]);
         assert!(parse_mix("0:0:0").is_err());
