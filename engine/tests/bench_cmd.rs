@@ -522,6 +522,8 @@ enum Hostile {
     Garbage,
     WrongInfoHash,
     HugeLengthPrefix,
+    /// One byte of a valid handshake every 300 ms: each read succeeds, the whole never comes.
+    Trickle,
 }
 
 /// A one-connection peer on 127.0.0.1 that misbehaves as `how`; returns its address.
@@ -537,6 +539,15 @@ fn hostile_peer(how: Hostile, info_hash: [u8; 20]) -> SocketAddr {
         let _ = s.read_exact(&mut hs);
         let mut reply = Vec::new();
         match how {
+            Hostile::Trickle => {
+                for _ in 0..40 {
+                    if s.write_all(&[19]).is_err() {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(300));
+                }
+                return;
+            }
             Hostile::Garbage => reply.extend_from_slice(&[0xAB; 68]),
             Hostile::WrongInfoHash | Hostile::HugeLengthPrefix => {
                 reply.push(19);
@@ -592,6 +603,7 @@ fn leech_ends_cleanly_against_hostile_peers() {
         (Hostile::Garbage, "not BitTorrent"),
         (Hostile::WrongInfoHash, "answered for info-hash 5555"),
         (Hostile::HugeLengthPrefix, "over the limit"),
+        (Hostile::Trickle, "no handshake"),
     ] {
         let peer = hostile_peer(how, info_hash);
         let run = bench(

@@ -828,6 +828,29 @@ fn run_connection(
     report
 }
 
+/// `read_exact` that gives up at `deadline` however slowly the bytes trickle in (a per-read
+/// timeout alone would let a peer sending one byte at a time hold the run).
+fn read_exact_by(r: &mut &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{got} of {} bytes in time", buf.len()),
+            ));
+        }
+        r.set_read_timeout(Some(left))?;
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Exchanges handshakes (BEP 3, BEP 10, BEP 6) and sends `interested`.
 fn handshake<'t>(
     stream: &TcpStream,
@@ -853,7 +876,7 @@ fn handshake<'t>(
     w.write_all(&ours.encode())
         .map_err(io("sending the handshake"))?;
     let mut hs = [0u8; HANDSHAKE_LEN];
-    r.read_exact(&mut hs).map_err(LeechError::NoHandshake)?;
+    read_exact_by(&mut r, &mut hs, Instant::now() + timeout).map_err(LeechError::NoHandshake)?;
     let theirs = Handshake::parse(&hs).map_err(LeechError::BadHandshake)?;
     if theirs.info_hash != torrent.info_hash {
         return Err(LeechError::WrongInfoHash {

@@ -164,6 +164,21 @@ pub fn run(config: &HttpConfig, swarms: &Swarms, progress: &mut dyn FnMut(u64)) 
     report
 }
 
+/// One `read` that waits at most until `deadline` (`TimedOut` past it).
+fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left))?;
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// What a request was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -358,6 +373,8 @@ impl<'a> Worker<'a> {
     /// already counted).
     fn exchange(&mut self, timeout: Duration) -> Result<(bool, bool), Failure> {
         let timeout = timeout.max(Duration::from_millis(1));
+        // The whole exchange, however slowly a tracker trickles its bytes.
+        let deadline = Instant::now() + timeout;
         let map_io = |e: io::Error| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
             _ => Failure::Io(e),
@@ -384,7 +401,7 @@ impl<'a> Worker<'a> {
             if got == self.head.len() {
                 return Err(Failure::Malformed("response head over 8 KiB"));
             }
-            let n = stream.read(&mut self.head[got..]).map_err(map_io)?;
+            let n = read_by(stream, &mut self.head[got..], deadline).map_err(map_io)?;
             if n == 0 {
                 return Err(if got == 0 && !fresh {
                     // A kept-alive connection the tracker closed meanwhile: not its fault.
@@ -427,15 +444,20 @@ impl<'a> Worker<'a> {
                 if self.body.len() > len {
                     return Err(Failure::Malformed("more bytes than Content-Length"));
                 }
-                let start = self.body.len();
+                let mut at = self.body.len();
                 self.body.resize(len, 0);
-                stream.read_exact(&mut self.body[start..]).map_err(map_io)?;
+                while at < len {
+                    match read_by(stream, &mut self.body[at..], deadline).map_err(map_io)? {
+                        0 => return Err(Failure::Malformed("connection closed inside the body")),
+                        n => at += n,
+                    }
+                }
             }
             None => {
                 // Until the tracker closes, bounded.
                 let mut chunk = [0u8; 4096];
                 loop {
-                    let n = stream.read(&mut chunk).map_err(map_io)?;
+                    let n = read_by(stream, &mut chunk, deadline).map_err(map_io)?;
                     if n == 0 {
                         break;
                     }
