@@ -3,9 +3,12 @@
 //! library so that fuzz targets and simulation tests drive them exactly as the event loop does.
 //!
 //! Nothing here performs I/O or reads a clock: every input carries `now`. The event loop that
-//! feeds these machines is `engine/src/reactor/` in the binary.
+//! feeds these machines is `engine/src/reactor/` in the binary. The one exception is [`bench`],
+//! the load generators of `seednode bench` (shared with the harnesses in `benches/`): a
+//! measuring tool's shell, kept apart from the node's core.
 
 pub mod ban;
+pub mod bench;
 pub mod choker;
 pub mod dial;
 pub mod limits;

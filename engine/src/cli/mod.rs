@@ -5,6 +5,7 @@
 //! error says which flag fixes it.
 
 pub(crate) mod audit;
+pub(crate) mod bench;
 pub(crate) mod create;
 pub(crate) mod info;
 pub(crate) mod net;
@@ -105,6 +106,9 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one per subcommand into --dir.
     Man(ManArgs),
+    /// Measure: a sink leecher against any seeder, a load generator for any tracker, hashing
+    /// throughput, and `bench self`, a health check of this node on loopback.
+    Bench(bench::BenchArgs),
 }
 
 /// Mainline DHT settings (BEP 5) of `seed`.
@@ -596,6 +600,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Man(args) => man(&args),
+        Command::Bench(args) => bench::bench(&args),
     }
 }
 
