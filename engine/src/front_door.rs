@@ -151,6 +151,30 @@ pub(crate) fn bearer(header: Option<&str>) -> Option<&str> {
     .then_some(token)
 }
 
+/// The client id and secret of an HTTP Basic credential (RFC 7617; `b64` is what follows
+/// `Basic `), each form-urlencoded first as RFC 6749 §2.3.1 asks. `None` for anything
+/// malformed or longer than [`MAX_BASIC_LEN`].
+pub(crate) fn basic_credentials(b64: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let b64 = b64.trim();
+    if b64.len() > MAX_BASIC_LEN {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| {
+        let mut out = Vec::new();
+        seednode_wire::percent::decode(s.as_bytes(), &mut out).ok()?;
+        String::from_utf8(out).ok()
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// Longest HTTP Basic credential looked at, base64 characters: a 12-digit client id and a
+/// 64-digit secret take 104.
+pub(crate) const MAX_BASIC_LEN: usize = 512;
+
 /// Longest bearer token looked at (this node's are under 100 characters); longer ones are
 /// refused without a lookup.
 pub(crate) const MAX_BEARER_LEN: usize = 256;

@@ -1232,3 +1232,186 @@ fn failed_authentications_are_audited_and_lock_the_address_out() {
     assert_eq!(node.metric("seednode_lockouts_total"), 1);
     node.stop();
 }
+
+/// `curl ARGS` (bounded); the HTTP status and the body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Issue 12, OAuth2: a client made with `seednode client create` gets a token from
+/// `POST /oauth/token` (RFC 6749 §4.4, HTTP Basic), uses it within its scopes, is introspected
+/// (RFC 7662), and loses it the moment it is revoked; errors are RFC 6749 §5.2's.
+#[test]
+fn oauth2_client_credentials_are_issued_used_introspected_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let (ok, out, err) = seednode(&[
+        os("client"),
+        os("create"),
+        os("--data-dir"),
+        dd,
+        os("--scope"),
+        os("upload,read"),
+        os("--label"),
+        os("ci"),
+    ]);
+    assert!(ok, "{err}");
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let (id, secret) = (field("client_id"), field("client_secret"));
+    let port = free_port(SEEDER_IP);
+    let content = data.join("data");
+    fs::create_dir_all(&content).unwrap();
+    let file = content.join("f.bin");
+    write_random_file(&file, 50_000, 4);
+    let torrent = dir.path().join("f.torrent");
+    create_torrent(&file, &torrent, port);
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let base = format!("http://{SEEDER_IP}:{port}");
+    let basic = format!("{id}:{secret}");
+
+    let (status, body) = curl(&[
+        "-u",
+        &basic,
+        "-d",
+        "grant_type=client_credentials",
+        &format!("{base}/oauth/token"),
+    ]);
+    assert_eq!(status, 200, "{body}\n{}", node.log());
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["expires_in"], 3600);
+    assert_eq!(v["scope"], "upload read");
+    let access = v["access_token"].as_str().unwrap().to_owned();
+    // A narrower scope on request, credentials in the form this time.
+    let (status, body) = curl(&[
+        "-d",
+        &format!("grant_type=client_credentials&scope=read&client_id={id}&client_secret={secret}"),
+        &format!("{base}/oauth/token"),
+    ]);
+    assert_eq!(status, 200, "{body}");
+    let read_only: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(read_only["scope"], "read");
+    // RFC 6749 §5.2 errors.
+    let err_of = |args: &[&str]| {
+        let (status, body) = curl(args);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (status, v["error"].as_str().unwrap_or("").to_owned())
+    };
+    let token_url = format!("{base}/oauth/token");
+    assert_eq!(
+        err_of(&[
+            "-u",
+            &format!("{id}:{}", "0".repeat(64)),
+            "-d",
+            "grant_type=client_credentials",
+            &token_url
+        ]),
+        (401, "invalid_client".into())
+    );
+    assert_eq!(
+        err_of(&["-u", &basic, "-d", "grant_type=password", &token_url]),
+        (400, "unsupported_grant_type".into())
+    );
+    assert_eq!(
+        err_of(&[
+            "-u",
+            &basic,
+            "-d",
+            "grant_type=client_credentials&scope=admin",
+            &token_url
+        ]),
+        (400, "invalid_scope".into())
+    );
+
+    // The token in use: reads, adds (upload scope), but may not remove (admin).
+    let bearer = format!("Authorization: Bearer {access}");
+    assert_eq!(
+        curl(&["-H", &bearer, &format!("{base}/api/v1/torrents")]).0,
+        200
+    );
+    let (status, body) = post_torrent(port, "f.bin", Some(&access), &fs::read(&torrent).unwrap());
+    assert_eq!(status, 201, "{body}");
+    let ih = serde_json::from_str::<serde_json::Value>(&body).unwrap()["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = curl(&[
+        "-X",
+        "DELETE",
+        "-H",
+        &bearer,
+        &format!("{base}/api/v1/torrents/{ih}"),
+    ]);
+    assert_eq!(status, 403);
+    let read_bearer = format!(
+        "Authorization: Bearer {}",
+        read_only["access_token"].as_str().unwrap()
+    );
+    assert_eq!(
+        post_torrent(port, "f.bin", read_only["access_token"].as_str(), b"d1:ae").0,
+        403,
+        "a read token cannot add"
+    );
+    assert_eq!(
+        curl(&["-H", &read_bearer, &format!("{base}/api/v1/torrents")]).0,
+        200
+    );
+
+    // Introspection (RFC 7662) by the client itself.
+    let introspect = format!("{base}/oauth/introspect");
+    let (status, body) = curl(&["-u", &basic, "-d", &format!("token={access}"), &introspect]);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["active"], true);
+    assert_eq!(v["client_id"], id.as_str());
+    assert_eq!(v["scope"], "upload read");
+    let (_, body) = curl(&["-u", &basic, "-d", "token=sno_garbage", &introspect]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["active"],
+        false
+    );
+    assert_eq!(
+        curl(&["-d", &format!("token={access}"), &introspect]).0,
+        401
+    );
+
+    // Revoked while the node runs: the token dies within the reload interval.
+    let (ok, _, err) = seednode(&[os("client"), os("revoke"), os("--data-dir"), dd, os(&id)]);
+    assert!(ok, "{err}");
+    let mut status = 0;
+    for _ in 0..50 {
+        status = curl(&["-H", &bearer, &format!("{base}/api/v1/torrents")]).0;
+        if status == 401 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status, 401, "a revoked client's token still works");
+    assert_eq!(
+        err_of(&[
+            "-u",
+            &basic,
+            "-d",
+            "grant_type=client_credentials",
+            &token_url
+        ])
+        .1,
+        "invalid_client"
+    );
+    let (ok, out, _) = seednode(&[os("client"), os("list"), os("--data-dir"), dd, os("--json")]);
+    assert!(ok && out.contains("\"revoked\""), "{out}");
+    node.stop();
+}

@@ -96,6 +96,9 @@ pub(crate) enum Command {
     Resume(TorrentRefArgs),
     /// Manage API tokens in the data directory's catalog (works while the node runs).
     Token(TokenArgs),
+    /// Manage OAuth2 clients (RFC 6749 client credentials): machines that get short-lived
+    /// bearer tokens from `POST /oauth/token`. Works while the node runs.
+    Client(ClientArgs),
     /// Show the audit log (authentications, torrents added, removed, paused): one line per
     /// event, or --json. Works while the node runs.
     Audit(AuditArgs),
@@ -453,6 +456,40 @@ pub(crate) struct RemoveArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct ClientArgs {
+    /// The node's data directory [default: as for `run`].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: ClientCommand,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Create a client; prints `client_id` and `client_secret` once (only the secret's SHA-256
+    /// is kept).
+    Create {
+        /// Scopes its access tokens may carry, comma-separated: upload, read, metrics, admin.
+        #[arg(long, value_name = "SCOPES")]
+        scope: String,
+        /// A label to recognise it by in `client list`.
+        #[arg(long, value_name = "TEXT")]
+        label: Option<String>,
+    },
+    /// List every client (never their secrets).
+    List {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client: its secret and every access token issued to it stop working.
+    Revoke {
+        /// The client's id.
+        id: String,
+    },
+}
+
+#[derive(Args)]
 pub(crate) struct AuditArgs {
     /// The node's data directory [default: as for `run`].
     #[arg(long, value_name = "DIR")]
@@ -589,6 +626,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Resume(args) => remote::set_state(&args, "resume"),
         Command::Token(args) => token::token(&args),
         Command::Audit(args) => audit::audit(&args),
+        Command::Client(args) => token::client(&args),
         Command::Catalog(args) => run::catalog(&args),
         Command::Completions(args) => {
             clap_complete::generate(

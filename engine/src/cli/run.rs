@@ -179,6 +179,19 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     let config = effective_config(args)?;
     let dir = data_dir(config.data_dir.as_deref())?;
     let mut catalog = open_catalog(&dir)?;
+    // The key of the OAuth2 access tokens this node issues, made once per catalog.
+    if catalog
+        .get_setting(crate::daemon::oauth::HMAC_KEY_SETTING)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        catalog
+            .set_setting(
+                crate::daemon::oauth::HMAC_KEY_SETTING,
+                &crate::daemon::oauth::new_key_hex()?,
+            )
+            .map_err(|e| e.to_string())?;
+    }
     let tokens = TokenTable::load(&catalog).map_err(|e| e.to_string())?;
     let tracker_ca = match &config.tracker_ca {
         Some(path) => crate::reactor::https::load_tracker_ca(path).map_err(|e| e.to_string())?,

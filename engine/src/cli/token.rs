@@ -12,7 +12,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use seednode_storage::catalog::{Scopes, TOKEN_SECRET_LEN, TokenInfo};
 use seednode_wire::display::escape_name;
 
-use super::{CliError, TokenArgs, TokenCommand, TokenCreateArgs};
+use super::{CliError, ClientArgs, ClientCommand, TokenArgs, TokenCommand, TokenCreateArgs};
 use crate::daemon::{data_dir, open_catalog, unix_now};
 
 /// Runs `seednode token …`.
@@ -60,6 +60,63 @@ pub(crate) fn token(args: &TokenArgs) -> Result<(), CliError> {
                 .revoke_token(id, now)
                 .map_err(|e| format!("{e} (see `seednode token list`)"))?;
             eprintln!("token {} revoked", escape_name(id));
+            Ok(())
+        }
+    }
+}
+
+/// Runs `seednode client …`.
+///
+/// # Errors
+/// The failure, worded for the operator.
+pub(crate) fn client(args: &ClientArgs) -> Result<(), CliError> {
+    let dir = data_dir(args.data_dir.as_deref())?;
+    let mut catalog = open_catalog(&dir)?;
+    let now = unix_now();
+    match &args.command {
+        ClientCommand::Create { scope, label } => {
+            let scopes = Scopes::parse(scope).ok_or_else(|| {
+                format!(
+                    "--scope {}: expected a comma-separated list of upload, read, metrics, admin",
+                    escape_name(scope)
+                )
+            })?;
+            let mut secret = [0u8; TOKEN_SECRET_LEN];
+            SystemRandom::new()
+                .fill(&mut secret)
+                .map_err(|_| "the operating system's random generator failed".to_owned())?;
+            let new = catalog
+                .create_client(scopes, label.as_deref().unwrap_or(""), &secret, now)
+                .map_err(|e| e.to_string())?;
+            let client_secret = new.token.rsplit('_').next().unwrap_or_default();
+            println!("client_id={}", new.id);
+            println!("client_secret={client_secret}");
+            let _ = std::io::stdout().flush();
+            eprintln!(
+                "client {} created with scope {scopes}; the secret is shown once, above. Get a \
+                 token with: curl -u ID:SECRET -d grant_type=client_credentials \
+                 http://NODE/oauth/token",
+                new.id
+            );
+            Ok(())
+        }
+        ClientCommand::List { json } => {
+            let clients = catalog.list_clients().map_err(|e| e.to_string())?;
+            if *json {
+                let list: Vec<_> = clients.iter().map(|t| token_json(t, now)).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if clients.is_empty() {
+                eprintln!("no clients (create one with `seednode client create --scope upload`)");
+            } else {
+                print_table(&clients, now);
+            }
+            Ok(())
+        }
+        ClientCommand::Revoke { id } => {
+            catalog
+                .revoke_token(id, now)
+                .map_err(|e| format!("{e} (see `seednode client list`)"))?;
+            eprintln!("client {} revoked", escape_name(id));
             Ok(())
         }
     }

@@ -7,6 +7,7 @@
 //! against a [`tokens::TokenTable`] the loop owns, reloaded from the catalog by the worker.
 
 pub(crate) mod config;
+pub(crate) mod oauth;
 pub(crate) mod recheck;
 pub(crate) mod resume;
 pub(crate) mod tokens;

@@ -31,7 +31,9 @@ pub(super) enum Need {
     Read,
     /// `/metrics` (also open to loopback).
     Metrics,
-    /// Changing what the node seeds.
+    /// Adding torrents (`upload` scope).
+    Upload,
+    /// Changing what the node seeds otherwise: removing, pausing (`admin`).
     Write,
 }
 
@@ -40,6 +42,7 @@ impl Need {
         match self {
             Self::Read => Scopes::READ,
             Self::Metrics => Scopes::METRICS,
+            Self::Upload => Scopes::UPLOAD,
             Self::Write => Scopes::ADMIN,
         }
     }
@@ -48,12 +51,17 @@ impl Need {
         match self {
             Self::Read => "read",
             Self::Metrics => "metrics",
+            Self::Upload => "upload",
             Self::Write => "admin",
         }
     }
 }
 
 const JSON: &str = "application/json";
+
+/// Largest body of `POST /oauth/token` and `POST /oauth/introspect`, bytes: a form with a grant
+/// type, scopes, client credentials or a token is well under 1 KiB.
+pub(super) const MAX_OAUTH_BODY_LEN: usize = 4096;
 
 /// A response now, or later (the request went to the catalog worker with this id).
 pub(super) enum Routed {
@@ -100,6 +108,21 @@ impl Reactor {
         let Some(conn) = self.conns.get(key) else {
             return Err(Response::error(503, ""));
         };
+        if request.method == "POST" && request.path.starts_with("/oauth/") {
+            // Small form bodies; the credentials are inside (or in Basic), checked after.
+            if request.content_length > MAX_OAUTH_BODY_LEN {
+                return Err(Response::error(
+                    413,
+                    "an OAuth request body is a small form",
+                ));
+            }
+            let ip = seednode_wire::addr::canonical_ip(conn.remote.ip());
+            if self.lockout.borrow().is_locked(ip, self.now) {
+                return Err(Response::error(429, "too many failed authentications")
+                    .header("Retry-After", self.config.lockout.as_secs().to_string()));
+            }
+            return Ok(());
+        }
         if request.method != "POST" || request.path != "/api/v1/torrents" {
             return Err(Response::error(413, "no request body is accepted here"));
         }
@@ -110,7 +133,7 @@ impl Reactor {
             ));
         }
         let remote = conn.remote;
-        self.authorize(request, remote, Need::Write, false)
+        self.authorize(request, remote, Need::Upload, false)
             .map(drop)
     }
 
@@ -211,7 +234,7 @@ impl Reactor {
                     "this Host is not one the node answers to",
                 ));
             }
-            let actor = match self.authorize(req, remote, Need::Write, true) {
+            let actor = match self.authorize(req, remote, Need::Upload, true) {
                 Ok(actor) => actor,
                 Err(refused) => return Routed::Now(refused),
             };
@@ -294,6 +317,12 @@ impl Reactor {
                     .http_announce(now, remote, Some(me), &req.query)
             };
             return Response::new(200, "text/plain", body);
+        }
+        if let Some(endpoint) = path.strip_prefix("/oauth/") {
+            if req.method != "POST" {
+                return Response::error(405, "").header("Allow", "POST");
+            }
+            return self.oauth(endpoint, req, body, remote);
         }
         if path == "/healthz" {
             return Response::new(200, "text/plain; charset=utf-8", "ok\n");
@@ -386,7 +415,7 @@ impl Reactor {
         let open_on_loopback = match need {
             Need::Metrics => true,
             Need::Read => self.tokens.is_none(),
-            Need::Write => false,
+            Need::Upload | Need::Write => false,
         };
         let Some(token) = presented else {
             return if ip.is_loopback() && open_on_loopback {
@@ -402,7 +431,7 @@ impl Reactor {
             Ok((scopes, id))
                 if scopes.contains(Scopes::ADMIN) || scopes.contains(need.scopes()) =>
             {
-                if need == Need::Write {
+                if matches!(need, Need::Write | Need::Upload) {
                     self.auth_event(record, kind::AUTH_SUCCESS, ip, Some(&id), "", need);
                 }
                 Ok(Some(id))
@@ -433,6 +462,177 @@ impl Reactor {
                 ))
             }
         }
+    }
+
+    /// `POST /oauth/token` (RFC 6749 §4.4, client credentials) and `POST /oauth/introspect`
+    /// (RFC 7662). The client authenticates with HTTP Basic (RFC 6749 §2.3.1, both parts
+    /// form-urlencoded) or `client_id`/`client_secret` in the form; introspection also takes an
+    /// admin bearer token. Errors per RFC 6749 §5.2; failures count towards the lockout.
+    fn oauth(
+        &mut self,
+        endpoint: &str,
+        req: &Request,
+        body: &[u8],
+        remote: SocketAddr,
+    ) -> Response {
+        let ip = seednode_wire::addr::canonical_ip(remote.ip());
+        if self.lockout.borrow().is_locked(ip, self.now) {
+            return Response::error(429, "too many failed authentications")
+                .header("Retry-After", self.config.lockout.as_secs().to_string());
+        }
+        if self.tokens.is_none() {
+            return oauth_error(404, "invalid_request", "OAuth2 needs `seednode run`");
+        }
+        if endpoint != "token" && endpoint != "introspect" {
+            return Response::error(404, "");
+        }
+        let form_ok = req
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        if !form_ok {
+            return oauth_error(
+                400,
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded",
+            );
+        }
+        let now_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let basic = req
+            .authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(front_door::basic_credentials);
+        let credentials = basic.clone().or_else(|| {
+            Some((
+                query_value(body, b"client_id")?,
+                query_value(body, b"client_secret")?,
+            ))
+        });
+        let client = credentials.as_ref().and_then(|(id, secret)| {
+            self.tokens
+                .as_ref()?
+                .verify_client(id, secret, now_unix)
+                .ok()
+                .map(|v| (v.id.to_owned(), v.scopes))
+        });
+        if endpoint == "introspect" {
+            // A client, or an admin bearer token, may introspect (RFC 7662 §2.1).
+            let admin = req
+                .authorization
+                .as_deref()
+                .and_then(|a| front_door::bearer(Some(a)))
+                .and_then(|t| self.verify_bearer_at(t, now_unix).ok())
+                .is_some_and(|(s, _)| s.contains(Scopes::ADMIN));
+            if client.is_none() && !admin {
+                self.auth_event(
+                    true,
+                    kind::AUTH_FAILED,
+                    ip,
+                    None,
+                    "introspection unauthenticated",
+                    Need::Write,
+                );
+                return oauth_error(401, "invalid_client", "client authentication failed")
+                    .header("WWW-Authenticate", "Basic realm=\"seednode\"");
+            }
+            let Some(token) = query_value(body, b"token") else {
+                return oauth_error(400, "invalid_request", "`token` is required");
+            };
+            let answer = match self.tokens.as_ref().map(|t| t.verify(&token, now_unix)) {
+                Some(Ok(v)) => {
+                    let exp = token
+                        .strip_prefix(crate::daemon::oauth::ACCESS_TOKEN_PREFIX)
+                        .and_then(|r| r.split('_').nth(1))
+                        .and_then(|e| e.parse::<i64>().ok());
+                    json!({
+                        "active": true,
+                        "scope": v.scopes.to_string().replace(',', " "),
+                        "client_id": v.id,
+                        "token_type": "Bearer",
+                        "exp": exp,
+                    })
+                }
+                _ => json!({ "active": false }),
+            };
+            return json_response(200, &answer).header("Cache-Control", "no-store");
+        }
+        // The token endpoint.
+        if query_value(body, b"grant_type").as_deref() != Some("client_credentials") {
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            );
+        }
+        let Some((client_id, allowed)) = client else {
+            let actor = credentials
+                .as_ref()
+                .map(|(id, _)| id.chars().take(12).collect::<String>());
+            self.auth_event(
+                true,
+                kind::AUTH_FAILED,
+                ip,
+                actor.as_deref(),
+                "invalid_client",
+                Need::Write,
+            );
+            let mut r = oauth_error(401, "invalid_client", "client authentication failed");
+            if basic.is_some() || credentials.is_none() {
+                r = r.header("WWW-Authenticate", "Basic realm=\"seednode\"");
+            }
+            return r;
+        };
+        let scopes = match query_value(body, b"scope") {
+            None => allowed,
+            Some(asked) => {
+                match Scopes::parse(&asked.split_whitespace().collect::<Vec<_>>().join(",")) {
+                    Some(s) if allowed.contains(s) => s,
+                    _ => {
+                        self.auth_event(
+                            true,
+                            kind::AUTH_DENIED,
+                            ip,
+                            Some(&client_id),
+                            "invalid_scope",
+                            Need::Write,
+                        );
+                        return oauth_error(
+                            400,
+                            "invalid_scope",
+                            "a scope the client does not have",
+                        );
+                    }
+                }
+            }
+        };
+        let lifetime = crate::daemon::oauth::ACCESS_TOKEN_LIFETIME.as_secs();
+        let Some(signer) = self.tokens.as_ref().and_then(|t| t.signer()) else {
+            return oauth_error(500, "server_error", "the node has no token key");
+        };
+        let expires_at = now_unix.saturating_add(i64::try_from(lifetime).unwrap_or(3600));
+        let access_token = signer.issue(&client_id, scopes, expires_at);
+        self.auth_event(
+            true,
+            kind::AUTH_SUCCESS,
+            ip,
+            Some(&client_id),
+            "",
+            Need::Write,
+        );
+        json_response(
+            200,
+            &json!({
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "scope": scopes.to_string().replace(',', " "),
+            }),
+        )
+        .header("Cache-Control", "no-store")
+        .header("Pragma", "no-cache")
     }
 
     /// Emits an authentication event (when `record`).
@@ -907,6 +1107,15 @@ pub(super) fn json_response(status: u16, value: &serde_json::Value) -> Response 
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     Response::new(status, JSON, body)
+}
+
+/// An RFC 6749 §5.2 error: `{"error": code, "error_description": text}`.
+fn oauth_error(status: u16, code: &str, description: &str) -> Response {
+    json_response(
+        status,
+        &json!({ "error": code, "error_description": description }),
+    )
+    .header("Cache-Control", "no-store")
 }
 
 pub(super) fn json_error(status: u16, code: &str, message: &str) -> Response {

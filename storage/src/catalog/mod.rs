@@ -56,7 +56,7 @@ pub use audit::{AuditRecord, MAX_AUDIT_DETAILS_LEN, MAX_AUDIT_QUERY_ROWS, MAX_AU
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use tokens::{
     NewToken, Scopes, TOKEN_ID_LEN, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenError,
-    TokenInfo, TokenVerifier, presented_token, unknown_token_delay,
+    TokenInfo, TokenVerifier, presented_client, presented_token, unknown_token_delay,
 };
 pub use torrents::{FileCheck, FileRecord, NewFile, NewTorrent, TorrentStats, TorrentSummary};
 pub use writer::{StatsBatch, StatsDelta};

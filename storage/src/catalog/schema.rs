@@ -89,8 +89,15 @@ CREATE TABLE audit (
 CREATE INDEX audit_at ON audit (at);
 ";
 
+/// Schema version 3: OAuth2 clients (RFC 6749 §2.3.1 client credentials) share the tokens
+/// table (an id, the SHA-256 of a secret, scopes, expiry, revocation, label); `kind` tells a
+/// bearer token from a client, whose secret is only good at `POST /oauth/token`.
+const V3: &str = "
+ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'token' CHECK (kind IN ('token', 'client'));
+";
+
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Newest schema version this binary knows: the number of migrations.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations

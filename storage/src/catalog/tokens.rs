@@ -190,6 +190,9 @@ pub struct TokenVerifier {
     pub expires_at: Option<i64>,
     /// When it was revoked, in seconds since the Unix epoch; `None` if it was not.
     pub revoked_at: Option<i64>,
+    /// An OAuth2 client ([`Catalog::create_client`]): its secret is good only for the
+    /// client-credentials grant, never as a bearer token.
+    pub client: bool,
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -200,6 +203,7 @@ impl fmt::Debug for TokenVerifier {
             .field("scopes", &self.scopes)
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -267,7 +271,7 @@ impl Catalog {
     /// [`CatalogError::Sqlite`].
     pub fn token_verifiers(&self) -> Result<Vec<TokenVerifier>, CatalogError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, hash, scopes, expires_at, revoked_at FROM tokens ORDER BY id",
+            "SELECT id, hash, scopes, expires_at, revoked_at, kind FROM tokens ORDER BY id",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok((
@@ -276,11 +280,12 @@ impl Catalog {
                 row.get::<_, String>(2)?,
                 row.get::<_, Option<i64>>(3)?,
                 row.get::<_, Option<i64>>(4)?,
+                row.get::<_, String>(5)? == "client",
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, hash, scopes, expires_at, revoked_at) = row?;
+            let (id, hash, scopes, expires_at, revoked_at, client) = row?;
             out.push(TokenVerifier {
                 id,
                 hash: <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| CatalogError::Corrupt {
@@ -291,6 +296,7 @@ impl Catalog {
                 })?,
                 expires_at,
                 revoked_at,
+                client,
             });
         }
         Ok(out)
@@ -307,6 +313,35 @@ impl Catalog {
     /// [`CatalogError::DiskFull`]; [`CatalogError::Sqlite`].
     pub fn create_token(
         &mut self,
+        scopes: Scopes,
+        expires_at: Option<i64>,
+        label: &str,
+        secret: &[u8; TOKEN_SECRET_LEN],
+        now: i64,
+    ) -> Result<NewToken, CatalogError> {
+        self.insert_credential("token", scopes, expires_at, label, secret, now)
+    }
+
+    /// Creates an OAuth2 client (RFC 6749 §2.3.1) allowed `scopes`, like
+    /// [`Catalog::create_token`]: the returned [`NewToken::id`] is its `client_id`, and its
+    /// `client_secret` is the secret in lowercase hex ([`NewToken::token`] holds
+    /// `sn_<id>_<secret>`; the part after the second `_`). Only the secret's SHA-256 is stored.
+    ///
+    /// # Errors
+    /// As [`Catalog::create_token`].
+    pub fn create_client(
+        &mut self,
+        scopes: Scopes,
+        label: &str,
+        secret: &[u8; TOKEN_SECRET_LEN],
+        now: i64,
+    ) -> Result<NewToken, CatalogError> {
+        self.insert_credential("client", scopes, None, label, secret, now)
+    }
+
+    fn insert_credential(
+        &mut self,
+        kind: &str,
         scopes: Scopes,
         expires_at: Option<i64>,
         label: &str,
@@ -331,8 +366,8 @@ impl Catalog {
             return Err(CatalogError::TooManyTokens { limit: MAX_TOKENS });
         }
         tx.prepare_cached(
-            "INSERT INTO tokens (id, hash, scopes, created_at, expires_at, label)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO tokens (id, hash, scopes, created_at, expires_at, label, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
             id,
@@ -340,7 +375,8 @@ impl Catalog {
             scopes.to_string(),
             now,
             expires_at,
-            label
+            label,
+            kind
         ])?;
         tx.commit()?;
         let token = format!("{TOKEN_PREFIX}{id}_{}", hex(secret));
@@ -365,7 +401,7 @@ impl Catalog {
             .conn
             .prepare_cached(
                 "SELECT hash, scopes, created_at, expires_at, revoked_at, label
-                 FROM tokens WHERE id = ?1",
+                 FROM tokens WHERE id = ?1 AND kind = 'token'",
             )?
             .query_row([id], |row| {
                 Ok((
@@ -398,11 +434,23 @@ impl Catalog {
     /// # Errors
     /// [`CatalogError::Corrupt`] for an unknown scope; [`CatalogError::Sqlite`].
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, CatalogError> {
+        self.list_credentials("token")
+    }
+
+    /// Every OAuth2 client, revoked ones included, by creation time.
+    ///
+    /// # Errors
+    /// As [`Catalog::list_tokens`].
+    pub fn list_clients(&self) -> Result<Vec<TokenInfo>, CatalogError> {
+        self.list_credentials("client")
+    }
+
+    fn list_credentials(&self, kind: &str) -> Result<Vec<TokenInfo>, CatalogError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, scopes, created_at, expires_at, revoked_at, label
-             FROM tokens ORDER BY created_at, id",
+             FROM tokens WHERE kind = ?1 ORDER BY created_at, id",
         )?;
-        let rows = stmt.query_map([], |row| {
+        let rows = stmt.query_map([kind], |row| {
             Ok((
                 row.get::<_, String>(1)?,
                 TokenInfo {
@@ -460,6 +508,24 @@ impl Catalog {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Parses client credentials (RFC 6749 §2.3.1): `client_id` ([`TOKEN_ID_LEN`] lowercase hex
+/// digits) and `client_secret` (the secret in lowercase hex): the id and the SHA-256 of the
+/// secret bytes, what [`TokenVerifier::check`] compares.
+///
+/// # Errors
+/// [`TokenError::Malformed`] unless both are well formed.
+pub fn presented_client<'a>(
+    client_id: &'a str,
+    client_secret: &str,
+) -> Result<(&'a str, [u8; 32]), TokenError> {
+    if client_secret.len() != 2 * TOKEN_SECRET_LEN || client_id.len() != TOKEN_ID_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let joined = format!("{TOKEN_PREFIX}{client_id}_{client_secret}");
+    let (_, secret) = parse_token(&joined).ok_or(TokenError::Malformed)?;
+    Ok((client_id, Sha256::digest(secret).into()))
 }
 
 /// Splits `sn_<id>_<secret>` into the id and the secret's bytes; `None` unless the length, the
