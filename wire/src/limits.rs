@@ -153,8 +153,7 @@ pub const MAX_UPLOAD_TOKEN_LEN: usize = 4 * 1024;
 /// token of [`MAX_UPLOAD_TOKEN_LEN`], a length of 20 digits, a name of
 /// [`MAX_PATH_COMPONENT_LEN`] and ` sha256=` with 64 hex digits, with room to spare. Over it
 /// without a `\n`: [`crate::upload::UploadError::HeaderTooLong`].
-pub const MAX_UPLOAD_HEADER_LEN: usize =
-    MAX_UPLOAD_TOKEN_LEN + MAX_PATH_COMPONENT_LEN + 128;
+pub const MAX_UPLOAD_HEADER_LEN: usize = MAX_UPLOAD_TOKEN_LEN + MAX_PATH_COMPONENT_LEN + 128;
 
 /// Largest bencoded torrent after `UPLOAD_TORRENT:<token>:`, in bytes: [`MAX_TORRENT_LEN`], the
 /// same bound as every other way a torrent enters the node. Over it before the dictionary

@@ -91,7 +91,11 @@ pub fn sniff(buf: &[u8]) -> Sniff {
             need_more = true;
         }
     }
-    if need_more { Sniff::NeedMore } else { Sniff::No }
+    if need_more {
+        Sniff::NeedMore
+    } else {
+        Sniff::No
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,9 +434,9 @@ impl UploadError {
     #[must_use]
     pub const fn code(&self) -> ErrorCode {
         match self {
-            Self::TokenTooLong { .. } | Self::FileTooLarge { .. } | Self::TorrentTooLarge { .. } => {
-                ErrorCode::TooLarge
-            }
+            Self::TokenTooLong { .. }
+            | Self::FileTooLarge { .. }
+            | Self::TorrentTooLarge { .. } => ErrorCode::TooLarge,
             _ => ErrorCode::Malformed,
         }
     }
@@ -608,11 +612,11 @@ fn parse_line(kind: Kind, line: &[u8]) -> Result<Request, UploadError> {
             }
             let mut name = rest;
             let mut sha256 = None;
-            if let Some(sp) = rest.iter().rposition(|&b| b == b' ') {
-                if let Some(hex) = rest[sp + 1..].strip_prefix(b"sha256=") {
-                    sha256 = Some(hex_array(hex).ok_or(UploadError::BadSha256)?);
-                    name = &rest[..sp];
-                }
+            if let Some(sp) = rest.iter().rposition(|&b| b == b' ')
+                && let Some(hex) = rest[sp + 1..].strip_prefix(b"sha256=")
+            {
+                sha256 = Some(hex_array(hex).ok_or(UploadError::BadSha256)?);
+                name = &rest[..sp];
             }
             let name = FileName::new(name)?;
             Ok(Request::File(FileHeader {
@@ -710,9 +714,7 @@ impl Scanner {
                             }
                         }
                         b'-' if digits == 0 => self.token = Tok::Int { digits: 1 },
-                        b'0'..=b'9' if digits <= 20 => {
-                            self.token = Tok::Int { digits: digits + 1 }
-                        }
+                        b'0'..=b'9' if digits <= 20 => self.token = Tok::Int { digits: digits + 1 },
                         _ => return Err(bad(pos)),
                     }
                     continue;

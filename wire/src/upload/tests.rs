@@ -2,7 +2,8 @@ use proptest::prelude::*;
 
 use super::*;
 
-const TOKEN: &str = "sn_0123456789ab_cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+const TOKEN: &str =
+    "sn_0123456789ab_cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
 const TORRENT: &[u8] = b"d8:announce3:url4:infod6:lengthi5e4:name1:a12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee";
 
 /// Decodes `input` fed in one piece.
@@ -252,9 +253,22 @@ fn refuses_bad_file_headers() {
         e("UPLOAD_FILE tok 5\n"),
         UploadError::BadHeader { .. }
     ));
-    for name in ["../x", "..", ".", "a/b", "a\\b", " a", "a ", "C:x", "a\u{202e}b"] {
+    for name in [
+        "../x",
+        "..",
+        ".",
+        "a/b",
+        "a\\b",
+        " a",
+        "a ",
+        "C:x",
+        "a\u{202e}b",
+    ] {
         let got = e(&format!("UPLOAD_FILE tok 5 {name}\n"));
-        assert!(matches!(got, UploadError::BadName { .. }), "{name}: {got:?}");
+        assert!(
+            matches!(got, UploadError::BadName { .. }),
+            "{name}: {got:?}"
+        );
     }
     assert!(matches!(
         e("UPLOAD_FILE tok 5 a\0b\n"),
@@ -291,10 +305,7 @@ fn decodes_upload_resume_vector() {
         })))
     );
     assert_eq!(&rest[..], b"rest");
-    assert_eq!(
-        err(b"UPLOAD_RESUME tok 0001 5\n"),
-        UploadError::BadUploadId
-    );
+    assert_eq!(err(b"UPLOAD_RESUME tok 0001 5\n"), UploadError::BadUploadId);
     assert_eq!(
         err(b"UPLOAD_RESUME tok 000102030405060708090a0b0c0d0e0f 5 6\n"),
         UploadError::BadNumber { field: "offset" }
@@ -478,12 +489,14 @@ fn reply_strategy() -> impl Strategy<Value = Reply> {
             upload_id: UploadId::from_bytes(id),
             offset
         }),
-        (any::<[u8; 20]>(), "magnet:\\?xt=urn:btih:[0-9a-f]{40}(&dn=[a-z%0-9]{0,30})?").prop_map(
-            |(ih, magnet)| Reply::Ok {
+        (
+            any::<[u8; 20]>(),
+            "magnet:\\?xt=urn:btih:[0-9a-f]{40}(&dn=[a-z%0-9]{0,30})?"
+        )
+            .prop_map(|(ih, magnet)| Reply::Ok {
                 info_hash: InfoHash(ih),
                 magnet
-            }
-        ),
+            }),
         (0..ErrorCode::ALL.len(), "[ -~]{0,100}").prop_map(|(i, reason)| Reply::Err {
             code: ErrorCode::ALL[i],
             reason: reason.trim().to_owned()
