@@ -291,14 +291,31 @@ pub fn create_torrent(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Metainfo, CreateError> {
     let metainfo = if opts.version == TorrentVersion::V1 {
-        let info = create_info(path, opts, progress)?;
-        with_options(
-            Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone()),
-            opts,
-        )
+        metainfo_v1(create_info(path, opts, progress)?, opts)
     } else {
         crate::create_v2::create_v2(path, opts, progress)?
     };
+    finish_metainfo(metainfo, opts)
+}
+
+/// The v1 metainfo of `info` with the fields of `opts` outside `info` (trackers, web seeds,
+/// [`with_options`]): the one way both creation from disk and streaming ingest wrap a v1 `info`.
+pub(crate) fn metainfo_v1(info: Info, opts: &CreateOptions) -> Metainfo {
+    with_options(
+        Metainfo::new(info, opts.trackers.clone(), opts.url_list.clone()),
+        opts,
+    )
+}
+
+/// The last step of every creation, v1, v2 or hybrid, from disk or streamed: `opts.source`
+/// spliced into `info` ([`with_source`]).
+///
+/// # Errors
+/// [`CreateError::Invalid`] when the result does not load.
+pub(crate) fn finish_metainfo(
+    metainfo: Metainfo,
+    opts: &CreateOptions,
+) -> Result<Metainfo, CreateError> {
     match &opts.source {
         Some(source) => with_source(&metainfo, source),
         None => Ok(metainfo),
@@ -714,7 +731,7 @@ fn mktorrent_order(a: &[String], b: &[String]) -> Ordering {
 }
 
 /// Upper estimate of the bencoded `.torrent` size in bytes (saturating).
-fn estimate_torrent_len(
+pub(crate) fn estimate_torrent_len(
     name: &str,
     files: &[FileEntry],
     piece_count: u64,

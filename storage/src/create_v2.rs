@@ -29,7 +29,7 @@ use crate::create::{
     estimate_string_len, read_input, threads, torrent_name, total_length, with_options,
 };
 use crate::files::{Backing, FileSet, FileSpec};
-use crate::hash_v2::hash_pieces_v2;
+use crate::hash_v2::{PieceDigest, hash_pieces_v2};
 use crate::limits::MAX_TORRENT_LEN;
 
 /// Which metainfo format a new torrent uses ([`CreateOptions::version`]).
@@ -78,7 +78,7 @@ pub(crate) fn create_v2(
     }
     let total_length = total_length(&found, path)?;
     let piece_length = choose_piece_length(opts, total_length)?;
-    let mut info = InfoV2 {
+    let info = InfoV2 {
         name,
         piece_length,
         files: found
@@ -117,11 +117,32 @@ pub(crate) fn create_v2(
     let map = PieceMap::new(&info);
     let digests = hash_pieces_v2(&file_set, &info, &map, hybrid, threads(opts), progress)?;
 
+    build_v2(info, &map, &digests, hybrid, opts)
+}
+
+/// The v2 or hybrid metainfo of `info` (whose `pieces_root`s are still unset) from the digests
+/// of every piece of its piece space (`map`): each file's root from its pieces (its piece layer
+/// when longer than one piece), the piece layers, and for a hybrid the v1 `pieces`, wrapped with
+/// the fields of `opts` outside `info`. The one way both creation from disk and streaming ingest
+/// build a v2 or hybrid torrent.
+///
+/// # Errors
+/// [`CreateError::Invalid`] when the result does not load.
+pub(crate) fn build_v2(
+    mut info: InfoV2,
+    map: &PieceMap,
+    digests: &[PieceDigest],
+    hybrid: bool,
+    opts: &CreateOptions,
+) -> Result<Metainfo, CreateError> {
+    let piece_length = info.piece_length;
     let piece_height = info.blocks_per_piece().max(1).ilog2();
     let mut layers: Vec<Option<Vec<[u8; HASH_LEN]>>> = Vec::with_capacity(info.files.len());
     for (i, file) in info.files.iter_mut().enumerate() {
         let range = map.file_pieces(i);
-        let roots: Vec<[u8; HASH_LEN]> = digests[range.start as usize..range.end as usize]
+        let roots: Vec<[u8; HASH_LEN]> = digests
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or_default()
             .iter()
             .map(|d| d.v2)
             .collect();
@@ -153,7 +174,7 @@ pub(crate) fn create_v2(
 
 /// Upper estimate of the bencoded `.torrent` size in bytes (saturating): the file tree, piece
 /// layers, and for a hybrid the v1 `files` with padding entries and `pieces`.
-fn estimate_torrent_len(info: &InfoV2, hybrid: bool, opts: &CreateOptions) -> u64 {
+pub(crate) fn estimate_torrent_len(info: &InfoV2, hybrid: bool, opts: &CreateOptions) -> u64 {
     let pl = u64::from(info.piece_length);
     let mut total = estimate_string_len(&info.name).saturating_add(256);
     for f in &info.files {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use seednode_wire::merkle::{self, BLOCK_LEN, HASH_LEN, LeafSpan};
 use seednode_wire::metainfo_v2::{InfoV2, MetainfoV2, PieceMap};
 use sha1::{Digest as _, Sha1};
+use sha2::Sha256;
 
 use crate::files::FileSet;
 use crate::hash::{Progress, effective_threads, hash_in_runs};
@@ -25,6 +26,108 @@ pub(crate) struct PieceDigest {
     pub(crate) v2: [u8; HASH_LEN],
     /// SHA-1 of the whole piece of the padded stream (hybrid only; zeros otherwise).
     pub(crate) v1: [u8; 20],
+}
+
+/// Hashes one piece from its bytes as they stream by, in chunks of any size, each byte seen once:
+/// SHA-1 over the whole piece (when v1 hashes are wanted), SHA-256 per 16 KiB block of the file's
+/// data (the merkle leaves, when v2 hashes are wanted), reduced to the piece's root by
+/// [`PieceHasher::finish`]. Shared by creation and verification (whole pieces read from disk) and
+/// by streaming ingest (`crate::ingest`, bytes from the network, hashed from the buffer that is
+/// written to disk).
+#[derive(Clone)]
+pub(crate) struct PieceHasher {
+    /// SHA-1 of the piece so far, when v1 hashes are wanted.
+    pub(crate) sha1: Option<Sha1>,
+    /// Whether v2 leaves are computed.
+    pub(crate) v2: bool,
+    /// SHA-256 of the block in progress.
+    pub(crate) block: Sha256,
+    /// Bytes in the block in progress (below 16 KiB).
+    pub(crate) block_fill: u32,
+    /// Leaf hashes of the piece's whole blocks so far.
+    pub(crate) leaves: Vec<[u8; HASH_LEN]>,
+}
+
+impl PieceHasher {
+    /// A hasher at the start of a piece: SHA-1 when `sha1`, merkle leaves when `v2`.
+    pub(crate) fn new(sha1: bool, v2: bool) -> Self {
+        Self {
+            sha1: sha1.then(Sha1::new),
+            v2,
+            block: Sha256::new(),
+            block_fill: 0,
+            leaves: Vec::new(),
+        }
+    }
+
+    /// Feeds file data (hashed by both).
+    ///
+    /// # Errors
+    /// [`StorageError::LengthOverflow`] past [`MAX_LEAVES_PER_PIECE`] leaves (a piece longer
+    /// than any torrent may have).
+    pub(crate) fn data(&mut self, mut bytes: &[u8]) -> Result<(), StorageError> {
+        if let Some(sha1) = &mut self.sha1 {
+            sha1.update(bytes);
+        }
+        if !self.v2 {
+            return Ok(());
+        }
+        while !bytes.is_empty() {
+            // block_fill < BLOCK_LEN.
+            let room = (BLOCK_LEN - self.block_fill) as usize;
+            let take = room.min(bytes.len());
+            let (now, later) = bytes.split_at(take);
+            self.block.update(now);
+            // take <= room < BLOCK_LEN, a u32.
+            self.block_fill += take as u32;
+            bytes = later;
+            if self.block_fill == BLOCK_LEN {
+                self.push_leaf()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds padding after the file's data (BEP 47): v1 hashes it, v2 does not.
+    pub(crate) fn padding(&mut self, bytes: &[u8]) {
+        if let Some(sha1) = &mut self.sha1 {
+            sha1.update(bytes);
+        }
+    }
+
+    /// Ends the block in progress as a leaf.
+    fn push_leaf(&mut self) -> Result<(), StorageError> {
+        if self.leaves.len() >= MAX_LEAVES_PER_PIECE {
+            return Err(StorageError::LengthOverflow);
+        }
+        self.leaves.push(self.block.finalize_reset().into());
+        self.block_fill = 0;
+        Ok(())
+    }
+
+    /// The piece's hashes, its v2 root over `width` leaves ([`merkle::piece_leaves`]); the
+    /// hasher is reset for the next piece.
+    ///
+    /// # Errors
+    /// As [`PieceHasher::data`].
+    pub(crate) fn finish(&mut self, width: u64) -> Result<PieceDigest, StorageError> {
+        if self.block_fill > 0 {
+            self.push_leaf()?;
+        }
+        let digest = PieceDigest {
+            v2: if self.v2 {
+                merkle::root_of_layer(&self.leaves, 0, width)
+            } else {
+                [0; HASH_LEN]
+            },
+            v1: self
+                .sha1
+                .as_mut()
+                .map_or([0; 20], |sha1| sha1.finalize_reset().into()),
+        };
+        self.leaves.clear();
+        Ok(digest)
+    }
 }
 
 /// Hashes every piece of `info`'s piece space, read from `files` (the piece space itself:
@@ -64,10 +167,11 @@ pub(crate) fn hash_pieces_v2(
             // A power of two of at least 16 KiB, so every read but a piece's last ends on a
             // block.
             let buf = vec![0u8; READ_BUF_LEN.min(info.piece_length as usize)];
-            let leaves = Vec::with_capacity((info.piece_length / BLOCK_LEN).max(1) as usize);
-            (buf, leaves)
+            let mut hasher = PieceHasher::new(sha1, true);
+            hasher.leaves = Vec::with_capacity((info.piece_length / BLOCK_LEN).max(1) as usize);
+            (buf, hasher)
         },
-        |(buf, leaves): &mut (Vec<u8>, Vec<[u8; HASH_LEN]>),
+        |(buf, hasher): &mut (Vec<u8>, PieceHasher),
          first: u32,
          slots: &mut [PieceDigest],
          abort: &AtomicBool| {
@@ -80,7 +184,7 @@ pub(crate) fn hash_pieces_v2(
                     .ok()
                     .and_then(|k| first.checked_add(k))
                     .ok_or(StorageError::LengthOverflow)?;
-                *slot = job.hash(piece, buf, leaves, &progress)?;
+                *slot = job.hash(piece, buf, hasher, &progress)?;
             }
             Ok(())
         },
@@ -102,7 +206,7 @@ impl PieceJob<'_> {
         &self,
         piece: u32,
         buf: &mut [u8],
-        leaves: &mut Vec<[u8; HASH_LEN]>,
+        hasher: &mut PieceHasher,
         progress: &Progress<'_>,
     ) -> Result<PieceDigest, StorageError> {
         let total = self.files.total_length();
@@ -122,38 +226,21 @@ impl PieceJob<'_> {
             return Err(bad());
         }
         let read_len = if self.sha1 { piece_len } else { data_len };
-        let mut sha1 = Sha1::new();
-        leaves.clear();
+        hasher.leaves.clear();
         let mut pos = 0u64;
         while pos < read_len {
             let n = usize::try_from(read_len - pos).map_or(buf.len(), |left| left.min(buf.len()));
             let chunk = &mut buf[..n];
             self.files.read_exact_at(start + pos, chunk)?;
-            if self.sha1 {
-                sha1.update(&*chunk);
-            }
-            // The file's bytes in this chunk; `pos` is a multiple of 16 KiB here.
-            let data_end = (pos + n as u64).min(data_len);
-            if pos < data_end {
-                let data = &chunk[..(data_end - pos) as usize];
-                for block in data.chunks(BLOCK_LEN as usize) {
-                    if leaves.len() >= MAX_LEAVES_PER_PIECE {
-                        return Err(bad());
-                    }
-                    leaves.push(merkle::block_hash(block));
-                }
-            }
+            // The file's bytes in this chunk, then padding (read only for SHA-1).
+            let data = usize::try_from(data_len.saturating_sub(pos)).map_or(n, |d| d.min(n));
+            let (data, padding) = chunk.split_at(data);
+            hasher.data(data).map_err(|_| bad())?;
+            hasher.padding(padding);
             pos += n as u64;
             progress.add(n as u64);
         }
-        Ok(PieceDigest {
-            v2: merkle::root_of_layer(leaves, 0, loc.leaves),
-            v1: if self.sha1 {
-                sha1.finalize().into()
-            } else {
-                [0; 20]
-            },
-        })
+        hasher.finish(loc.leaves).map_err(|_| bad())
     }
 }
 

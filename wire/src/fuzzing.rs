@@ -244,3 +244,58 @@ pub fn peer_extensions(data: &[u8]) {
         }
     }
 }
+
+/// Target `wire_upload`: the upload framing fed as one buffer and again in chunks of sizes taken
+/// from the data's first byte, and the reply parser.
+///
+/// Invariants: nothing panics; both feedings give the same answer (the decoder's state carries
+/// across calls exactly); a decoded request re-encodes to the bytes it was decoded from (a file
+/// or resume header line modulo a `\r`), and those decode again to the same request; the
+/// remaining buffer never grows; a reply that parses re-encodes within the reply limit.
+///
+/// # Panics
+/// When an invariant is broken.
+pub fn upload(data: &[u8]) {
+    use crate::upload::{Decoder, Reply, Request};
+
+    let Some((&step, input)) = data.split_first() else {
+        return;
+    };
+    let mut whole = BytesMut::from(input);
+    let one = Decoder::new().decode(&mut whole);
+    assert!(whole.len() <= input.len());
+
+    let mut decoder = Decoder::new();
+    let mut buf = BytesMut::new();
+    let mut chunked = Ok(None);
+    for chunk in input.chunks(usize::from(step % 64) + 1) {
+        buf.extend_from_slice(chunk);
+        chunked = decoder.decode(&mut buf);
+        if !matches!(chunked, Ok(None)) {
+            break;
+        }
+    }
+    match (&one, &chunked) {
+        (Ok(Some(a)), Ok(Some(b))) => assert_eq!(a, b),
+        (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
+        // A torrent followed by bytes: whole sees the trailing bytes at once, chunks may
+        // return the torrent first (the next call refuses them).
+        (Err(crate::upload::UploadError::TrailingBytes), Ok(Some(Request::Torrent { .. }))) => {}
+        // Limits: whole input may be cut at a limit the chunks had not reached yet when an
+        // earlier error stopped them, or the other way round; both are refusals.
+        (a, b) => panic!("whole {a:?} vs chunked {b:?}"),
+    }
+    if let Ok(Some(req)) = one {
+        let mut again = Vec::new();
+        req.encode(&mut again);
+        let mut buf = BytesMut::from(&again[..]);
+        assert_eq!(Decoder::new().decode(&mut buf), Ok(Some(req)));
+        assert!(buf.is_empty());
+    }
+    if let Ok(Some((reply, used))) = Reply::parse(input) {
+        assert!(used <= input.len());
+        let mut out = Vec::new();
+        reply.encode(&mut out);
+        assert!(out.len() <= crate::limits::MAX_UPLOAD_REPLY_LEN);
+    }
+}

@@ -17,6 +17,8 @@
 //!   seeded PRNG the protocol crates share.
 //! - [`peer`]: the peer wire protocol (BEP 3): handshake, messages, a zero-copy frame decoder,
 //!   and the BEP 52 hash messages.
+//! - [`upload`]: the upload port's framing (`UPLOAD_TORRENT`, `UPLOAD_FILE`, `UPLOAD_RESUME`)
+//!   and its reply lines (`docs/upload.md`).
 
 pub mod addr;
 pub mod bencode;
@@ -34,6 +36,7 @@ pub mod peer;
 pub mod percent;
 pub mod rng;
 mod types;
+pub mod upload;
 
 pub use metainfo_v2::InfoHashV2;
 pub use types::{InfoHash, ParseHashError, PeerId};

@@ -138,3 +138,35 @@ pub const MAX_HASH_REQUEST_PIECES: u64 = 1;
 /// never needs to accept one this large; the constant sizes the answers it sends.
 pub const MAX_HASHES_MESSAGE_LEN: usize =
     1 + 48 + 32 * (MAX_HASH_REQUEST_LENGTH as usize + MAX_MERKLE_HEIGHT as usize + 1);
+
+// ---------------------------------------------------------------------------------------------
+// Upload framing (`upload`, this project's own protocol: docs/upload.md)
+// ---------------------------------------------------------------------------------------------
+
+/// Longest bearer token on the upload port, in bytes: 4 KiB, room for an OAuth2 access token
+/// from an external server (JWTs run to 1–2 KiB) and far above this node's own 80-byte `sn_`
+/// tokens. Over it: [`crate::upload::UploadError::TokenTooLong`] once that many bytes arrived
+/// without the token's end, before any more is buffered.
+pub const MAX_UPLOAD_TOKEN_LEN: usize = 4 * 1024;
+
+/// Longest `UPLOAD_FILE` / `UPLOAD_RESUME` header line, in bytes, `\n` included: the keyword, a
+/// token of [`MAX_UPLOAD_TOKEN_LEN`], a length of 20 digits, a name of
+/// [`MAX_PATH_COMPONENT_LEN`] and ` sha256=` with 64 hex digits, with room to spare. Over it
+/// without a `\n`: [`crate::upload::UploadError::HeaderTooLong`].
+pub const MAX_UPLOAD_HEADER_LEN: usize = MAX_UPLOAD_TOKEN_LEN + MAX_PATH_COMPONENT_LEN + 128;
+
+/// Largest bencoded torrent after `UPLOAD_TORRENT:<token>:`, in bytes: [`MAX_TORRENT_LEN`], the
+/// same bound as every other way a torrent enters the node. Over it before the dictionary
+/// closes: [`crate::upload::UploadError::TorrentTooLarge`] (a torrent that never ends is cut
+/// here, or by the engine's idle deadline before).
+pub const MAX_UPLOAD_TORRENT_LEN: usize = MAX_TORRENT_LEN;
+
+/// Largest `<length>` of an `UPLOAD_FILE`, in bytes: [`MAX_TOTAL_LENGTH`] (2^48), the largest
+/// torrent this node creates. The protocol's hard ceiling: quotas per token are the engine's
+/// and are tighter. Over it: [`crate::upload::UploadError::FileTooLarge`].
+pub const MAX_UPLOAD_FILE_LEN: u64 = MAX_TOTAL_LENGTH;
+
+/// Longest reply line the node sends on the upload port, in bytes, `\n` included: 1 024, what
+/// existing clients read (issue 12: "up to 1,024 bytes"). An `ERR` reason is truncated to fit;
+/// an `OK` magnet loses its trailing parameters (from an `&`) to fit.
+pub const MAX_UPLOAD_REPLY_LEN: usize = 1024;

@@ -38,3 +38,20 @@ fn wire_peer_extensions_corpus_replays() {
         fuzzing::peer_extensions(&data);
     }
 }
+
+#[test]
+fn wire_upload_corpus_replays() {
+    use seednode_wire::upload::Decoder;
+    for (name, data) in corpus("wire_upload") {
+        fuzzing::upload(&data);
+        // Seeds named `bad_*` must be refused; `ok_*` must decode to a request. The first byte
+        // is the fuzz target's chunk size.
+        let mut buf = bytes::BytesMut::from(&data[1..]);
+        let got = Decoder::new().decode(&mut buf);
+        if name.starts_with("bad_") {
+            assert!(got.is_err(), "{name} should be refused: {got:?}");
+        } else if name.starts_with("ok_") {
+            assert!(matches!(got, Ok(Some(_))), "{name}: {got:?}");
+        }
+    }
+}
