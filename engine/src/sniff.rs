@@ -11,6 +11,9 @@ pub(crate) enum Protocol {
     PeerWire,
     /// HTTP/1.x (request line starting with a method we serve).
     Http,
+    /// This node's upload framing (`UPLOAD_TORRENT:`, `UPLOAD_FILE `, `UPLOAD_RESUME `;
+    /// `seednode_wire::upload`).
+    Upload,
 }
 
 /// What the bytes so far say.
@@ -33,6 +36,9 @@ const SIGNATURES: &[(&[u8], Protocol)] = &[
     (b"PUT ", Protocol::Http),
     (b"DELETE ", Protocol::Http),
     (b"OPTIONS ", Protocol::Http),
+    (seednode_wire::upload::TORRENT_PREFIX, Protocol::Upload),
+    (seednode_wire::upload::FILE_PREFIX, Protocol::Upload),
+    (seednode_wire::upload::RESUME_PREFIX, Protocol::Upload),
 ];
 
 /// Classifies a connection by the bytes received so far.
@@ -74,6 +80,9 @@ mod tests {
         assert_eq!(sniff(b"HEAD / HTTP/1.0"), Sniff::Is(Protocol::Http));
         assert_eq!(sniff(b"DELETE /api/v1/x"), Sniff::Is(Protocol::Http));
         assert_eq!(sniff(b"DEL"), Sniff::NeedMore);
+        assert_eq!(sniff(b"UPLOAD_"), Sniff::NeedMore);
+        assert_eq!(sniff(b"UPLOAD_TORRENT:x"), Sniff::Is(Protocol::Upload));
+        assert_eq!(sniff(b"UPLOAD_FILE t"), Sniff::Is(Protocol::Upload));
     }
 
     #[test]

@@ -1415,3 +1415,193 @@ fn oauth2_client_credentials_are_issued_used_introspected_and_revoked() {
     assert!(ok && out.contains("\"revoked\""), "{out}");
     node.stop();
 }
+
+/// Sends `request` on a fresh TCP connection from `from` and reads the node's reply line (the
+/// node closes after it; at most 1,024 bytes, as the existing clients read).
+fn raw_upload(from: Ipv4Addr, port: u16, request: &[u8]) -> String {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((from, 0)).into())
+        .expect("bind the client address");
+    socket
+        .connect(&std::net::SocketAddr::from((SEEDER_IP, port)).into())
+        .expect("connect");
+    let mut s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut reply = vec![0u8; 1024];
+    let mut n = 0;
+    while n < reply.len() {
+        match s.read(&mut reply[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+        if reply[..n].contains(&b'\n') {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&reply[..n]).into_owned()
+}
+
+/// Issue 12, the seed's exact client flow with only a TCP socket: a torrent made by mktorrent is
+/// pushed as `UPLOAD_TORRENT:<token>:<bytes>`; the reply is `OK <info-hash> <magnet>`, and
+/// aria2c and libtorrent download it from the node. A bad token is `ERR auth` and an audit row;
+/// the sixth bad one within a minute locks that address out while another goes on; hostile
+/// framings get their `ERR` codes; nothing is stored for any refusal.
+#[test]
+fn raw_tcp_upload_torrent_is_stored_and_seeded() {
+    common::require_mktorrent();
+    require_aria2c();
+    let deadline = Deadline::after(Duration::from_secs(150));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let token = |scope: &str| {
+        let (ok, t, err) = seednode(&[
+            os("token"),
+            os("create"),
+            os("--data-dir"),
+            dd,
+            os("--scope"),
+            os(scope),
+        ]);
+        assert!(ok, "{err}");
+        t.trim().to_owned()
+    };
+    let (uploader, reader) = (token("upload"), token("read"));
+    let port = free_port(SEEDER_IP);
+    let content = data.join("data");
+    fs::create_dir_all(&content).unwrap();
+    let file = content.join("video.bin");
+    write_random_file(&file, 1_500_000, 21);
+    let torrent = dir.path().join("video.torrent");
+    common::mktorrent(
+        &file,
+        &torrent,
+        &format!("http://{SEEDER_IP}:{port}/announce"),
+        16,
+    );
+    let bytes = fs::read(&torrent).unwrap();
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let client = Ipv4Addr::new(127, 0, 0, 21);
+    let frame = |tok: &str, body: &[u8]| {
+        let mut f = format!("UPLOAD_TORRENT:{tok}:").into_bytes();
+        f.extend_from_slice(body);
+        f
+    };
+
+    // Refusals first: nothing may be stored by any of them.
+    assert!(raw_upload(client, port, &frame(&reader, &bytes)).starts_with("ERR scope "));
+    let mut trailing = frame(&uploader, &bytes);
+    trailing.extend_from_slice(b"extra");
+    assert!(raw_upload(client, port, &trailing).starts_with("ERR malformed "));
+    assert!(
+        raw_upload(client, port, &frame(&uploader, b"d4:infod4:name1:xee"))
+            .starts_with("ERR malformed ")
+    );
+    let huge_token = format!("UPLOAD_TORRENT:{}", "a".repeat(1 << 20));
+    assert!(raw_upload(client, port, huge_token.as_bytes()).starts_with("ERR too_large "));
+    assert!(
+        companion_list(port, &reader).is_empty(),
+        "a refusal stored something"
+    );
+
+    // The flow: OK, then downloads from the node by two real clients.
+    let reply = raw_upload(client, port, &frame(&uploader, &bytes));
+    assert!(
+        reply.starts_with("OK ") && reply.ends_with('\n'),
+        "{reply:?}\n{}",
+        node.log()
+    );
+    let fields: Vec<&str> = reply.trim_end().split(' ').collect();
+    assert_eq!(fields.len(), 3, "{reply}");
+    let ih = fields[1].to_owned();
+    assert_eq!(ih.len(), 40);
+    assert!(
+        fields[2].starts_with(&format!("magnet:?xt=urn:btih:{ih}")),
+        "{reply}"
+    );
+    assert!(raw_upload(client, port, &frame(&uploader, &bytes)).starts_with("ERR exists "));
+    assert_eq!(
+        companion_list(port, &reader),
+        vec![(ih.clone(), "seeding".to_owned())]
+    );
+    let dl = dir.path().join("aria2c");
+    aria2c(&torrent, &dl, None, deadline);
+    assert_eq!(
+        fs::read(dl.join("video.bin")).unwrap(),
+        fs::read(&file).unwrap()
+    );
+    if Command::new(common::PYTHON)
+        .args(["-c", "import libtorrent"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let lt = dir.path().join("lt");
+        fs::create_dir_all(&lt).unwrap();
+        let mut cmd = Command::new(common::PYTHON);
+        cmd.arg(common::support_file("lt_download.py"))
+            .arg(&torrent)
+            .arg("--save-dir")
+            .arg(&lt)
+            .arg("--peer")
+            .arg(format!("{SEEDER_IP}:{port}"))
+            .arg("--listen")
+            .arg(format!(
+                "127.0.0.22:{}",
+                free_port(Ipv4Addr::new(127, 0, 0, 22))
+            ))
+            .arg("--timeout")
+            .arg("60");
+        run_client(
+            "lt_download.py",
+            &mut cmd,
+            &lt.with_extension("log"),
+            None,
+            deadline,
+        );
+        assert_eq!(
+            fs::read(lt.join("video.bin")).unwrap(),
+            fs::read(&file).unwrap()
+        );
+    }
+
+    // Bad tokens: ERR auth five times, the sixth locks 127.0.0.23 out; 127.0.0.24 goes on.
+    let attacker = Ipv4Addr::new(127, 0, 0, 23);
+    let bad = format!("sn_{}_{}", "1".repeat(12), "2".repeat(64));
+    for _ in 0..6 {
+        assert!(raw_upload(attacker, port, &frame(&bad, &bytes)).starts_with("ERR auth "));
+    }
+    let locked = raw_upload(attacker, port, &frame(&uploader, b"d1:ai1ee"));
+    assert!(
+        locked.starts_with("ERR auth ") && locked.contains("too many"),
+        "{locked}"
+    );
+    let other = raw_upload(
+        Ipv4Addr::new(127, 0, 0, 24),
+        port,
+        &frame(&uploader, b"d1:ae"),
+    );
+    assert!(other.starts_with("ERR malformed "), "{other}");
+
+    // Audited: the failures, the lockout, the stored upload with its actor.
+    let (ok, out, err) = seednode(&[os("audit"), os("--data-dir"), dd, os("--json")]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kinds: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "auth.oauth.failed",
+        "auth.lockout",
+        "upload.completed",
+        "upload.rejected",
+        "torrent.added",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    node.stop();
+}

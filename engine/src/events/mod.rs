@@ -26,6 +26,12 @@ pub(crate) mod kind {
     pub(crate) const AUTH_DENIED: &str = "auth.oauth.denied";
     /// An address was locked out after too many failed authentications.
     pub(crate) const AUTH_LOCKOUT: &str = "auth.lockout";
+    /// An upload request was accepted for processing (token and request checked).
+    pub(crate) const UPLOAD_STARTED: &str = "upload.started";
+    /// An upload was stored (committed) and answered `OK`.
+    pub(crate) const UPLOAD_COMPLETED: &str = "upload.completed";
+    /// An upload was refused with `ERR <code>`.
+    pub(crate) const UPLOAD_REJECTED: &str = "upload.rejected";
     /// A torrent was added to the catalog.
     pub(crate) const TORRENT_ADDED: &str = "torrent.added";
     /// A torrent was removed from the catalog.

@@ -298,7 +298,9 @@ impl Reactor {
                         serde_json::json!({ "seeding": seeding }),
                     );
                 }
-                if let Some(waiting) = waiting {
+                if let Some(waiting) = waiting
+                    && !self.finish_upload(&waiting, request, &answer, added_hash.map(|(h, _)| h))
+                {
                     self.finish_deferred(waiting, request, super::front::added_response(answer));
                 }
             }

@@ -62,6 +62,14 @@ pub(super) enum ConnState {
         /// The client asked to close after this response.
         close: bool,
     },
+    /// An upload request being received (`reactor::upload`); `since` is when it began.
+    Upload {
+        decoder: Box<seednode_wire::upload::Decoder>,
+        since: Instant,
+    },
+    /// An upload handed to the catalog worker: the reply line is written when its commit is
+    /// answered ([`Reactor::finish_upload`]).
+    UploadWaiting { request: u64, since: Instant },
     /// Response queued; close once it is written.
     Closing,
 }
@@ -161,7 +169,7 @@ impl Reactor {
             .conns
             .iter()
             .filter(|(_, c)| match &c.state {
-                ConnState::Sniffing | ConnState::Mse(_) => true,
+                ConnState::Sniffing | ConnState::Mse(_) | ConnState::Upload { .. } => true,
                 ConnState::Handshake { dialed } => dialed.is_none(),
                 ConnState::Http { .. } => c.out.is_empty(),
                 _ => false,
@@ -364,6 +372,25 @@ impl Reactor {
                             since: now,
                         };
                     }
+                    Sniff::Is(Protocol::Upload) => {
+                        let ip = canonical_ip(conn.remote.ip());
+                        conn.state = ConnState::Upload {
+                            decoder: Box::default(),
+                            since: now,
+                        };
+                        // A locked-out address is refused before any of its payload is read.
+                        if self.lockout.borrow().is_locked(ip, now) {
+                            self.upload_reply(
+                                key,
+                                &seednode_wire::upload::Reply::Err {
+                                    code: seednode_wire::upload::ErrorCode::Auth,
+                                    reason: "too many failed authentications from this address"
+                                        .into(),
+                                },
+                            );
+                            return Ok(false);
+                        }
+                    }
                     // Anything else may be an MSE handshake (its first bytes are a random public
                     // key); the responder gives up on garbage within a few hundred bytes.
                     Sniff::Unknown => conn.state = ConnState::Mse(Box::new(new_mse_responder())),
@@ -399,6 +426,31 @@ impl Reactor {
                             debug!(peer = %conn.remote, rc4 = conn.cipher.is_some(), "MSE handshake");
                         }
                     }
+                }
+                ConnState::Upload { decoder, .. } => {
+                    match decoder.decode(&mut conn.rbuf) {
+                        Ok(None) => return Ok(false),
+                        Ok(Some(request)) => {
+                            self.upload_request(key, now, request);
+                        }
+                        Err(e) => {
+                            let remote = conn.remote;
+                            debug!(peer = %remote, error = %e, "upload refused");
+                            self.upload_reply(
+                                key,
+                                &seednode_wire::upload::Reply::Err {
+                                    code: e.code(),
+                                    reason: e.to_string(),
+                                },
+                            );
+                        }
+                    }
+                    return Ok(false);
+                }
+                ConnState::UploadWaiting { .. } => {
+                    // Nothing more is read from an upload waiting for its commit.
+                    conn.rbuf.clear();
+                    return Ok(false);
                 }
                 ConnState::Handshake { dialed } => {
                     let dialed = *dialed;

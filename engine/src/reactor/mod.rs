@@ -46,6 +46,7 @@ pub(crate) use manage::{IdleTable, IdleTorrent};
 pub(crate) use summary::DEFAULT_SUMMARY_INTERVAL;
 mod torrent;
 mod udp;
+mod upload;
 
 use conn::Conn;
 use metrics::EngineStats;

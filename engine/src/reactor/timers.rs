@@ -56,6 +56,22 @@ impl Reactor {
                     }
                     at
                 }
+                ConnState::Upload { since, .. } => {
+                    let at = *since + super::upload::UPLOAD_REQUEST_TIMEOUT;
+                    if now >= at {
+                        self.close(key, CloseReason::HttpTimeout);
+                        continue;
+                    }
+                    at
+                }
+                ConnState::UploadWaiting { since, .. } => {
+                    let at = *since + super::upload::UPLOAD_COMMIT_TIMEOUT;
+                    if now >= at {
+                        self.close(key, CloseReason::HttpTimeout);
+                        continue;
+                    }
+                    at
+                }
                 ConnState::HttpWaiting { since, .. } => {
                     let at = *since + HTTP_SEND_STALL_TIMEOUT;
                     if now >= at {

@@ -1,0 +1,343 @@
+//! Authenticated push uploads over raw TCP (issue 12; `docs/upload.md`): a connection that opens
+//! with `UPLOAD_TORRENT:` is decoded by [`seednode_wire::upload::Decoder`], its token checked
+//! against the in-memory table (and the lockout) before the torrent is looked at, the torrent
+//! added to the catalog by the worker, and one reply line written: `OK <info-hash> <magnet>` once
+//! the add is committed, or `ERR <code> <reason>`. Then the connection closes.
+//!
+//! The torrent's data is expected at `<content directory>/<torrent name>`: when it is there the
+//! torrent seeds at once (verified in the background), otherwise it is kept in state
+//! `missing_data` ("awaiting data") and not advertised until it arrives and is resumed.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use seednode_storage::catalog::Scopes;
+use seednode_wire::InfoHash;
+use seednode_wire::magnet::MagnetLink;
+use seednode_wire::metainfo::Metainfo;
+use seednode_wire::upload::{ErrorCode, Reply, Request};
+use serde_json::json;
+use tracing::{debug, info};
+
+use super::Reactor;
+use super::catalog::Requester;
+use super::conn::ConnState;
+use crate::events::{Event, kind};
+
+/// How long an upload connection may take to send its whole `UPLOAD_TORRENT` request (a 10 MiB
+/// torrent at 200 KiB/s takes 50 s); then it gets `ERR too_large` or is closed.
+pub(crate) const UPLOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the reply may wait for the catalog's commit before the connection is closed (the
+/// add may still land: the client sees no `OK` and may retry, getting `ERR exists`).
+pub(crate) const UPLOAD_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Reactor {
+    /// Writes `reply` on upload connection `key` and closes it once written.
+    pub(super) fn upload_reply(&mut self, key: usize, reply: &Reply) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.state = ConnState::Closing;
+        conn.rbuf.clear();
+        let mut line = Vec::new();
+        reply.encode(&mut line);
+        self.queue(key, line.into());
+        self.flush(key);
+    }
+
+    /// Refuses an upload: the reply, and an `upload.rejected` event.
+    fn upload_refuse(
+        &mut self,
+        key: usize,
+        remote: SocketAddr,
+        actor: Option<&str>,
+        code: ErrorCode,
+        reason: &str,
+    ) {
+        let mut event = Event::new(kind::UPLOAD_REJECTED, unix_now());
+        event.source = Some(remote.ip());
+        event.actor = actor.map(str::to_owned);
+        event.details = json!({ "code": code.as_str(), "reason": reason });
+        let now = self.now;
+        self.events.emit(now, &event);
+        self.upload_reply(
+            key,
+            &Reply::Err {
+                code,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// Handles a decoded upload request of connection `key`.
+    pub(super) fn upload_request(&mut self, key: usize, now: Instant, request: Request) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let (remote, generation) = (conn.remote, conn.generation);
+        let trailing = !conn.rbuf.is_empty();
+        let (token, torrent) = match request {
+            Request::Torrent { token, torrent } => (token, torrent),
+            Request::File(_) | Request::Resume(_) => {
+                self.upload_refuse(
+                    key,
+                    remote,
+                    None,
+                    ErrorCode::Internal,
+                    "UPLOAD_FILE and UPLOAD_RESUME are not enabled on this node yet",
+                );
+                return;
+            }
+        };
+        let ip = seednode_wire::addr::canonical_ip(remote.ip());
+        if self.lockout.borrow().is_locked(ip, now) {
+            self.upload_refuse(
+                key,
+                remote,
+                None,
+                ErrorCode::Auth,
+                "too many failed authentications from this address",
+            );
+            return;
+        }
+        let now_unix = unix_now();
+        let (scopes, actor) = match self.verify_bearer_at(token.as_str(), now_unix) {
+            Ok(ok) => ok,
+            Err(e) => {
+                let mut event = Event::new(kind::AUTH_FAILED, now_unix);
+                event.source = Some(ip);
+                event.details = json!({ "surface": "upload", "reason": e.to_string() });
+                self.events.emit(now, &event);
+                self.upload_refuse(
+                    key,
+                    remote,
+                    None,
+                    ErrorCode::Auth,
+                    "unknown, expired or revoked token",
+                );
+                return;
+            }
+        };
+        if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
+            let mut event = Event::new(kind::AUTH_DENIED, now_unix);
+            event.source = Some(ip);
+            event.actor = Some(actor.to_string());
+            event.details = json!({ "surface": "upload", "reason": "insufficient_scope" });
+            self.events.emit(now, &event);
+            self.upload_refuse(
+                key,
+                remote,
+                Some(&actor),
+                ErrorCode::Scope,
+                "the token may not upload",
+            );
+            return;
+        }
+        if trailing {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(&actor),
+                ErrorCode::Malformed,
+                "bytes after the torrent",
+            );
+            return;
+        }
+        let meta = match Metainfo::from_bytes(&torrent) {
+            Ok(m) => m,
+            Err(e) => {
+                self.upload_refuse(
+                    key,
+                    remote,
+                    Some(&actor),
+                    ErrorCode::Malformed,
+                    &e.to_string(),
+                );
+                return;
+            }
+        };
+        let swarm = meta.info_hash;
+        if self.by_hash.contains_key(&swarm) || self.idle.contains_key(&swarm) {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(&actor),
+                ErrorCode::Exists,
+                "the node has this torrent already",
+            );
+            return;
+        }
+        let Some(root) = self.config.content_root.clone() else {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(&actor),
+                ErrorCode::Internal,
+                "uploads need `seednode run` (the catalog)",
+            );
+            return;
+        };
+        let name = meta.info.name.clone();
+        let rel = match seednode_storage::SafeRelPath::new(&[name.as_str()]) {
+            Ok(p) => p,
+            Err(e) => {
+                self.upload_refuse(
+                    key,
+                    remote,
+                    Some(&actor),
+                    ErrorCode::Malformed,
+                    &e.to_string(),
+                );
+                return;
+            }
+        };
+        let new = match seednode_storage::catalog::NewTorrent::from_metainfo(
+            torrent.to_vec(),
+            &meta,
+            rel.under(&root),
+            now_unix,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                self.upload_refuse(
+                    key,
+                    remote,
+                    Some(&actor),
+                    ErrorCode::Malformed,
+                    &e.to_string(),
+                );
+                return;
+            }
+        };
+        let requester = Requester {
+            key,
+            generation,
+            actor: Some(actor.clone()),
+            source: Some(remote.ip()),
+        };
+        match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
+            request,
+            torrent: Box::new(new),
+        }) {
+            Ok(request) => {
+                let mut event = Event::new(kind::UPLOAD_STARTED, now_unix);
+                event.source = Some(remote.ip());
+                event.actor = Some(actor.to_string());
+                event.details = json!({
+                    "surface": "upload",
+                    "kind": "torrent",
+                    "info_hash": swarm.to_hex(),
+                    "bytes": torrent.len(),
+                });
+                self.events.emit(now, &event);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.state = ConnState::UploadWaiting {
+                        request,
+                        since: now,
+                    };
+                }
+                debug!(peer = %remote, info_hash = %swarm, "upload waiting for its commit");
+            }
+            Err(_) => self.upload_refuse(
+                key,
+                remote,
+                Some(&actor),
+                ErrorCode::Busy,
+                "the catalog is busy; retry",
+            ),
+        }
+    }
+
+    /// The catalog answered the add of an upload connection: `OK` once committed (seeding, or
+    /// kept until its data arrives), `ERR` otherwise. Returns false when `requester` is not an
+    /// upload connection waiting for `request` (the caller answers over HTTP then).
+    pub(super) fn finish_upload(
+        &mut self,
+        requester: &Requester,
+        request: u64,
+        answer: &Result<(InfoHash, bool), (u16, &'static str, String)>,
+        awaiting: Option<InfoHash>,
+    ) -> bool {
+        let Some(conn) = self.conns.get(requester.key) else {
+            return false;
+        };
+        let waiting =
+            matches!(conn.state, ConnState::UploadWaiting { request: r, .. } if r == request);
+        if conn.generation != requester.generation || !waiting {
+            return false;
+        }
+        let remote = conn.remote;
+        let actor = requester.actor.as_deref();
+        let ok_hash = match answer {
+            Ok((ih, _)) => Some(*ih),
+            // Committed, its data not there yet: kept as `missing_data` ("awaiting data").
+            Err((202, _, _)) => awaiting,
+            Err(_) => None,
+        };
+        if let Some(ih) = ok_hash {
+            let magnet = self.upload_magnet(ih, requester.key);
+            let mut event = Event::new(kind::UPLOAD_COMPLETED, unix_now());
+            event.source = Some(remote.ip());
+            event.actor = actor.map(str::to_owned);
+            event.details = json!({
+                "surface": "upload",
+                "info_hash": ih.to_hex(),
+                "seeding": matches!(answer, Ok((_, true))),
+            });
+            let now = self.now;
+            self.events.emit(now, &event);
+            info!(peer = %remote, info_hash = %ih, "upload stored");
+            self.upload_reply(
+                requester.key,
+                &Reply::Ok {
+                    info_hash: ih,
+                    magnet,
+                },
+            );
+            return true;
+        }
+        let (code, reason) = match answer {
+            Err((409, _, m)) => (ErrorCode::Exists, m.clone()),
+            Err((507, _, m)) => (ErrorCode::Busy, m.clone()),
+            Err((_, _, m)) => (ErrorCode::Internal, m.clone()),
+            Ok(_) => (ErrorCode::Internal, String::new()),
+        };
+        self.upload_refuse(requester.key, remote, actor, code, &reason);
+        true
+    }
+
+    /// The magnet link of torrent `ih` as this node serves it: its name, this node's tracker
+    /// and this node as a peer (`x.pe`), as reached on connection `key`.
+    fn upload_magnet(&self, ih: InfoHash, key: usize) -> String {
+        let local = self.conns.get(key).map(|c| c.local);
+        let host = local.map(|l| {
+            let ip = self.config.announce_ip.unwrap_or_else(|| l.ip());
+            SocketAddr::new(ip, self.config.peer_port).to_string()
+        });
+        let name = self
+            .by_hash
+            .get(&ih)
+            .and_then(|&i| self.torrents.get(i))
+            .map(|t| t.torrent.name.to_string())
+            .or_else(|| self.idle.get(&ih).map(|t| t.name.to_string()));
+        let mut link = MagnetLink {
+            info_hash: Some(ih),
+            info_hash_v2: None,
+            display_name: name,
+            trackers: Vec::new(),
+            peers: Vec::new(),
+        };
+        if let Some(host) = host {
+            link.trackers = vec![format!("http://{host}/announce")];
+            link.peers = vec![host];
+        }
+        link.to_uri()
+    }
+}
