@@ -1605,3 +1605,82 @@ fn raw_tcp_upload_torrent_is_stored_and_seeded() {
     }
     node.stop();
 }
+
+/// SECURITY.md / issue 12: 1,000 concurrent half-open uploads (a token and no end of torrent,
+/// from 125 addresses) hold no catalog row and do not keep a real upload out: it is stored,
+/// and the node's memory stays bounded.
+#[test]
+fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, uploader, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--scope"),
+        os("upload"),
+    ]);
+    assert!(ok, "{err}");
+    let uploader = uploader.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let pid = node.child_id();
+    let rss = || -> u64 {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let before = rss();
+    let mut half_open = Vec::new();
+    for i in 0..1_000u32 {
+        let ip = Ipv4Addr::new(127, 4, (i / 8 / 250) as u8, (i / 8 % 250 + 1) as u8);
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from((ip, 0)).into())
+            .unwrap();
+        if socket
+            .connect(&std::net::SocketAddr::from((SEEDER_IP, port)).into())
+            .is_err()
+        {
+            continue;
+        }
+        let mut s: TcpStream = socket.into();
+        // A torrent that never ends: a dictionary opened, a long string promised.
+        let _ = s.write_all(format!("UPLOAD_TORRENT:{uploader}:d4:infod6:pieces99999:").as_bytes());
+        half_open.push(s);
+    }
+    assert!(half_open.len() > 900);
+    let content = data.join("data");
+    fs::create_dir_all(&content).unwrap();
+    let file = content.join("late.bin");
+    write_random_file(&file, 40_000, 5);
+    let torrent = dir.path().join("late.torrent");
+    create_torrent(&file, &torrent, port);
+    let mut frame = format!("UPLOAD_TORRENT:{uploader}:").into_bytes();
+    frame.extend_from_slice(&fs::read(&torrent).unwrap());
+    let reply = raw_upload(Ipv4Addr::new(127, 0, 0, 31), port, &frame);
+    assert!(reply.starts_with("OK "), "{reply}\n{}", node.log());
+    let after = rss();
+    eprintln!("1,000 half-open uploads: RSS {before} KiB -> {after} KiB");
+    assert!(
+        after < before + 64 * 1024,
+        "memory grew by {} KiB",
+        after - before
+    );
+    drop(half_open);
+    // Only the real upload is in the catalog.
+    node.stop();
+    let (ok, out, err) = seednode(&[
+        os("catalog"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("list"),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+}
