@@ -1684,3 +1684,48 @@ fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
 }
+
+/// Issue 12, quotas: a token allowed one torrent stores one (`OK`) and is refused the next with
+/// `ERR quota`; over the API the same cap is 403.
+#[test]
+fn a_token_past_its_quota_gets_err_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, tok, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--scope"),
+        os("upload"),
+        os("--quota-torrents"),
+        os("1"),
+    ]);
+    assert!(ok, "{err}");
+    let tok = tok.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    let content = data.join("data");
+    fs::create_dir_all(&content).unwrap();
+    let mut torrents = Vec::new();
+    for i in 0..3u64 {
+        let file = content.join(format!("q{i}.bin"));
+        write_random_file(&file, 30_000, 40 + i);
+        let torrent = dir.path().join(format!("q{i}.torrent"));
+        create_torrent(&file, &torrent, port);
+        torrents.push(fs::read(&torrent).unwrap());
+    }
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let frame = |body: &[u8]| {
+        let mut f = format!("UPLOAD_TORRENT:{tok}:").into_bytes();
+        f.extend_from_slice(body);
+        f
+    };
+    let client = Ipv4Addr::new(127, 0, 0, 41);
+    assert!(raw_upload(client, port, &frame(&torrents[0])).starts_with("OK "));
+    let refused = raw_upload(client, port, &frame(&torrents[1]));
+    assert!(refused.starts_with("ERR quota "), "{refused}");
+    let (status, body) = post_torrent(port, "q2.bin", Some(&tok), &torrents[2]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("quota"), "{body}");
+    node.stop();
+}

@@ -968,3 +968,45 @@ fn token_verifiers_agree_with_verify_token() {
         }
     }
 }
+
+#[test]
+fn an_owner_past_its_quota_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut catalog = Catalog::open(&db_path(&dir)).unwrap();
+    let owned = |seed, max_torrents, max_bytes| {
+        let mut t = new_torrent(seed);
+        t.owner = Some(seednode_storage::catalog::Owner {
+            id: "0123456789ab".into(),
+            max_torrents,
+            max_bytes,
+        });
+        t
+    };
+    // Two torrents allowed: the third is refused, in a batch as alone.
+    let results = catalog
+        .add_torrents(&[
+            owned(1, Some(2), None),
+            owned(2, Some(2), None),
+            owned(3, Some(2), None),
+        ])
+        .unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(matches!(
+        results[2],
+        Err(CatalogError::QuotaExceeded {
+            what: "torrents",
+            limit: 2
+        })
+    ));
+    // Bytes: each test torrent holds 80,000 bytes (2 files of 40,000).
+    let r = catalog
+        .add_torrents(&[owned(4, None, Some(200_000))])
+        .unwrap();
+    assert!(
+        matches!(r[0], Err(CatalogError::QuotaExceeded { what: "bytes", .. })),
+        "{r:?}"
+    );
+    // Another owner, or none, is not affected.
+    assert!(catalog.add_torrents(&[new_torrent(5)]).unwrap()[0].is_ok());
+    assert_eq!(catalog.list_torrents().unwrap().len(), 3);
+}

@@ -475,6 +475,8 @@ pub(crate) enum ClientCommand {
         /// A label to recognise it by in `client list`.
         #[arg(long, value_name = "TEXT")]
         label: Option<String>,
+        #[command(flatten)]
+        quota: QuotaArgs,
     },
     /// List every client (never their secrets).
     List {
@@ -546,6 +548,19 @@ pub(crate) struct TokenCreateArgs {
     /// A label to recognise the token by in `token list`.
     #[arg(long, value_name = "TEXT")]
     pub(crate) label: Option<String>,
+    #[command(flatten)]
+    pub(crate) quota: QuotaArgs,
+}
+
+/// Caps on what a token or client may add (checked at every add, `ERR quota` / 403).
+#[derive(Args, Clone, Copy)]
+pub(crate) struct QuotaArgs {
+    /// Most torrents it may add and keep [default: no cap].
+    #[arg(long, value_name = "N")]
+    pub(crate) quota_torrents: Option<u64>,
+    /// Most payload bytes over the torrents it added, units as 10G [default: no cap].
+    #[arg(long, value_name = "BYTES", value_parser = parse::parse_size)]
+    pub(crate) quota_bytes: Option<u64>,
 }
 
 #[derive(Args)]

@@ -34,6 +34,7 @@ pub(crate) fn token(args: &TokenArgs) -> Result<(), CliError> {
             let new = catalog
                 .create_token(scopes, expires_at, label, &secret, now)
                 .map_err(|e| e.to_string())?;
+            set_quota(&mut catalog, &new.id, create.quota)?;
             println!("{}", new.token);
             let _ = std::io::stdout().flush();
             eprintln!(
@@ -74,7 +75,11 @@ pub(crate) fn client(args: &ClientArgs) -> Result<(), CliError> {
     let mut catalog = open_catalog(&dir)?;
     let now = unix_now();
     match &args.command {
-        ClientCommand::Create { scope, label } => {
+        ClientCommand::Create {
+            scope,
+            label,
+            quota,
+        } => {
             let scopes = Scopes::parse(scope).ok_or_else(|| {
                 format!(
                     "--scope {}: expected a comma-separated list of upload, read, metrics, admin",
@@ -88,6 +93,7 @@ pub(crate) fn client(args: &ClientArgs) -> Result<(), CliError> {
             let new = catalog
                 .create_client(scopes, label.as_deref().unwrap_or(""), &secret, now)
                 .map_err(|e| e.to_string())?;
+            set_quota(&mut catalog, &new.id, *quota)?;
             let client_secret = new.token.rsplit('_').next().unwrap_or_default();
             println!("client_id={}", new.id);
             println!("client_secret={client_secret}");
@@ -120,6 +126,20 @@ pub(crate) fn client(args: &ClientArgs) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Records `quota` for token or client `id` when any cap is given.
+fn set_quota(
+    catalog: &mut seednode_storage::Catalog,
+    id: &str,
+    quota: super::QuotaArgs,
+) -> Result<(), CliError> {
+    if quota.quota_torrents.is_none() && quota.quota_bytes.is_none() {
+        return Ok(());
+    }
+    catalog
+        .set_quota(id, quota.quota_torrents, quota.quota_bytes)
+        .map_err(|e| e.to_string())
 }
 
 /// The scopes and expiry (seconds since the Unix epoch) of `token create`.

@@ -56,6 +56,13 @@ impl TokenTable {
         Ok(table)
     }
 
+    /// The quota of token or client `id`: (most torrents, most bytes), `None` for no cap.
+    pub(crate) fn quota(&self, id: &str) -> (Option<u64>, Option<u64>) {
+        self.by_id
+            .get(id)
+            .map_or((None, None), |v| (v.quota_torrents, v.quota_bytes))
+    }
+
     /// The access-token signer, when the catalog has a key.
     pub(crate) fn signer(&self) -> Option<&Signer> {
         self.signer.as_ref()

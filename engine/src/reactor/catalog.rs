@@ -142,6 +142,19 @@ impl Reactor {
         }
     }
 
+    /// Who adds a torrent on behalf of token or client `actor`, with its quota.
+    pub(crate) fn owner_of(&self, actor: &str) -> seednode_storage::catalog::Owner {
+        let (max_torrents, max_bytes) = self
+            .tokens
+            .as_ref()
+            .map_or((None, None), |t| t.quota(actor));
+        seednode_storage::catalog::Owner {
+            id: actor.to_owned(),
+            max_torrents,
+            max_bytes,
+        }
+    }
+
     /// Queues `command` for the catalog worker without waiting.
     ///
     /// # Errors
@@ -286,6 +299,9 @@ impl Reactor {
                             seednode_storage::catalog::CatalogError::DiskFull => {
                                 (507, "disk_full", "the catalog's disk is full".into())
                             }
+                            quota @ seednode_storage::catalog::CatalogError::QuotaExceeded {
+                                ..
+                            } => (403, "quota", quota.to_string()),
                             other => (500, "internal", other.to_string()),
                         })
                     }

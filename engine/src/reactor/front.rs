@@ -741,13 +741,17 @@ impl Reactor {
         let added_at = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let owner = requester.actor.as_deref().map(|a| self.owner_of(a));
         let torrent = match seednode_storage::catalog::NewTorrent::from_metainfo(
             body.to_vec(),
             &meta,
             rel.under(&root),
             added_at,
         ) {
-            Ok(t) => t,
+            Ok(mut t) => {
+                t.owner = owner;
+                t
+            }
             Err(e) => return Routed::Now(json_error(400, "malformed", &e.to_string())),
         };
         match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {

@@ -204,7 +204,10 @@ impl Reactor {
             rel.under(&root),
             now_unix,
         ) {
-            Ok(t) => t,
+            Ok(mut t) => {
+                t.owner = Some(self.owner_of(&actor));
+                t
+            }
             Err(e) => {
                 self.upload_refuse(
                     key,
@@ -305,6 +308,7 @@ impl Reactor {
         }
         let (code, reason) = match answer {
             Err((409, _, m)) => (ErrorCode::Exists, m.clone()),
+            Err((403, _, m)) => (ErrorCode::Quota, m.clone()),
             Err((507, _, m)) => (ErrorCode::Busy, m.clone()),
             Err((_, _, m)) => (ErrorCode::Internal, m.clone()),
             Ok(_) => (ErrorCode::Internal, String::new()),

@@ -58,7 +58,9 @@ pub use tokens::{
     NewToken, Scopes, TOKEN_ID_LEN, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenError,
     TokenInfo, TokenVerifier, presented_client, presented_token, unknown_token_delay,
 };
-pub use torrents::{FileCheck, FileRecord, NewFile, NewTorrent, TorrentStats, TorrentSummary};
+pub use torrents::{
+    FileCheck, FileRecord, NewFile, NewTorrent, Owner, TorrentStats, TorrentSummary,
+};
 pub use writer::{StatsBatch, StatsDelta};
 
 /// The first 16 bytes of every SQLite database file (the SQLite file format, §1.3).
@@ -99,6 +101,14 @@ pub enum CatalogError {
     Exists {
         /// The torrent already there.
         id: TorrentId,
+    },
+    /// The owner's quota would be exceeded by this torrent; nothing was added.
+    #[error("quota exceeded: at most {limit} {what}")]
+    QuotaExceeded {
+        /// `torrents` or `bytes`.
+        what: &'static str,
+        /// The cap.
+        limit: u64,
     },
     /// No torrent with this id.
     #[error("no torrent {id} in the catalog")]

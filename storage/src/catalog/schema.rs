@@ -96,8 +96,19 @@ const V3: &str = "
 ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'token' CHECK (kind IN ('token', 'client'));
 ";
 
+/// Schema version 4: quotas (issue 12). A token or client may carry a cap on the torrents it
+/// adds and on their total bytes; each torrent records who added it (`owner`, a token or client
+/// id; NULL for torrents added by hand or before this version, which count against no one).
+const V4: &str = "
+ALTER TABLE tokens ADD COLUMN quota_torrents INTEGER CHECK (quota_torrents IS NULL OR quota_torrents >= 0);
+ALTER TABLE tokens ADD COLUMN quota_bytes INTEGER CHECK (quota_bytes IS NULL OR quota_bytes >= 0);
+ALTER TABLE torrents ADD COLUMN owner TEXT CHECK (owner IS NULL OR length(owner) <= 64);
+ALTER TABLE torrents ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0 CHECK (size_bytes >= 0);
+CREATE INDEX torrents_owner ON torrents (owner) WHERE owner IS NOT NULL;
+";
+
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Newest schema version this binary knows: the number of migrations.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations

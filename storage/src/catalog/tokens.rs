@@ -193,6 +193,10 @@ pub struct TokenVerifier {
     /// An OAuth2 client ([`Catalog::create_client`]): its secret is good only for the
     /// client-credentials grant, never as a bearer token.
     pub client: bool,
+    /// Most torrents it may add (and keep); `None` for no cap ([`Catalog::set_quota`]).
+    pub quota_torrents: Option<u64>,
+    /// Most payload bytes over the torrents it added; `None` for no cap.
+    pub quota_bytes: Option<u64>,
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -271,7 +275,8 @@ impl Catalog {
     /// [`CatalogError::Sqlite`].
     pub fn token_verifiers(&self) -> Result<Vec<TokenVerifier>, CatalogError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, hash, scopes, expires_at, revoked_at, kind FROM tokens ORDER BY id",
+            "SELECT id, hash, scopes, expires_at, revoked_at, kind, quota_torrents, quota_bytes
+             FROM tokens ORDER BY id",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok((
@@ -281,11 +286,13 @@ impl Catalog {
                 row.get::<_, Option<i64>>(3)?,
                 row.get::<_, Option<i64>>(4)?,
                 row.get::<_, String>(5)? == "client",
+                row.get::<_, Option<i64>>(6)?,
+                row.get::<_, Option<i64>>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, hash, scopes, expires_at, revoked_at, client) = row?;
+            let (id, hash, scopes, expires_at, revoked_at, client, qt, qb) = row?;
             out.push(TokenVerifier {
                 id,
                 hash: <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| CatalogError::Corrupt {
@@ -297,9 +304,37 @@ impl Catalog {
                 expires_at,
                 revoked_at,
                 client,
+                quota_torrents: qt.and_then(|v| u64::try_from(v).ok()),
+                quota_bytes: qb.and_then(|v| u64::try_from(v).ok()),
             });
         }
         Ok(out)
+    }
+
+    /// Sets the quota of token or client `id`: most torrents it may add, most payload bytes
+    /// over them (`None`: no cap). Checked whenever it adds a torrent
+    /// ([`CatalogError::QuotaExceeded`]); torrents it already has stay.
+    ///
+    /// # Errors
+    /// [`CatalogError::NoSuchToken`]; [`CatalogError::DiskFull`]; [`CatalogError::Sqlite`].
+    pub fn set_quota(
+        &mut self,
+        id: &str,
+        max_torrents: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> Result<(), CatalogError> {
+        let as_sql = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        let tx = self.write()?;
+        let n = tx
+            .prepare_cached(
+                "UPDATE tokens SET quota_torrents = ?2, quota_bytes = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, as_sql(max_torrents), as_sql(max_bytes)])?;
+        if n == 0 {
+            return Err(CatalogError::NoSuchToken { id: id.to_owned() });
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Creates a token with `scopes`, an optional expiry (`expires_at`, seconds since the Unix

@@ -47,6 +47,21 @@ pub struct NewTorrent {
     /// The files in `Info::files` order (the v1 piece space, padding files included), at most
     /// [`MAX_FILES`].
     pub files: Vec<NewFile>,
+    /// Who adds it (a token or client id), and the quota it is added under: checked in the
+    /// same transaction as the insert ([`CatalogError::QuotaExceeded`]). `None` for torrents
+    /// added by the operator.
+    pub owner: Option<Owner>,
+}
+
+/// Who adds a torrent, and the caps on everything that owner has added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The token's or client's public id.
+    pub id: String,
+    /// Most torrents it may have in the catalog; `None` for no cap.
+    pub max_torrents: Option<u64>,
+    /// Most payload bytes over its torrents; `None` for no cap.
+    pub max_bytes: Option<u64>,
 }
 
 /// One file of a [`NewTorrent`].
@@ -190,6 +205,7 @@ impl NewTorrent {
             state: State::Seeding,
             state_reason: None,
             files,
+            owner: None,
         })
     }
 
@@ -688,10 +704,41 @@ pub(super) fn insert_torrent(
     }
     let data_path = data_path_text(&torrent.data_path)?;
     let reason = torrent.state_reason.as_deref().map(clean_reason);
+    let size: u64 = torrent
+        .files
+        .iter()
+        .filter(|f| !f.padding)
+        .fold(0u64, |a, f| a.saturating_add(f.length));
+    if let Some(owner) = &torrent.owner {
+        let (count, bytes): (i64, i64) = tx
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(size_bytes), 0) FROM torrents WHERE owner = ?1",
+            )?
+            .query_row([&owner.id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let (count, bytes) = (
+            u64::try_from(count).unwrap_or(0),
+            u64::try_from(bytes).unwrap_or(0),
+        );
+        if owner.max_torrents.is_some_and(|max| count >= max) {
+            return Err(CatalogError::QuotaExceeded {
+                what: "torrents",
+                limit: owner.max_torrents.unwrap_or(0),
+            });
+        }
+        if owner
+            .max_bytes
+            .is_some_and(|max| bytes.saturating_add(size) > max)
+        {
+            return Err(CatalogError::QuotaExceeded {
+                what: "bytes",
+                limit: owner.max_bytes.unwrap_or(0),
+            });
+        }
+    }
     tx.prepare_cached(
         "INSERT INTO torrents (info_hash_v1, info_hash_v2, name, metainfo, info_offset, info_len,
-                               data_path, added_at, state, state_reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                               data_path, added_at, state, state_reason, owner, size_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         v1.as_ref().map(<[u8; 20]>::as_slice),
@@ -704,6 +751,8 @@ pub(super) fn insert_torrent(
         torrent.added_at,
         torrent.state.as_str(),
         reason,
+        torrent.owner.as_ref().map(|o| o.id.as_str()),
+        to_sql_u64(size),
     ])?;
     let id = tx.last_insert_rowid();
     {
