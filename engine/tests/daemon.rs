@@ -89,9 +89,15 @@ struct Node {
 
 impl Node {
     fn start(data_dir: &Path, port: u16, log: &Path) -> Self {
+        Self::start_with(data_dir, port, log, &[])
+    }
+
+    /// [`Node::start`] with more `seednode run` arguments.
+    fn start_with(data_dir: &Path, port: u16, log: &Path, extra: &[&str]) -> Self {
         let out = log.with_extension("stdout");
         let mut cmd = Command::new(seednode_bin());
         cmd.arg("run")
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
@@ -1714,14 +1720,23 @@ fn a_token_past_its_quota_gets_err_quota() {
         create_torrent(&file, &torrent, port);
         torrents.push(fs::read(&torrent).unwrap());
     }
-    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    // Uploads also on a port of their own (--upload), which speaks nothing else.
+    let upload_port = free_port(SEEDER_IP);
+    let node = Node::start_with(
+        &data,
+        port,
+        &dir.path().join("run.log"),
+        &["--upload", &format!("{SEEDER_IP}:{upload_port}")],
+    );
     let frame = |body: &[u8]| {
         let mut f = format!("UPLOAD_TORRENT:{tok}:").into_bytes();
         f.extend_from_slice(body);
         f
     };
     let client = Ipv4Addr::new(127, 0, 0, 41);
-    assert!(raw_upload(client, port, &frame(&torrents[0])).starts_with("OK "));
+    let not_upload = raw_upload(client, upload_port, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(not_upload.starts_with("ERR malformed "), "{not_upload}");
+    assert!(raw_upload(client, upload_port, &frame(&torrents[0])).starts_with("OK "));
     let refused = raw_upload(client, port, &frame(&torrents[1]));
     assert!(refused.starts_with("ERR quota "), "{refused}");
     let (status, body) = post_torrent(port, "q2.bin", Some(&tok), &torrents[2]);

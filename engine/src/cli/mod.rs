@@ -601,6 +601,10 @@ pub(crate) struct RunArgs {
     /// Also serve HTTP on a port of its own: IP:PORT or :PORT [config `http`].
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<Listen>,
+    /// Also accept raw uploads (UPLOAD_TORRENT, docs/upload.md) on a port of their own:
+    /// IP:PORT or :PORT [config `upload`]; they are accepted on --listen anyway.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) upload: Option<Listen>,
     /// Run no UDP tracker [config `udp_tracker = false`].
     #[arg(long)]
     pub(crate) no_udp: bool,

@@ -41,6 +41,9 @@ fn effective_config(args: &RunArgs) -> Result<Config, CliError> {
     if let Some(listen) = args.listen {
         config.listen = listen.to_string();
     }
+    if let Some(upload) = args.upload {
+        config.upload = Some(upload.to_string());
+    }
     if let Some(http) = args.http {
         config.http = Some(http.to_string());
     }
@@ -209,6 +212,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         http_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         listeners.push((l, ListenerKind::HttpOnly));
     }
+    let mut upload_addr = None;
+    if let Some(upload) = &config.upload {
+        let l = bind(listen_of(upload, "upload")?, "--upload (config `upload`)")?;
+        upload_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+        listeners.push((l, ListenerKind::UploadOnly));
+    }
     let udp = if config.udp_tracker || config.dht {
         Some(bind_udp(listen, "--listen (config `listen`)")?)
     } else {
@@ -323,6 +332,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     println!("listening: {listen}");
     if let Some(h) = http_addr {
         println!("http: {h}");
+    }
+    if let Some(u) = upload_addr {
+        println!("upload: {u}");
     }
     let _ = std::io::stdout().flush();
     notify(sd_notify::NotifyState::Ready);

@@ -37,6 +37,9 @@ pub(crate) struct Config {
     pub(crate) listen: String,
     /// A second, HTTP-only address (`IP:PORT` or `:PORT`); none by default.
     pub(crate) http: Option<String>,
+    /// An address for raw uploads only (`UPLOAD_TORRENT`, docs/upload.md); none by default
+    /// (uploads are accepted on `listen` anyway).
+    pub(crate) upload: Option<String>,
     /// Whether the UDP tracker (BEP 15) answers on the listen port.
     pub(crate) udp_tracker: bool,
     /// Whether to join the Mainline DHT (BEP 5).
@@ -85,6 +88,7 @@ impl Default for Config {
             data_dir: None,
             listen: format!("0.0.0.0:{}", crate::cli::DEFAULT_SEED_PORT),
             http: None,
+            upload: None,
             udp_tracker: true,
             dht: true,
             dht_bootstrap: Vec::new(),
@@ -189,6 +193,7 @@ mod tests {
             Config {
                 data_dir: None,
                 http: None,
+                upload: None,
                 announce_host: None,
                 tracker_ca: None,
                 api_token: None,

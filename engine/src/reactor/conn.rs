@@ -144,6 +144,10 @@ impl Reactor {
         }
         let state = match kind {
             ListenerKind::Shared => ConnState::Sniffing,
+            ListenerKind::UploadOnly => ConnState::Upload {
+                decoder: Box::default(),
+                since: now,
+            },
             ListenerKind::HttpOnly => ConnState::Http {
                 served: 0,
                 since: now,

@@ -76,6 +76,8 @@ pub(crate) enum ListenerKind {
     Shared,
     /// A port for HTTP only (`--http`).
     HttpOnly,
+    /// A port for raw uploads only (`--upload`): anything but an `UPLOAD_` request is closed.
+    UploadOnly,
 }
 
 /// Reactor settings.
