@@ -3,6 +3,7 @@
 //! written, never read back, then the file is renamed into place and its torrent built.
 //!
 //! # What is computed, and how it matches `seednode create`
+//! The temporary file is opened write-only, so the node cannot read it back even by mistake.
 //! Each chunk passed to [`Ingest::write`] is written with `pwrite` and, from the same slice, fed
 //! to the whole-file SHA-256 and to the piece hasher `creation` uses ([`crate::create_torrent`]
 //! hashes pieces read from disk with the same `PieceHasher`): SHA-1 per piece for v1 and
@@ -33,8 +34,11 @@
 //! 52 bytes per finished piece (hybrid; 20 for v1, 32 for v2), at most a few MiB because
 //! a torrent is at most [`crate::limits::MAX_TORRENT_LEN`] bytes.
 //!
-//! Dropping an [`Ingest`] leaves its temporary file for a later resume; [`Ingest::abort`] and
-//! [`discard`] remove it, [`partial_uploads`] lists them for the cleanup at start.
+//! [`Ingest::save_checkpoint`] keeps the checkpoint durably beside the temporary file
+//! (`<upload id>.ckpt`), so [`Ingest::resume_saved`] continues after a restart with no catalog
+//! row involved. Dropping an [`Ingest`] leaves its files for a later resume; [`Ingest::abort`]
+//! and [`discard`] remove them, [`partial_uploads`] lists them (with their age) for the expiry
+//! and the cleanup at start.
 //!
 //! Every call blocks on the disk: the engine runs it on a disk thread, never the event loop.
 
@@ -42,6 +46,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
+use std::time::SystemTime;
 
 use rustix::io::Errno;
 use seednode_wire::merkle;
@@ -239,10 +244,36 @@ pub struct Ingest {
     temp_name: String,
     upload_id: UploadId,
     name: String,
+    owner: String,
     expected_sha256: Option<[u8; SHA256_LEN]>,
     opts: CreateOptions,
     state: HashState,
 }
+
+/// What [`Ingest::start`] needs to know about a new upload, from its `UPLOAD_FILE` header and
+/// the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUpload<'a> {
+    /// The id the engine drew for it (random, [`UploadId`]).
+    pub upload_id: UploadId,
+    /// The file's name in the data directory: one component ([`crate::validate_component`]).
+    pub name: &'a str,
+    /// Bytes the client will send: 1 to [`MAX_TOTAL_LENGTH`].
+    pub length: u64,
+    /// The whole file's SHA-256 the client announced, checked at the end.
+    pub sha256: Option<[u8; SHA256_LEN]>,
+    /// Who uploads (the token's or client's id, never a secret): at most [`MAX_OWNER_LEN`]
+    /// bytes, kept in checkpoints.
+    pub owner: &'a str,
+}
+
+/// Longest [`NewUpload::owner`], in bytes: 255.
+pub const MAX_OWNER_LEN: usize = 255;
+
+/// Largest checkpoint file [`Ingest::resume_saved`] reads, in bytes: 32 MiB, above the largest
+/// checkpoint a torrent within [`MAX_TORRENT_LEN`] can have (52 bytes per piece, at most
+/// `MAX_TORRENT_LEN / 20` pieces, about 27 MiB). Over it: [`IngestError::BadCheckpoint`].
+pub const MAX_CHECKPOINT_LEN: u64 = 32 * 1024 * 1024;
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -316,25 +347,33 @@ fn info_v2(name: &str, length: u64, piece_length: u32) -> InfoV2 {
 }
 
 impl Ingest {
-    /// Starts an upload of `length` bytes named `name` into `data_dir`, to become a torrent as
-    /// `opts` say (`opts.name` is ignored: the torrent is named `name`). Everything that can be
-    /// refused before the payload is checked here, so the engine calls it before answering
-    /// `UPLOAD <id> 0`.
+    /// Starts `upload` into `data_dir`, to become a torrent as `opts` say (`opts.name` is
+    /// ignored: the torrent is named `upload.name`). Everything that can be refused before the
+    /// payload is checked here, so the engine calls it before answering `UPLOAD <id> 0`.
     ///
     /// # Errors
     /// [`IngestError::BadName`], [`IngestError::Empty`], [`IngestError::TooLarge`],
     /// [`IngestError::Create`] (piece length, torrent too large), [`IngestError::Exists`]
-    /// when `name` is already taken, [`IngestError::Storage`] when `data_dir` cannot be
+    /// when the name is already taken, [`IngestError::Storage`] when `data_dir` cannot be
     /// opened, [`IngestError::Io`] (a temporary file of this id exists, a link in place of
     /// [`PARTIAL_DIR`], no space, ...).
     pub fn start(
         data_dir: &Path,
-        upload_id: UploadId,
-        name: &str,
-        length: u64,
-        expected_sha256: Option<[u8; SHA256_LEN]>,
+        upload: &NewUpload<'_>,
         opts: &CreateOptions,
     ) -> Result<Self, IngestError> {
+        let NewUpload {
+            upload_id,
+            name,
+            length,
+            sha256,
+            owner,
+        } = *upload;
+        if owner.len() > MAX_OWNER_LEN {
+            return Err(IngestError::BadCheckpoint {
+                reason: "owner too long",
+            });
+        }
         let piece_length = plan(name, length, opts)?;
         let data = Root::open_dir(data_dir)?;
         if data.contains(name) {
@@ -354,10 +393,24 @@ impl Ingest {
             temp_name,
             upload_id,
             name: name.to_owned(),
-            expected_sha256,
+            owner: owner.to_owned(),
+            expected_sha256: sha256,
             opts: opts.clone(),
             state: HashState::new(length, piece_length, opts.version),
         })
+    }
+
+    /// Who started the upload: the `owner` given to [`Ingest::start`], kept in checkpoints, for
+    /// the engine to check that the client resuming it is the same.
+    #[must_use]
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The file's name in the data directory.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The upload's id.
@@ -448,10 +501,12 @@ impl Ingest {
             .subdir(PARTIAL_DIR)
             .map_err(io_err("partial directory"))?;
         let temp_name = temp_name(decoded.upload_id);
-        let file = partial.open_rw(&temp_name).map_err(|errno| match errno {
-            Errno::NOENT => IngestError::NotFound,
-            errno => io_err("open partial file")(errno),
-        })?;
+        let file = partial
+            .open_write(&temp_name)
+            .map_err(|errno| match errno {
+                Errno::NOENT => IngestError::NotFound,
+                errno => io_err("open partial file")(errno),
+            })?;
         let on_disk = file
             .metadata()
             .map_err(|source| IngestError::Io {
@@ -474,6 +529,7 @@ impl Ingest {
             temp_name,
             upload_id: decoded.upload_id,
             name: decoded.name,
+            owner: decoded.owner,
             expected_sha256: decoded.expected_sha256,
             opts: opts.clone(),
             state: decoded.state,
@@ -495,10 +551,9 @@ impl Ingest {
             });
         }
         let result = self.finish_inner();
-        if result.is_err() {
-            let _ = self.partial.remove_file(&self.temp_name);
-            let _ = self.partial.sync();
-        }
+        // Done or refused for good: nothing of this upload stays in the partial directory (a
+        // failure to clean up is left to the cleanup at start).
+        let _ = remove_partial(&self.partial, self.upload_id);
         result
     }
 
@@ -559,19 +614,120 @@ impl Ingest {
         Ok(finish_metainfo(metainfo, &self.opts)?)
     }
 
-    /// Gives up the upload: its temporary file is removed.
+    /// Gives up the upload: its temporary file and saved checkpoint are removed.
     ///
     /// # Errors
     /// [`IngestError::Io`] when the removal fails.
     pub fn abort(self) -> Result<(), IngestError> {
+        remove_partial(&self.partial, self.upload_id).map(|_| ())
+    }
+
+    /// [`Ingest::checkpoint`], saved durably next to the temporary file as
+    /// `<upload id>.ckpt` (written to a temporary name, `fsync`ed, renamed over the previous
+    /// one, directory `fsync`ed), for [`Ingest::resume_saved`], even after a restart. No catalog
+    /// row is involved: a partial upload lives only in [`PARTIAL_DIR`].
+    ///
+    /// # Errors
+    /// [`IngestError::Io`].
+    pub fn save_checkpoint(&self) -> Result<(), IngestError> {
+        let bytes = self.checkpoint()?;
+        let saved = checkpoint_name(self.upload_id);
+        let temp = format!("{saved}.tmp");
+        match self.partial.remove_file(&temp) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(errno) => return Err(io_err("remove stale checkpoint")(errno)),
+        }
+        let file = self
+            .partial
+            .create_new(&temp)
+            .map_err(io_err("create checkpoint"))?;
+        file.write_all_at(&bytes, 0)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| IngestError::Io {
+                op: "write checkpoint",
+                source,
+            })?;
         self.partial
-            .remove_file(&self.temp_name)
-            .map_err(io_err("remove partial file"))
+            .rename_replace(&temp, &saved)
+            .map_err(io_err("rename checkpoint"))?;
+        self.partial
+            .sync()
+            .map_err(io_err("fsync partial directory"))
+    }
+
+    /// [`Ingest::resume`] from the checkpoint [`Ingest::save_checkpoint`] saved for
+    /// `upload_id` in `data_dir`.
+    ///
+    /// # Errors
+    /// [`IngestError::NotFound`] when there is none; as [`Ingest::resume`].
+    pub fn resume_saved(
+        data_dir: &Path,
+        upload_id: UploadId,
+        opts: &CreateOptions,
+    ) -> Result<Self, IngestError> {
+        let data = Root::open_dir(data_dir)?;
+        if !data.contains(PARTIAL_DIR) {
+            return Err(IngestError::NotFound);
+        }
+        let partial = data
+            .subdir(PARTIAL_DIR)
+            .map_err(io_err("partial directory"))?;
+        let name = checkpoint_name(upload_id);
+        let (file, len) = match partial.open_file(Path::new(&name), Path::new(&name)) {
+            Ok(opened) => opened,
+            Err(StorageError::FileMissing { .. }) => return Err(IngestError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        if len > MAX_CHECKPOINT_LEN {
+            return Err(IngestError::BadCheckpoint {
+                reason: "checkpoint file too large",
+            });
+        }
+        // len <= MAX_CHECKPOINT_LEN, a usize.
+        let mut bytes = vec![0u8; len as usize];
+        file.read_exact_at(&mut bytes, 0)
+            .map_err(|source| IngestError::Io {
+                op: "read checkpoint",
+                source,
+            })?;
+        let resumed = Self::resume(data_dir, &bytes, opts)?;
+        if resumed.upload_id != upload_id {
+            return Err(IngestError::BadCheckpoint {
+                reason: "checkpoint of another upload",
+            });
+        }
+        Ok(resumed)
     }
 }
 
-/// Removes the temporary file of `upload_id` in `data_dir`, if any (an expired or cancelled
-/// upload). Returns whether there was one.
+/// The name of `upload_id`'s saved checkpoint.
+fn checkpoint_name(upload_id: UploadId) -> String {
+    format!("{upload_id}{CHECKPOINT_SUFFIX}")
+}
+
+/// Suffix of a saved checkpoint's file name after its upload id's hex.
+pub const CHECKPOINT_SUFFIX: &str = ".ckpt";
+
+/// Removes `upload_id`'s temporary file and saved checkpoint from `partial`, then `fsync`s it;
+/// returns whether there was anything.
+fn remove_partial(partial: &Root, upload_id: UploadId) -> Result<bool, IngestError> {
+    let mut found = false;
+    let saved = checkpoint_name(upload_id);
+    for name in [temp_name(upload_id), format!("{saved}.tmp"), saved] {
+        match partial.remove_file(&name) {
+            Ok(()) => found = true,
+            Err(Errno::NOENT) => {}
+            Err(errno) => return Err(io_err("remove partial file")(errno)),
+        }
+    }
+    if found {
+        partial.sync().map_err(io_err("fsync partial directory"))?;
+    }
+    Ok(found)
+}
+
+/// Removes the temporary file and saved checkpoint of `upload_id` in `data_dir`, if any (an
+/// expired or cancelled upload). Returns whether there was one.
 ///
 /// # Errors
 /// [`IngestError::Storage`] when `data_dir` cannot be opened, [`IngestError::Io`].
@@ -583,20 +739,29 @@ pub fn discard(data_dir: &Path, upload_id: UploadId) -> Result<bool, IngestError
     let partial = data
         .subdir(PARTIAL_DIR)
         .map_err(io_err("partial directory"))?;
-    match partial.remove_file(&temp_name(upload_id)) {
-        Ok(()) => Ok(true),
-        Err(Errno::NOENT) => Ok(false),
-        Err(errno) => Err(io_err("remove partial file")(errno)),
-    }
+    remove_partial(&partial, upload_id)
 }
 
-/// The upload ids of the temporary files in `data_dir`'s [`PARTIAL_DIR`], at most
-/// [`MAX_PARTIAL_LISTED`]; other entries are ignored. The engine calls it at start and
-/// [`discard`]s each id its catalog does not know (SECURITY S1).
+/// A partial upload found in [`PARTIAL_DIR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialUpload {
+    /// Its id.
+    pub upload_id: UploadId,
+    /// When its temporary file was last written (the engine expires it from there); the epoch
+    /// when it has none (a leftover checkpoint: expire it at once).
+    pub modified: SystemTime,
+    /// Whether a checkpoint was saved for it ([`Ingest::resume_saved`] can continue it).
+    pub resumable: bool,
+}
+
+/// The partial uploads in `data_dir`'s [`PARTIAL_DIR`] (every id with a temporary file, a
+/// saved checkpoint, or a leftover of either), sorted by id, from at most
+/// [`MAX_PARTIAL_LISTED`] entries; other entries are ignored. The engine calls it at start and [`discard`]s those expired or not
+/// resumable (SECURITY S1).
 ///
 /// # Errors
 /// [`IngestError::Storage`] when `data_dir` cannot be opened, [`IngestError::Io`].
-pub fn partial_uploads(data_dir: &Path) -> Result<Vec<UploadId>, IngestError> {
+pub fn partial_uploads(data_dir: &Path) -> Result<Vec<PartialUpload>, IngestError> {
     let data = Root::open_dir(data_dir)?;
     if !data.contains(PARTIAL_DIR) {
         return Ok(Vec::new());
@@ -607,11 +772,28 @@ pub fn partial_uploads(data_dir: &Path) -> Result<Vec<UploadId>, IngestError> {
     let names = partial
         .list(MAX_PARTIAL_LISTED)
         .map_err(io_err("list partial directory"))?;
-    Ok(names
+    let mut ids: Vec<UploadId> = names
         .iter()
-        .filter_map(|n| n.strip_suffix(PARTIAL_SUFFIX))
+        .filter_map(|n| {
+            let n = n.strip_suffix(".tmp").unwrap_or(n);
+            n.strip_suffix(PARTIAL_SUFFIX)
+                .or_else(|| n.strip_suffix(CHECKPOINT_SUFFIX))
+        })
         .filter_map(|id| UploadId::parse(id.as_bytes()).ok())
-        .collect())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let out = ids
+        .into_iter()
+        .map(|upload_id| PartialUpload {
+            upload_id,
+            modified: partial
+                .modified(&temp_name(upload_id))
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            resumable: partial.contains(&checkpoint_name(upload_id)),
+        })
+        .collect();
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,7 +801,7 @@ pub fn partial_uploads(data_dir: &Path) -> Result<Vec<UploadId>, IngestError> {
 // ---------------------------------------------------------------------------------------------
 
 /// First bytes of a checkpoint, then the format version.
-const CHECKPOINT_MAGIC: &[u8; 4] = b"SNI\x01";
+const CHECKPOINT_MAGIC: &[u8; 4] = b"SNI\x02";
 
 fn encode_checkpoint(ingest: &Ingest) -> Vec<u8> {
     let s = &ingest.state;
@@ -629,6 +811,9 @@ fn encode_checkpoint(ingest: &Ingest) -> Vec<u8> {
     // The name is at most 255 bytes (validated).
     out.push(u8::try_from(ingest.name.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(ingest.name.as_bytes());
+    // The owner is at most MAX_OWNER_LEN (255) bytes (checked by start).
+    out.push(u8::try_from(ingest.owner.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(ingest.owner.as_bytes());
     out.extend_from_slice(&s.length.to_le_bytes());
     out.extend_from_slice(&s.piece_length.to_le_bytes());
     out.push(match s.version {
@@ -669,6 +854,7 @@ fn encode_checkpoint(ingest: &Ingest) -> Vec<u8> {
 struct Decoded {
     upload_id: UploadId,
     name: String,
+    owner: String,
     expected_sha256: Option<[u8; SHA256_LEN]>,
     state: HashState,
 }
@@ -725,6 +911,10 @@ fn decode_checkpoint(bytes: &[u8]) -> Result<Decoded, IngestError> {
     let name_len = usize::from(r.u8()?);
     let name = std::str::from_utf8(r.take(name_len)?)
         .map_err(|_| bad("name"))?
+        .to_owned();
+    let owner_len = usize::from(r.u8()?);
+    let owner = std::str::from_utf8(r.take(owner_len)?)
+        .map_err(|_| bad("owner"))?
         .to_owned();
     let length = r.u64()?;
     let piece_length = r.u32()?;
@@ -796,6 +986,7 @@ fn decode_checkpoint(bytes: &[u8]) -> Result<Decoded, IngestError> {
     Ok(Decoded {
         upload_id,
         name,
+        owner,
         expected_sha256,
         state,
     })

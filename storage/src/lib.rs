@@ -63,7 +63,7 @@ pub use create_v2::TorrentVersion;
 pub use files::{Segment, SegmentIter};
 pub use hash::default_threads;
 pub use hash_v2::{block_hashes_v2, verify_v2};
-pub use ingest::{Ingest, IngestError, Ingested};
+pub use ingest::{Ingest, IngestError, Ingested, NewUpload};
 pub use layout::{Residency, Storage, StorageError, WARM_CHUNK_LEN};
 pub use path::{
     NonPortable, PathError, SafeRelPath, non_portable_paths, portability_issue, validate_component,

@@ -212,8 +212,10 @@ impl Root {
         })
     }
 
-    /// Creates the new regular file `name` directly beneath the root, read-write, mode 0600:
-    /// `O_CREAT | O_EXCL | O_NOFOLLOW`, so an existing entry (a link included) is never opened.
+    /// Creates the new regular file `name` directly beneath the root, write-only (the
+    /// descriptor cannot read: an upload is hashed as it is written, never read back), mode
+    /// 0600: `O_CREAT | O_EXCL | O_NOFOLLOW`, so an existing entry (a link included) is never
+    /// opened.
     ///
     /// # Errors
     /// `EEXIST` when `name` exists; `EINVAL` for a name that is not one plain component; other
@@ -221,19 +223,19 @@ impl Root {
     pub(crate) fn create_new(&self, name: &str) -> Result<File, Errno> {
         let name = single_component(name)?;
         let flags =
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         rfs::openat(&self.fd, name, flags, Mode::from_raw_mode(0o600)).map(File::from)
     }
 
-    /// Opens the existing regular file `name` directly beneath the root read-write, following
-    /// no link.
+    /// Opens the existing regular file `name` directly beneath the root write-only (as
+    /// [`Root::create_new`]), following no link.
     ///
     /// # Errors
     /// `ENOENT`, `ELOOP` for a link, `EINVAL` for a name that is not one plain component or not
     /// a regular file; other `errno`s of `openat`.
-    pub(crate) fn open_rw(&self, name: &str) -> Result<File, Errno> {
+    pub(crate) fn open_write(&self, name: &str) -> Result<File, Errno> {
         let name = single_component(name)?;
-        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let fd = rfs::openat(&self.fd, name, flags, Mode::empty())?;
         if FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode) != FileType::RegularFile {
             return Err(Errno::INVAL);
@@ -260,6 +262,29 @@ impl Root {
         let from = single_component(from)?;
         let to = single_component(to)?;
         rfs::renameat_with(&self.fd, from, &dest.fd, to, rfs::RenameFlags::NOREPLACE)
+    }
+
+    /// Renames `from` to `to`, both directly beneath the root, atomically replacing `to` (for
+    /// this crate's own bookkeeping files only, never a torrent's data).
+    ///
+    /// # Errors
+    /// `EINVAL` for names that are not one plain component; other `errno`s of `renameat`.
+    pub(crate) fn rename_replace(&self, from: &str, to: &str) -> Result<(), Errno> {
+        let from = single_component(from)?;
+        let to = single_component(to)?;
+        rfs::renameat(&self.fd, from, &self.fd, to)
+    }
+
+    /// The modification time of the entry `name` directly beneath the root (not following a
+    /// link), or `None` when it is missing; a time before the epoch reads as the epoch.
+    pub(crate) fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
+        let name = single_component(name).ok()?;
+        let stat = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
+        let nanos = u32::try_from(stat.st_mtime_nsec)
+            .unwrap_or(0)
+            .min(999_999_999);
+        std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
     }
 
     /// Removes the file `name` directly beneath the root (a link itself, never its target).

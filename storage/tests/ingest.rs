@@ -9,11 +9,32 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use seednode_storage::ingest::{self, PARTIAL_DIR};
-use seednode_storage::{CreateOptions, Ingest, IngestError, TorrentVersion, create_torrent};
+use seednode_storage::{
+    CreateOptions, Ingest, IngestError, NewUpload, TorrentVersion, create_torrent,
+};
 use seednode_wire::upload::{ErrorCode, UploadId};
 use sha2::{Digest as _, Sha256};
 
 const ID: UploadId = UploadId::from_bytes([7; 16]);
+
+/// `Ingest::start` of `length` bytes named `name`, id `id`, owner `alice`.
+fn start(
+    dir: &Path,
+    id: UploadId,
+    name: &str,
+    length: u64,
+    sha256: Option<[u8; 32]>,
+    opts: &CreateOptions,
+) -> Result<Ingest, IngestError> {
+    let upload = NewUpload {
+        upload_id: id,
+        name,
+        length,
+        sha256,
+        owner: "alice",
+    };
+    Ingest::start(dir, &upload, opts)
+}
 
 fn opts(version: TorrentVersion, piece_length: Option<u32>) -> CreateOptions {
     CreateOptions {
@@ -42,7 +63,7 @@ fn upload(
     chunks: &[usize],
     opts: &CreateOptions,
 ) -> Result<ingest::Ingested, IngestError> {
-    let mut up = Ingest::start(dir, ID, name, bytes.len() as u64, None, opts)?;
+    let mut up = start(dir, ID, name, bytes.len() as u64, None, opts)?;
     let mut pos = 0;
     for size in chunks.iter().cycle() {
         if pos == bytes.len() {
@@ -129,7 +150,7 @@ proptest! {
 fn wrong_sha256_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = data(50_000, 1);
-    let mut up = Ingest::start(
+    let mut up = start(
         dir.path(),
         ID,
         "f",
@@ -146,7 +167,7 @@ fn wrong_sha256_leaves_nothing() {
 
     // The right one is accepted.
     let good: [u8; 32] = Sha256::digest(&bytes).into();
-    let mut up = Ingest::start(
+    let mut up = start(
         dir.path(),
         ID,
         "f",
@@ -164,12 +185,12 @@ fn existing_name_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("taken"), b"old").unwrap();
     let o = opts(TorrentVersion::V1, None);
-    let err = Ingest::start(dir.path(), ID, "taken", 5, None, &o).unwrap_err();
+    let err = start(dir.path(), ID, "taken", 5, None, &o).unwrap_err();
     assert!(matches!(err, IngestError::Exists));
     assert_eq!(err.code(), ErrorCode::Exists);
 
     // Taken while the upload ran (a link, even a dangling one, counts): refused at the rename.
-    let mut up = Ingest::start(dir.path(), ID, "late", 5, None, &o).unwrap();
+    let mut up = start(dir.path(), ID, "late", 5, None, &o).unwrap();
     up.write(b"hello").unwrap();
     symlink("/nonexistent", dir.path().join("late")).unwrap();
     assert!(matches!(up.finish(), Err(IngestError::Exists)));
@@ -192,7 +213,7 @@ fn escaping_names_refused() {
     fs::create_dir(&data_dir).unwrap();
     let o = opts(TorrentVersion::V1, None);
     for name in ["../escape", "a/b", "..", ".", "", "/etc/passwd", "x\0y"] {
-        let err = Ingest::start(&data_dir, ID, name, 5, None, &o).unwrap_err();
+        let err = start(&data_dir, ID, name, 5, None, &o).unwrap_err();
         assert!(matches!(err, IngestError::BadName(_)), "{name:?}: {err:?}");
         assert_eq!(err.code(), ErrorCode::Malformed);
     }
@@ -203,7 +224,7 @@ fn escaping_names_refused() {
     let outside = dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
     symlink(&outside, data_dir.join(PARTIAL_DIR)).unwrap();
-    let err = Ingest::start(&data_dir, ID, "ok", 5, None, &o).unwrap_err();
+    let err = start(&data_dir, ID, "ok", 5, None, &o).unwrap_err();
     assert!(matches!(err, IngestError::Io { .. }), "{err:?}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
 }
@@ -212,7 +233,7 @@ fn escaping_names_refused() {
 fn overrun_and_early_finish_refused() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(TorrentVersion::V1, None);
-    let mut up = Ingest::start(dir.path(), ID, "f", 5, None, &o).unwrap();
+    let mut up = start(dir.path(), ID, "f", 5, None, &o).unwrap();
     assert!(matches!(
         up.write(b"123456"),
         Err(IngestError::Overrun { .. })
@@ -220,15 +241,15 @@ fn overrun_and_early_finish_refused() {
     up.write(b"1234").unwrap();
     assert!(matches!(up.finish(), Err(IngestError::Incomplete { .. })));
     assert!(matches!(
-        Ingest::start(dir.path(), ID, "g", 0, None, &o),
+        start(dir.path(), ID, "g", 0, None, &o),
         Err(IngestError::Empty)
     ));
     assert!(matches!(
-        Ingest::start(dir.path(), ID, "g", u64::MAX, None, &o),
+        start(dir.path(), ID, "g", u64::MAX, None, &o),
         Err(IngestError::TooLarge { .. })
     ));
     // A file whose .torrent would exceed the limit is refused before any byte.
-    let err = Ingest::start(
+    let err = start(
         dir.path(),
         UploadId::from_bytes([8; 16]),
         "g",
@@ -251,7 +272,7 @@ fn resume_after_interruption_gives_the_same_torrent() {
             let bytes = data(100_000, 5);
             let o = opts(version, Some(32_768));
             let dir = tempfile::tempdir().unwrap();
-            let mut up = Ingest::start(dir.path(), ID, "r.bin", 100_000, None, &o).unwrap();
+            let mut up = start(dir.path(), ID, "r.bin", 100_000, None, &o).unwrap();
             up.write(&bytes[..cut]).unwrap();
             let checkpoint = up.checkpoint().unwrap();
             // Bytes written after the checkpoint, then the connection drops.
@@ -259,7 +280,12 @@ fn resume_after_interruption_gives_the_same_torrent() {
                 up.write(&bytes[cut..cut + 1]).unwrap();
             }
             drop(up);
-            assert_eq!(ingest::partial_uploads(dir.path()).unwrap(), vec![ID]);
+            let partial = ingest::partial_uploads(dir.path()).unwrap();
+            assert_eq!(
+                partial.iter().map(|p| p.upload_id).collect::<Vec<_>>(),
+                vec![ID]
+            );
+            assert!(!partial[0].resumable);
             let mut up = Ingest::resume(dir.path(), &checkpoint, &o).unwrap();
             assert_eq!(up.offset(), cut as u64);
             for chunk in bytes[cut..].chunks(7_777) {
@@ -281,7 +307,7 @@ fn resume_after_interruption_gives_the_same_torrent() {
 fn bad_checkpoints_refused() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(TorrentVersion::Hybrid, None);
-    let mut up = Ingest::start(dir.path(), ID, "c", 70_000, None, &o).unwrap();
+    let mut up = start(dir.path(), ID, "c", 70_000, None, &o).unwrap();
     up.write(&data(30_000, 1)).unwrap();
     let checkpoint = up.checkpoint().unwrap();
     for len in 0..checkpoint.len() {
@@ -300,4 +326,45 @@ fn bad_checkpoints_refused() {
         Err(IngestError::NotFound)
     ));
     assert!(!ingest::discard(dir.path(), ID).unwrap());
+}
+
+#[test]
+fn saved_checkpoint_resumes_after_restart() {
+    let bytes = data(200_000, 11);
+    let o = opts(TorrentVersion::Hybrid, Some(65_536));
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = start(dir.path(), ID, "s.bin", 200_000, None, &o).unwrap();
+    up.write(&bytes[..70_001]).unwrap();
+    up.save_checkpoint().unwrap();
+    up.write(&bytes[70_001..90_000]).unwrap();
+    drop(up);
+    let partial = ingest::partial_uploads(dir.path()).unwrap();
+    assert_eq!(partial.len(), 1);
+    assert!(partial[0].resumable);
+    assert!(matches!(
+        Ingest::resume_saved(dir.path(), UploadId::from_bytes([1; 16]), &o),
+        Err(IngestError::NotFound)
+    ));
+    let mut up = Ingest::resume_saved(dir.path(), ID, &o).unwrap();
+    assert_eq!(up.offset(), 70_001);
+    assert_eq!(up.owner(), "alice");
+    assert_eq!(up.name(), "s.bin");
+    up.write(&bytes[70_001..]).unwrap();
+    let done = up.finish().unwrap();
+    let created = create_torrent(&dir.path().join("s.bin"), &o, &|_| ()).unwrap();
+    assert_eq!(done.metainfo.to_bytes(), created.to_bytes());
+    assert_eq!(leftovers(dir.path()), (vec!["s.bin".to_owned()], vec![]));
+}
+
+#[test]
+fn discard_removes_every_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(TorrentVersion::V1, None);
+    let mut up = start(dir.path(), ID, "d", 10, None, &o).unwrap();
+    up.write(b"12345").unwrap();
+    up.save_checkpoint().unwrap();
+    drop(up);
+    assert!(ingest::discard(dir.path(), ID).unwrap());
+    assert!(ingest::partial_uploads(dir.path()).unwrap().is_empty());
+    assert_eq!(leftovers(dir.path()), (vec![], vec![]));
 }
