@@ -2,8 +2,11 @@
 //! verification.
 //!
 //! The contract:
-//! - Storage only reads torrent data. It never creates, writes, truncates or deletes a file of a
-//!   torrent; the one file it writes is the [`catalog`] (SQLite), on the engine's catalog thread.
+//! - Storage only reads torrent data, with one exception: [`ingest`] writes an uploaded file
+//!   (a temporary file beneath the data directory, renamed into place without replacing
+//!   anything), on the engine's disk thread. It never writes, truncates or deletes a file of an
+//!   existing torrent; the other file it writes is the [`catalog`] (SQLite), on the engine's
+//!   catalog thread.
 //! - Every filesystem path built from torrent data goes through [`SafeRelPath`]; nothing below a
 //!   torrent's data path is reached through a symbolic link. The data path is resolved once, when
 //!   [`Storage::open`] (or creation) holds its directory open; every open of a file, including
@@ -45,6 +48,7 @@ mod delete;
 mod files;
 mod hash;
 mod hash_v2;
+pub mod ingest;
 mod layout;
 pub mod limits;
 mod path;
@@ -61,6 +65,7 @@ pub use delete::{DeleteError, DeleteReport, delete_torrent_data};
 pub use files::{Segment, SegmentIter};
 pub use hash::default_threads;
 pub use hash_v2::{block_hashes_v2, verify_v2};
+pub use ingest::{Ingest, IngestError, Ingested, NewUpload};
 pub use layout::{Residency, Storage, StorageError, WARM_CHUNK_LEN};
 pub use path::{
     NonPortable, PathError, SafeRelPath, non_portable_paths, portability_issue, validate_component,

@@ -190,6 +190,161 @@ impl Root {
         Ok((File::from(fd), length))
     }
 
+    /// The directory `name` directly beneath the root, created (mode 0700) when missing, as a
+    /// root of its own; `name` is one plain component and is not followed if it is a link.
+    ///
+    /// # Errors
+    /// `EINVAL` for a name that is not one plain component; `ELOOP` or `ENOTDIR` when `name`
+    /// is a link or not a directory; other `errno`s of `mkdirat`/`openat`.
+    pub(crate) fn subdir(&self, name: &str) -> Result<Self, Errno> {
+        let name = single_component(name)?;
+        match rfs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(errno) => return Err(errno),
+        }
+        let fd = openat_retrying(
+            self.fd.as_fd(),
+            name.as_os_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        )?;
+        if FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode) != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        Ok(Self {
+            fd,
+            path: self.path.join(name),
+            symlinks: SymlinkPolicy::Refuse,
+        })
+    }
+
+    /// Creates the new regular file `name` directly beneath the root, write-only (the
+    /// descriptor cannot read: an upload is hashed as it is written, never read back), mode
+    /// 0600: `O_CREAT | O_EXCL | O_NOFOLLOW`, so an existing entry (a link included) is never
+    /// opened.
+    ///
+    /// # Errors
+    /// `EEXIST` when `name` exists; `EINVAL` for a name that is not one plain component; other
+    /// `errno`s of `openat`.
+    pub(crate) fn create_new(&self, name: &str) -> Result<File, Errno> {
+        let name = single_component(name)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rfs::openat(&self.fd, name, flags, Mode::from_raw_mode(0o600)).map(File::from)
+    }
+
+    /// Opens the existing regular file `name` directly beneath the root write-only (as
+    /// [`Root::create_new`]), following no link.
+    ///
+    /// # Errors
+    /// `ENOENT`, `ELOOP` for a link, `EINVAL` for a name that is not one plain component or not
+    /// a regular file; other `errno`s of `openat`.
+    pub(crate) fn open_write(&self, name: &str) -> Result<File, Errno> {
+        let name = single_component(name)?;
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = rfs::openat(&self.fd, name, flags, Mode::empty())?;
+        if FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode) != FileType::RegularFile {
+            return Err(Errno::INVAL);
+        }
+        let status = rfs::fcntl_getfl(&fd)?;
+        rfs::fcntl_setfl(&fd, status - OFlags::NONBLOCK)?;
+        Ok(File::from(fd))
+    }
+
+    /// Whether an entry `name` (of any type, a link included) exists directly beneath the
+    /// root.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        single_component(name)
+            .is_ok_and(|name| rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok())
+    }
+
+    /// Renames `from` (directly beneath this root) to `to` directly beneath `dest`, never
+    /// replacing an existing entry (`renameat2(RENAME_NOREPLACE)`; both on one file system).
+    ///
+    /// # Errors
+    /// `EEXIST` when `to` exists; `EINVAL` for names that are not one plain component; other
+    /// `errno`s of `renameat2`.
+    pub(crate) fn rename_noreplace(&self, from: &str, dest: &Self, to: &str) -> Result<(), Errno> {
+        let from = single_component(from)?;
+        let to = single_component(to)?;
+        rfs::renameat_with(&self.fd, from, &dest.fd, to, rfs::RenameFlags::NOREPLACE)
+    }
+
+    /// Renames `from` to `to`, both directly beneath the root, atomically replacing `to` (for
+    /// this crate's own bookkeeping files only, never a torrent's data).
+    ///
+    /// # Errors
+    /// `EINVAL` for names that are not one plain component; other `errno`s of `renameat`.
+    pub(crate) fn rename_replace(&self, from: &str, to: &str) -> Result<(), Errno> {
+        let from = single_component(from)?;
+        let to = single_component(to)?;
+        rfs::renameat(&self.fd, from, &self.fd, to)
+    }
+
+    /// The modification time of the entry `name` directly beneath the root (not following a
+    /// link), or `None` when it is missing; a time before the epoch reads as the epoch.
+    pub(crate) fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
+        let name = single_component(name).ok()?;
+        let stat = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
+        let nanos = u32::try_from(stat.st_mtime_nsec)
+            .unwrap_or(0)
+            .min(999_999_999);
+        std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+    }
+
+    /// Removes the file `name` directly beneath the root (a link itself, never its target).
+    ///
+    /// # Errors
+    /// `ENOENT`, `EINVAL` for a name that is not one plain component, other `errno`s of
+    /// `unlinkat`.
+    pub(crate) fn remove_file(&self, name: &str) -> Result<(), Errno> {
+        let name = single_component(name)?;
+        rfs::unlinkat(&self.fd, name, AtFlags::empty())
+    }
+
+    /// `fsync`s the root directory itself, so that entries created, renamed or removed in it
+    /// are durable (SECURITY §0 rule 12).
+    ///
+    /// # Errors
+    /// The `errno` of `openat` or `fsync`.
+    pub(crate) fn sync(&self) -> Result<(), Errno> {
+        let dir = rfs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        rfs::fsync(&dir)
+    }
+
+    /// The names of the entries directly beneath the root (`.` and `..` left out), at most
+    /// `limit` of them.
+    ///
+    /// # Errors
+    /// The `errno` of `openat` or `getdents`.
+    pub(crate) fn list(&self, limit: usize) -> Result<Vec<String>, Errno> {
+        let dir = rfs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut names = Vec::new();
+        for entry in rfs::Dir::new(dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name != "." && name != ".." {
+                names.push(name.to_owned());
+            }
+            if names.len() >= limit {
+                break;
+            }
+        }
+        Ok(names)
+    }
+
     /// Names the error of opening `rel`: a link or a non-directory is named by the first
     /// component of `rel` that is one (found with `fstatat` below the root, for the message only).
     fn error(&self, rel: &Path, shown: &Path, errno: Errno) -> StorageError {
@@ -306,6 +461,19 @@ pub(crate) fn open_beneath_walk(
     }
     let at = current.as_ref().map_or(dir, AsFd::as_fd);
     openat_retrying(at, file, flags | OFlags::NOFOLLOW)
+}
+
+/// `name` as a path of exactly one plain component (no `/`, not `.`, `..` or empty).
+///
+/// # Errors
+/// `EINVAL` otherwise.
+fn single_component(name: &str) -> Result<&Path, Errno> {
+    let path = Path::new(name);
+    let mut components = path.components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(_)), None) if !name.contains('/') => Ok(path),
+        _ => Err(Errno::INVAL),
+    }
 }
 
 /// `openat`, retried on `EINTR` at most [`MAX_OPEN_ATTEMPTS`] times.

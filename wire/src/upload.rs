@@ -480,6 +480,18 @@ impl Decoder {
         }
     }
 
+    /// The token of an `UPLOAD_TORRENT` once it is complete, while the torrent is still
+    /// arriving: the engine checks it (and stops reading until the answer) before it buffers a
+    /// torrent of up to [`MAX_UPLOAD_TORRENT_LEN`] bytes from a client that may not upload.
+    /// `None` before the token's `:` and after the request was returned.
+    #[must_use]
+    pub const fn pending_token(&self) -> Option<&Token> {
+        match &self.state {
+            State::Torrent { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+
     /// Decodes from the front of `buf` (all bytes received and not yet consumed). `Ok(None)`:
     /// read more and call again with the grown buffer; the work already done is not redone, so
     /// the cost is linear in the bytes received. `Ok(Some(request))`: the request's bytes were
@@ -528,6 +540,11 @@ impl Decoder {
                         token,
                         scanner: Scanner::default(),
                     };
+                    if buf.is_empty() {
+                        // Give the caller the chance to check the token before any torrent
+                        // byte (see `pending_token`).
+                        return Ok(None);
+                    }
                 }
                 State::Torrent { token, scanner } => {
                     let Some(len) = scanner.scan(buf)? else {

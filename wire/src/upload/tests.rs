@@ -188,6 +188,21 @@ fn refuses_bad_tokens() {
 }
 
 #[test]
+fn token_is_known_before_the_torrent() {
+    let mut decoder = Decoder::new();
+    let mut buf = BytesMut::from(&b"UPLOAD_TORRENT:abc"[..]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    assert_eq!(decoder.pending_token(), None);
+    buf.extend_from_slice(b":");
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    assert_eq!(decoder.pending_token().map(Token::as_str), Some("abc"));
+    assert!(buf.is_empty());
+    buf.extend_from_slice(b"de");
+    assert!(matches!(decoder.decode(&mut buf), Ok(Some(_))));
+    assert_eq!(decoder.pending_token(), None);
+}
+
+#[test]
 fn debug_hides_the_token() {
     let token = Token::new(TOKEN.as_bytes()).unwrap();
     assert!(!format!("{token:?}").contains("cdcd"));
