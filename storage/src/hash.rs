@@ -16,10 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
-use sha1::{Digest, Sha1};
-
 use crate::StorageError;
 use crate::files::FileSet;
+use crate::hash_v2::PieceHasher;
 use crate::layout::Geometry;
 use crate::limits::{HASH_CHUNK_LEN, MAX_HASH_THREADS, MIN_BYTES_PER_HASH_THREAD, READ_BUF_LEN};
 
@@ -207,7 +206,8 @@ fn hash_run<T>(
         )
         .ok_or(StorageError::LengthOverflow)?
         .min(geometry.total_length);
-    let mut hasher = Sha1::new();
+    // SHA-1 only: the same piece hasher v2 creation and streaming ingest use.
+    let mut hasher = PieceHasher::new(true, false);
     let mut slots = out.iter_mut();
     let mut piece = first;
     let mut piece_left = geometry.piece_len(piece).map_or(0, u64::from);
@@ -223,11 +223,11 @@ fn hash_run<T>(
         while !rest.is_empty() && piece_left > 0 {
             let take = usize::try_from(piece_left).map_or(rest.len(), |left| left.min(rest.len()));
             let (now, later) = rest.split_at(take);
-            hasher.update(now);
+            hasher.data(now)?;
             rest = later;
             piece_left -= take as u64;
             if piece_left == 0 {
-                let digest: [u8; 20] = hasher.finalize_reset().into();
+                let digest = hasher.finish(0)?.v1;
                 if let Some(slot) = slots.next() {
                     *slot = map(piece, digest);
                 }
