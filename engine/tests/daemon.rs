@@ -1744,3 +1744,131 @@ fn a_token_past_its_quota_gets_err_quota() {
     assert!(body.contains("quota"), "{body}");
     node.stop();
 }
+
+/// Issue 12, `UPLOAD_FILE`: a file streamed over a plain socket is stored, hashed as it arrived
+/// into the very torrent `seednode create` makes of it (same info-hash), seeded at once with
+/// nothing re-hashed, and downloaded by aria2c through the node's `.torrent`; a wrong `sha256`
+/// and a taken name leave nothing behind.
+#[test]
+fn upload_file_streams_a_file_into_a_seeded_torrent() {
+    require_aria2c();
+    let deadline = Deadline::after(Duration::from_secs(120));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, tok, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--scope"),
+        os("upload"),
+    ]);
+    assert!(ok, "{err}");
+    let tok = tok.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    let original = dir.path().join("movie.bin");
+    write_random_file(&original, 3_000_000, 77);
+    let payload = fs::read(&original).unwrap();
+    let sha256 = common::sha256_file(&original);
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let client = Ipv4Addr::new(127, 0, 0, 51);
+    let send = |header: String, body: &[u8]| -> (String, String) {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from((client, 0)).into())
+            .unwrap();
+        socket
+            .connect(&std::net::SocketAddr::from((SEEDER_IP, port)).into())
+            .unwrap();
+        let mut s: TcpStream = socket.into();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(header.as_bytes()).unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        if !first.starts_with("UPLOAD ") {
+            return (first, String::new());
+        }
+        s.write_all(body).unwrap();
+        let mut second = String::new();
+        let _ = std::io::BufRead::read_line(&mut reader, &mut second);
+        (first, second)
+    };
+    let (first, done) = send(
+        format!(
+            "UPLOAD_FILE {tok} {} movie.bin sha256={sha256}\n",
+            payload.len()
+        ),
+        &payload,
+    );
+    assert!(
+        first.starts_with("UPLOAD ") && first.trim_end().ends_with(" 0"),
+        "{first}"
+    );
+    assert!(done.starts_with("OK "), "{done}\n{}", node.log());
+    let ih = done.split(' ').nth(1).unwrap().to_owned();
+    // The same info-hash as `seednode create` of the same bytes.
+    let created = dir.path().join("created.torrent");
+    let (ok, out, err) = seednode(&[
+        os("create"),
+        original.as_os_str(),
+        os("-o"),
+        created.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("info-hash: {ih}")), "{out} vs {ih}");
+    assert_eq!(fs::read(data.join("data/movie.bin")).unwrap(), payload);
+    assert_eq!(
+        node.metric("seednode_rehashed_bytes_total"),
+        0,
+        "nothing read back"
+    );
+    // aria2c downloads it through the node's own .torrent.
+    let (status, torrent) = {
+        let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+        write!(
+            s,
+            "GET /t/{ih}.torrent HTTP/1.1\r\nHost: {SEEDER_IP}:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (
+            String::from_utf8_lossy(&raw[9..12]).into_owned(),
+            raw[split + 4..].to_vec(),
+        )
+    };
+    assert_eq!(status, "200");
+    let torrent_path = dir.path().join("from-node.torrent");
+    fs::write(&torrent_path, torrent).unwrap();
+    let dl = dir.path().join("dl");
+    aria2c(&torrent_path, &dl, None, deadline);
+    assert_eq!(fs::read(dl.join("movie.bin")).unwrap(), payload);
+    // A wrong sha256: refused at the end, nothing left; a taken name: refused at once.
+    let (_, wrong) = send(
+        format!(
+            "UPLOAD_FILE {tok} {} other.bin sha256={}\n",
+            payload.len(),
+            "0".repeat(64)
+        ),
+        &payload,
+    );
+    assert!(wrong.starts_with("ERR malformed "), "{wrong}");
+    assert!(!data.join("data/other.bin").exists());
+    let (taken, _) = send(format!("UPLOAD_FILE {tok} 10 movie.bin\n"), b"0123456789");
+    assert!(taken.starts_with("ERR exists "), "{taken}");
+    let (ok, out, _) = seednode(&[
+        os("audit"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--kind"),
+        os("upload."),
+    ]);
+    assert!(
+        ok && out.contains("upload.completed") && out.contains("upload.rejected"),
+        "{out}"
+    );
+    node.stop();
+}

@@ -241,6 +241,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     };
 
     let started = Instant::now();
+    // The content directory: uploads and API adds keep their data beneath it.
+    std::fs::create_dir_all(dir.join("data"))
+        .map_err(|e| format!("content directory {}: {e}", escape_path(&dir.join("data"))))?;
     let (loaded, idle) = resume_all(&mut catalog)?;
     info!(
         torrents = loaded.len(),

@@ -314,7 +314,16 @@ impl Reactor {
                         serde_json::json!({ "seeding": seeding }),
                     );
                 }
-                if let Some(waiting) = waiting
+                let answer = match (answer, added_hash) {
+                    // Committed without its data (202): an upload waits for it, stored anyway.
+                    (Err((202, _, _)), Some((ih, false))) if self.is_detached_upload(request) => {
+                        Ok((ih, false))
+                    }
+                    (answer, _) => answer,
+                };
+                if self.finish_detached_upload(request, &answer) {
+                    // Answered on the upload's own thread.
+                } else if let Some(waiting) = waiting
                     && !self.finish_upload(&waiting, request, &answer, added_hash.map(|(h, _)| h))
                 {
                     self.finish_deferred(waiting, request, super::front::added_response(answer));

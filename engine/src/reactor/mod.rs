@@ -47,6 +47,7 @@ pub(crate) use summary::DEFAULT_SUMMARY_INTERVAL;
 mod torrent;
 mod udp;
 mod upload;
+mod upload_file;
 
 use conn::Conn;
 use metrics::EngineStats;
@@ -140,6 +141,8 @@ pub(crate) struct Reactor {
     events: crate::events::Bus,
     /// Addresses locked out after failed authentications (fed by the bus).
     lockout: std::rc::Rc<std::cell::RefCell<crate::events::lockout::Lockout>>,
+    /// The threads of `UPLOAD_FILE` uploads.
+    uploads: upload_file::UploadThreads,
     /// Audit records waiting for the catalog worker (`seednode run` only).
     audit: Option<std::rc::Rc<std::cell::RefCell<crate::events::audit::AuditBuffer>>>,
     choker: Choker,
@@ -291,6 +294,7 @@ impl Reactor {
             events,
             lockout,
             audit: None,
+            uploads: upload_file::UploadThreads::default(),
             upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),
             choker: Choker::new(start, config.upload_slots, config.global_upload_slots),
@@ -388,6 +392,7 @@ impl Reactor {
                         self.on_disk_done();
                         self.on_resolved(now);
                         self.on_catalog_replies();
+                        self.on_upload_events();
                     }
                     ANNOUNCE_UDP => self.drain_announcer_udp(now),
                     SIGNALS => {

@@ -53,7 +53,7 @@ impl Reactor {
     }
 
     /// Refuses an upload: the reply, and an `upload.rejected` event.
-    fn upload_refuse(
+    pub(super) fn upload_refuse(
         &mut self,
         key: usize,
         remote: SocketAddr,
@@ -83,15 +83,16 @@ impl Reactor {
         };
         let (remote, generation) = (conn.remote, conn.generation);
         let trailing = !conn.rbuf.is_empty();
-        let (token, torrent) = match request {
-            Request::Torrent { token, torrent } => (token, torrent),
-            Request::File(_) | Request::Resume(_) => {
+        let (token, torrent, file) = match request {
+            Request::Torrent { token, torrent } => (token, torrent, None),
+            Request::File(header) => (header.token.clone(), bytes::Bytes::new(), Some(header)),
+            Request::Resume(_) => {
                 self.upload_refuse(
                     key,
                     remote,
                     None,
                     ErrorCode::Internal,
-                    "UPLOAD_FILE and UPLOAD_RESUME are not enabled on this node yet",
+                    "UPLOAD_RESUME is not enabled on this node yet: start the upload again",
                 );
                 return;
             }
@@ -125,6 +126,10 @@ impl Reactor {
                 return;
             }
         };
+        if let Some(header) = file {
+            self.upload_file(key, now, header, &actor, scopes);
+            return;
+        }
         if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
             let mut event = Event::new(kind::AUTH_DENIED, now_unix);
             event.source = Some(ip);
@@ -285,7 +290,8 @@ impl Reactor {
             Err(_) => None,
         };
         if let Some(ih) = ok_hash {
-            let magnet = self.upload_magnet(ih, requester.key);
+            let local = self.conns.get(requester.key).map(|c| c.local);
+            let magnet = self.upload_magnet(ih, local);
             let mut event = Event::new(kind::UPLOAD_COMPLETED, unix_now());
             event.source = Some(remote.ip());
             event.actor = actor.map(str::to_owned);
@@ -318,13 +324,14 @@ impl Reactor {
     }
 
     /// The magnet link of torrent `ih` as this node serves it: its name, this node's tracker
-    /// and this node as a peer (`x.pe`), as reached on connection `key`.
-    fn upload_magnet(&self, ih: InfoHash, key: usize) -> String {
-        let local = self.conns.get(key).map(|c| c.local);
-        let host = local.map(|l| {
-            let ip = self.config.announce_ip.unwrap_or_else(|| l.ip());
-            SocketAddr::new(ip, self.config.peer_port).to_string()
-        });
+    /// and this node as a peer (`x.pe`), as reached at `local` (the announce address when
+    /// configured; neither when unknown).
+    pub(super) fn upload_magnet(&self, ih: InfoHash, local: Option<SocketAddr>) -> String {
+        let host = self
+            .config
+            .announce_ip
+            .or_else(|| local.map(|l| l.ip()))
+            .map(|ip| SocketAddr::new(ip, self.config.peer_port).to_string());
         let name = self
             .by_hash
             .get(&ih)

@@ -1,0 +1,519 @@
+//! `UPLOAD_FILE` (issue 12, `docs/upload.md`): a file streamed to the node, hashed as it
+//! arrives, stored, turned into a torrent and seeded.
+//!
+//! The event loop decodes the header and checks everything that can be checked before a payload
+//! byte is read (lockout, token, scope, the byte quota against the announced length, the number
+//! of uploads at once). Then the connection leaves the loop: its socket goes, blocking, to a
+//! thread of its own ([`MAX_CONCURRENT_UPLOADS`] at most), which runs
+//! [`seednode_storage::Ingest`] (write and hash from the same buffer, `fsync`, rename into
+//! place, torrent built as `seednode create` builds it), hands the torrent to the loop for the
+//! catalog commit (an [`UploadEvent::Stored`] through a channel and the loop's waker), waits for
+//! the verdict, writes the reply line and, when the commit was refused, removes the file again.
+//! A dropped connection keeps its checkpoint for `UPLOAD_RESUME` (not served yet; partial files
+//! are listed by `seednode_storage::ingest::partial_uploads` for cleanup).
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::Waker;
+use seednode_storage::catalog::Scopes;
+use seednode_storage::{CreateOptions, Ingest, NewUpload};
+use seednode_wire::metainfo::Metainfo;
+use seednode_wire::upload::{ErrorCode, FileHeader, Reply, UploadId};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::Reactor;
+use super::catalog::Requester;
+use crate::events::{Event, kind};
+
+/// Uploads streaming at once over the whole node: each holds a thread and a file open; more are
+/// answered `ERR busy` before any payload byte.
+pub(crate) const MAX_CONCURRENT_UPLOADS: usize = 4;
+
+/// How long an upload may go without a byte before it is cut off (its checkpoint is kept).
+pub(crate) const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes read from the socket per write to the file (and per hash update).
+pub(crate) const UPLOAD_CHUNK_LEN: usize = 256 * 1024;
+
+/// How long a finished upload waits for the catalog's verdict before giving up (the file is
+/// then removed and the client told `ERR internal`).
+pub(crate) const UPLOAD_VERDICT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an upload thread tells the loop.
+pub(crate) enum UploadEvent {
+    /// The file is in place and this is its torrent: commit it, then send the reply on `reply`.
+    Stored {
+        /// The `.torrent` bytes.
+        metainfo: Vec<u8>,
+        /// Where the file is.
+        data_path: PathBuf,
+        /// Who uploaded (token or client id).
+        owner: String,
+        /// Where the client connected from.
+        source: SocketAddr,
+        /// The stored file's modification time (nanoseconds since the epoch) and SHA-256,
+        /// recorded as verified: its pieces were hashed as they arrived, so nothing is read
+        /// back to seed it.
+        verified: Option<(i64, [u8; 32])>,
+        /// The verdict's way back to the thread.
+        reply: SyncSender<Reply>,
+    },
+    /// The thread ended (stored, refused or interrupted): a slot is free.
+    Finished {
+        /// Where the client connected from.
+        source: SocketAddr,
+        /// The token or client id.
+        owner: String,
+        /// What happened, for the `upload.completed` / `upload.rejected` event.
+        outcome: Result<String, (ErrorCode, String)>,
+    },
+}
+
+/// The loop's side of the upload threads.
+pub(crate) struct UploadThreads {
+    active: usize,
+    tx: Sender<UploadEvent>,
+    rx: Receiver<UploadEvent>,
+    /// Catalog requests of stored uploads, with the way back to their thread.
+    waiters: std::collections::HashMap<u64, SyncSender<Reply>>,
+}
+
+impl Default for UploadThreads {
+    fn default() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Self {
+            active: 0,
+            tx,
+            rx,
+            waiters: std::collections::HashMap::new(),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Reactor {
+    /// Starts an `UPLOAD_FILE` of connection `key` whose token (id `actor`, `scopes`) passed.
+    pub(super) fn upload_file(
+        &mut self,
+        key: usize,
+        now: Instant,
+        header: FileHeader,
+        actor: &str,
+        scopes: Scopes,
+    ) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let remote = conn.remote;
+        if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Scope,
+                "the token may not upload",
+            );
+            return;
+        }
+        let Some(root) = self.config.content_root.clone() else {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Internal,
+                "uploads need `seednode run` (the catalog)",
+            );
+            return;
+        };
+        let owner = self.owner_of(actor);
+        if owner.max_bytes.is_some_and(|max| header.length > max) {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Quota,
+                "the file is larger than the token's byte quota",
+            );
+            return;
+        }
+        if self.uploads.active >= MAX_CONCURRENT_UPLOADS {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Busy,
+                "too many uploads at once; retry later",
+            );
+            return;
+        }
+        let mut id = [0u8; seednode_wire::upload::UPLOAD_ID_LEN];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Internal,
+                "no randomness",
+            );
+            return;
+        }
+        let upload_id = UploadId::from_bytes(id);
+        let Some((stream, leftover)) = self.detach(key) else {
+            return;
+        };
+        self.uploads.active += 1;
+        let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
+        event.source = Some(remote.ip());
+        event.actor = Some(actor.to_owned());
+        event.details = json!({
+            "surface": "upload",
+            "kind": "file",
+            "name": header.name.as_str(),
+            "bytes": header.length,
+            "upload_id": upload_id.to_string(),
+        });
+        self.events.emit(now, &event);
+        let job = Job {
+            stream,
+            leftover,
+            header,
+            upload_id,
+            owner: actor.to_owned(),
+            source: remote,
+            content_root: root,
+            events: self.uploads.tx.clone(),
+            waker: self.waker(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("upload".into())
+            .spawn(move || run(job));
+        if let Err(e) = spawned {
+            warn!(error = %e, "upload thread not started");
+            self.uploads.active -= 1;
+        }
+    }
+
+    /// Takes connection `key` out of the loop (deregistered, its accounting undone) and returns
+    /// its socket in blocking mode with the bytes already received.
+    fn detach(&mut self, key: usize) -> Option<(std::net::TcpStream, bytes::BytesMut)> {
+        if !self.conns.contains(key) {
+            return None;
+        }
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let ip = seednode_wire::addr::canonical_ip(conn.remote.ip());
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+        let stream: std::net::TcpStream = conn.stream.into();
+        stream.set_nonblocking(false).ok()?;
+        stream.set_read_timeout(Some(UPLOAD_IDLE_TIMEOUT)).ok()?;
+        stream.set_write_timeout(Some(UPLOAD_IDLE_TIMEOUT)).ok()?;
+        Some((stream, conn.rbuf))
+    }
+
+    /// Handles what the upload threads reported (on a wake of the loop).
+    pub(super) fn on_upload_events(&mut self) {
+        let now = self.now;
+        while let Ok(event) = self.uploads.rx.try_recv() {
+            match event {
+                UploadEvent::Stored {
+                    metainfo,
+                    data_path,
+                    owner,
+                    source,
+                    verified,
+                    reply,
+                } => self.commit_upload(metainfo, data_path, &owner, source, verified, reply),
+                UploadEvent::Finished {
+                    source,
+                    owner,
+                    outcome,
+                } => {
+                    self.uploads.active = self.uploads.active.saturating_sub(1);
+                    let mut event = match &outcome {
+                        Ok(ih) => {
+                            let mut e = Event::new(kind::UPLOAD_COMPLETED, unix_now());
+                            e.details =
+                                json!({ "surface": "upload", "kind": "file", "info_hash": ih });
+                            e
+                        }
+                        Err((code, reason)) => {
+                            let mut e = Event::new(kind::UPLOAD_REJECTED, unix_now());
+                            e.details = json!({ "surface": "upload", "kind": "file",
+                                "code": code.as_str(), "reason": reason });
+                            e
+                        }
+                    };
+                    event.source = Some(source.ip());
+                    event.actor = Some(owner);
+                    self.events.emit(now, &event);
+                }
+            }
+        }
+    }
+
+    /// Commits a stored upload's torrent; the verdict goes back to its thread when the
+    /// catalog answers ([`Reactor::finish_detached_upload`]).
+    fn commit_upload(
+        &mut self,
+        metainfo: Vec<u8>,
+        data_path: PathBuf,
+        owner: &str,
+        source: SocketAddr,
+        verified: Option<(i64, [u8; 32])>,
+        reply: SyncSender<Reply>,
+    ) {
+        let refuse = |reply: &SyncSender<Reply>, code, reason: &str| {
+            let _ = reply.try_send(Reply::Err {
+                code,
+                reason: reason.to_owned(),
+            });
+        };
+        let meta = match Metainfo::from_bytes(&metainfo) {
+            Ok(m) => m,
+            Err(e) => return refuse(&reply, ErrorCode::Internal, &e.to_string()),
+        };
+        if self.by_hash.contains_key(&meta.info_hash) || self.idle.contains_key(&meta.info_hash) {
+            return refuse(
+                &reply,
+                ErrorCode::Exists,
+                "the node has this torrent already",
+            );
+        }
+        let mut new = match seednode_storage::catalog::NewTorrent::from_metainfo(
+            metainfo,
+            &meta,
+            data_path,
+            unix_now(),
+        ) {
+            Ok(t) => t,
+            Err(e) => return refuse(&reply, ErrorCode::Internal, &e.to_string()),
+        };
+        new.owner = Some(self.owner_of(owner));
+        if let (Some((mtime_ns, sha256)), [file]) = (verified, new.files.as_mut_slice()) {
+            file.mtime_ns = Some(mtime_ns);
+            file.sha256 = Some(sha256);
+        }
+        let requester = Requester {
+            key: usize::MAX,
+            generation: 0,
+            actor: Some(owner.into()),
+            source: Some(source.ip()),
+        };
+        match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
+            request,
+            torrent: Box::new(new),
+        }) {
+            Ok(request) => {
+                self.uploads.waiters.insert(request, reply);
+            }
+            Err(_) => refuse(&reply, ErrorCode::Busy, "the catalog is busy; retry"),
+        }
+    }
+
+    /// Whether catalog request `request` is a detached upload's add.
+    pub(super) fn is_detached_upload(&self, request: u64) -> bool {
+        self.uploads.waiters.contains_key(&request)
+    }
+
+    /// The catalog answered the add of a detached upload (`request`): its verdict goes to the
+    /// upload's thread. Returns false when `request` is no such upload.
+    pub(super) fn finish_detached_upload(
+        &mut self,
+        request: u64,
+        answer: &Result<(seednode_wire::InfoHash, bool), (u16, &'static str, String)>,
+    ) -> bool {
+        let Some(reply) = self.uploads.waiters.remove(&request) else {
+            return false;
+        };
+        let verdict = match answer {
+            Ok((ih, _)) => Reply::Ok {
+                info_hash: *ih,
+                magnet: self.upload_magnet(*ih, None),
+            },
+            Err((409, _, m)) => Reply::Err {
+                code: ErrorCode::Exists,
+                reason: m.clone(),
+            },
+            Err((403, _, m)) => Reply::Err {
+                code: ErrorCode::Quota,
+                reason: m.clone(),
+            },
+            Err((_, _, m)) => Reply::Err {
+                code: ErrorCode::Internal,
+                reason: m.clone(),
+            },
+        };
+        let _ = reply.try_send(verdict);
+        true
+    }
+}
+
+/// Everything an upload thread needs.
+struct Job {
+    stream: std::net::TcpStream,
+    leftover: bytes::BytesMut,
+    header: FileHeader,
+    upload_id: UploadId,
+    owner: String,
+    source: SocketAddr,
+    content_root: PathBuf,
+    events: Sender<UploadEvent>,
+    waker: Arc<Waker>,
+}
+
+/// The upload thread: stream, hash, store, get the verdict, answer.
+fn run(mut job: Job) {
+    let outcome = stream_and_store(&mut job);
+    let (line, result) = match outcome {
+        Ok(reply) => {
+            let result = match &reply {
+                Reply::Ok { info_hash, .. } => Ok(info_hash.to_hex()),
+                Reply::Err { code, reason } => Err((*code, reason.clone())),
+                Reply::Upload { .. } => Err((ErrorCode::Internal, "unexpected".into())),
+            };
+            (Some(reply), result)
+        }
+        Err(None) => (None, Err((ErrorCode::Malformed, "connection lost".into()))),
+        Err(Some((code, reason))) => (
+            Some(Reply::Err {
+                code,
+                reason: reason.clone(),
+            }),
+            Err((code, reason)),
+        ),
+    };
+    if let Some(line) = line {
+        let mut bytes = Vec::new();
+        line.encode(&mut bytes);
+        let _ = job.stream.write_all(&bytes);
+    }
+    let _ = job.stream.shutdown(std::net::Shutdown::Both);
+    let _ = job.events.send(UploadEvent::Finished {
+        source: job.source,
+        owner: job.owner.clone(),
+        outcome: result,
+    });
+    let _ = job.waker.wake();
+}
+
+/// Streams the payload into an [`Ingest`], stores it and waits for the catalog's verdict.
+/// `Err(None)`: the connection dropped (the checkpoint is kept for a resume).
+fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>> {
+    let refuse = |code: ErrorCode, reason: String| Err(Some((code, reason)));
+    let opts = CreateOptions {
+        threads: 1,
+        ..CreateOptions::default()
+    };
+    let upload = NewUpload {
+        upload_id: job.upload_id,
+        name: job.header.name.as_str(),
+        length: job.header.length,
+        sha256: job.header.sha256,
+        owner: &job.owner,
+    };
+    let mut ingest = match Ingest::start(&job.content_root, &upload, &opts) {
+        Ok(i) => i,
+        Err(e) => return refuse(e.code(), e.to_string()),
+    };
+    let mut line = Vec::new();
+    Reply::Upload {
+        upload_id: job.upload_id,
+        offset: 0,
+    }
+    .encode(&mut line);
+    if job.stream.write_all(&line).is_err() {
+        let _ = ingest.abort();
+        return Err(None);
+    }
+    let length = job.header.length;
+    if job.leftover.len() as u64 > length {
+        let _ = ingest.abort();
+        return refuse(ErrorCode::Malformed, "bytes after the file".into());
+    }
+    if !job.leftover.is_empty()
+        && let Err(e) = ingest.write(&job.leftover)
+    {
+        let _ = ingest.abort();
+        return refuse(e.code(), e.to_string());
+    }
+    let mut buf = vec![0u8; UPLOAD_CHUNK_LEN];
+    while ingest.offset() < length {
+        let want =
+            usize::try_from(length - ingest.offset()).map_or(buf.len(), |r| r.min(buf.len()));
+        match job.stream.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => {
+                // Dropped or idle too long: keep what arrived for UPLOAD_RESUME.
+                if let Err(e) = ingest.save_checkpoint() {
+                    debug!(error = %e, "checkpoint not saved");
+                }
+                return Err(None);
+            }
+            Ok(n) => {
+                if let Err(e) = ingest.write(&buf[..n]) {
+                    let _ = ingest.abort();
+                    return refuse(e.code(), e.to_string());
+                }
+            }
+        }
+    }
+    let ingested = match ingest.finish() {
+        Ok(i) => i,
+        Err(e) => return refuse(e.code(), e.to_string()),
+    };
+    let data_path = job.content_root.join(job.header.name.as_str());
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let verified = std::fs::symlink_metadata(&data_path).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        (
+            m.mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+            ingested.sha256,
+        )
+    });
+    let stored = UploadEvent::Stored {
+        metainfo: ingested.metainfo.to_bytes(),
+        data_path: data_path.clone(),
+        owner: job.owner.clone(),
+        source: job.source,
+        verified,
+        reply: tx,
+    };
+    if job.events.send(stored).is_err() {
+        let _ = std::fs::remove_file(&data_path);
+        return refuse(ErrorCode::Internal, "the node is stopping".into());
+    }
+    let _ = job.waker.wake();
+    let verdict = rx
+        .recv_timeout(UPLOAD_VERDICT_TIMEOUT)
+        .unwrap_or(Reply::Err {
+            code: ErrorCode::Internal,
+            reason: "the catalog did not answer in time".into(),
+        });
+    if let Reply::Err { .. } = &verdict {
+        // Not committed: the file goes, so a refusal leaves nothing behind.
+        if let Err(e) = std::fs::remove_file(&data_path) {
+            warn!(error = %e, "uploaded file not removed after a refusal");
+        }
+    } else {
+        info!(name = %seednode_wire::display::escape_name(job.header.name.as_str()),
+              bytes = length, "file upload stored");
+    }
+    Ok(verdict)
+}
