@@ -36,6 +36,8 @@ pub(crate) enum Reply {
     Status(u16),
     /// Not at all: the connection is held open this long, then closed.
     Hang(Duration),
+    /// `302 Found` to this location.
+    Redirect(&'static str),
 }
 
 /// A receiver running on 127.0.0.1; stops when dropped.
@@ -141,6 +143,12 @@ fn serve(conn: TcpStream, received: &Mutex<Vec<Received>>, script: &Mutex<VecDeq
             );
         }
         Reply::Hang(d) => std::thread::sleep(d),
+        Reply::Redirect(location) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
     }
 }
 

@@ -243,6 +243,41 @@ fn a_receiver_that_never_answers_times_out_and_is_retried() {
 }
 
 #[test]
+fn redirects_are_not_followed() {
+    let mut s = setup();
+    // Where the redirect points: a loopback service the node must not be bounced to.
+    let inner = TestReceiver::start(vec![]);
+    let location: &'static str = format!("http://{}/admin", inner.addr).leak();
+    let rx_http = TestReceiver::start(vec![Reply::Redirect(location)]);
+    let ep = s
+        .catalog
+        .add_webhook_endpoint(&endpoint(
+            format!("http://{}/", rx_http.addr),
+            vec![SECRET_A.into()],
+            true,
+        ))
+        .expect("endpoint");
+    s.catalog
+        .enqueue_webhooks(&[event(1)], unix_ms())
+        .expect("enqueue");
+    let id = row_id(&s.catalog, ep, "msg_test1");
+    let (sender, _notices) = start(fast(&s.path));
+    assert!(wait_until(Duration::from_secs(10), || row_state(
+        &s.path, id
+    )
+    .state
+        == OutboxState::Delivered));
+    assert!(sender.stop(Duration::from_secs(5)));
+    assert!(inner.received().is_empty(), "the redirect was followed");
+    let row = row_state(&s.path, id);
+    assert_eq!(row.attempts, 2);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("HTTP 302: redirect not followed")
+    );
+}
+
+#[test]
 fn rows_of_an_endpoint_arrive_in_order_despite_retries() {
     let mut s = setup();
     let rx_http = TestReceiver::start(vec![
