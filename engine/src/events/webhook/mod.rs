@@ -319,6 +319,9 @@ mod tests {
             label: String::new(),
         };
         assert!(matches!(check_endpoint(&e), Err(EndpointError::Url(_))));
+        e.url = "https://localhost/hook".into(); // a name: resolved, then refused
+        assert!(matches!(check_endpoint(&e), Err(EndpointError::Url(_))));
+        e.url = "http://127.0.0.1:9/hook".into();
         e.allow_private = true;
         assert!(check_endpoint(&e).is_ok());
         e.secrets.push("whsec_c2hvcnQ=".into());

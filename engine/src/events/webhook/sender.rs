@@ -291,6 +291,12 @@ impl WebhookSender {
         self.control.cv.notify_all();
     }
 
+    /// Whether the thread is still running: `false` after [`Self::stop`] or a panic (which the
+    /// engine should treat as fatal, like any dead worker: SECURITY R7).
+    pub(crate) fn is_running(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
     /// Asks the thread to stop and waits for it at most `timeout`; returns whether it ended.
     /// A delivery in flight is not interrupted: when it outlasts `timeout` (at most the
     /// request timeout) the thread is left to end on its own; its row stays pending and is

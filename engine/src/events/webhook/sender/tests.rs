@@ -516,6 +516,7 @@ fn stop_is_prompt_when_idle() {
     };
     let (sender, _notices) = start(config);
     sender.wake();
+    assert!(sender.is_running());
     let t = std::time::Instant::now();
     assert!(sender.stop(Duration::from_secs(5)));
     assert!(t.elapsed() < Duration::from_secs(1));
