@@ -9,6 +9,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod lockout;
+pub(crate) mod webhook;
 
 use std::net::IpAddr;
 use std::time::Instant;

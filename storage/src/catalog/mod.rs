@@ -46,6 +46,7 @@ use crate::limits::{
 };
 
 mod audit;
+mod outbox;
 pub mod resume;
 mod schema;
 mod tokens;
@@ -53,6 +54,12 @@ mod torrents;
 mod writer;
 
 pub use audit::{AuditRecord, MAX_AUDIT_DETAILS_LEN, MAX_AUDIT_QUERY_ROWS, MAX_AUDIT_ROWS};
+pub use outbox::{
+    EnqueueOutcome, MAX_FINISHED_WEBHOOKS_PER_ENDPOINT, MAX_PENDING_WEBHOOKS_PER_ENDPOINT,
+    MAX_WEBHOOK_BODY_LEN, MAX_WEBHOOK_ENDPOINTS, MAX_WEBHOOK_ERROR_LEN, MAX_WEBHOOK_KINDS,
+    MAX_WEBHOOK_SECRETS, MAX_WEBHOOK_URL_LEN, NewWebhookEndpoint, OutboxRow, OutboxState,
+    WebhookEndpoint, WebhookEvent,
+};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use tokens::{
     NewToken, Scopes, TOKEN_ID_LEN, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenError,

@@ -107,8 +107,44 @@ ALTER TABLE torrents ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0 CHECK (siz
 CREATE INDEX torrents_owner ON torrents (owner) WHERE owner IS NOT NULL;
 ";
 
+/// Schema version 5: webhook endpoints and their durable outbox (issue 13). An endpoint's
+/// `secrets` are its Standard Webhooks `whsec_` signing secrets **in clear** (HMAC needs them;
+/// the catalog directory is 0700), space-separated, newest first. `kinds` is a space-separated
+/// filter (`*`, a kind, or a prefix ending in `.`). Outbox rows of an endpoint are delivered in
+/// `id` order; `event_id` is the `webhook-id`, the same for every endpoint and every retry.
+const V5: &str = "
+CREATE TABLE webhook_endpoints (
+    id            INTEGER PRIMARY KEY,
+    url           TEXT NOT NULL CHECK (length(CAST(url AS BLOB)) BETWEEN 1 AND 2048),
+    kinds         TEXT NOT NULL CHECK (length(kinds) BETWEEN 1 AND 2048),
+    secrets       TEXT NOT NULL CHECK (length(secrets) BETWEEN 1 AND 1024),
+    recipient_key BLOB CHECK (recipient_key IS NULL OR length(recipient_key) = 32),
+    allow_private INTEGER NOT NULL DEFAULT 0 CHECK (allow_private IN (0, 1)),
+    created_at    INTEGER NOT NULL,
+    label         TEXT NOT NULL DEFAULT '' CHECK (length(CAST(label AS BLOB)) <= 128)
+) STRICT;
+
+CREATE TABLE webhook_outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_id     INTEGER NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+    event_id        TEXT NOT NULL CHECK (length(event_id) BETWEEN 1 AND 64),
+    kind            TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    body            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_ms INTEGER NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'failed')),
+    finished_at     INTEGER,
+    last_error      TEXT CHECK (last_error IS NULL OR length(CAST(last_error AS BLOB)) <= 512),
+    UNIQUE (endpoint_id, event_id)
+) STRICT;
+
+CREATE INDEX webhook_outbox_pending ON webhook_outbox (endpoint_id, id) WHERE state = 'pending';
+";
+
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Newest schema version this binary knows: the number of migrations.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations
