@@ -1872,3 +1872,185 @@ fn upload_file_streams_a_file_into_a_seeded_torrent() {
     );
     node.stop();
 }
+
+/// A one-thread HTTP receiver on 127.0.0.1 that answers 200 to everything and records each
+/// request's head (lower-cased header names) and body.
+fn webhook_receiver() -> (
+    u16,
+    std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
+) {
+    let listener = std::net::TcpListener::bind((SEEDER_IP, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let Ok(n) = s.read(&mut chunk) else {
+                    break (String::new(), Vec::new());
+                };
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        let Ok(n) = s.read(&mut chunk) else { break };
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    break (head, buf[end + 4..].to_vec());
+                }
+            };
+            let headers = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if tx.send((headers, body)).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// Issue 13: an endpoint registered with `seednode webhook add` receives the node's events as
+/// Standard Webhooks POSTs (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<HMAC>`
+/// over `id.timestamp.body`, checked here with ring), from the durable outbox; `webhook test`
+/// queues a test event for it.
+#[test]
+fn webhooks_deliver_signed_events_from_the_outbox() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let (hook_port, received) = webhook_receiver();
+    let key = [7u8; 32];
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    let (ok, out, err) = seednode(&[
+        os("webhook"),
+        os("add"),
+        os(&format!("http://{SEEDER_IP}:{hook_port}/hook")),
+        os("--kinds"),
+        os("torrent.,webhook.test"),
+        os("--secret"),
+        os(&secret),
+        os("--allow-private"),
+        os("--data-dir"),
+        dd,
+    ]);
+    assert!(ok, "{err}");
+    let hook_id = out.trim().strip_prefix("webhook_id=").unwrap().to_owned();
+    // Without --allow-private a loopback receiver is refused at registration (SSRF).
+    let (ok, _, err) = seednode(&[
+        os("webhook"),
+        os("add"),
+        os(&format!("http://{SEEDER_IP}:{hook_port}/hook")),
+        os("--data-dir"),
+        dd,
+    ]);
+    assert!(!ok, "a loopback URL was accepted without --allow-private");
+    assert!(!err.is_empty());
+    let (ok, admin, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        dd,
+        os("--scope"),
+        os("admin"),
+    ]);
+    assert!(ok, "{err}");
+    let admin = admin.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    let content = data.join("data");
+    fs::create_dir_all(&content).unwrap();
+    let file = content.join("w.bin");
+    write_random_file(&file, 20_000, 3);
+    let torrent = dir.path().join("w.torrent");
+    create_torrent(&file, &torrent, port);
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let (status, body) = post_torrent(port, "w.bin", Some(&admin), &fs::read(&torrent).unwrap());
+    assert_eq!(status, 201, "{body}");
+    let ih = serde_json::from_str::<serde_json::Value>(&body).unwrap()["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let check = |(headers, body): (Vec<(String, String)>, Vec<u8>)| -> serde_json::Value {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+        };
+        let (id, ts, sig) = (
+            get("webhook-id"),
+            get("webhook-timestamp"),
+            get("webhook-signature"),
+        );
+        let hmac_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+        let mut signed = format!("{id}.{ts}.").into_bytes();
+        signed.extend_from_slice(&body);
+        let expected = base64::engine::general_purpose::STANDARD
+            .encode(ring::hmac::sign(&hmac_key, &signed).as_ref());
+        assert!(
+            sig.split(' ').any(|s| s == format!("v1,{expected}")),
+            "bad signature {sig} (expected v1,{expected})"
+        );
+        assert!(id.starts_with("msg_"));
+        serde_json::from_slice(&body).unwrap()
+    };
+    let event = check(
+        received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("torrent.added delivered"),
+    );
+    assert_eq!(event["type"], "torrent.added", "{event}");
+    assert_eq!(event["data"]["info_hash"], ih.as_str());
+    let (ok, out, err) = seednode(&[
+        os("webhook"),
+        os("test"),
+        os(&hook_id),
+        os("--data-dir"),
+        dd,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("queued msg_"), "{out}");
+    let event = check(
+        received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("webhook.test delivered"),
+    );
+    assert_eq!(event["type"], "webhook.test");
+    let (ok, out, _) = seednode(&[
+        os("webhook"),
+        os("list"),
+        os("--json"),
+        os("--data-dir"),
+        dd,
+    ]);
+    assert!(ok && out.contains("\"pending\":0"), "{out}");
+    node.stop();
+}

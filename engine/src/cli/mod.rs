@@ -16,6 +16,7 @@ pub(crate) mod seed;
 pub(crate) mod servers;
 pub(crate) mod token;
 pub(crate) mod torrent_file;
+pub(crate) mod webhook;
 
 use std::path::PathBuf;
 
@@ -99,6 +100,9 @@ pub(crate) enum Command {
     /// Manage OAuth2 clients (RFC 6749 client credentials): machines that get short-lived
     /// bearer tokens from `POST /oauth/token`. Works while the node runs.
     Client(ClientArgs),
+    /// Manage webhook endpoints: signed POSTs (Standard Webhooks) of the node's events,
+    /// delivered from a durable outbox (docs/webhooks.md). Works while the node runs.
+    Webhook(WebhookArgs),
     /// Show the audit log (authentications, torrents added, removed, paused): one line per
     /// event, or --json. Works while the node runs.
     Audit(AuditArgs),
@@ -492,6 +496,57 @@ pub(crate) enum ClientCommand {
 }
 
 #[derive(Args)]
+pub(crate) struct WebhookArgs {
+    /// The node's data directory [default: as for `run`].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: WebhookCommand,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum WebhookCommand {
+    /// Register an endpoint; prints its id (and a generated secret, once).
+    Add {
+        /// Where events are POSTed: https://…, or http:// to a LAN receiver with
+        /// --allow-private.
+        url: String,
+        /// Which events, comma-separated: `*`, kinds (upload.completed) or prefixes ending in
+        /// a dot (auth.).
+        #[arg(long, default_value = "*", value_name = "KINDS")]
+        kinds: String,
+        /// The signing secret (`whsec_<base64>`) [default: a new random one, printed once].
+        #[arg(long, value_name = "SECRET")]
+        secret: Option<String>,
+        /// The receiver's X25519 public key (hex or base64): bodies are sent as sealed boxes.
+        #[arg(long, value_name = "KEY")]
+        recipient_key: Option<String>,
+        /// Allow loopback and private-network targets (a LAN receiver).
+        #[arg(long)]
+        allow_private: bool,
+        /// A label to recognise it by.
+        #[arg(long, value_name = "TEXT")]
+        label: Option<String>,
+    },
+    /// List endpoints with their pending and failed deliveries.
+    List {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an endpoint and its queued deliveries.
+    Remove {
+        /// The endpoint's id.
+        id: i64,
+    },
+    /// Queue a `webhook.test` event for one endpoint.
+    Test {
+        /// The endpoint's id.
+        id: i64,
+    },
+}
+
+#[derive(Args)]
 pub(crate) struct AuditArgs {
     /// The node's data directory [default: as for `run`].
     #[arg(long, value_name = "DIR")]
@@ -646,6 +701,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token(args) => token::token(&args),
         Command::Audit(args) => audit::audit(&args),
         Command::Client(args) => token::client(&args),
+        Command::Webhook(args) => webhook::webhook(&args),
         Command::Catalog(args) => run::catalog(&args),
         Command::Completions(args) => {
             clap_complete::generate(

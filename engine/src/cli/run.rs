@@ -327,6 +327,16 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         tokens,
     );
     reactor.reserve_torrents(loaded.len());
+    let (notice_tx, notice_rx) = crate::events::webhook::sender::notice_channel();
+    let sender = crate::events::webhook::sender::WebhookSender::start(
+        crate::events::webhook::sender::SenderConfig::new(
+            dir.join(crate::daemon::CATALOG_FILE_NAME),
+        ),
+        notice_tx,
+        Some(reactor.waker()),
+    )
+    .map_err(|e| format!("starting the webhook sender: {e}"))?;
+    reactor.attach_webhooks(sender, notice_rx);
     for t in loaded {
         reactor.seed_loaded(t);
     }

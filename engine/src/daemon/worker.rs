@@ -24,6 +24,7 @@ use mio::Waker;
 use seednode_storage::DeleteReport;
 use seednode_storage::catalog::{
     AuditRecord, Catalog, CatalogError, FileCheck, NewTorrent, State, StatsDelta, TorrentId,
+    WebhookEvent,
 };
 use tracing::{debug, warn};
 
@@ -98,6 +99,9 @@ pub(crate) enum Command {
     },
     /// Append audit records (one transaction).
     Audit(Vec<AuditRecord>),
+    /// Queue events for the webhook endpoints that want them (one transaction); the sender
+    /// thread finds them within its poll interval, or at once when the loop wakes it.
+    Webhooks(Vec<WebhookEvent>),
     /// Read audit records for `GET /api/v1/audit`.
     AuditQuery {
         /// The caller's id for the reply.
@@ -282,10 +286,12 @@ impl CatalogWorker {
         &mut self,
         final_stats: Vec<StatsDelta>,
         final_audit: Vec<AuditRecord>,
+        final_webhooks: Vec<WebhookEvent>,
     ) -> bool {
         let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
         if let Some(tx) = self.tx.take() {
             for command in [
+                Command::Webhooks(final_webhooks),
                 Command::Audit(final_audit),
                 Command::Stats(final_stats),
                 Command::Checkpoint,
@@ -435,6 +441,24 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
             Command::FileChecks { id, checks } => {
                 if let Err(e) = catalog.record_file_checks(id, &checks) {
                     warn!(torrent = %id, error = %e, "file checks not recorded; the next start verifies again");
+                }
+            }
+            Command::Webhooks(events) => {
+                let now_ms = i64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis()),
+                )
+                .unwrap_or(i64::MAX);
+                match catalog.enqueue_webhooks(&events, now_ms) {
+                    Ok(outcome) if outcome.dropped > 0 => {
+                        warn!(
+                            dropped = outcome.dropped,
+                            "webhook events not queued: endpoint backlog full"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(events = events.len(), error = %e, "webhook events not queued"),
                 }
             }
             Command::Audit(records) => {

@@ -108,6 +108,59 @@ impl Reactor {
         self.audit = Some(buffer);
     }
 
+    /// Starts delivering webhooks: `sender` runs on its own thread; every event goes to the
+    /// catalog's outbox (which keeps it only for endpoints that want it); the sender's notices
+    /// come back through `notices` and the loop's waker.
+    pub(crate) fn attach_webhooks(
+        &mut self,
+        sender: crate::events::webhook::sender::WebhookSender,
+        notices: std::sync::mpsc::Receiver<crate::events::webhook::sender::WebhookNotice>,
+    ) {
+        let buffer = std::rc::Rc::new(std::cell::RefCell::new(
+            crate::events::webhook::WebhookBuffer::default(),
+        ));
+        // Every kind: endpoints added while the node runs (`seednode webhook add`) get their
+        // events without a restart; the catalog filters per endpoint.
+        self.events
+            .subscribe(Box::new(crate::events::webhook::WebhookSubscriber::new(
+                std::rc::Rc::clone(&buffer),
+                vec!["*".to_owned()],
+            )));
+        self.webhooks = Some(super::Webhooks {
+            buffer,
+            sender,
+            notices,
+        });
+    }
+
+    /// Emits the webhook sender's notices (`webhook.failed`) on the bus.
+    pub(super) fn on_webhook_notices(&mut self) {
+        let Some(w) = &self.webhooks else { return };
+        let notices: Vec<_> = w.notices.try_iter().collect();
+        let now = self.now;
+        for notice in notices {
+            match notice.to_event(unix_now()) {
+                Some(event) => self.events.emit(now, &event),
+                None => warn!(?notice, "webhook sender"),
+            }
+        }
+    }
+
+    /// Hands the webhook events waiting to the worker and wakes the sender.
+    fn flush_webhooks(&mut self) {
+        let Some(w) = &self.webhooks else { return };
+        let events = w.buffer.borrow_mut().take();
+        if events.is_empty() {
+            return;
+        }
+        let Some(link) = &self.catalog else { return };
+        if let Err(Busy) = link.worker.submit(Command::Webhooks(events.clone())) {
+            w.buffer.borrow_mut().restore(events);
+        } else {
+            w.sender.wake();
+        }
+    }
+
     /// Hands the audit records waiting to the worker (once a turn); a full queue keeps them
     /// for the next turn.
     fn flush_audit(&mut self) {
@@ -493,6 +546,7 @@ impl Reactor {
     /// Flushes statistics every `flush_interval` (called once per loop turn).
     pub(super) fn catalog_tick(&mut self, now: Instant) {
         self.flush_audit();
+        self.flush_webhooks();
         let due = self.catalog.as_ref().is_some_and(|l| now >= l.next_flush);
         if !due {
             return;
@@ -532,7 +586,19 @@ impl Reactor {
             .as_ref()
             .map(|b| b.borrow_mut().take())
             .unwrap_or_default();
-        if link.worker.stop(deltas, audit) {
+        let webhooks = match self.webhooks.take() {
+            Some(w) => {
+                let events = w.buffer.borrow_mut().take();
+                if !w.sender.stop(Duration::from_secs(2)) {
+                    warn!(
+                        "the webhook sender did not stop in time; a delivery in flight is retried at the next start"
+                    );
+                }
+                events
+            }
+            None => Vec::new(),
+        };
+        if link.worker.stop(deltas, audit, webhooks) {
             info!("catalog saved");
         } else {
             warn!("the catalog worker did not finish in time; the last statistics may be lost");

@@ -332,6 +332,14 @@ impl Reactor {
             "# HELP seednode_lockouts_total Addresses locked out after failed authentications.\n# TYPE seednode_lockouts_total counter\nseednode_lockouts_total {}",
             self.lockout.borrow().locked_total()
         );
+        if let Some(w) = &self.webhooks {
+            let _ = writeln!(
+                out,
+                "# HELP seednode_webhook_sender_up Whether the webhook delivery thread runs.\n# TYPE seednode_webhook_sender_up gauge\nseednode_webhook_sender_up {}\n# HELP seednode_webhook_events_dropped_total Webhook events dropped because the catalog fell behind.\n# TYPE seednode_webhook_events_dropped_total counter\nseednode_webhook_events_dropped_total {}",
+                u8::from(w.sender.is_running()),
+                w.buffer.borrow().dropped()
+            );
+        }
         if let Some(audit) = &self.audit {
             let _ = writeln!(
                 out,

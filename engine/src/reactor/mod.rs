@@ -125,6 +125,16 @@ pub(crate) struct ReactorConfig {
     pub(crate) lockout: Duration,
 }
 
+/// The loop's side of webhook delivery.
+pub(crate) struct Webhooks {
+    /// Events waiting for the catalog worker.
+    buffer: std::rc::Rc<std::cell::RefCell<crate::events::webhook::WebhookBuffer>>,
+    /// The delivery thread.
+    sender: crate::events::webhook::sender::WebhookSender,
+    /// What the sender reports (rows given up on).
+    notices: std::sync::mpsc::Receiver<crate::events::webhook::sender::WebhookNotice>,
+}
+
 /// The event loop and everything it owns.
 pub(crate) struct Reactor {
     poll: Poll,
@@ -141,6 +151,8 @@ pub(crate) struct Reactor {
     events: crate::events::Bus,
     /// Addresses locked out after failed authentications (fed by the bus).
     lockout: std::rc::Rc<std::cell::RefCell<crate::events::lockout::Lockout>>,
+    /// Webhook delivery (`seednode run` with the catalog).
+    webhooks: Option<Webhooks>,
     /// The threads of `UPLOAD_FILE` uploads.
     uploads: upload_file::UploadThreads,
     /// Audit records waiting for the catalog worker (`seednode run` only).
@@ -295,6 +307,7 @@ impl Reactor {
             lockout,
             audit: None,
             uploads: upload_file::UploadThreads::default(),
+            webhooks: None,
             upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),
             choker: Choker::new(start, config.upload_slots, config.global_upload_slots),
@@ -393,6 +406,7 @@ impl Reactor {
                         self.on_resolved(now);
                         self.on_catalog_replies();
                         self.on_upload_events();
+                        self.on_webhook_notices();
                     }
                     ANNOUNCE_UDP => self.drain_announcer_udp(now),
                     SIGNALS => {

@@ -363,6 +363,48 @@ impl Catalog {
         Ok(outcome)
     }
 
+    /// Queues `event` for endpoint `endpoint` alone, whatever its filter (`seednode webhook
+    /// test`), due at once. Returns whether it was queued (false: no such endpoint, or its
+    /// backlog is full).
+    ///
+    /// # Errors
+    /// As [`Catalog::enqueue_webhooks`].
+    pub fn enqueue_webhook_to(
+        &mut self,
+        endpoint: i64,
+        event: &WebhookEvent,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
+        check_text("webhook event id", &event.id, MAX_EVENT_ID_LEN)?;
+        check_text("webhook event kind", &event.kind, MAX_EVENT_KIND_LEN)?;
+        check_text("webhook body", &event.body, MAX_WEBHOOK_BODY_LEN)?;
+        let tx = self.write()?;
+        let pending: i64 = tx.query_row(
+            "SELECT count(*) FROM webhook_outbox WHERE endpoint_id = ?1 AND state = 'pending'",
+            [endpoint],
+            |r| r.get(0),
+        )?;
+        if from_sql_u64(pending) >= MAX_PENDING_WEBHOOKS_PER_ENDPOINT {
+            return Ok(false);
+        }
+        let n = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO webhook_outbox
+                     (endpoint_id, event_id, kind, body, created_at, next_attempt_ms)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6 FROM webhook_endpoints WHERE id = ?1",
+            )?
+            .execute(params![
+                endpoint,
+                event.id,
+                event.kind,
+                event.body,
+                event.created_at,
+                now_ms
+            ])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
     /// The rows due at `now_ms` (milliseconds since the Unix epoch): for each endpoint, its
     /// oldest pending row if that one's `next_attempt_ms` has come; at most `limit` rows,
     /// earliest first. A later row of an endpoint is never returned while an earlier one is

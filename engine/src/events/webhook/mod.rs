@@ -17,10 +17,6 @@
 //! Registration (`seednode webhook add`, `[[webhook]]`) goes through [`check_endpoint`] before
 //! `Catalog::add_webhook_endpoint`. `docs/webhooks.md` is the receiver's side.
 
-// The engine wires these in (the bus, the catalog worker, the CLI) on merge; until then only
-// the tests use them.
-#![cfg_attr(not(test), allow(dead_code))]
-
 pub(crate) mod seal;
 pub(crate) mod sender;
 pub(crate) mod sign;
@@ -199,6 +195,7 @@ impl WebhookSubscriber {
 
     /// Replaces the filter (after an endpoint was added or removed): the union of every
     /// endpoint's kinds. The catalog filters per endpoint again when it enqueues.
+    #[cfg(test)]
     pub(crate) fn set_kinds(&mut self, kinds: Vec<String>) {
         self.kinds = kinds;
     }

@@ -26,6 +26,7 @@ pub(crate) const RECIPIENT_KEY_LEN: usize = 32;
 
 /// What a sealed box adds to the plaintext, bytes: the ephemeral public key (32) and the
 /// Poly1305 tag (16).
+#[cfg(test)]
 pub(crate) const SEAL_OVERHEAD_LEN: usize = 32 + 16;
 
 /// Why a recipient key was refused at registration, or a body could not be sealed.
