@@ -134,9 +134,9 @@ pub(crate) struct Clock {
 /// `ack_nr + 2 + 8 * i + j` (BEP 29 §Extension).
 pub(crate) fn sack_seqs(ack_nr: u16, mask: &[u8]) -> impl Iterator<Item = u16> + '_ {
     mask.iter().enumerate().flat_map(move |(i, byte)| {
-        (0..8u16).filter_map(move |j| {
-            (byte >> j & 1 == 1).then(|| ack_nr.wrapping_add(2 + 8 * i as u16 + j))
-        })
+        (0..8u16)
+            .filter(move |j| byte >> j & 1 == 1)
+            .map(move |j| ack_nr.wrapping_add(2 + 8 * i as u16 + j))
     })
 }
 
@@ -536,12 +536,13 @@ impl Connection {
     /// per window of data.
     fn detect_losses(&mut self, ack: u16) {
         let mut lost = Vec::new();
-        if self.dup_acks >= 3 {
-            if let Some(front) = self.in_flight.front() {
-                if !front.sacked && !front.fast_resent && !front.need_resend {
-                    lost.push(0);
-                }
-            }
+        if self.dup_acks >= 3
+            && let Some(front) = self.in_flight.front()
+            && !front.sacked
+            && !front.fast_resent
+            && !front.need_resend
+        {
+            lost.push(0);
         }
         let mut sacked_after = 0;
         for (i, s) in self.in_flight.iter().enumerate().rev() {
@@ -591,10 +592,10 @@ impl Connection {
 
     fn on_data(&mut self, seq: u16, payload: &[u8], fin: bool, events: &mut VecDeque<Event>) {
         self.ack_pending = true;
-        if let Some(f) = self.peer_fin {
-            if seq_less(f, seq) || (fin && f != seq) {
-                return; // beyond, or a second FIN at another seq_nr: ignored
-            }
+        if let Some(f) = self.peer_fin
+            && (seq_less(f, seq) || (fin && f != seq))
+        {
+            return; // beyond the FIN, or a second FIN at another seq_nr: ignored
         }
         let next = self.ack_nr.wrapping_add(1);
         if seq_less(seq, next) {

@@ -78,10 +78,10 @@ impl Ledbat {
             self.history.rotate_left(1);
             self.history[BASE_DELAY_SLOTS - 1] = Some(sample_us);
             self.slot_started = Some(now);
-        } else if let Some(m) = &mut self.history[BASE_DELAY_SLOTS - 1] {
-            if delay_less(sample_us, *m) {
-                *m = sample_us;
-            }
+        } else if let Some(m) = &mut self.history[BASE_DELAY_SLOTS - 1]
+            && delay_less(sample_us, *m)
+        {
+            *m = sample_us;
         }
         let base = self.base_delay().unwrap_or(sample_us);
         self.last_queuing_delay = Duration::from_micros(u64::from(sample_us.wrapping_sub(base)));
@@ -118,6 +118,7 @@ impl Ledbat {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // test epochs only
 mod tests {
     use super::*;
 
