@@ -64,8 +64,6 @@ pub enum CloseReason {
     Graceful,
     /// The peer sent `ST_RESET`.
     Reset,
-    /// The caller closed the connection before it was established.
-    Aborted,
     /// The peer misbehaved or went away.
     Error(ConnectionError),
 }
@@ -104,8 +102,11 @@ pub struct ConnStats {
 pub(crate) enum State {
     /// We sent a SYN and wait for the `ST_STATE` answering it.
     SynSent,
-    /// Established; also covers "SYN received" (the acceptor may send data at once, BEP 29)
-    /// and the half-closed phases (`fin_seq` / `peer_fin`).
+    /// We answered a SYN; we send no data until the initiator's first packet after its SYN
+    /// arrives, so our answer's `seq_nr` stays the one a retransmitted SYN is answered with
+    /// (if the answer and our first data were lost, the initiator would otherwise skip data).
+    SynRecv,
+    /// Established, including the half-closed phases (`fin_seq` / `peer_fin`).
     Connected,
     /// Finished; kept until the caller has read what was received.
     Closed,
@@ -175,6 +176,8 @@ pub(crate) struct Connection {
     loss_epoch_end: Option<u16>,
     rtt_us: Option<(i64, i64)>,
     rto: Duration,
+    /// The RTO from the RTT estimate, before timeout doubling (restored on progress).
+    rto_base: Duration,
     rto_deadline: Option<Instant>,
     last_recv: Instant,
     last_send: Instant,
@@ -218,6 +221,7 @@ impl Connection {
             loss_epoch_end: None,
             rtt_us: None,
             rto: INITIAL_RTO,
+            rto_base: INITIAL_RTO,
             rto_deadline: None,
             last_recv: now,
             last_send: now,
@@ -265,7 +269,7 @@ impl Connection {
         let cid = syn.connection_id();
         let mut c = Self::blank(id, remote, clk.now, cid.wrapping_add(1), cid);
         c.incoming = true;
-        c.state = State::Connected;
+        c.state = State::SynRecv;
         c.seq_nr = initial_seq;
         c.ack_nr = syn.seq_nr();
         c.reply_micro = clk.us.wrapping_sub(syn.timestamp_us());
@@ -363,14 +367,9 @@ impl Connection {
         self.eof && self.recv_buf.is_empty()
     }
 
-    pub(crate) fn close(&mut self, events: &mut VecDeque<Event>) {
-        match self.state {
-            State::SynSent => {
-                self.in_flight.clear();
-                self.finish(CloseReason::Aborted, events);
-            }
-            State::Connected => self.close_requested = true,
-            State::Closed => {}
+    pub(crate) fn close(&mut self) {
+        if self.state != State::Closed {
+            self.close_requested = true;
         }
     }
 
@@ -430,6 +429,10 @@ impl Connection {
             // The answer's seq_nr is the acceptor's first data seq_nr (BEP 29).
             self.ack_nr = p.seq_nr().wrapping_sub(1);
             events.push_back(Event::Connected(self.id));
+            // The acceptor sends nothing until our first packet after the SYN (SynRecv).
+            self.ack_pending = true;
+        } else if self.state == State::SynRecv {
+            self.state = State::Connected;
         }
         if p.timestamp_difference_us() != 0 {
             self.ledbat
@@ -475,7 +478,10 @@ impl Connection {
                 if !s.need_resend {
                     self.bytes_in_flight -= s.payload.len();
                 }
-                self.rtt_sample(clk.now, &s);
+                // Only the packet this ACK names: older ones may have waited for a lost ACK.
+                if s.seq == ack {
+                    self.rtt_sample(clk.now, &s);
+                }
             }
             self.unacked_bytes -= s.payload.len();
             if Some(s.seq) == self.fin_seq {
@@ -518,6 +524,8 @@ impl Connection {
             self.ledbat.on_ack(acked_bytes);
         }
         if progressed {
+            // Progress ends the timeout back-off (the estimate may be stale under Karn's rule).
+            self.rto = self.rto_base;
             self.rto_deadline = (!self.in_flight.is_empty()).then(|| clk.now + self.rto);
         }
         if self.write_blocked
@@ -587,7 +595,8 @@ impl Connection {
         };
         self.rtt_us = Some((rtt, var));
         let rto = Duration::from_micros((rtt + 4 * var).max(0) as u64);
-        self.rto = rto.clamp(MIN_RTO, MAX_RTO);
+        self.rto_base = rto.clamp(MIN_RTO, MAX_RTO);
+        self.rto = self.rto_base;
     }
 
     fn on_data(&mut self, seq: u16, payload: &[u8], fin: bool, events: &mut VecDeque<Event>) {
@@ -723,10 +732,12 @@ impl Connection {
             return self.linger_until;
         }
         let mut t = self.rto_deadline;
-        if self.state == State::Connected {
+        if self.state != State::SynSent {
             let idle = self.last_recv + IDLE_TIMEOUT;
-            let keepalive = self.last_send + KEEPALIVE_INTERVAL;
-            t = Some(t.map_or(idle, |t| t.min(idle)).min(keepalive));
+            t = Some(t.map_or(idle, |t| t.min(idle)));
+        }
+        if self.state == State::Connected {
+            t = t.map(|t| t.min(self.last_send + KEEPALIVE_INTERVAL));
         }
         t
     }
@@ -822,11 +833,10 @@ impl Connection {
                 return true;
             }
         }
-        if self.state != State::Connected {
-            return false;
-        }
         // 2. New data.
-        if !self.send_buf.is_empty()
+        let established = self.state == State::Connected;
+        if established
+            && !self.send_buf.is_empty()
             && self.in_flight.len() < MAX_IN_FLIGHT_PACKETS
             && !self.in_flight.iter().any(|s| s.need_resend)
         {
@@ -844,7 +854,8 @@ impl Connection {
             }
         }
         // 3. FIN once everything written has been packetized.
-        if self.close_requested && self.send_buf.is_empty() && self.fin_seq.is_none() {
+        if established && self.close_requested && self.send_buf.is_empty() && self.fin_seq.is_none()
+        {
             self.fin_seq = Some(self.seq_nr);
             return self.send_new(clk, out, PacketType::Fin, Vec::new());
         }

@@ -309,10 +309,9 @@ impl Endpoint {
         self.conns.get(&conn).is_none_or(Connection::is_eof)
     }
 
-    /// Closes `conn`: queued bytes are still sent, then FIN (BEP 29 §Closing). A connection not
-    /// yet established is dropped, and one already closed is forgotten with any unread bytes.
+    /// Closes `conn`: queued bytes are still sent (after the handshake if it is not done), then
+    /// FIN (BEP 29 §Closing). A connection already closed is forgotten with any unread bytes.
     pub fn close(&mut self, conn: ConnId) {
-        let mut events = VecDeque::new();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -320,10 +319,8 @@ impl Endpoint {
             self.remove(conn);
             return;
         }
-        c.close(&mut events);
+        c.close();
         self.touch(conn);
-        self.push_events(events);
-        self.gc();
     }
 
     /// Counters and congestion state of `conn`.
