@@ -302,6 +302,9 @@ impl Connection {
         }
         self.state = State::Closed;
         self.rto_deadline = None;
+        if reason != CloseReason::Graceful {
+            self.ack_pending = false;
+        }
         events.push_back(Event::Closed {
             conn: self.id,
             reason,

@@ -55,12 +55,15 @@ impl LinkConfig {
     }
 }
 
+/// (arrival, tie-break, towards B, datagram)
+type InFlight = (Instant, u64, bool, Vec<u8>);
+
 struct Sim {
     now: Instant,
     rng: Rng,
     link: LinkConfig,
     /// (arrival, seq) -> (to_b, bytes)
-    in_flight: BinaryHeap<Reverse<(Instant, u64, bool, Vec<u8>)>>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     /// Per direction: when the bottleneck is free again.
     busy_until: [Instant; 2],
@@ -100,7 +103,11 @@ impl Sim {
             if self.rng.chance(self.link.loss) {
                 continue;
             }
-            let copies = if self.rng.chance(self.link.duplicate) { 2 } else { 1 };
+            let copies = if self.rng.chance(self.link.duplicate) {
+                2
+            } else {
+                1
+            };
             let mut depart = self.now;
             if let Some(rate) = self.link.rate_bytes_per_sec {
                 let start = self.busy_until[i].max(self.now);
@@ -234,21 +241,27 @@ fn transfer(seed: u64, link: LinkConfig, bytes: usize) -> Outcome {
     while apps.iter().any(|a| a.closed.is_none()) {
         steps += 1;
         assert!(steps < 3_000_000, "step bound hit");
-        for i in 0..2 {
-            apps[i].drive(&mut sim.ep[i]);
+        for (app, ep) in apps.iter_mut().zip(&mut sim.ep) {
+            app.drive(ep);
         }
         if !sim.step() {
             break;
         }
-        if std::env::var("SIM_TRACE").is_ok() && steps % 50 == 0 {
+        if std::env::var("SIM_TRACE").is_ok() && steps.is_multiple_of(50) {
             for (i, app) in apps.iter().enumerate() {
                 let st = app.conn.and_then(|c| sim.ep[i].conn_stats(c));
-                eprintln!("t={:?} side {i} sent {} recv {} {:?}", sim.now - t0, app.sent, app.received.len(), st);
+                eprintln!(
+                    "t={:?} side {i} sent {} recv {} {:?}",
+                    sim.now - t0,
+                    app.sent,
+                    app.received.len(),
+                    st
+                );
             }
         }
     }
-    for i in 0..2 {
-        apps[i].drive(&mut sim.ep[i]); // read what arrived with the last packets
+    for (app, ep) in apps.iter_mut().zip(&mut sim.ep) {
+        app.drive(ep); // read what arrived with the last packets
     }
     for (i, app) in apps.iter().enumerate() {
         assert_eq!(
@@ -338,4 +351,279 @@ fn many_seeds_small_transfers_under_heavy_impairment() {
         };
         transfer(seed, link, 64 * 1024 + seed as usize);
     }
+}
+
+/// A runs an endless upload to B (B only reads) for `duration` of virtual time.
+/// Returns the bytes B read.
+fn stream(sim: &mut Sim, conns: &mut [Option<ConnId>; 2], duration: Duration) -> usize {
+    let [conn, b_conn] = conns;
+    let end = sim.now + duration;
+    let chunk = [0x5a_u8; 64 * 1024];
+    let mut buf = [0u8; 64 * 1024];
+    let mut steps = 0u64;
+    let mut read = 0;
+    while sim.now < end {
+        steps += 1;
+        assert!(steps < 5_000_000, "step bound hit");
+        while let Some(e) = sim.ep[0].poll_event() {
+            if let Event::Connected(c) = e {
+                *conn = Some(c);
+            }
+            assert!(!matches!(e, Event::Closed { .. }), "A closed: {e:?}");
+        }
+        while let Some(e) = sim.ep[1].poll_event() {
+            if let Event::Incoming(c) = e {
+                *b_conn = Some(c);
+            }
+        }
+        if let Some(c) = *conn {
+            while sim.ep[0].write(c, &chunk) > 0 {}
+        }
+        if let Some(c) = *b_conn {
+            loop {
+                let n = sim.ep[1].read(c, &mut buf);
+                if n == 0 {
+                    break;
+                }
+                read += n;
+            }
+        }
+        assert!(sim.step());
+    }
+    read
+}
+
+/// A bottleneck of 1 MB/s: LEDBAT fills it but keeps the queue near the 100 ms target instead
+/// of filling the 512 KiB send buffer into it (which would be a 500 ms queue).
+#[test]
+fn ledbat_keeps_bottleneck_queue_near_target() {
+    let link = LinkConfig {
+        rate_bytes_per_sec: Some(1_000_000),
+        ..LinkConfig::clean()
+    };
+    let mut sim = Sim::new(7, link);
+    let b = sim.addr[1];
+    let mut conn = [Some(sim.ep[0].connect(sim.now, b).unwrap()), None];
+    stream(&mut sim, &mut conn, Duration::from_secs(20));
+    let c = conn[0].unwrap();
+    sim.max_queue_delay_after = (sim.now, Duration::ZERO);
+    let t = sim.now;
+    let read = stream(&mut sim, &mut conn, Duration::from_secs(20));
+    let st = sim.ep[0].conn_stats(c).unwrap();
+    let rate = read as f64 / (sim.now - t).as_secs_f64();
+    let q = sim.max_queue_delay_after.1;
+    eprintln!(
+        "bottleneck 1 MB/s: {:.0} kB/s, max queue {q:?}, cwnd {} B, queuing delay {:?}",
+        rate / 1e3,
+        st.cwnd,
+        st.queuing_delay
+    );
+    assert!(rate > 800_000.0, "LEDBAT should fill the link: {rate}");
+    assert!(
+        q < Duration::from_millis(180),
+        "queue {q:?} far above the 100 ms target"
+    );
+    assert!(
+        st.cwnd < 200_000,
+        "cwnd {} grew past the pipe + target",
+        st.cwnd
+    );
+}
+
+/// The one-way delay jumps by 200 ms (twice the target; the RTT stays under the 500 ms minimum
+/// RTO, so no timeout interferes): LEDBAT alone shrinks the window by more than half.
+#[test]
+fn ledbat_backs_off_when_queuing_delay_exceeds_target() {
+    let mut sim = Sim::new(8, LinkConfig::clean());
+    let b = sim.addr[1];
+    let mut conn = [Some(sim.ep[0].connect(sim.now, b).unwrap()), None];
+    stream(&mut sim, &mut conn, Duration::from_secs(3));
+    let c = conn[0].unwrap();
+    let grown = sim.ep[0].conn_stats(c).unwrap();
+    sim.link.delay += Duration::from_millis(200);
+    stream(&mut sim, &mut conn, Duration::from_secs(60));
+    let after = sim.ep[0].conn_stats(c).unwrap();
+    assert_eq!(
+        after.timeouts, grown.timeouts,
+        "a timeout, not LEDBAT, shrank the window"
+    );
+    assert_eq!(after.fast_retransmits, grown.fast_retransmits);
+    eprintln!(
+        "delay step: cwnd {} -> {} B, queuing delay {:?}",
+        grown.cwnd, after.cwnd, after.queuing_delay
+    );
+    assert!(
+        grown.cwnd > 100_000,
+        "cwnd should have grown: {}",
+        grown.cwnd
+    );
+    assert!(after.queuing_delay >= Duration::from_millis(150));
+    assert!(
+        after.cwnd < grown.cwnd / 2,
+        "{} !< {}/2",
+        after.cwnd,
+        grown.cwnd
+    );
+}
+
+fn state_packet(cid: u16, seq: u16, ack: u16, wnd: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    packet::encode(
+        &mut out,
+        &Header {
+            ty: PacketType::State,
+            connection_id: cid,
+            timestamp_us: 1,
+            timestamp_difference_us: 0,
+            wnd_size: wnd,
+            seq_nr: seq,
+            ack_nr: ack,
+        },
+        None,
+        &[],
+    );
+    out
+}
+
+/// Connects A to a hand-driven peer; returns A's endpoint, conn, the SYN's connection id and
+/// seq_nr, and the time.
+fn connect_to_fake_peer() -> (Endpoint, ConnId, u16, u16, Instant, SocketAddr) {
+    let t0 = Instant::now();
+    let peer: SocketAddr = B.parse().unwrap();
+    let mut a = Endpoint::new(t0, Config::default(), 5);
+    let c = a.connect(t0, peer).unwrap();
+    let mut buf = Vec::new();
+    let t = a.poll_transmit(&mut buf).unwrap();
+    let syn = Packet::new_checked(&buf[..t.len]).unwrap();
+    assert_eq!(syn.packet_type(), PacketType::Syn);
+    let (cid, seq) = (syn.connection_id(), syn.seq_nr());
+    a.handle_datagram(t0, peer, &state_packet(cid, 1000, seq, 65536));
+    assert_eq!(a.poll_event(), Some(Event::Connected(c)));
+    (a, c, cid, seq, t0, peer)
+}
+
+fn expect_reset_and_close(a: &mut Endpoint, c: ConnId) -> ConnectionError {
+    let mut buf = Vec::new();
+    let mut saw_reset = false;
+    while let Some(t) = a.poll_transmit(&mut buf) {
+        saw_reset |= Packet::new_checked(&buf[..t.len]).unwrap().packet_type() == PacketType::Reset;
+    }
+    assert!(saw_reset, "the liar gets an ST_RESET");
+    match a.poll_event() {
+        Some(Event::Closed {
+            conn,
+            reason: CloseReason::Error(e),
+        }) if conn == c => {
+            assert_eq!(a.connections(), 0, "forgotten");
+            e
+        }
+        other => panic!("expected Closed with an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn peer_acking_unsent_data_is_disconnected() {
+    let (mut a, c, cid, syn_seq, t0, peer) = connect_to_fake_peer();
+    assert_eq!(a.write(c, b"hello"), 5);
+    let mut buf = Vec::new();
+    while a.poll_transmit(&mut buf).is_some() {}
+    // We sent SYN (syn_seq) and one data packet (syn_seq + 1); ack syn_seq + 5.
+    a.handle_datagram(
+        t0,
+        peer,
+        &state_packet(cid, 1000, syn_seq.wrapping_add(5), 65536),
+    );
+    let e = expect_reset_and_close(&mut a, c);
+    assert_eq!(
+        e,
+        ConnectionError::AckedUnsent {
+            ack_nr: syn_seq.wrapping_add(5),
+            last_sent: syn_seq.wrapping_add(1)
+        }
+    );
+}
+
+#[test]
+fn peer_advertising_absurd_window_is_disconnected() {
+    let (mut a, c, cid, syn_seq, t0, peer) = connect_to_fake_peer();
+    a.handle_datagram(t0, peer, &state_packet(cid, 1000, syn_seq, u32::MAX));
+    let e = expect_reset_and_close(&mut a, c);
+    assert!(matches!(
+        e,
+        ConnectionError::WindowAbsurd { got: u32::MAX, .. }
+    ));
+}
+
+#[test]
+fn syns_beyond_the_connection_limit_get_a_reset_no_larger_than_the_syn() {
+    let t0 = Instant::now();
+    let mut b = Endpoint::new(t0, Config { max_connections: 2 }, 9);
+    let mut buf = Vec::new();
+    for i in 0..3u16 {
+        let src: SocketAddr = format!("10.0.1.{}:1000", i + 1).parse().unwrap();
+        let mut syn = Vec::new();
+        packet::encode(
+            &mut syn,
+            &Header {
+                ty: PacketType::Syn,
+                connection_id: 100 + i,
+                timestamp_us: 0,
+                timestamp_difference_us: 0,
+                wnd_size: 65536,
+                seq_nr: 1,
+                ack_nr: 0,
+            },
+            None,
+            &[],
+        );
+        b.handle_datagram(t0, src, &syn);
+        let t = b.poll_transmit(&mut buf).unwrap();
+        assert_eq!(t.dst, src);
+        assert!(t.len <= syn.len());
+        let reply = Packet::new_checked(&buf[..t.len]).unwrap();
+        if i < 2 {
+            assert_eq!(reply.packet_type(), PacketType::State);
+            assert_eq!(
+                reply.connection_id(),
+                100 + i,
+                "BEP 29: acceptor sends with the SYN's id"
+            );
+            assert_eq!(reply.ack_nr(), 1);
+            assert!(matches!(b.poll_event(), Some(Event::Incoming(_))));
+        } else {
+            assert_eq!(reply.packet_type(), PacketType::Reset);
+            assert_eq!(b.poll_event(), None);
+        }
+    }
+    assert_eq!(b.connections(), 2);
+    assert_eq!(b.stats().syns_refused, 1);
+}
+
+#[test]
+fn connect_gives_up_after_bounded_syns() {
+    let t0 = Instant::now();
+    let mut a = Endpoint::new(t0, Config::default(), 11);
+    let c = a.connect(t0, B.parse().unwrap()).unwrap();
+    let mut buf = Vec::new();
+    let mut syns = 0;
+    let mut now = t0;
+    for _ in 0..100 {
+        while a.poll_transmit(&mut buf).is_some() {
+            syns += 1;
+        }
+        if let Some(Event::Closed { conn, reason }) = a.poll_event() {
+            assert_eq!(conn, c);
+            assert!(matches!(
+                reason,
+                CloseReason::Error(ConnectionError::ConnectTimedOut { .. })
+            ));
+            assert_eq!(syns, seednode_utp::limits::MAX_SYN_TRANSMISSIONS);
+            assert!(now - t0 < Duration::from_secs(20));
+            assert_eq!(a.connections(), 0);
+            return;
+        }
+        now = a.poll_timeout().expect("SYN timer armed");
+        a.handle_timeout(now);
+    }
+    panic!("never gave up");
 }
