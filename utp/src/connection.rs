@@ -278,6 +278,11 @@ impl Connection {
         c
     }
 
+    /// (next `seq_nr` to send, last `ack_nr` received in order), for the fuzz harness.
+    pub(crate) fn seq_numbers(&self) -> (u16, u16) {
+        (self.seq_nr, self.ack_nr)
+    }
+
     pub(crate) fn stats(&self) -> ConnStats {
         ConnStats {
             cwnd: self.ledbat.cwnd(),

@@ -47,7 +47,8 @@ pub fn prepared_endpoint() -> (Endpoint, u16, Instant) {
 /// Feeds `data` to a prepared endpoint as a sequence of datagrams and checks invariants: no
 /// panic, every datagram sent parses and fits [`MAX_DATAGRAM_LEN`], the connection table stays
 /// within its limit. Each chunk is `[len, flags, bytes…]`; flag bit 0 patches in the live
-/// `connection_id`, bits 1.. advance the clock in 100 ms steps and fire timers.
+/// `connection_id`, bit 1 makes `seq_nr`/`ack_nr` plausible for the live connection, bits 2..
+/// advance the clock in 100 ms steps and fire timers.
 pub fn packet(data: &[u8]) {
     let _ = Packet::new_checked(data);
     let _ = crate::looks_like_utp(data);
@@ -66,7 +67,17 @@ pub fn packet(data: &[u8]) {
         if flags & 1 == 1 && dgram.len() >= 4 {
             dgram[2..4].copy_from_slice(&recv_id.to_be_bytes());
         }
-        now += Duration::from_millis(100 * u64::from(flags >> 1));
+        if flags & 2 == 2
+            && dgram.len() >= 20
+            && let Some((next_seq, ack_nr)) = ep.conns.values().next().map(|c| c.seq_numbers())
+        {
+            // Make seq_nr/ack_nr plausible so the fuzzer reaches delivery, SACK and loss paths.
+            let seq = ack_nr.wrapping_add(1 + u16::from(dgram[17] % 16));
+            let ack = next_seq.wrapping_sub(1 + u16::from(dgram[19] % 8));
+            dgram[16..18].copy_from_slice(&seq.to_be_bytes());
+            dgram[18..20].copy_from_slice(&ack.to_be_bytes());
+        }
+        now += Duration::from_millis(100 * u64::from(flags >> 2));
         ep.handle_datagram(now, PEER, &dgram);
         ep.handle_timeout(now);
         let mut sent = 0;
