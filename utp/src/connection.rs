@@ -141,6 +141,16 @@ pub(crate) fn sack_seqs(ack_nr: u16, mask: &[u8]) -> impl Iterator<Item = u16> +
     })
 }
 
+/// Copies the front of `from` into `to` (as much as fits) with two `memcpy`s; returns the count.
+fn copy_front(from: &VecDeque<u8>, to: &mut [u8]) -> usize {
+    let (a, b) = from.as_slices();
+    let n = to.len().min(from.len());
+    let na = n.min(a.len());
+    to[..na].copy_from_slice(&a[..na]);
+    to[na..n].copy_from_slice(&b[..n - na]);
+    n
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
     pub(crate) id: ConnId,
@@ -155,6 +165,10 @@ pub(crate) struct Connection {
     send_buf: VecDeque<u8>,
     in_flight: VecDeque<Sent>,
     bytes_in_flight: usize,
+    /// Packets in `in_flight` with `need_resend` (kept so no send path scans the queue).
+    resends: usize,
+    /// Packets in `in_flight` with `sacked`.
+    sacked: usize,
     unacked_bytes: usize,
     close_requested: bool,
     fin_seq: Option<u16>,
@@ -203,6 +217,8 @@ impl Connection {
             send_buf: VecDeque::new(),
             in_flight: VecDeque::new(),
             bytes_in_flight: 0,
+            resends: 0,
+            sacked: 0,
             unacked_bytes: 0,
             close_requested: false,
             fin_seq: None,
@@ -254,6 +270,7 @@ impl Connection {
             sacked: false,
             fast_resent: false,
         });
+        c.resends = 1;
         c
     }
 
@@ -276,6 +293,36 @@ impl Connection {
         c.peer_wnd = (syn.wnd_size().min(MAX_PEER_WINDOW_BYTES)) as usize;
         c.ack_pending = true;
         c
+    }
+
+    /// Panics if a cached counter disagrees with the queues (fuzz and simulation harnesses).
+    pub(crate) fn check_invariants(&self) {
+        let resends = self.in_flight.iter().filter(|s| s.need_resend).count();
+        let sacked = self.in_flight.iter().filter(|s| s.sacked).count();
+        let flying: usize = self
+            .in_flight
+            .iter()
+            .filter(|s| !s.sacked && !s.need_resend)
+            .map(|s| s.payload.len())
+            .sum();
+        let unacked: usize = self.in_flight.iter().map(|s| s.payload.len()).sum();
+        let reorder: usize = self.reorder.iter().flatten().map(Vec::len).sum();
+        assert_eq!(self.resends, resends, "resend count");
+        assert_eq!(self.sacked, sacked, "sacked count");
+        assert_eq!(self.bytes_in_flight, flying, "bytes in flight");
+        assert_eq!(self.unacked_bytes, unacked, "unacked bytes");
+        assert_eq!(self.reorder_bytes, reorder, "reorder bytes");
+        assert!(self.in_flight.len() <= MAX_IN_FLIGHT_PACKETS + 2);
+        assert!(self.reorder.len() <= MAX_REORDER_PACKETS);
+        assert!(self.send_buf.len() + self.unacked_bytes <= SEND_BUFFER_BYTES);
+        assert!(self.recv_buf.len() + self.reorder_bytes <= RECV_BUFFER_BYTES);
+        for w in self.in_flight.iter().zip(self.in_flight.iter().skip(1)) {
+            assert_eq!(
+                w.0.seq.wrapping_add(1),
+                w.1.seq,
+                "in-flight seq_nrs contiguous"
+            );
+        }
     }
 
     /// (next `seq_nr` to send, last `ack_nr` received in order), for the fuzz harness.
@@ -353,10 +400,8 @@ impl Connection {
     }
 
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.recv_buf.len());
-        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
-            *dst = src;
-        }
+        let n = copy_front(&self.recv_buf, buf);
+        self.recv_buf.drain(..n);
         if self.recv_buf.is_empty() {
             self.read_notified = false;
         }
@@ -481,7 +526,12 @@ impl Connection {
                 break;
             };
             progressed = true;
-            if !s.sacked {
+            if s.need_resend {
+                self.resends -= 1;
+            }
+            if s.sacked {
+                self.sacked -= 1;
+            } else {
                 acked_bytes += s.payload.len();
                 if !s.need_resend {
                     self.bytes_in_flight -= s.payload.len();
@@ -509,9 +559,11 @@ impl Connection {
                     continue;
                 }
                 s.sacked = true;
+                self.sacked += 1;
                 acked_bytes += s.payload.len();
                 if s.need_resend {
                     s.need_resend = false;
+                    self.resends -= 1;
                 } else {
                     self.bytes_in_flight -= s.payload.len();
                 }
@@ -561,7 +613,11 @@ impl Connection {
             lost.push(0);
         }
         let mut sacked_after = 0;
+        let sack_evidence = self.sacked >= 3;
         for (i, s) in self.in_flight.iter().enumerate().rev() {
+            if !sack_evidence {
+                break;
+            }
             if s.sacked {
                 sacked_after += 1;
             } else if sacked_after >= 3 && !s.fast_resent && !s.need_resend && !lost.contains(&i) {
@@ -574,6 +630,7 @@ impl Connection {
         for i in lost {
             let s = &mut self.in_flight[i];
             s.need_resend = true;
+            self.resends += 1;
             s.fast_resent = true;
             self.bytes_in_flight -= s.payload.len();
             self.stats.fast_retransmits += 1;
@@ -715,6 +772,7 @@ impl Connection {
             for s in &mut self.in_flight {
                 if !s.sacked && !s.need_resend {
                     s.need_resend = true;
+                    self.resends += 1;
                     self.bytes_in_flight -= s.payload.len();
                 }
             }
@@ -820,12 +878,16 @@ impl Connection {
         }
         let window = self.window();
         // 1. Retransmissions, oldest first, within the window (one packet always may go).
-        if let Some(i) = self.in_flight.iter().position(|s| s.need_resend) {
+        if let Some(i) = (self.resends > 0)
+            .then(|| self.in_flight.iter().position(|s| s.need_resend))
+            .flatten()
+        {
             let len = self.in_flight[i].payload.len();
             let fits = self.bytes_in_flight == 0 || self.bytes_in_flight + len <= window;
             if fits {
                 let s = &mut self.in_flight[i];
                 s.need_resend = false;
+                self.resends -= 1;
                 if s.transmissions > 0 {
                     self.stats.retransmissions += 1;
                 }
@@ -846,7 +908,7 @@ impl Connection {
         if established
             && !self.send_buf.is_empty()
             && self.in_flight.len() < MAX_IN_FLIGHT_PACKETS
-            && !self.in_flight.iter().any(|s| s.need_resend)
+            && self.resends == 0
         {
             let len = self.send_buf.len().min(MAX_PAYLOAD_LEN);
             let room = window.saturating_sub(self.bytes_in_flight);
@@ -857,7 +919,9 @@ impl Connection {
             };
             // Send a short packet only when it is all there is, or the window is nearly full.
             if len > 0 && (len == self.send_buf.len() || len == MAX_PAYLOAD_LEN || len == room) {
-                let payload: Vec<u8> = self.send_buf.drain(..len).collect();
+                let mut payload = vec![0; len];
+                copy_front(&self.send_buf, &mut payload);
+                self.send_buf.drain(..len);
                 return self.send_new(clk, out, PacketType::Data, payload);
             }
         }
@@ -909,7 +973,7 @@ impl Connection {
             || (self.ack_pending && self.linger_until.is_some())
             || (self.state != State::Closed
                 && (self.ack_pending
-                    || self.in_flight.iter().any(|s| s.need_resend)
+                    || self.resends > 0
                     || !self.send_buf.is_empty()
                     || (self.close_requested && self.fin_seq.is_none())))
     }

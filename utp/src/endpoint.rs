@@ -414,6 +414,16 @@ impl Endpoint {
             .min()
     }
 
+    /// Checks every connection's cached counters against its queues; panics on a mismatch.
+    /// For fuzzing and simulations (linear in the data held).
+    pub fn check_invariants(&self) {
+        for c in self.conns.values() {
+            c.check_invariants();
+        }
+        assert_eq!(self.conns.len(), self.by_key.len());
+        assert!(self.conns.len() <= self.config.max_connections);
+    }
+
     fn remove(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove(&id) {
             self.by_key.remove(&(c.remote, c.recv_id));

@@ -91,6 +91,7 @@ pub fn packet(data: &[u8]) {
             assert!(sent < 10_000, "unbounded output");
         }
         while ep.poll_event().is_some() {}
+        ep.check_invariants();
         assert!(ep.connections() <= MAX_CONNECTIONS);
         if let Some(t) = ep.poll_timeout() {
             assert!(t >= now || ep.connections() > 0);

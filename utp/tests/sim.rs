@@ -70,6 +70,7 @@ struct Sim {
     ep: [Endpoint; 2],
     addr: [SocketAddr; 2],
     datagrams: u64,
+    steps: u64,
     max_queue_delay_after: (Instant, Duration),
 }
 
@@ -89,6 +90,7 @@ impl Sim {
             ],
             addr: [A.parse().unwrap(), B.parse().unwrap()],
             datagrams: 0,
+            steps: 0,
             max_queue_delay_after: (t0 + Duration::from_secs(100_000), Duration::ZERO),
         }
     }
@@ -161,6 +163,11 @@ impl Sim {
             if self.ep[i].poll_timeout().is_some_and(|t| t <= self.now) {
                 self.ep[i].handle_timeout(self.now);
             }
+        }
+        self.steps += 1;
+        if self.steps.is_multiple_of(97) {
+            self.ep[0].check_invariants();
+            self.ep[1].check_invariants();
         }
         true
     }
