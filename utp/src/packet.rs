@@ -16,8 +16,13 @@
 //! +---------------+---------------+---------------+---------------+
 //! ```
 //! All fields are big-endian. Each extension is `next extension type` (1 byte), `len` (1 byte)
-//! and `len` bytes; type 0 ends the chain. Extension 1 is the selective ACK (a bitmask at least
-//! 4 bytes long and a multiple of 4, BEP 29 §Extension); other types are skipped.
+//! and `len` bytes; type 0 ends the chain. Extension 1 is the selective ACK; other types (such as
+//! libtorrent's close reason, type 3) are skipped.
+//!
+//! Strictness, on purpose: BEP 29 says a selective-ACK bitmask is at least 4 bytes and a
+//! multiple of 4, and that is what we send; but libtorrent sends `ceil(span / 8)` bytes (1, 2,
+//! 3, ... — `utp_stream.cpp`, `send_pkt`), so any non-empty length is accepted, as libtorrent
+//! accepts it. Only an empty bitmask is refused.
 
 use thiserror::Error;
 
@@ -115,8 +120,8 @@ pub enum PacketError {
         /// The limit.
         limit: usize,
     },
-    /// A selective-ACK bitmask is shorter than 4 bytes or not a multiple of 4 (BEP 29).
-    #[error("uTP selective ACK of {got} bytes (must be a non-zero multiple of 4)")]
+    /// A selective-ACK extension with an empty bitmask.
+    #[error("uTP selective ACK of {got} bytes")]
     BadSackLen {
         /// The extension's `len` byte.
         got: usize,
@@ -209,7 +214,7 @@ impl<'a> Packet<'a> {
                 });
             };
             if next == EXTENSION_SACK {
-                if len == 0 || len % 4 != 0 {
+                if len == 0 {
                     return Err(PacketError::BadSackLen { got: len });
                 }
                 if sack.is_some() {
@@ -445,20 +450,25 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_sack_lengths_and_truncation() {
+    fn accepts_libtorrent_unpadded_sack_rejects_empty_and_truncation() {
         let mut base = vec![0x21, 1];
         base.extend_from_slice(&[0; 18]);
-        for len in [0u8, 1, 3, 5] {
+        // libtorrent sends ceil(span / 8) bytes, not a multiple of 4.
+        for len in [1u8, 2, 3, 5, 255] {
             let mut p = base.clone();
             p.extend_from_slice(&[0, len]);
             p.extend(std::iter::repeat_n(0xff, usize::from(len)));
             assert_eq!(
-                Packet::new_checked(&p).unwrap_err(),
-                PacketError::BadSackLen {
-                    got: usize::from(len)
-                }
+                Packet::new_checked(&p).unwrap().sack().unwrap().len(),
+                usize::from(len)
             );
         }
+        let mut p = base.clone();
+        p.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            Packet::new_checked(&p).unwrap_err(),
+            PacketError::BadSackLen { got: 0 }
+        );
         let mut p = base.clone();
         p.extend_from_slice(&[0, 8, 1, 2]);
         assert!(matches!(
