@@ -14,6 +14,7 @@ use crate::limits::{
     CLOSE_LINGER, IDLE_TIMEOUT, INITIAL_RTO, KEEPALIVE_INTERVAL, MAX_IN_FLIGHT_PACKETS,
     MAX_PAYLOAD_LEN, MAX_PEER_WINDOW_BYTES, MAX_REORDER_PACKETS, MAX_RTO, MAX_SACK_LEN,
     MAX_SYN_TRANSMISSIONS, MAX_TRANSMISSIONS, MIN_RTO, RECV_BUFFER_BYTES, SEND_BUFFER_BYTES,
+    SYN_RECV_TIMEOUT,
 };
 use crate::packet::{self, Header, Packet, PacketType, seq_less};
 use crate::{ConnId, Event};
@@ -48,6 +49,13 @@ pub enum ConnectionError {
     ConnectTimedOut {
         /// SYNs sent.
         transmissions: u32,
+    },
+    /// We answered a SYN and nothing followed for [`SYN_RECV_TIMEOUT`] (a spoofed or vanished
+    /// initiator).
+    #[error("no packet after the SYN for {waited:?}")]
+    HandshakeTimedOut {
+        /// How long we waited.
+        waited: Duration,
     },
     /// Nothing arrived for [`IDLE_TIMEOUT`].
     #[error("nothing received for {idle:?}")]
@@ -201,6 +209,7 @@ pub(crate) struct Connection {
     stats: ConnStats,
     /// Set on a graceful close: until then retransmitted FINs are acknowledged again.
     linger_until: Option<Instant>,
+    created: Instant,
 }
 
 impl Connection {
@@ -246,6 +255,7 @@ impl Connection {
             ledbat: Ledbat::new(),
             stats: ConnStats::default(),
             linger_until: None,
+            created: now,
         }
     }
 
@@ -747,6 +757,12 @@ impl Connection {
             return;
         }
         let now = clk.now;
+        if self.state == State::SynRecv && now >= self.created + SYN_RECV_TIMEOUT {
+            let waited = now.saturating_duration_since(self.created);
+            self.fail(ConnectionError::HandshakeTimedOut { waited }, events);
+            self.reset_pending = false; // no reply to a possibly spoofed address
+            return;
+        }
         if self.rto_deadline.is_some_and(|d| d <= now) {
             let Some(front) = self.in_flight.front() else {
                 self.rto_deadline = None;
@@ -804,6 +820,9 @@ impl Connection {
         }
         if self.state == State::Connected {
             t = t.map(|t| t.min(self.last_send + KEEPALIVE_INTERVAL));
+        }
+        if self.state == State::SynRecv {
+            t = t.map(|t| t.min(self.created + SYN_RECV_TIMEOUT));
         }
         t
     }

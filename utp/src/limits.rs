@@ -97,6 +97,12 @@ pub const MAX_RTO: Duration = Duration::from_secs(16);
 /// uses the same figure, below common 30 s UDP NAT timeouts).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(29);
 
+/// How long an accepted connection may wait for the initiator's first packet after its SYN:
+/// 10 s, the handshake deadline of SECURITY.md rule 7 (libtorrent's `handshake_timeout`). A
+/// SYN from a spoofed address therefore holds a slot for at most this long; the slot is then
+/// freed without a reply ([`crate::ConnectionError::HandshakeTimedOut`]).
+pub const SYN_RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a gracefully closed connection is kept to acknowledge a retransmitted FIN (our last
 /// ACK may be lost): 10 s, a few RTOs (TCP's TIME_WAIT, shortened). Counted against the
 /// connection limit meanwhile.

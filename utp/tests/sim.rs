@@ -634,3 +634,47 @@ fn connect_gives_up_after_bounded_syns() {
     }
     panic!("never gave up");
 }
+
+#[test]
+fn half_open_connection_from_a_spoofed_syn_is_freed_silently() {
+    let t0 = Instant::now();
+    let mut b = Endpoint::new(t0, Config::default(), 12);
+    let mut syn = Vec::new();
+    packet::encode(
+        &mut syn,
+        &Header {
+            ty: PacketType::Syn,
+            connection_id: 4242,
+            timestamp_us: 0,
+            timestamp_difference_us: 0,
+            wnd_size: 65536,
+            seq_nr: 1,
+            ack_nr: 0,
+        },
+        None,
+        &[],
+    );
+    let spoofed: SocketAddr = "198.51.100.7:6881".parse().unwrap();
+    b.handle_datagram(t0, spoofed, &syn);
+    let mut buf = Vec::new();
+    assert!(
+        b.poll_transmit(&mut buf).is_some(),
+        "the SYN is answered once"
+    );
+    assert!(matches!(b.poll_event(), Some(Event::Incoming(_))));
+    let deadline = b.poll_timeout().unwrap();
+    assert_eq!(deadline - t0, seednode_utp::limits::SYN_RECV_TIMEOUT);
+    b.handle_timeout(deadline);
+    assert!(
+        b.poll_transmit(&mut buf).is_none(),
+        "no reset to a spoofed address"
+    );
+    assert!(matches!(
+        b.poll_event(),
+        Some(Event::Closed {
+            reason: CloseReason::Error(ConnectionError::HandshakeTimedOut { .. }),
+            ..
+        })
+    ));
+    assert_eq!(b.connections(), 0);
+}
