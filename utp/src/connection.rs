@@ -103,6 +103,12 @@ pub struct ConnStats {
     pub packets_received: u64,
     /// Out-of-order packets held now.
     pub reordered_held: usize,
+    /// Our FIN was sent.
+    pub fin_sent: bool,
+    /// Our FIN was acknowledged.
+    pub fin_acked: bool,
+    /// The peer's FIN arrived and everything before it too.
+    pub peer_finished: bool,
 }
 
 /// The state of a connection (BEP 29 §Connection setup).
@@ -349,6 +355,9 @@ impl Connection {
             rto: self.rto,
             queuing_delay: self.ledbat.queuing_delay(),
             reordered_held: self.reorder.iter().flatten().count(),
+            fin_sent: self.fin_seq.is_some(),
+            fin_acked: self.fin_acked,
+            peer_finished: self.eof,
             ..self.stats.clone()
         }
     }
@@ -851,6 +860,15 @@ impl Connection {
         }
     }
 
+    /// The `seq_nr` of an `ST_STATE`: the next one we would send, but never past our FIN.
+    /// libtorrent's FIN does not consume a number and it ignores every packet whose `seq_nr`
+    /// lies beyond the FIN it received, acknowledgements included (seen in
+    /// `tests/libtorrent_interop.rs`: our ACKs after our FIN were dropped and the transfer
+    /// stalled).
+    fn state_seq_nr(&self) -> u16 {
+        self.fin_seq.unwrap_or(self.seq_nr)
+    }
+
     fn sack_mask(&self) -> Option<([u8; MAX_SACK_LEN], usize)> {
         // Bit k is ack_nr + 2 + k, i.e. reorder index k + 1.
         let last = self.reorder.iter().rposition(Option::is_some)?;
@@ -888,7 +906,7 @@ impl Connection {
         }
         if self.state == State::Closed {
             if self.ack_pending && self.linger_until.is_some() {
-                let h = self.header(clk, PacketType::State, self.seq_nr);
+                let h = self.header(clk, PacketType::State, self.state_seq_nr());
                 self.emit(clk, out, &h, &[]);
                 return true;
             }
@@ -952,7 +970,7 @@ impl Connection {
         }
         // 4. A bare acknowledgement (also the keep-alive).
         if self.ack_pending {
-            let h = self.header(clk, PacketType::State, self.seq_nr);
+            let h = self.header(clk, PacketType::State, self.state_seq_nr());
             self.emit(clk, out, &h, &[]);
             return true;
         }

@@ -2,7 +2,8 @@
 //! ways): our endpoint dials a libtorrent seeder and downloads blocks over the BitTorrent peer
 //! wire (BEP 3), and a libtorrent leecher dials our endpoint. Skipped, with a message, when
 //! `/usr/bin/python3 -c 'import libtorrent'` fails. Every test is bounded in time and the python
-//! process is killed on every path (a guard with `Drop`).
+//! process is killed on every path (a guard with `Drop`). `LT_VERBOSE=1` shows libtorrent's
+//! alerts, `LT_TRACE=1` every uTP header in and out.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // real sockets and clocks here
 
 use std::io::{BufRead, BufReader};
@@ -129,7 +130,7 @@ impl Driver {
             ep: Endpoint::new(Instant::now(), Config::default(), 0x5eed),
             sock,
             tx: Vec::new(),
-            rx: vec![0; 2048],
+            rx: vec![0; 65536],
             datagrams_in: 0,
             datagrams_out: 0,
         }
@@ -141,6 +142,17 @@ impl Driver {
 
     fn flush(&mut self) {
         while let Some(t) = self.ep.poll_transmit(&mut self.tx) {
+            if std::env::var_os("LT_TRACE").is_some() {
+                let p = seednode_utp::Packet::new_checked(&self.tx[..t.len]).unwrap();
+                eprintln!(
+                    "out {:?} seq {} ack {} len {} sack {:?}",
+                    p.packet_type(),
+                    p.seq_nr(),
+                    p.ack_nr(),
+                    p.payload().len(),
+                    p.sack()
+                );
+            }
             self.sock.send_to(&self.tx[..t.len], t.dst).unwrap();
             self.datagrams_out += 1;
         }
@@ -152,6 +164,19 @@ impl Driver {
         match self.sock.recv_from(&mut self.rx) {
             Ok((n, src)) => {
                 self.datagrams_in += 1;
+                if std::env::var_os("LT_TRACE").is_some() {
+                    match seednode_utp::Packet::new_checked(&self.rx[..n]) {
+                        Ok(p) => eprintln!(
+                            "in {:?} seq {} ack {} len {} sack {:?}",
+                            p.packet_type(),
+                            p.seq_nr(),
+                            p.ack_nr(),
+                            p.payload().len(),
+                            p.sack()
+                        ),
+                        Err(e) => eprintln!("in BAD {n} bytes {e} {:02x?}", &self.rx[..24.min(n)]),
+                    }
+                }
                 assert!(seednode_utp::looks_like_utp(&self.rx[..n]));
                 self.ep.handle_datagram(Instant::now(), src, &self.rx[..n]);
             }
@@ -340,7 +365,8 @@ fn downloads_blocks_from_libtorrent_over_utp() {
     assert_eq!(
         closed,
         Some(CloseReason::Graceful),
-        "FIN both ways, both acknowledged"
+        "FIN both ways, both acknowledged: {:?}",
+        d.ep.conn_stats(conn)
     );
     drop(py);
 }
