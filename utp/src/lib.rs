@@ -39,6 +39,24 @@
 //! A peer that acknowledges a sequence number we never sent, or advertises an absurd window,
 //! is disconnected with an `ST_RESET` and [`Event::Closed`] carrying a [`ConnectionError`].
 
+//! # Interoperability decisions (each has a test)
+//!
+//! - Selective ACKs of any non-empty length are accepted: libtorrent sends `ceil(span / 8)`
+//!   bytes, not BEP 29's multiple of 4 (we send multiples of 4) — [`packet`].
+//! - An `ST_STATE` never carries a `seq_nr` past our FIN: libtorrent drops every packet beyond
+//!   the FIN it received, acknowledgements included (`tests/libtorrent_interop.rs`).
+//! - The acceptor sends no data until the initiator's first packet after its SYN, so a lost
+//!   SYN answer plus lost first data can never make the initiator skip bytes (`tests/sim.rs`).
+//! - Unknown extensions (libtorrent's close reason, type 3) are skipped.
+//!
+//! # Not yet done
+//!
+//! No slow start (the window grows by at most 3 000 bytes per RTT from two packets, as the
+//! LEDBAT gain bound prescribes; libtorrent adds a slow-start phase), no delayed ACKs (one
+//! `ST_STATE` per data packet received when there is nothing to piggyback on), no MTU
+//! discovery (payload fixed at [`limits::MAX_PAYLOAD_LEN`]), and timers are scanned linearly
+//! over the connections.
+
 pub mod connection;
 pub mod endpoint;
 pub mod fuzzing;
