@@ -1873,12 +1873,12 @@ fn upload_file_streams_a_file_into_a_seeded_torrent() {
     node.stop();
 }
 
+/// One request a receiver got: header names (lower-cased) and values, and the body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
 /// A one-thread HTTP receiver on 127.0.0.1 that answers 200 to everything and records each
 /// request's head (lower-cased header names) and body.
-fn webhook_receiver() -> (
-    u16,
-    std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
-) {
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<Received>) {
     let listener = std::net::TcpListener::bind((SEEDER_IP, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1997,7 +1997,7 @@ fn webhooks_deliver_signed_events_from_the_outbox() {
         .unwrap()
         .to_owned();
 
-    let check = |(headers, body): (Vec<(String, String)>, Vec<u8>)| -> serde_json::Value {
+    let check = |(headers, body): Received| -> serde_json::Value {
         let get = |name: &str| {
             headers
                 .iter()
