@@ -14,6 +14,9 @@ use rustix::net::{SendAncillaryBuffer, SendFlags};
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
+/// Most bytes of a file range read into memory at once by [`OutQueue::write_with`]: one block.
+const COPY_CHUNK_LEN: usize = 16 * 1024;
+
 /// One queued piece of output.
 #[derive(Debug)]
 enum Chunk {
@@ -106,6 +109,52 @@ impl OutQueue {
                 }
                 Err(WriteError::Socket(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Hands queued bytes, in order, to `write` (a uTP connection's send buffer), which returns
+    /// how many it took; stops when it takes fewer than offered. File ranges are read into
+    /// memory first (at most [`COPY_CHUNK_LEN`] at a time; only HTTP queues them, and uTP
+    /// carries peer wire only, whose blocks come from the disk threads as bytes).
+    ///
+    /// # Errors
+    /// [`WriteError::FileShrank`] or [`WriteError::File`] for a file range that cannot be read.
+    pub(crate) fn write_with(
+        &mut self,
+        mut write: impl FnMut(&[u8]) -> usize,
+    ) -> Result<Written, WriteError> {
+        use std::os::unix::fs::FileExt;
+        let mut copy = Vec::new();
+        loop {
+            match self.chunks.front_mut() {
+                None => return Ok(Written::Drained),
+                Some(Chunk::Mem(b)) => {
+                    let n = write(b);
+                    self.bytes -= n;
+                    if n == b.len() {
+                        self.chunks.pop_front();
+                    } else {
+                        let _ = b.split_to(n);
+                        return Ok(Written::WouldBlock);
+                    }
+                }
+                Some(Chunk::File { file, offset, len }) => {
+                    copy.resize((*len).min(COPY_CHUNK_LEN), 0);
+                    let got = file.read_at(&mut copy, *offset).map_err(WriteError::File)?;
+                    if got == 0 {
+                        return Err(WriteError::FileShrank);
+                    }
+                    let n = write(&copy[..got]);
+                    *offset += n as u64;
+                    *len -= n;
+                    self.bytes -= n;
+                    if *len == 0 {
+                        self.chunks.pop_front();
+                    } else if n < got {
+                        return Ok(Written::WouldBlock);
+                    }
+                }
             }
         }
     }

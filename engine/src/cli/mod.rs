@@ -295,9 +295,13 @@ pub(crate) struct SeedArgs {
     /// Address for the UDP tracker (BEP 15) [default: the --listen address, over UDP].
     #[arg(long, value_name = "ADDR")]
     pub(crate) udp: Option<Listen>,
-    /// Run no UDP tracker (the UDP port still carries the DHT unless --no-dht).
+    /// Run no UDP tracker (the UDP port still carries the DHT unless --no-dht, and uTP unless
+    /// --no-utp).
     #[arg(long)]
     pub(crate) no_udp: bool,
+    /// Accept no uTP (BEP 29) peer connections on the UDP port; peers then need TCP.
+    #[arg(long)]
+    pub(crate) no_utp: bool,
     #[command(flatten)]
     pub(crate) dht: DhtArgs,
     #[command(flatten)]

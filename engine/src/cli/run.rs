@@ -310,6 +310,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     .map_err(|e| format!("starting the event loop: {e}"))?;
     reactor.set_summary_interval(Some(Duration::from_secs(config.summary_interval)));
     reactor.set_tracker_ca(tracker_ca);
+    // uTP rides on the UDP socket, which `run` binds for the UDP tracker or the DHT.
+    reactor.enable_utp();
 
     let outbox = Outbox::new(reactor.waker());
     let worker = CatalogWorker::start(catalog, outbox.clone())

@@ -250,7 +250,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
-    let udp = if args.no_udp && args.dht.no_dht {
+    let udp = if args.no_udp && args.dht.no_dht && args.no_utp {
         None
     } else {
         let addr = match args.udp {
@@ -395,6 +395,9 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
     .map_err(|e| format!("starting the event loop: {e}"))?;
     reactor.set_summary_interval(Some(Duration::from_secs(args.summary_interval)));
     reactor.set_tracker_ca(tracker_ca);
+    if !args.no_utp {
+        reactor.enable_utp();
+    }
     for (torrent, tiers) in ready {
         let info_hash = torrent.info_hash;
         reactor.add_torrent(torrent);

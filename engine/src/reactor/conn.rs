@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use seednode_wire::addr::canonical_ip;
 
 use super::metrics::CloseReason;
+use super::utp::Transport;
 use super::{ACCEPT_BACKOFF, ListenerKind, Reactor, announcer};
 use crate::http;
 use crate::limits::{
@@ -85,7 +86,8 @@ pub(super) struct Conn {
     pub(super) dialed: bool,
     /// RC4 for the whole stream, when an MSE handshake chose it (then `sendfile` is not used).
     pub(super) cipher: Option<Box<StreamCipher>>,
-    pub(super) stream: TcpStream,
+    /// TCP, or a connection of the uTP endpoint (`reactor::utp`).
+    pub(super) transport: Transport,
     pub(super) remote: SocketAddr,
     pub(super) local: SocketAddr,
     pub(super) generation: u64,
@@ -128,18 +130,7 @@ impl Reactor {
         remote: SocketAddr,
         kind: ListenerKind,
     ) {
-        let ip = canonical_ip(remote.ip());
-        if self.bans.is_banned(now, ip) {
-            *self.stats.closed.entry("banned").or_insert(0) += 1;
-            return;
-        }
-        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
-        if from_ip >= self.config.max_connections_per_ip {
-            debug!(peer = %remote, "per-address connection limit reached; closing");
-            return;
-        }
-        if self.conns.len() >= self.config.max_connections && !self.evict_unproven() {
-            debug!(peer = %remote, "connection limit reached; closing");
+        if !self.admission(now, remote) {
             return;
         }
         let state = match kind {
@@ -156,6 +147,27 @@ impl Reactor {
         if let Some(key) = self.insert_conn(now, stream, remote, state) {
             debug!(peer = %remote, key, "accepted");
         }
+    }
+
+    /// Whether a connection from `remote` (TCP or uTP) may be admitted: not banned, under the
+    /// per-address cap, and under the connection limit (making room by evicting an unproven
+    /// connection if need be).
+    pub(super) fn admission(&mut self, now: Instant, remote: SocketAddr) -> bool {
+        let ip = canonical_ip(remote.ip());
+        if self.bans.is_banned(now, ip) {
+            *self.stats.closed.entry("banned").or_insert(0) += 1;
+            return false;
+        }
+        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if from_ip >= self.config.max_connections_per_ip {
+            debug!(peer = %remote, "per-address connection limit reached; closing");
+            return false;
+        }
+        if self.conns.len() >= self.config.max_connections && !self.evict_unproven() {
+            debug!(peer = %remote, "connection limit reached; closing");
+            return false;
+        }
+        true
     }
 
     /// At the connection limit, makes room for a newcomer by closing the oldest connection
@@ -210,6 +222,36 @@ impl Reactor {
             warn!(error = %e, "register failed");
             return None;
         }
+        Some(self.insert_entry(now, Transport::Tcp(stream), remote, local, state))
+    }
+
+    /// Registers a uTP connection of the endpoint (accepted, or being dialled) like
+    /// [`Self::insert_conn`]; `None` when uTP is off.
+    pub(super) fn insert_utp_conn(
+        &mut self,
+        now: Instant,
+        id: seednode_utp::ConnId,
+        remote: SocketAddr,
+        state: ConnState,
+    ) -> Option<usize> {
+        let local = self.udp.as_ref()?.local_addr().ok()?;
+        let key = self.insert_entry(now, Transport::Utp(id), remote, local, state);
+        let generation = self.conns[key].generation;
+        self.utp_bind(id, key, generation);
+        Some(key)
+    }
+
+    /// Puts a registered connection into the table and starts its handshake deadline.
+    fn insert_entry(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        remote: SocketAddr,
+        local: SocketAddr,
+        state: ConnState,
+    ) -> usize {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
         self.next_generation += 1;
         let generation = self.next_generation;
         let ip = canonical_ip(remote.ip());
@@ -217,7 +259,7 @@ impl Reactor {
         entry.insert(Conn {
             dialed,
             cipher: None,
-            stream,
+            transport,
             remote,
             local,
             generation,
@@ -230,7 +272,7 @@ impl Reactor {
         *self.per_ip.entry(ip).or_insert(0) += 1;
         self.timers
             .push(Reverse((now + HANDSHAKE_TIMEOUT, key, generation)));
-        Some(key)
+        key
     }
 
     /// Closes connection `key` (a no-op for a key already gone), counting `why` in `/metrics`.
@@ -247,7 +289,12 @@ impl Reactor {
                 info!(peer = %conn.remote, reason = %why, "address banned for repeated misbehaviour");
             }
         }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        match &mut conn.transport {
+            Transport::Tcp(stream) => {
+                let _ = self.poll.registry().deregister(stream);
+            }
+            Transport::Utp(id) => self.utp_release(*id),
+        }
         let ip = canonical_ip(conn.remote.ip());
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
@@ -306,7 +353,14 @@ impl Reactor {
             // Read into the loop's scratch buffer and append only what arrived: a peer's buffer
             // then holds at most one partial message, however large the chunk read.
             let n = self.scratch.len().min(budget);
-            match conn.stream.read(&mut self.scratch[..n]) {
+            let read = match &mut conn.transport {
+                Transport::Tcp(stream) => stream.read(&mut self.scratch[..n]),
+                Transport::Utp(id) => match &mut self.utp {
+                    Some(link) => link.read(*id, &mut self.scratch[..n]),
+                    None => Ok(0),
+                },
+            };
+            match read {
                 Ok(0) => {
                     let processed = self.process(key, now);
                     if processed.is_ok()
@@ -369,6 +423,11 @@ impl Reactor {
                 ConnState::Sniffing => match sniff(&conn.rbuf) {
                     Sniff::Is(Protocol::PeerWire) => {
                         conn.state = ConnState::Handshake { dialed: None };
+                    }
+                    // uTP carries peer wire only: anything else is tried as MSE, which fails
+                    // (or times out) like garbage does.
+                    Sniff::Is(Protocol::Http | Protocol::Upload) if conn.transport.is_utp() => {
+                        conn.state = ConnState::Mse(Box::new(new_mse_responder()));
                     }
                     Sniff::Is(Protocol::Http) => {
                         conn.state = ConnState::Http {
@@ -558,7 +617,15 @@ impl Reactor {
         };
         let was_over = conn.out.len() > SEND_BUFFER_HIGH_WATER;
         let queued = conn.out.len();
-        if let Err(e) = conn.out.write_to(&mut conn.stream) {
+        let written = match &mut conn.transport {
+            Transport::Tcp(stream) => conn.out.write_to(stream),
+            Transport::Utp(id) => match &mut self.utp {
+                // The endpoint takes what fits its send buffer; `Writable` brings the rest.
+                Some(link) => conn.out.write_with(|b| link.endpoint.write(*id, b)),
+                None => Ok(crate::outq::Written::WouldBlock),
+            },
+        };
+        if let Err(e) = written {
             self.close(key, CloseReason::WriteError(e));
             return;
         }
@@ -572,7 +639,9 @@ impl Reactor {
             }
         }
         if conn.out.is_empty() && matches!(conn.state, ConnState::Closing) {
-            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            if let Transport::Tcp(stream) = &conn.transport {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
             self.close(key, CloseReason::Done);
             return;
         }

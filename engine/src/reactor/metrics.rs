@@ -265,6 +265,7 @@ impl Reactor {
                 node.dht.good_nodes() as u64,
             );
         }
+        self.utp_metrics(&mut out);
         let _ = writeln!(
             out,
             "# HELP seednode_connections_closed_total Connections closed, by reason.\n# TYPE seednode_connections_closed_total counter"

@@ -48,6 +48,7 @@ mod torrent;
 mod udp;
 mod upload;
 mod upload_file;
+mod utp;
 
 use conn::Conn;
 use metrics::EngineStats;
@@ -56,6 +57,7 @@ pub(crate) use torrent::{DataPath, Have, PieceCheck, SeededTorrent, V2Torrent};
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+/// The shared UDP socket: BEP 15 tracker, DHT (BEP 5) and uTP (BEP 29).
 const UDP_TRACKER: Token = Token(usize::MAX - 2);
 const ANNOUNCE_UDP: Token = Token(usize::MAX - 3);
 /// Listener `i` has token `LISTENER_BASE - i`.
@@ -180,6 +182,8 @@ pub(crate) struct Reactor {
     announcer: Option<announcer::Announcer>,
     /// The Mainline DHT node (BEP 5), when enabled; it shares the UDP socket.
     dht: Option<dht::DhtNode>,
+    /// The uTP endpoint on the UDP socket (`seed` and `run`; `None` when off).
+    utp: Option<Box<utp::UtpLink>>,
     /// Whether the UDP socket also answers BEP 15 tracker requests.
     udp_tracker: bool,
     /// Peers dialled lately, so a tracker reply does not redial them.
@@ -329,6 +333,7 @@ impl Reactor {
                 next_announce: start,
                 announced_with_nodes: false,
             }),
+            utp: None,
             udp_tracker,
             dialed: HashMap::new(),
             next_pex: start + Duration::from_secs(pex::PEX_INTERVAL_SECS),
@@ -377,6 +382,9 @@ impl Reactor {
                         .poll_timeout()
                         .map_or(next, |t| next.min(t))
                         .min(node.next_announce);
+                }
+                if let Some(t) = self.utp_poll_timeout() {
+                    next = next.min(t);
                 }
                 next.saturating_duration_since(now)
                     .min(Duration::from_secs(1))
@@ -477,6 +485,7 @@ impl Reactor {
             }
             let decisions = self.choker.tick(now);
             self.apply_choking(&decisions);
+            self.drive_utp(now);
             if now.duration_since(last_expire) >= seednode_tracker::limits::EXPIRE_INTERVAL {
                 self.tracker.expire(now);
                 last_expire = now;
@@ -556,6 +565,7 @@ impl Reactor {
         for key in keys {
             self.close(key, metrics::CloseReason::Shutdown);
         }
+        self.utp_shutdown();
         self.stop_announcing();
         let total: u64 = self.torrents.iter().map(|t| t.uploaded).sum();
         info!(uploaded_bytes = total, "closed all connections");

@@ -478,7 +478,9 @@ impl Reactor {
                         break;
                     }
                 }
-                let sendfile = self.config.data_path == DataPath::Sendfile && conn.cipher.is_none();
+                let sendfile = self.config.data_path == DataPath::Sendfile
+                    && conn.cipher.is_none()
+                    && !conn.transport.is_utp();
                 let cold = sendfile
                     && !slot.lately_resident(now, req.piece)
                     && match slot

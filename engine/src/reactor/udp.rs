@@ -1,5 +1,5 @@
-//! The shared UDP socket: KRPC (BEP 5) and BEP 15 tracker datagrams, told apart by their first
-//! byte.
+//! The shared UDP socket: KRPC (BEP 5), BEP 15 tracker and uTP (BEP 29) datagrams, told apart by
+//! their first byte.
 
 use std::io;
 use std::time::Instant;
@@ -23,6 +23,13 @@ impl Reactor {
                     self.dht_datagram(now, src, &rx[..n]);
                     self.udp_rx = rx;
                     self.flush_dht(now);
+                }
+                // uTP (BEP 29): version 1, types 0-4 in the first byte; BEP 15 requests start
+                // with 0x00 (connect) or a connection id whose top bit is set.
+                Ok((n, src)) if self.utp.is_some() && seednode_utp::looks_like_utp(&self.udp_rx[..n]) => {
+                    let rx = std::mem::take(&mut self.udp_rx);
+                    self.utp_datagram(now, src, &rx[..n]);
+                    self.udp_rx = rx;
                 }
                 Ok((_, _)) if !self.udp_tracker => {}
                 Ok((n, src)) => {

@@ -207,11 +207,15 @@ impl Reactor {
     /// Takes connection `key` out of the loop (deregistered, its accounting undone) and returns
     /// its socket in blocking mode with the bytes already received.
     fn detach(&mut self, key: usize) -> Option<(std::net::TcpStream, bytes::BytesMut)> {
-        if !self.conns.contains(key) {
+        // Uploads over uTP are refused before they get here (uTP carries peer wire only).
+        if self.conns.get(key).is_none_or(|c| c.transport.is_utp()) {
             return None;
         }
-        let mut conn = self.conns.remove(key);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let conn = self.conns.remove(key);
+        let super::utp::Transport::Tcp(mut tcp) = conn.transport else {
+            return None;
+        };
+        let _ = self.poll.registry().deregister(&mut tcp);
         let ip = seednode_wire::addr::canonical_ip(conn.remote.ip());
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
@@ -219,7 +223,7 @@ impl Reactor {
                 self.per_ip.remove(&ip);
             }
         }
-        let stream: std::net::TcpStream = conn.stream.into();
+        let stream: std::net::TcpStream = tcp.into();
         stream.set_nonblocking(false).ok()?;
         stream.set_read_timeout(Some(UPLOAD_IDLE_TIMEOUT)).ok()?;
         stream.set_write_timeout(Some(UPLOAD_IDLE_TIMEOUT)).ok()?;

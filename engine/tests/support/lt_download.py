@@ -5,10 +5,11 @@ Run it with Debian's /usr/bin/python3: the `python3` first on PATH on these mach
 libtorrent (see /work/shared/INTEROP.md).
 
     lt_download.py TORRENT         --save-dir DIR --peer IP:PORT --listen 127.0.0.x:PORT --timeout SECS
+                                   [--encryption rc4|plaintext] [--transport tcp|utp]
     lt_download.py --magnet URI    --save-dir DIR --peer IP:PORT --listen 127.0.0.x:PORT --timeout SECS
 
-The session has DHT, LSD, UPnP, NAT-PMP, the IP notifier and uTP off, and allows several
-connections per IP. The seeder at --peer is dialled directly (again every few seconds while no peer
+The session has DHT, LSD, UPnP, NAT-PMP, the IP notifier and uTP off (with `--transport utp`:
+TCP off both ways and uTP on instead), and allows several connections per IP. The seeder at --peer is dialled directly (again every few seconds while no peer
 is connected); the torrent's own trackers are used as well.
 
 Exit status: 0 once every wanted byte is downloaded and hash-checked (the torrent is finished or
@@ -59,6 +60,8 @@ def main():
     ap.add_argument("--encryption", choices=["default", "rc4", "plaintext"], default="default",
                     help="force an MSE/PE handshake selecting RC4 or plaintext (default: "
                     "libtorrent's own policy)")
+    ap.add_argument("--transport", choices=["tcp", "utp"], default="tcp",
+                    help="the only transport used, both ways (default: tcp)")
     args = ap.parse_args()
 
     start = time.monotonic()
@@ -85,6 +88,13 @@ def main():
         | lt.alert.category_t.tracker_notification,
         "user_agent": "lt_download/" + lt.__version__,
     })
+    if args.transport == "utp":
+        ses.apply_settings({
+            "enable_outgoing_tcp": False,
+            "enable_incoming_tcp": False,
+            "enable_outgoing_utp": True,
+            "enable_incoming_utp": True,
+        })
     if args.encryption != "default":
         # pe_forced (0): only MSE/PE connections; allowed_enc_level 1 = plaintext, 2 = RC4.
         ses.apply_settings({
@@ -106,7 +116,8 @@ def main():
     atp.flags &= ~lt.torrent_flags.paused
     h = ses.add_torrent(atp)
     h.connect_peer(args.peer)
-    say(f"lt_download: added {what}, dialling {args.peer[0]}:{args.peer[1]} from {host}:{port}")
+    say(f"lt_download: added {what}, dialling {args.peer[0]}:{args.peer[1]} from {host}:{port} "
+        f"over {args.transport}")
 
     last_dial = time.monotonic()
     last_report = 0.0

@@ -1,0 +1,402 @@
+//! uTP (BEP 29) on the node's UDP port: the reactor's side of the sans-IO
+//! [`seednode_utp::Endpoint`].
+//!
+//! Datagrams whose first byte is a uTP header ([`seednode_utp::looks_like_utp`]) are handed to the
+//! one endpoint (DHT `d…` and BEP 15 tracker packets keep their paths; tracker connection ids start
+//! with a byte ≥ 0x80, so they never look like uTP). A uTP connection is a [`Conn`] like a TCP
+//! one, whose [`Transport`] is [`Transport::Utp`]: the handshake, MSE, the peer session, the
+//! choker, rate limits, timers, metrics and close paths run unchanged above it. Blocks go through
+//! the copy path (disk threads read them; `sendfile` needs a TCP socket), and the send queue is
+//! written into the endpoint's send buffer, whose room is the back-pressure.
+//!
+//! Call order (the endpoint's contract): datagrams go in as they are read; commands (`write`,
+//! `read`, `close`) happen while connections are served during a loop turn; at the end of every
+//! turn [`Reactor::drive_utp`] fires due timers, sends every datagram the endpoint has
+//! (keeping the one the socket refused for the next turn, when the socket is writable again) and
+//! handles every event, which may queue more datagrams: it repeats, at most
+//! [`MAX_UTP_DRIVE_ROUNDS`] times per turn.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::Interest;
+use seednode_utp::{CloseReason as UtpCloseReason, ConnId, Endpoint, Event};
+use tracing::{debug, info};
+
+use super::conn::ConnState;
+use super::metrics::CloseReason;
+use super::{Reactor, UDP_TRACKER};
+
+/// Rounds of "send every datagram, handle every event" per loop turn: events handled in one
+/// round (a `Readable` answered with blocks) queue datagrams and events for the next. Beyond it
+/// the loop polls again with a zero timeout, so other sockets are served in between (fairness).
+pub(super) const MAX_UTP_DRIVE_ROUNDS: usize = 8;
+
+/// Datagrams sent per loop turn at most; beyond it the loop comes back with a zero timeout. At
+/// 1 400 bytes each, 2 048 datagrams are about 2.8 MB per turn.
+pub(super) const MAX_UTP_DATAGRAMS_PER_TURN: usize = 2048;
+
+/// What carries a connection's bytes.
+pub(super) enum Transport {
+    /// A TCP socket registered with the poll.
+    Tcp(mio::net::TcpStream),
+    /// A connection of the reactor's uTP endpoint.
+    Utp(ConnId),
+}
+
+impl Transport {
+    /// Whether this is a uTP connection.
+    pub(super) fn is_utp(&self) -> bool {
+        matches!(self, Self::Utp(_))
+    }
+}
+
+/// The reactor's uTP endpoint and what it keeps about its connections.
+pub(crate) struct UtpLink {
+    pub(super) endpoint: Endpoint,
+    /// Which connection (slab key, generation) each endpoint connection belongs to.
+    pub(super) by_conn: HashMap<ConnId, (usize, u64)>,
+    /// The datagram being sent.
+    tx: Vec<u8>,
+    /// A datagram the socket refused (full buffer): sent first when it is writable again.
+    blocked: Option<SocketAddr>,
+    /// The UDP socket is registered for writability too (after a refused send).
+    watching_writable: bool,
+    /// Incoming connections accepted.
+    pub(super) accepted: u64,
+    /// Incoming connections refused by the admission rules (limits, bans).
+    pub(super) refused: u64,
+    /// Outgoing connections started.
+    pub(super) dialed: u64,
+    /// Connections ended by the transport (timeout, reset, a peer breaking BEP 29).
+    pub(super) transport_errors: u64,
+    /// Datagrams sent.
+    pub(super) datagrams_sent: u64,
+    /// Datagrams handed to the endpoint.
+    pub(super) datagrams_received: u64,
+}
+
+impl UtpLink {
+    fn new(epoch: Instant, seed: u64) -> Self {
+        Self {
+            endpoint: Endpoint::new(epoch, seednode_utp::Config::default(), seed),
+            by_conn: HashMap::new(),
+            tx: Vec::with_capacity(seednode_utp::limits::MAX_DATAGRAM_LEN),
+            blocked: None,
+            watching_writable: false,
+            accepted: 0,
+            refused: 0,
+            dialed: 0,
+            transport_errors: 0,
+            datagrams_sent: 0,
+            datagrams_received: 0,
+        }
+    }
+
+    /// Reads what `conn` has received into `buf`: `Ok(0)` at the end of the stream, `WouldBlock`
+    /// when nothing is buffered (a `Readable` event follows when bytes arrive).
+    pub(super) fn read(&mut self, conn: ConnId, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.endpoint.read(conn, buf);
+        if n > 0 {
+            Ok(n)
+        } else if self.endpoint.is_eof(conn) {
+            Ok(0)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+}
+
+impl Reactor {
+    /// Starts accepting uTP on the UDP socket (when there is one). `seednode seed` and
+    /// `seednode run` call it; the tracker and DHT servers do not carry peers.
+    pub(crate) fn enable_utp(&mut self) {
+        if self.udp.is_none() || self.utp.is_some() {
+            return;
+        }
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&self.config.secret[24..32]);
+        // A seed distinct from the other machines' (which take the secret's other bytes).
+        let seed = u64::from_le_bytes(seed) ^ 0x7574_7020_7365_6564;
+        self.utp = Some(Box::new(UtpLink::new(self.now, seed)));
+    }
+
+    /// When the endpoint's next timer is due, if uTP is on.
+    pub(super) fn utp_poll_timeout(&self) -> Option<Instant> {
+        self.utp.as_ref().and_then(|u| u.endpoint.poll_timeout())
+    }
+
+    /// Hands one uTP datagram to the endpoint (the demux in `udp.rs` decided it is one).
+    pub(super) fn utp_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
+        if let Some(link) = &mut self.utp {
+            link.datagrams_received += 1;
+            link.endpoint.handle_datagram(now, src, datagram);
+        }
+    }
+
+    /// Registers an endpoint connection as connection `key` (called by `insert_utp_conn`).
+    pub(super) fn utp_bind(&mut self, conn: ConnId, key: usize, generation: u64) {
+        if let Some(link) = &mut self.utp {
+            link.by_conn.insert(conn, (key, generation));
+        }
+    }
+
+    /// Closes the endpoint side of a connection that is leaving the table: queued bytes still go
+    /// out, then FIN (or, when the endpoint already ended it, its unread bytes are dropped).
+    pub(super) fn utp_release(&mut self, conn: ConnId) {
+        if let Some(link) = &mut self.utp {
+            link.by_conn.remove(&conn);
+            link.endpoint.close(conn);
+        }
+    }
+
+    /// The end of a loop turn: fires the endpoint's due timers, sends its datagrams and handles
+    /// its events (see the module docs). Leaves `udp_pending` set when work is left, so the
+    /// loop polls again at once.
+    pub(super) fn drive_utp(&mut self, now: Instant) {
+        let Some(link) = &mut self.utp else { return };
+        if link.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            link.endpoint.handle_timeout(now);
+        }
+        let mut sent = 0;
+        for _ in 0..MAX_UTP_DRIVE_ROUNDS {
+            if !self.utp_transmit(&mut sent) {
+                return; // the socket is full: writability brings the loop back
+            }
+            let Some(link) = &mut self.utp else { return };
+            let mut events = Vec::new();
+            while let Some(e) = link.endpoint.poll_event() {
+                events.push(e);
+            }
+            if events.is_empty() {
+                return;
+            }
+            for e in events {
+                self.on_utp_event(now, e);
+            }
+        }
+        // Rounds used up with events possibly left: come back on the next turn at once.
+        self.udp_pending = true;
+    }
+
+    /// Sends the endpoint's datagrams until it has none, the socket is full or the per-turn
+    /// budget is used; false when the socket refused one (kept for later).
+    fn utp_transmit(&mut self, sent: &mut usize) -> bool {
+        let (Some(link), Some(socket)) = (&mut self.utp, &self.udp) else {
+            return true;
+        };
+        loop {
+            if *sent >= MAX_UTP_DATAGRAMS_PER_TURN {
+                self.udp_pending = true;
+                return true;
+            }
+            let dst = match link.blocked.take() {
+                Some(dst) => dst,
+                None => match link.endpoint.poll_transmit(&mut link.tx) {
+                    Some(t) => {
+                        link.tx.truncate(t.len);
+                        t.dst
+                    }
+                    None => return true,
+                },
+            };
+            match socket.send_to(&link.tx, dst) {
+                Ok(_) => {
+                    *sent += 1;
+                    link.datagrams_sent += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    link.blocked = Some(dst);
+                    if !link.watching_writable {
+                        link.watching_writable = true;
+                        if let Some(socket) = &mut self.udp {
+                            let _ = self.poll.registry().reregister(
+                                socket,
+                                UDP_TRACKER,
+                                Interest::READABLE | Interest::WRITABLE,
+                            );
+                        }
+                    }
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => link.blocked = Some(dst),
+                // Unreachable destinations and the like: the datagram is lost, as on the wire;
+                // the connection's retransmissions and timeouts deal with it.
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// One endpoint event.
+    fn on_utp_event(&mut self, now: Instant, event: Event) {
+        let Some(link) = &mut self.utp else { return };
+        let id = event.conn();
+        let bound = link
+            .by_conn
+            .get(&id)
+            .copied()
+            .filter(|(key, generation)| {
+                self.conns
+                    .get(*key)
+                    .is_some_and(|c| c.generation == *generation)
+            })
+            .map(|(key, _)| key);
+        match (event, bound) {
+            (Event::Incoming(_), _) => self.admit_utp(now, id),
+            (Event::Connected(_) | Event::Writable(_), Some(key)) => self.flush(key),
+            (Event::Readable(_), Some(key)) => self.on_readable(key, now),
+            (Event::Closed { reason, .. }, Some(key)) => {
+                if reason == UtpCloseReason::Graceful {
+                    // FIN received and its bytes are readable: the read path sees the end of
+                    // the stream after them and closes as for TCP.
+                    let generation = self.conns.get(key).map(|c| c.generation);
+                    self.on_readable(key, now);
+                    if self.conns.get(key).map(|c| c.generation) == generation {
+                        self.close(key, CloseReason::RemoteClosed);
+                    }
+                } else {
+                    if let Some(link) = &mut self.utp {
+                        link.transport_errors += 1;
+                    }
+                    let why = io::Error::other(format!("uTP: {reason:?}"));
+                    self.close(key, CloseReason::ReadError(why));
+                }
+            }
+            (Event::Closed { .. }, None) => {
+                // Ours already closed it: forget any unread bytes.
+                if let Some(link) = &mut self.utp {
+                    link.by_conn.remove(&id);
+                    link.endpoint.close(id);
+                }
+            }
+            // A connection we no longer hold.
+            (_, None) => {
+                if let Some(link) = &mut self.utp {
+                    link.endpoint.close(id);
+                }
+            }
+        }
+    }
+
+    /// An incoming uTP connection: the same admission rules as a TCP accept (bans, the per-IP
+    /// cap, the connection limit with eviction of unproven connections); refused ones are
+    /// closed at once. Accepted ones start by telling plain BitTorrent from MSE, like the
+    /// shared TCP port (HTTP and uploads are refused on uTP).
+    fn admit_utp(&mut self, now: Instant, id: ConnId) {
+        let Some(link) = &mut self.utp else { return };
+        let Some(remote) = link.endpoint.remote(id) else {
+            return;
+        };
+        if !self.admission(now, remote) {
+            if let Some(link) = &mut self.utp {
+                link.refused += 1;
+                link.endpoint.close(id);
+            }
+            return;
+        }
+        match self.insert_utp_conn(now, id, remote, ConnState::Sniffing) {
+            Some(key) => {
+                if let Some(link) = &mut self.utp {
+                    link.accepted += 1;
+                }
+                debug!(peer = %remote, key, "accepted over uTP");
+            }
+            None => self.utp_release(id),
+        }
+    }
+
+    /// Peers connected over uTP now.
+    pub(super) fn utp_peers(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.transport.is_utp() && matches!(c.state, ConnState::Peer { .. }))
+            .count()
+    }
+
+    /// The uTP lines of `/metrics`.
+    pub(super) fn utp_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let Some(link) = &self.utp else { return };
+        let s = link.endpoint.stats();
+        let conns = self.conns.iter().filter(|(_, c)| c.transport.is_utp()).count();
+        let lines: [(&str, &str, &str, u64); 10] = [
+            (
+                "utp_connections",
+                "gauge",
+                "Open connections carried by uTP (BEP 29).",
+                conns as u64,
+            ),
+            (
+                "utp_peers",
+                "gauge",
+                "Peers past the handshake over uTP.",
+                self.utp_peers() as u64,
+            ),
+            (
+                "utp_endpoint_connections",
+                "gauge",
+                "Connections the uTP endpoint holds (lingering closes included).",
+                link.endpoint.connections() as u64,
+            ),
+            (
+                "utp_accepted_total",
+                "counter",
+                "Incoming uTP connections accepted.",
+                link.accepted,
+            ),
+            (
+                "utp_refused_total",
+                "counter",
+                "Incoming uTP connections refused by the connection limits or bans.",
+                link.refused + s.syns_refused,
+            ),
+            (
+                "utp_dialed_total",
+                "counter",
+                "Outgoing uTP connections started.",
+                link.dialed,
+            ),
+            (
+                "utp_transport_errors_total",
+                "counter",
+                "uTP connections ended by the transport (timeout, reset, protocol violation).",
+                link.transport_errors,
+            ),
+            (
+                "utp_datagrams_sent_total",
+                "counter",
+                "uTP datagrams sent.",
+                link.datagrams_sent,
+            ),
+            (
+                "utp_datagrams_received_total",
+                "counter",
+                "uTP datagrams received.",
+                link.datagrams_received,
+            ),
+            (
+                "utp_dropped_total",
+                "counter",
+                "uTP datagrams dropped (malformed, or for no connection).",
+                s.malformed + s.unknown_connection,
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(
+                out,
+                "# HELP seednode_{name} {help}\n# TYPE seednode_{name} {kind}\nseednode_{name} {value}"
+            );
+        }
+    }
+
+    /// At shutdown, after every connection was closed: sends the FINs (best effort, one turn).
+    pub(super) fn utp_shutdown(&mut self) {
+        if let Some(link) = &self.utp {
+            info!(connections = link.endpoint.connections(), "closing uTP");
+        }
+        let mut sent = 0;
+        let _ = self.utp_transmit(&mut sent);
+    }
+}
