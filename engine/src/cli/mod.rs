@@ -302,6 +302,10 @@ pub(crate) struct SeedArgs {
     /// Accept no uTP (BEP 29) peer connections on the UDP port; peers then need TCP.
     #[arg(long)]
     pub(crate) no_utp: bool,
+    /// Dial peers (learnt from trackers, PEX, the DHT) over uTP first, TCP if that fails
+    /// [default: TCP first, uTP if that fails].
+    #[arg(long, conflicts_with = "no_utp")]
+    pub(crate) prefer_utp: bool,
     #[command(flatten)]
     pub(crate) dht: DhtArgs,
     #[command(flatten)]

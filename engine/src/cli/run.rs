@@ -311,7 +311,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     reactor.set_summary_interval(Some(Duration::from_secs(config.summary_interval)));
     reactor.set_tracker_ca(tracker_ca);
     // uTP rides on the UDP socket, which `run` binds for the UDP tracker or the DHT.
-    reactor.enable_utp();
+    reactor.enable_utp(false);
 
     let outbox = Outbox::new(reactor.waker());
     let worker = CatalogWorker::start(catalog, outbox.clone())

@@ -396,7 +396,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
     reactor.set_summary_interval(Some(Duration::from_secs(args.summary_interval)));
     reactor.set_tracker_ca(tracker_ca);
     if !args.no_utp {
-        reactor.enable_utp();
+        reactor.enable_utp(args.prefer_utp);
     }
     for (torrent, tiers) in ready {
         let info_hash = torrent.info_hash;

@@ -84,6 +84,9 @@ pub(super) struct StreamCipher {
 pub(super) struct Conn {
     /// We connected out to this peer (so `remote` is where it accepts connections).
     pub(super) dialed: bool,
+    /// A dial over the second transport after the first failed ([`Reactor::dial_fallback`]):
+    /// no third try.
+    pub(super) second_try: bool,
     /// RC4 for the whole stream, when an MSE handshake chose it (then `sendfile` is not used).
     pub(super) cipher: Option<Box<StreamCipher>>,
     /// TCP, or a connection of the uTP endpoint (`reactor::utp`).
@@ -258,6 +261,7 @@ impl Reactor {
         let dialed = matches!(state, ConnState::Handshake { dialed: Some(_) });
         entry.insert(Conn {
             dialed,
+            second_try: false,
             cipher: None,
             transport,
             remote,
@@ -329,6 +333,13 @@ impl Reactor {
                 self.torrents[*torrent].peers -= 1;
                 let decisions = self.choker.leave(now, key);
                 self.apply_choking(&decisions);
+            }
+            ConnState::Handshake {
+                dialed: Some(torrent),
+            } if conn.rbuf.is_empty() && !conn.second_try => {
+                debug!(peer = %conn.remote, reason = %why, "dial failed");
+                let (torrent, remote) = (*torrent, conn.remote);
+                self.dial_fallback(now, torrent, remote, conn.transport.is_utp(), &why);
             }
             _ => debug!(peer = %conn.remote, reason = %why, "connection closed"),
         }

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 use seednode_wire::limits::MAX_BLOCK_LEN;
 use seednode_wire::peer::{self, Handshake, Message, hashes, pex};
 use seednode_wire::{InfoHash, PeerId};
@@ -74,23 +73,10 @@ impl Reactor {
             }
         }
         self.dialed.insert(addr, now);
-        let Ok(stream) = TcpStream::connect(addr) else {
-            return;
-        };
-        self.stats.dials += 1;
-        let info_hash = self.torrents[torrent].torrent.info_hash;
-        let state = ConnState::Handshake {
-            dialed: Some(torrent),
-        };
-        if let Some(key) = self.insert_conn(now, stream, addr, state) {
+        // TCP or uTP first per `--prefer-utp`, the other if that cannot start (`reactor::utp`).
+        if self.connect_peer(now, torrent, addr).is_some() {
+            let info_hash = self.torrents[torrent].torrent.info_hash;
             debug!(peer = %addr, %info_hash, ?source, "dialling");
-            let hs = handshake_bytes(
-                info_hash,
-                self.config.peer_id,
-                self.dht.is_some(),
-                self.torrents[torrent].torrent.v2.is_some(),
-            );
-            self.queue(key, hs);
         }
     }
 

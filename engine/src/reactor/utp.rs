@@ -38,6 +38,11 @@ pub(super) const MAX_UTP_DRIVE_ROUNDS: usize = 8;
 /// 1 400 bytes each, 2 048 datagrams are about 2.8 MB per turn.
 pub(super) const MAX_UTP_DATAGRAMS_PER_TURN: usize = 2048;
 
+/// How long a uTP connection we dial may wait for the answer to its SYN before the node gives
+/// up on uTP and dials TCP instead: 3 s (libtorrent's `utp_connect_timeout`). The endpoint's
+/// own SYN retransmissions (1 + 2 + 4 + 8 s) would outlast the 10 s handshake deadline.
+pub(super) const UTP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What carries a connection's bytes.
 pub(super) enum Transport {
     /// A TCP socket registered with the poll.
@@ -64,6 +69,11 @@ pub(crate) struct UtpLink {
     blocked: Option<SocketAddr>,
     /// The UDP socket is registered for writability too (after a refused send).
     watching_writable: bool,
+    /// Dial peers over uTP first (TCP if that fails); otherwise TCP first, uTP second.
+    pub(super) prefer_outgoing: bool,
+    /// Our SYNs not answered yet, with their [`UTP_CONNECT_TIMEOUT`] deadlines (at most one per
+    /// dialled connection, so bounded by the connection limit).
+    connecting: HashMap<ConnId, Instant>,
     /// Incoming connections accepted.
     pub(super) accepted: u64,
     /// Incoming connections refused by the admission rules (limits, bans).
@@ -79,13 +89,15 @@ pub(crate) struct UtpLink {
 }
 
 impl UtpLink {
-    fn new(epoch: Instant, seed: u64) -> Self {
+    fn new(epoch: Instant, seed: u64, prefer_outgoing: bool) -> Self {
         Self {
             endpoint: Endpoint::new(epoch, seednode_utp::Config::default(), seed),
             by_conn: HashMap::new(),
             tx: Vec::with_capacity(seednode_utp::limits::MAX_DATAGRAM_LEN),
             blocked: None,
             watching_writable: false,
+            prefer_outgoing,
+            connecting: HashMap::new(),
             accepted: 0,
             refused: 0,
             dialed: 0,
@@ -110,9 +122,10 @@ impl UtpLink {
 }
 
 impl Reactor {
-    /// Starts accepting uTP on the UDP socket (when there is one). `seednode seed` and
-    /// `seednode run` call it; the tracker and DHT servers do not carry peers.
-    pub(crate) fn enable_utp(&mut self) {
+    /// Starts accepting uTP on the UDP socket (when there is one); `prefer` makes uTP the first
+    /// transport tried when dialling peers. `seednode seed` and `seednode run` call it; the
+    /// tracker and DHT servers do not carry peers.
+    pub(crate) fn enable_utp(&mut self, prefer: bool) {
         if self.udp.is_none() || self.utp.is_some() {
             return;
         }
@@ -120,12 +133,17 @@ impl Reactor {
         seed.copy_from_slice(&self.config.secret[24..32]);
         // A seed distinct from the other machines' (which take the secret's other bytes).
         let seed = u64::from_le_bytes(seed) ^ 0x7574_7020_7365_6564;
-        self.utp = Some(Box::new(UtpLink::new(self.now, seed)));
+        self.utp = Some(Box::new(UtpLink::new(self.now, seed, prefer)));
     }
 
     /// When the endpoint's next timer is due, if uTP is on.
     pub(super) fn utp_poll_timeout(&self) -> Option<Instant> {
-        self.utp.as_ref().and_then(|u| u.endpoint.poll_timeout())
+        let link = self.utp.as_ref()?;
+        let connect = link.connecting.values().min().copied();
+        match (link.endpoint.poll_timeout(), connect) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Hands one uTP datagram to the endpoint (the demux in `udp.rs` decided it is one).
@@ -148,7 +166,92 @@ impl Reactor {
     pub(super) fn utp_release(&mut self, conn: ConnId) {
         if let Some(link) = &mut self.utp {
             link.by_conn.remove(&conn);
+            link.connecting.remove(&conn);
             link.endpoint.close(conn);
+        }
+    }
+
+    /// Connects out to a peer of `torrent` at `addr` (the dial rules already said yes) over
+    /// uTP first when [`UtpLink::prefer_outgoing`], else TCP first, and queues our handshake.
+    /// `None` when neither transport could start.
+    pub(super) fn connect_peer(
+        &mut self,
+        now: Instant,
+        torrent: usize,
+        addr: SocketAddr,
+    ) -> Option<usize> {
+        let utp_first = self.utp.as_ref().is_some_and(|u| u.prefer_outgoing);
+        self.connect_peer_over(now, torrent, addr, utp_first)
+            .or_else(|| self.connect_peer_over(now, torrent, addr, !utp_first))
+    }
+
+    /// [`Self::connect_peer`] over one transport: `utp` or TCP.
+    fn connect_peer_over(
+        &mut self,
+        now: Instant,
+        torrent: usize,
+        addr: SocketAddr,
+        utp: bool,
+    ) -> Option<usize> {
+        let state = ConnState::Handshake {
+            dialed: Some(torrent),
+        };
+        let key = if utp {
+            let link = self.utp.as_mut()?;
+            let id = link.endpoint.connect(now, addr).ok()?;
+            link.dialed += 1;
+            link.connecting.insert(id, now + UTP_CONNECT_TIMEOUT);
+            let key = self.insert_utp_conn(now, id, addr, state);
+            if key.is_none() {
+                self.utp_release(id);
+            }
+            key?
+        } else {
+            let stream = mio::net::TcpStream::connect(addr).ok()?;
+            self.insert_conn(now, stream, addr, state)?
+        };
+        self.stats.dials += 1;
+        let slot = &self.torrents[torrent];
+        let hs = super::peer::handshake_bytes(
+            slot.torrent.info_hash,
+            self.config.peer_id,
+            self.dht.is_some(),
+            slot.torrent.v2.is_some(),
+        );
+        self.queue(key, hs);
+        Some(key)
+    }
+
+    /// A connection we dialled closed during its handshake with nothing received, for a reason
+    /// that says the transport did not get through (refused, reset, timed out): tries the other
+    /// transport once, as libtorrent does (a peer may accept only TCP, or only uTP).
+    pub(super) fn dial_fallback(
+        &mut self,
+        now: Instant,
+        torrent: usize,
+        addr: SocketAddr,
+        was_utp: bool,
+        why: &CloseReason,
+    ) {
+        let transport_failed = matches!(
+            why,
+            CloseReason::ReadError(_)
+                | CloseReason::WriteError(_)
+                | CloseReason::RemoteClosed
+                | CloseReason::HandshakeTimeout
+        );
+        if !transport_failed
+            || self.utp.is_none()
+            || self.torrents.get(torrent).is_none_or(|t| t.removed)
+            || self.conns.len() >= self.config.max_connections
+        {
+            return;
+        }
+        if let Some(key) = self.connect_peer_over(now, torrent, addr, !was_utp) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.second_try = true;
+            }
+            debug!(peer = %addr, utp = !was_utp, "dialling again over the other transport");
         }
     }
 
@@ -159,6 +262,24 @@ impl Reactor {
         let Some(link) = &mut self.utp else { return };
         if link.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             link.endpoint.handle_timeout(now);
+        }
+        if link.connecting.values().any(|t| *t <= now) {
+            let late: Vec<ConnId> = link
+                .connecting
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in late {
+                let key = self.utp.as_mut().and_then(|l| {
+                    l.connecting.remove(&id);
+                    l.by_conn.get(&id).map(|(key, _)| *key)
+                });
+                // Closing a dialled connection in its handshake dials TCP (`dial_fallback`).
+                if let Some(key) = key {
+                    self.close(key, CloseReason::HandshakeTimeout);
+                }
+            }
         }
         let mut sent = 0;
         for _ in 0..MAX_UTP_DRIVE_ROUNDS {
@@ -245,7 +366,13 @@ impl Reactor {
             .map(|(key, _)| key);
         match (event, bound) {
             (Event::Incoming(_), _) => self.admit_utp(now, id),
-            (Event::Connected(_) | Event::Writable(_), Some(key)) => self.flush(key),
+            (Event::Connected(_), Some(key)) => {
+                if let Some(link) = &mut self.utp {
+                    link.connecting.remove(&id);
+                }
+                self.flush(key);
+            }
+            (Event::Writable(_), Some(key)) => self.flush(key),
             (Event::Readable(_), Some(key)) => self.on_readable(key, now),
             (Event::Closed { reason, .. }, Some(key)) => {
                 if reason == UtpCloseReason::Graceful {

@@ -5,12 +5,14 @@ Run it with Debian's /usr/bin/python3: the `python3` first on PATH on these mach
 libtorrent (see /work/shared/INTEROP.md).
 
     lt_download.py TORRENT         --save-dir DIR --peer IP:PORT --listen 127.0.0.x:PORT --timeout SECS
-                                   [--encryption rc4|plaintext] [--transport tcp|utp]
+                                   [--encryption rc4|plaintext] [--transport tcp|utp|utp-incoming]
     lt_download.py --magnet URI    --save-dir DIR --peer IP:PORT --listen 127.0.0.x:PORT --timeout SECS
 
-The session has DHT, LSD, UPnP, NAT-PMP, the IP notifier and uTP off (with `--transport utp`:
-TCP off both ways and uTP on instead), and allows several connections per IP. The seeder at --peer is dialled directly (again every few seconds while no peer
-is connected); the torrent's own trackers are used as well.
+The session has DHT, LSD, UPnP, NAT-PMP, the IP notifier and uTP off, and allows several
+connections per IP. `--transport utp` turns TCP off both ways and uTP on instead;
+`--transport utp-incoming` (`tcp-incoming`) accepts uTP (TCP) only and connects out to nobody. The seeder at --peer,
+if given, is dialled directly (again every few seconds while no peer is connected); the
+torrent's own trackers are used as well.
 
 Exit status: 0 once every wanted byte is downloaded and hash-checked (the torrent is finished or
 seeding); 2 on timeout; 3 on a torrent or metadata error; 1 on bad arguments. Progress lines go to
@@ -52,16 +54,19 @@ def main():
     src.add_argument("torrent", nargs="?", help=".torrent file to download")
     src.add_argument("--magnet", metavar="URI", help="magnet link to download (metadata via BEP 9)")
     ap.add_argument("--save-dir", required=True, metavar="DIR")
-    ap.add_argument("--peer", type=parse_addr, required=True, metavar="IP:PORT",
-                    help="the seeder, dialled directly")
+    ap.add_argument("--peer", type=parse_addr, metavar="IP:PORT",
+                    help="the seeder, dialled directly (without it, peers come from the "
+                    "torrent's trackers only)")
     ap.add_argument("--listen", type=parse_addr, required=True, metavar="127.0.0.x:PORT",
                     help="this client's own address (use 127.0.0.x distinct from the seeder)")
     ap.add_argument("--timeout", type=float, required=True, metavar="SECS")
     ap.add_argument("--encryption", choices=["default", "rc4", "plaintext"], default="default",
                     help="force an MSE/PE handshake selecting RC4 or plaintext (default: "
                     "libtorrent's own policy)")
-    ap.add_argument("--transport", choices=["tcp", "utp"], default="tcp",
-                    help="the only transport used, both ways (default: tcp)")
+    ap.add_argument("--transport", choices=["tcp", "utp", "tcp-incoming", "utp-incoming"],
+                    default="tcp",
+                    help="the only transport used, both ways (default: tcp); *-incoming: only "
+                    "connections the seeder opens over it (no outgoing connections at all)")
     args = ap.parse_args()
 
     start = time.monotonic()
@@ -88,11 +93,13 @@ def main():
         | lt.alert.category_t.tracker_notification,
         "user_agent": "lt_download/" + lt.__version__,
     })
-    if args.transport == "utp":
+    if args.transport == "tcp-incoming":
+        ses.apply_settings({"enable_outgoing_tcp": False})
+    elif args.transport != "tcp":
         ses.apply_settings({
             "enable_outgoing_tcp": False,
             "enable_incoming_tcp": False,
-            "enable_outgoing_utp": True,
+            "enable_outgoing_utp": args.transport == "utp",
             "enable_incoming_utp": True,
         })
     if args.encryption != "default":
@@ -115,9 +122,12 @@ def main():
     atp.flags &= ~lt.torrent_flags.auto_managed
     atp.flags &= ~lt.torrent_flags.paused
     h = ses.add_torrent(atp)
-    h.connect_peer(args.peer)
-    say(f"lt_download: added {what}, dialling {args.peer[0]}:{args.peer[1]} from {host}:{port} "
-        f"over {args.transport}")
+    if args.peer:
+        h.connect_peer(args.peer)
+        say(f"lt_download: added {what}, dialling {args.peer[0]}:{args.peer[1]} from "
+            f"{host}:{port} over {args.transport}")
+    else:
+        say(f"lt_download: added {what}, listening on {host}:{port} over {args.transport}")
 
     last_dial = time.monotonic()
     last_report = 0.0
@@ -156,7 +166,7 @@ def main():
                 f"metadata {st.has_metadata} downloaded {st.total_wanted_done} of "
                 f"{st.total_wanted} bytes; last errors: {errors[-3:]}")
             return 2
-        if st.num_peers == 0 and now - last_dial >= RECONNECT_INTERVAL:
+        if args.peer and st.num_peers == 0 and now - last_dial >= RECONNECT_INTERVAL:
             h.connect_peer(args.peer)
             last_dial = now
         shape = (st.state, st.num_peers)
