@@ -101,7 +101,11 @@ fn download_over_utp(client_ip: Ipv4Addr, encryption: &str) {
     write_random_file(&file, FILE_LEN, 29);
     let seeder = Seeder::start(
         &file,
-        &[OsStr::new("--no-dht"), OsStr::new("--piece-length"), OsStr::new("256K")],
+        &[
+            OsStr::new("--no-dht"),
+            OsStr::new("--piece-length"),
+            OsStr::new("256K"),
+        ],
         tmp.path(),
         deadline,
     );
@@ -191,7 +195,12 @@ fn node_dials_libtorrent(client_ip: Ipv4Addr, transport: &str) {
             .stderr(tracker_log),
     );
     let torrent = tmp.path().join("dialled.torrent");
-    mktorrent(&file, &torrent, &format!("http://{tracker_addr}/announce"), 18);
+    mktorrent(
+        &file,
+        &torrent,
+        &format!("http://{tracker_addr}/announce"),
+        18,
+    );
 
     // libtorrent first, so its announce is in the tracker when the node announces.
     let dl = tmp.path().join("libtorrent");
@@ -255,7 +264,11 @@ fn node_dials_libtorrent(client_ip: Ipv4Addr, transport: &str) {
     );
     let dials = metric(seeder.listen, "seednode_dials_total").unwrap_or(0);
     if transport == "tcp-incoming" {
-        assert!(dials >= 2, "no TCP dial after the uTP one ({dials} dials)\n{}", seeder.log());
+        assert!(
+            dials >= 2,
+            "no TCP dial after the uTP one ({dials} dials)\n{}",
+            seeder.log()
+        );
     }
     assert_eq!(
         metric(seeder.listen, "seednode_utp_accepted_total"),

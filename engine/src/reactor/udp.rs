@@ -26,7 +26,9 @@ impl Reactor {
                 }
                 // uTP (BEP 29): version 1, types 0-4 in the first byte; BEP 15 requests start
                 // with 0x00 (connect) or a connection id whose top bit is set.
-                Ok((n, src)) if self.utp.is_some() && seednode_utp::looks_like_utp(&self.udp_rx[..n]) => {
+                Ok((n, src))
+                    if self.utp.is_some() && seednode_utp::looks_like_utp(&self.udp_rx[..n]) =>
+                {
                     let rx = std::mem::take(&mut self.udp_rx);
                     self.utp_datagram(now, src, &rx[..n]);
                     self.udp_rx = rx;

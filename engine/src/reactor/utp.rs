@@ -71,6 +71,11 @@ pub(crate) struct UtpLink {
     watching_writable: bool,
     /// Dial peers over uTP first (TCP if that fails); otherwise TCP first, uTP second.
     pub(super) prefer_outgoing: bool,
+    /// Incoming connections whose initiator has not sent its first bytes yet: they enter the
+    /// connection table (and its per-address accounting) only then, so a SYN from a spoofed
+    /// address never takes a slot there. Bounded by the endpoint's connection limit; the
+    /// endpoint drops them after its `SYN_RECV_TIMEOUT` (10 s) with a `Closed` event.
+    pending: std::collections::HashSet<ConnId>,
     /// Our SYNs not answered yet, with their [`UTP_CONNECT_TIMEOUT`] deadlines (at most one per
     /// dialled connection, so bounded by the connection limit).
     connecting: HashMap<ConnId, Instant>,
@@ -89,9 +94,13 @@ pub(crate) struct UtpLink {
 }
 
 impl UtpLink {
-    fn new(epoch: Instant, seed: u64, prefer_outgoing: bool) -> Self {
+    fn new(epoch: Instant, seed: u64, prefer_outgoing: bool, max_connections: usize) -> Self {
+        let config = seednode_utp::Config {
+            max_connections: max_connections.max(seednode_utp::limits::DEFAULT_MAX_CONNECTIONS),
+        };
         Self {
-            endpoint: Endpoint::new(epoch, seednode_utp::Config::default(), seed),
+            endpoint: Endpoint::new(epoch, config, seed),
+            pending: std::collections::HashSet::new(),
             by_conn: HashMap::new(),
             tx: Vec::with_capacity(seednode_utp::limits::MAX_DATAGRAM_LEN),
             blocked: None,
@@ -133,7 +142,12 @@ impl Reactor {
         seed.copy_from_slice(&self.config.secret[24..32]);
         // A seed distinct from the other machines' (which take the secret's other bytes).
         let seed = u64::from_le_bytes(seed) ^ 0x7574_7020_7365_6564;
-        self.utp = Some(Box::new(UtpLink::new(self.now, seed, prefer)));
+        self.utp = Some(Box::new(UtpLink::new(
+            self.now,
+            seed,
+            prefer,
+            self.config.max_connections,
+        )));
     }
 
     /// When the endpoint's next timer is due, if uTP is on.
@@ -364,8 +378,27 @@ impl Reactor {
                     .is_some_and(|c| c.generation == *generation)
             })
             .map(|(key, _)| key);
+        if bound.is_none() && link.pending.contains(&id) {
+            match event {
+                // The initiator's first bytes (its handshake): now it is a connection.
+                Event::Readable(_) => {
+                    link.pending.remove(&id);
+                    if let Some(key) = self.admit_utp(now, id) {
+                        self.on_readable(key, now);
+                    }
+                }
+                Event::Closed { .. } => {
+                    link.pending.remove(&id);
+                    link.endpoint.close(id);
+                }
+                _ => {}
+            }
+            return;
+        }
         match (event, bound) {
-            (Event::Incoming(_), _) => self.admit_utp(now, id),
+            (Event::Incoming(_), _) => {
+                link.pending.insert(id);
+            }
             (Event::Connected(_), Some(key)) => {
                 if let Some(link) = &mut self.utp {
                     link.connecting.remove(&id);
@@ -407,23 +440,21 @@ impl Reactor {
         }
     }
 
-    /// An incoming uTP connection: the same admission rules as a TCP accept (bans, the per-IP
-    /// cap, the connection limit with eviction of unproven connections); refused ones are
-    /// closed at once. Accepted ones start by telling plain BitTorrent from MSE, like the
-    /// shared TCP port (HTTP and uploads are refused on uTP).
-    fn admit_utp(&mut self, now: Instant, id: ConnId) {
-        let Some(link) = &mut self.utp else { return };
-        let Some(remote) = link.endpoint.remote(id) else {
-            return;
-        };
+    /// An incoming uTP connection that sent its first bytes: the same admission rules as a
+    /// TCP accept (bans, the per-IP cap, the connection limit with eviction of unproven
+    /// connections); refused ones are closed at once. Accepted ones start by telling plain
+    /// BitTorrent from MSE, like the shared TCP port (HTTP and uploads are refused on uTP).
+    fn admit_utp(&mut self, now: Instant, id: ConnId) -> Option<usize> {
+        let remote = self.utp.as_ref()?.endpoint.remote(id)?;
         if !self.admission(now, remote) {
             if let Some(link) = &mut self.utp {
                 link.refused += 1;
                 link.endpoint.close(id);
             }
-            return;
+            return None;
         }
-        match self.insert_utp_conn(now, id, remote, ConnState::Sniffing) {
+        let key = self.insert_utp_conn(now, id, remote, ConnState::Sniffing);
+        match key {
             Some(key) => {
                 if let Some(link) = &mut self.utp {
                     link.accepted += 1;
@@ -432,6 +463,7 @@ impl Reactor {
             }
             None => self.utp_release(id),
         }
+        key
     }
 
     /// Peers connected over uTP now.
@@ -447,7 +479,11 @@ impl Reactor {
         use std::fmt::Write as _;
         let Some(link) = &self.utp else { return };
         let s = link.endpoint.stats();
-        let conns = self.conns.iter().filter(|(_, c)| c.transport.is_utp()).count();
+        let conns = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.transport.is_utp())
+            .count();
         let lines: [(&str, &str, &str, u64); 10] = [
             (
                 "utp_connections",
