@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use mio::Interest;
 use seednode_utp::{CloseReason as UtpCloseReason, ConnId, Endpoint, Event};
-use tracing::{debug, info};
+use tracing::{Level, debug, enabled, info, trace};
 
 use super::conn::ConnState;
 use super::metrics::CloseReason;
@@ -164,6 +164,7 @@ impl Reactor {
     pub(super) fn utp_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
         if let Some(link) = &mut self.utp {
             link.datagrams_received += 1;
+            trace_header("in", src, datagram);
             link.endpoint.handle_datagram(now, src, datagram);
         }
     }
@@ -339,6 +340,7 @@ impl Reactor {
             };
             match socket.send_to(&link.tx, dst) {
                 Ok(_) => {
+                    trace_header("out", dst, &link.tx);
                     *sent += 1;
                     link.datagrams_sent += 1;
                 }
@@ -561,5 +563,28 @@ impl Reactor {
         }
         let mut sent = 0;
         let _ = self.utp_transmit(&mut sent);
+    }
+}
+
+/// Logs a uTP header's fields (never the payload) at trace level: `RUST_LOG=seednode::reactor::utp=trace`
+/// shows every packet in and out, for interop work.
+fn trace_header(dir: &'static str, peer: SocketAddr, datagram: &[u8]) {
+    if !enabled!(Level::TRACE) {
+        return;
+    }
+    match seednode_utp::Packet::new_checked(datagram) {
+        Ok(p) => trace!(
+            dir,
+            %peer,
+            ty = ?p.packet_type(),
+            conn_id = p.connection_id(),
+            seq = p.seq_nr(),
+            ack = p.ack_nr(),
+            wnd = p.wnd_size(),
+            len = p.payload().len(),
+            sack_len = p.sack().map_or(0, <[u8]>::len),
+            "utp packet"
+        ),
+        Err(e) => trace!(dir, %peer, error = %e, "utp packet malformed"),
     }
 }
