@@ -114,6 +114,7 @@ impl Reactor {
                 self.torrents[torrent].torrent.v2.is_some(),
             );
             self.queue(key, ours);
+            self.utp_push(key);
         }
         let dht_port = self
             .dht
@@ -141,7 +142,7 @@ impl Reactor {
             torrent,
             session: Box::new(session),
         };
-        info!(peer = %conn.remote, info_hash = %hs.info_hash, "peer connected");
+        info!(peer = %conn.remote, info_hash = %hs.info_hash, utp = conn.transport.is_utp(), "peer connected");
         self.drain_outbox(key);
         Ok(())
     }

@@ -270,6 +270,21 @@ impl Reactor {
         }
     }
 
+    /// Sends what uTP connection `key` has queued at once, so that what is queued next starts
+    /// a new datagram (a no-op for TCP). Our BEP 3 handshake must end its datagram: Transmission
+    /// 3.00 never processes bytes that arrive in the same uTP packet after the handshake (our
+    /// extension handshake and `have all` are lost, it never gets interested; found with
+    /// `utp=trace`). Best effort: when the congestion window is full, the bytes wait in the
+    /// endpoint and may share a packet after all.
+    pub(super) fn utp_push(&mut self, key: usize) {
+        if !self.conns.get(key).is_some_and(|c| c.transport.is_utp()) {
+            return;
+        }
+        self.flush(key);
+        let mut sent = 0;
+        let _ = self.utp_transmit(&mut sent);
+    }
+
     /// The end of a loop turn: fires the endpoint's due timers, sends its datagrams and handles
     /// its events (see the module docs). Leaves `udp_pending` set when work is left, so the
     /// loop polls again at once.
