@@ -218,7 +218,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         upload_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         listeners.push((l, ListenerKind::UploadOnly));
     }
-    let udp = if config.udp_tracker || config.dht {
+    let udp = if config.udp_tracker || config.dht || config.utp {
         Some(bind_udp(listen, "--listen (config `listen`)")?)
     } else {
         None
@@ -310,8 +310,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     .map_err(|e| format!("starting the event loop: {e}"))?;
     reactor.set_summary_interval(Some(Duration::from_secs(config.summary_interval)));
     reactor.set_tracker_ca(tracker_ca);
-    // uTP rides on the UDP socket, which `run` binds for the UDP tracker or the DHT.
-    reactor.enable_utp(false);
+    if config.utp {
+        reactor.enable_utp(config.prefer_utp);
+    }
 
     let outbox = Outbox::new(reactor.waker());
     let worker = CatalogWorker::start(catalog, outbox.clone())

@@ -44,6 +44,10 @@ pub(crate) struct Config {
     pub(crate) udp_tracker: bool,
     /// Whether to join the Mainline DHT (BEP 5).
     pub(crate) dht: bool,
+    /// Whether peers may connect over uTP (BEP 29) on the listen port (docs/utp.md).
+    pub(crate) utp: bool,
+    /// Dial peers over uTP first (TCP if that fails); otherwise TCP first, uTP second.
+    pub(crate) prefer_utp: bool,
     /// DHT nodes to bootstrap from (`HOST:PORT`); empty: the well-known public routers.
     pub(crate) dht_bootstrap: Vec<String>,
     /// Host or IP clients should use to reach this node.
@@ -91,6 +95,8 @@ impl Default for Config {
             upload: None,
             udp_tracker: true,
             dht: true,
+            utp: true,
+            prefer_utp: false,
             dht_bootstrap: Vec::new(),
             announce_host: None,
             allowed_hosts: Vec::new(),
