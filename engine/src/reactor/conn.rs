@@ -293,6 +293,13 @@ impl Reactor {
                 info!(peer = %conn.remote, reason = %why, "address banned for repeated misbehaviour");
             }
         }
+        // Whether our end never got through: no byte of a TCP dial left the socket (connect
+        // refused or pending), or a uTP SYN was never answered. Only then is the other
+        // transport worth a try ([`Reactor::dial_fallback`]).
+        let never_connected = match &conn.transport {
+            Transport::Tcp(_) => conn.last_progress == conn.accepted,
+            Transport::Utp(id) => self.utp_connecting(*id),
+        };
         match &mut conn.transport {
             Transport::Tcp(stream) => {
                 let _ = self.poll.registry().deregister(stream);
@@ -336,7 +343,7 @@ impl Reactor {
             }
             ConnState::Handshake {
                 dialed: Some(torrent),
-            } if conn.rbuf.is_empty() && !conn.second_try => {
+            } if never_connected && !conn.second_try => {
                 debug!(peer = %conn.remote, reason = %why, "dial failed");
                 let (torrent, remote) = (*torrent, conn.remote);
                 self.dial_fallback(now, torrent, remote, conn.transport.is_utp(), &why);

@@ -169,6 +169,13 @@ impl Reactor {
         }
     }
 
+    /// Whether `conn` is a dial of ours whose SYN has not been answered.
+    pub(super) fn utp_connecting(&self, conn: ConnId) -> bool {
+        self.utp
+            .as_ref()
+            .is_some_and(|l| l.connecting.contains_key(&conn))
+    }
+
     /// Registers an endpoint connection as connection `key` (called by `insert_utp_conn`).
     pub(super) fn utp_bind(&mut self, conn: ConnId, key: usize, generation: u64) {
         if let Some(link) = &mut self.utp {
@@ -237,9 +244,10 @@ impl Reactor {
         Some(key)
     }
 
-    /// A connection we dialled closed during its handshake with nothing received, for a reason
-    /// that says the transport did not get through (refused, reset, timed out): tries the other
-    /// transport once, as libtorrent does (a peer may accept only TCP, or only uTP).
+    /// A connection we dialled closed during its handshake before its transport got through
+    /// (TCP refused or never connected; uTP SYN unanswered or reset), for a reason that says so
+    /// (read or write error, reset, timeout): tries the other transport once, as libtorrent does
+    /// (a peer may accept only TCP, or only uTP).
     pub(super) fn dial_fallback(
         &mut self,
         now: Instant,
@@ -301,13 +309,19 @@ impl Reactor {
                 .map(|(id, _)| *id)
                 .collect();
             for id in late {
-                let key = self.utp.as_mut().and_then(|l| {
-                    l.connecting.remove(&id);
-                    l.by_conn.get(&id).map(|(key, _)| *key)
-                });
-                // Closing a dialled connection in its handshake dials TCP (`dial_fallback`).
-                if let Some(key) = key {
-                    self.close(key, CloseReason::HandshakeTimeout);
+                let key = self
+                    .utp
+                    .as_ref()
+                    .and_then(|l| l.by_conn.get(&id).map(|(key, _)| *key));
+                match key {
+                    // Closing a dialled connection whose SYN went unanswered dials TCP
+                    // (`dial_fallback`); the close forgets the deadline.
+                    Some(key) => self.close(key, CloseReason::HandshakeTimeout),
+                    None => {
+                        if let Some(link) = &mut self.utp {
+                            link.connecting.remove(&id);
+                        }
+                    }
                 }
             }
         }
