@@ -313,8 +313,14 @@ impl Reactor {
             } else {
                 let ip = self.config.announce_ip.unwrap_or_else(|| local.ip());
                 let me = SocketAddr::new(ip, self.config.peer_port);
-                self.tracker
-                    .http_announce(now, remote, Some(me), &req.query)
+                let body = self
+                    .tracker
+                    .http_announce(now, remote, Some(me), &req.query);
+                if let Ok(a) = seednode_tracker::AnnounceRequest::parse_query(&req.query) {
+                    let stopped = a.event == seednode_tracker::AnnounceEvent::Stopped;
+                    self.announced_here(now, remote.ip(), a.port, a.info_hash, a.left, stopped);
+                }
+                body
             };
             return Response::new(200, "text/plain", body);
         }
