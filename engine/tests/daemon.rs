@@ -2054,3 +2054,150 @@ fn webhooks_deliver_signed_events_from_the_outbox() {
     assert!(ok && out.contains("\"pending\":0"), "{out}");
     node.stop();
 }
+
+/// Issue 12: `seednode push FILE` gives the info-hash `seednode create` gives, the node re-reads
+/// nothing; and an upload cut at a random offset and continued with `UPLOAD_RESUME` (from the
+/// offset the node names) yields that same info-hash.
+#[test]
+fn push_and_a_resumed_upload_give_the_create_info_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, tok, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--scope"),
+        os("upload"),
+    ]);
+    assert!(ok, "{err}");
+    let tok = tok.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let create_ih = |path: &Path| {
+        let (ok, out, err) = seednode(&[
+            os("create"),
+            path.as_os_str(),
+            os("-o"),
+            dir.path().join("x.torrent").as_os_str(),
+            os("--force"),
+        ]);
+        assert!(ok, "{err}");
+        out.lines()
+            .find_map(|l| l.strip_prefix("info-hash: "))
+            .unwrap()
+            .to_owned()
+    };
+
+    // seednode push.
+    let pushed = dir.path().join("pushed.bin");
+    write_random_file(&pushed, 9_000_000, 91);
+    let (ok, out, err) = seednode(&[
+        os("push"),
+        pushed.as_os_str(),
+        os("--sha256"),
+        os("--node"),
+        os(&format!("{SEEDER_IP}:{port}")),
+        os("--token"),
+        os(&tok),
+    ]);
+    assert!(ok, "{err}\n{}", node.log());
+    assert!(
+        out.contains(&format!("info-hash: {}", create_ih(&pushed))),
+        "{out}"
+    );
+
+    // Cut, then resumed.
+    let cut_file = dir.path().join("resumed.bin");
+    write_random_file(&cut_file, 5_000_000, 92);
+    let bytes = fs::read(&cut_file).unwrap();
+    let cut = 1_234_567;
+    let upload_id = {
+        let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "UPLOAD_FILE {tok} {} resumed.bin\n", bytes.len()).unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        assert!(first.starts_with("UPLOAD "), "{first}");
+        s.write_all(&bytes[..cut]).unwrap();
+        first.split(' ').nth(1).unwrap().to_owned()
+        // The connection drops here.
+    };
+    // The node saves its checkpoint when it sees the drop; retry until it has.
+    let mut done = String::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "UPLOAD_RESUME {tok} {upload_id} {cut}\n").unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        if first.starts_with("ERR busy") || first.starts_with("ERR auth") {
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert!(
+            first.starts_with(&format!("UPLOAD {upload_id} ")),
+            "{first}"
+        );
+        let offset: usize = first
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(offset <= cut, "the node claims {offset} of {cut} bytes");
+        s.write_all(&bytes[offset..]).unwrap();
+        std::io::BufRead::read_line(&mut reader, &mut done).unwrap();
+        break;
+    }
+    assert!(done.starts_with("OK "), "{done}\n{}", node.log());
+    assert_eq!(done.split(' ').nth(1).unwrap(), create_ih(&cut_file));
+    assert_eq!(fs::read(data.join("data/resumed.bin")).unwrap(), bytes);
+    assert_eq!(node.metric("seednode_rehashed_bytes_total"), 0);
+    let partial = data.join("data/.seednode-partial");
+    let leftovers = |id: &str| {
+        fs::read_dir(&partial)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(id))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        leftovers(&upload_id),
+        0,
+        "a finished upload leaves no partial file"
+    );
+    // An upload dropped and never resumed is removed at a start past its expiry.
+    let abandoned = {
+        let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "UPLOAD_FILE {tok} 1000000 abandoned.bin\n").unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        s.write_all(&[7u8; 1000]).unwrap();
+        first.split(' ').nth(1).unwrap().to_owned()
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while leftovers(&abandoned) < 2 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(50)); // .part and .ckpt
+    }
+    assert!(leftovers(&abandoned) >= 1);
+    node.stop();
+    thread::sleep(Duration::from_millis(1100));
+    let config = dir.path().join("expiry.toml");
+    fs::write(&config, "upload_expiry_secs = 1\n").unwrap();
+    let node = Node::start_with(
+        &data,
+        port,
+        &dir.path().join("run2.log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(leftovers(&abandoned), 0, "{}", node.log());
+    node.stop();
+}

@@ -81,6 +81,30 @@ fn listen_of(text: &str, key: &str) -> Result<SocketAddr, CliError> {
     Listen::resolve(Some(listen), None, DEFAULT_SEED_PORT)
 }
 
+/// Removes the partial uploads of `content` that cannot be resumed or were last written more
+/// than `expiry` ago (docs/upload.md); the others wait for their `UPLOAD_RESUME`.
+fn expire_partial_uploads(content: &Path, expiry: Duration) {
+    let partial = match seednode_storage::ingest::partial_uploads(content) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "partial uploads not listed");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for p in partial {
+        let old = now.duration_since(p.modified).is_ok_and(|age| age > expiry);
+        if !p.resumable || old {
+            match seednode_storage::ingest::discard(content, p.upload_id) {
+                Ok(_) => {
+                    info!(upload = %p.upload_id, resumable = p.resumable, "partial upload removed")
+                }
+                Err(e) => warn!(upload = %p.upload_id, error = %e, "partial upload not removed"),
+            }
+        }
+    }
+}
+
 /// The DHT routing table kept between runs, in the data directory (`seednode run`).
 const DHT_STATE_FILE_NAME: &str = "dht_nodes";
 
@@ -244,6 +268,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     // The content directory: uploads and API adds keep their data beneath it.
     std::fs::create_dir_all(dir.join("data"))
         .map_err(|e| format!("content directory {}: {e}", escape_path(&dir.join("data"))))?;
+    expire_partial_uploads(
+        &dir.join("data"),
+        Duration::from_secs(config.upload_expiry_secs),
+    );
     let (loaded, idle) = resume_all(&mut catalog)?;
     info!(
         torrents = loaded.len(),

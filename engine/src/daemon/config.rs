@@ -27,6 +27,9 @@ pub(crate) const DEFAULT_STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(10
 /// most worth losing.
 pub(crate) const STATS_FLUSH_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 
+/// How long a partial upload is kept for a resume unless configured: a day.
+pub(crate) const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
 /// The configuration file, every key with its default (see `contrib/seednode.toml`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -74,6 +77,9 @@ pub(crate) struct Config {
     pub(crate) summary_interval: u64,
     /// Seconds between statistics flushes to the catalog.
     pub(crate) stats_flush_interval: u64,
+    /// Seconds a partial upload (a dropped `UPLOAD_FILE`) is kept for `UPLOAD_RESUME`; older
+    /// ones are removed at start.
+    pub(crate) upload_expiry_secs: u64,
     /// Seconds an address stays locked out after more than 5 failed authentications within a
     /// minute (API, uploads).
     pub(crate) lockout_secs: u64,
@@ -106,6 +112,7 @@ impl Default for Config {
             cache_mib: DEFAULT_CACHE_MIB,
             summary_interval: crate::reactor::DEFAULT_SUMMARY_INTERVAL.as_secs(),
             stats_flush_interval: DEFAULT_STATS_FLUSH_INTERVAL.as_secs(),
+            upload_expiry_secs: DEFAULT_UPLOAD_EXPIRY.as_secs(),
             lockout_secs: crate::events::lockout::DEFAULT_LOCKOUT.as_secs(),
             api_token: None,
         }

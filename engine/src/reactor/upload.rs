@@ -83,19 +83,20 @@ impl Reactor {
         };
         let (remote, generation) = (conn.remote, conn.generation);
         let trailing = !conn.rbuf.is_empty();
-        let (token, torrent, file) = match request {
-            Request::Torrent { token, torrent } => (token, torrent, None),
-            Request::File(header) => (header.token.clone(), bytes::Bytes::new(), Some(header)),
-            Request::Resume(_) => {
-                self.upload_refuse(
-                    key,
-                    remote,
-                    None,
-                    ErrorCode::Internal,
-                    "UPLOAD_RESUME is not enabled on this node yet: start the upload again",
-                );
-                return;
-            }
+        let (token, torrent, file, resume) = match request {
+            Request::Torrent { token, torrent } => (token, torrent, None, None),
+            Request::File(header) => (
+                header.token.clone(),
+                bytes::Bytes::new(),
+                Some(header),
+                None,
+            ),
+            Request::Resume(header) => (
+                header.token.clone(),
+                bytes::Bytes::new(),
+                None,
+                Some(header.upload_id),
+            ),
         };
         let ip = seednode_wire::addr::canonical_ip(remote.ip());
         if self.lockout.borrow().is_locked(ip, now) {
@@ -128,6 +129,10 @@ impl Reactor {
         };
         if let Some(header) = file {
             self.upload_file(key, now, header, &actor, scopes);
+            return;
+        }
+        if let Some(upload_id) = resume {
+            self.upload_resume(key, now, upload_id, &actor, scopes);
             return;
         }
         if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {

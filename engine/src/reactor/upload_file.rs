@@ -66,6 +66,8 @@ pub(crate) enum UploadEvent {
     },
     /// The thread ended (stored, refused or interrupted): a slot is free.
     Finished {
+        /// The upload.
+        upload_id: UploadId,
         /// Where the client connected from.
         source: SocketAddr,
         /// The token or client id.
@@ -78,6 +80,8 @@ pub(crate) enum UploadEvent {
 /// The loop's side of the upload threads.
 pub(crate) struct UploadThreads {
     active: usize,
+    /// Uploads running now (a resume of one of them is refused: one writer per file).
+    ids: std::collections::HashSet<UploadId>,
     tx: Sender<UploadEvent>,
     rx: Receiver<UploadEvent>,
     /// Catalog requests of stored uploads, with the way back to their thread.
@@ -89,6 +93,7 @@ impl Default for UploadThreads {
         let (tx, rx) = std::sync::mpsc::channel();
         Self {
             active: 0,
+            ids: std::collections::HashSet::new(),
             tx,
             rx,
             waiters: std::collections::HashMap::new(),
@@ -184,10 +189,11 @@ impl Reactor {
             "upload_id": upload_id.to_string(),
         });
         self.events.emit(now, &event);
+        self.uploads.ids.insert(upload_id);
         let job = Job {
             stream,
             leftover,
-            header,
+            start: Start::New(header),
             upload_id,
             owner: actor.to_owned(),
             source: remote,
@@ -201,6 +207,82 @@ impl Reactor {
         if let Err(e) = spawned {
             warn!(error = %e, "upload thread not started");
             self.uploads.active -= 1;
+        }
+    }
+
+    /// Continues the interrupted upload `upload_id` of connection `key` (`UPLOAD_RESUME`), whose
+    /// token (id `actor`, `scopes`) passed; the thread checks that `actor` started it.
+    pub(super) fn upload_resume(
+        &mut self,
+        key: usize,
+        now: Instant,
+        upload_id: UploadId,
+        actor: &str,
+        scopes: Scopes,
+    ) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let remote = conn.remote;
+        if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Scope,
+                "the token may not upload",
+            );
+            return;
+        }
+        let Some(root) = self.config.content_root.clone() else {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Internal,
+                "uploads need `seednode run`",
+            );
+            return;
+        };
+        if self.uploads.active >= MAX_CONCURRENT_UPLOADS || self.uploads.ids.contains(&upload_id) {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Busy,
+                "too many uploads at once, or this one is still running; retry later",
+            );
+            return;
+        }
+        let Some((stream, leftover)) = self.detach(key) else {
+            return;
+        };
+        self.uploads.active += 1;
+        self.uploads.ids.insert(upload_id);
+        let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
+        event.source = Some(remote.ip());
+        event.actor = Some(actor.to_owned());
+        event.details =
+            json!({ "surface": "upload", "kind": "resume", "upload_id": upload_id.to_string() });
+        self.events.emit(now, &event);
+        let job = Job {
+            stream,
+            leftover,
+            start: Start::Resume,
+            upload_id,
+            owner: actor.to_owned(),
+            source: remote,
+            content_root: root,
+            events: self.uploads.tx.clone(),
+            waker: self.waker(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("upload".into())
+            .spawn(move || run(job));
+        if let Err(e) = spawned {
+            warn!(error = %e, "upload thread not started");
+            self.uploads.active -= 1;
+            self.uploads.ids.remove(&upload_id);
         }
     }
 
@@ -240,11 +322,13 @@ impl Reactor {
                     reply,
                 } => self.commit_upload(metainfo, data_path, &owner, source, verified, reply),
                 UploadEvent::Finished {
+                    upload_id,
                     source,
                     owner,
                     outcome,
                 } => {
                     self.uploads.active = self.uploads.active.saturating_sub(1);
+                    self.uploads.ids.remove(&upload_id);
                     let mut event = match &outcome {
                         Ok(ih) => {
                             let mut e = Event::new(kind::UPLOAD_COMPLETED, unix_now());
@@ -364,11 +448,19 @@ impl Reactor {
     }
 }
 
+/// What an upload thread does: a new file, or an interrupted one continued.
+enum Start {
+    /// `UPLOAD_FILE`.
+    New(FileHeader),
+    /// `UPLOAD_RESUME`: from the saved checkpoint of the upload.
+    Resume,
+}
+
 /// Everything an upload thread needs.
 struct Job {
     stream: std::net::TcpStream,
     leftover: bytes::BytesMut,
-    header: FileHeader,
+    start: Start,
     upload_id: UploadId,
     owner: String,
     source: SocketAddr,
@@ -405,6 +497,7 @@ fn run(mut job: Job) {
     }
     let _ = job.stream.shutdown(std::net::Shutdown::Both);
     let _ = job.events.send(UploadEvent::Finished {
+        upload_id: job.upload_id,
         source: job.source,
         owner: job.owner.clone(),
         outcome: result,
@@ -420,29 +513,44 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         threads: 1,
         ..CreateOptions::default()
     };
-    let upload = NewUpload {
-        upload_id: job.upload_id,
-        name: job.header.name.as_str(),
-        length: job.header.length,
-        sha256: job.header.sha256,
-        owner: &job.owner,
+    let mut ingest = match &job.start {
+        Start::New(header) => {
+            let upload = NewUpload {
+                upload_id: job.upload_id,
+                name: header.name.as_str(),
+                length: header.length,
+                sha256: header.sha256,
+                owner: &job.owner,
+            };
+            match Ingest::start(&job.content_root, &upload, &opts) {
+                Ok(i) => i,
+                Err(e) => return refuse(e.code(), e.to_string()),
+            }
+        }
+        Start::Resume => match Ingest::resume_saved(&job.content_root, job.upload_id, &opts) {
+            Ok(i) if i.owner() == job.owner => i,
+            // Someone else's upload answers like a missing one.
+            Ok(_) | Err(seednode_storage::IngestError::NotFound) => {
+                return refuse(ErrorCode::Auth, "no such upload of this token".into());
+            }
+            Err(e) => return refuse(e.code(), e.to_string()),
+        },
     };
-    let mut ingest = match Ingest::start(&job.content_root, &upload, &opts) {
-        Ok(i) => i,
-        Err(e) => return refuse(e.code(), e.to_string()),
-    };
+    let length = ingest.length();
+    let name = ingest.name().to_owned();
     let mut line = Vec::new();
     Reply::Upload {
         upload_id: job.upload_id,
-        offset: 0,
+        offset: ingest.offset(),
     }
     .encode(&mut line);
     if job.stream.write_all(&line).is_err() {
-        let _ = ingest.abort();
+        if let Err(e) = ingest.save_checkpoint() {
+            debug!(error = %e, "checkpoint not saved");
+        }
         return Err(None);
     }
-    let length = job.header.length;
-    if job.leftover.len() as u64 > length {
+    if job.leftover.len() as u64 > length - ingest.offset() {
         let _ = ingest.abort();
         return refuse(ErrorCode::Malformed, "bytes after the file".into());
     }
@@ -476,7 +584,7 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         Ok(i) => i,
         Err(e) => return refuse(e.code(), e.to_string()),
     };
-    let data_path = job.content_root.join(job.header.name.as_str());
+    let data_path = job.content_root.join(&name);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let verified = std::fs::symlink_metadata(&data_path).ok().map(|m| {
         use std::os::unix::fs::MetadataExt as _;
@@ -512,7 +620,7 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
             warn!(error = %e, "uploaded file not removed after a refusal");
         }
     } else {
-        info!(name = %seednode_wire::display::escape_name(job.header.name.as_str()),
+        info!(name = %seednode_wire::display::escape_name(&name),
               bytes = length, "file upload stored");
     }
     Ok(verdict)
