@@ -2115,7 +2115,7 @@ fn push_and_a_resumed_upload_give_the_create_info_hash() {
     let upload_id = {
         let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "UPLOAD_FILE {tok} {} resumed.bin\n", bytes.len()).unwrap();
+        writeln!(s, "UPLOAD_FILE {tok} {} resumed.bin", bytes.len()).unwrap();
         let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
         let mut first = String::new();
         std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
@@ -2129,7 +2129,7 @@ fn push_and_a_resumed_upload_give_the_create_info_hash() {
     for _ in 0..50 {
         let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "UPLOAD_RESUME {tok} {upload_id} {cut}\n").unwrap();
+        writeln!(s, "UPLOAD_RESUME {tok} {upload_id} {cut}").unwrap();
         let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
         let mut first = String::new();
         std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
@@ -2176,7 +2176,7 @@ fn push_and_a_resumed_upload_give_the_create_info_hash() {
     let abandoned = {
         let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "UPLOAD_FILE {tok} 1000000 abandoned.bin\n").unwrap();
+        writeln!(s, "UPLOAD_FILE {tok} 1000000 abandoned.bin").unwrap();
         let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
         let mut first = String::new();
         std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
