@@ -1989,7 +1989,23 @@ fn webhooks_deliver_signed_events_from_the_outbox() {
     write_random_file(&file, 20_000, 3);
     let torrent = dir.path().join("w.torrent");
     create_torrent(&file, &torrent, port);
-    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    // A second endpoint from the configuration file ([[webhook]]), registered at start.
+    let (config_port, config_received) = webhook_receiver();
+    let config = dir.path().join("hooks.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[webhook]]\nurl = \"http://{SEEDER_IP}:{config_port}/c\"\nkinds = [\"torrent.added\"]\n\
+             secrets = [\"{secret}\"]\nallow_private = true\n"
+        ),
+    )
+    .unwrap();
+    let node = Node::start_with(
+        &data,
+        port,
+        &dir.path().join("run.log"),
+        &["--config", config.to_str().unwrap()],
+    );
     let (status, body) = post_torrent(port, "w.bin", Some(&admin), &fs::read(&torrent).unwrap());
     assert_eq!(status, 201, "{body}");
     let ih = serde_json::from_str::<serde_json::Value>(&body).unwrap()["info_hash"]
@@ -2029,6 +2045,12 @@ fn webhooks_deliver_signed_events_from_the_outbox() {
     );
     assert_eq!(event["type"], "torrent.added", "{event}");
     assert_eq!(event["data"]["info_hash"], ih.as_str());
+    let from_config = check(
+        config_received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the [[webhook]] endpoint got torrent.added"),
+    );
+    assert_eq!(from_config["type"], "torrent.added");
     let (ok, out, err) = seednode(&[
         os("webhook"),
         os("test"),
