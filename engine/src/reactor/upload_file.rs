@@ -38,6 +38,14 @@ pub(crate) const MAX_CONCURRENT_UPLOADS: usize = 4;
 /// How long an upload may go without a byte before it is cut off (its checkpoint is kept).
 pub(crate) const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The window over which an upload's rate is checked.
+pub(crate) const UPLOAD_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Fewest bytes an upload must deliver per [`UPLOAD_RATE_WINDOW`] (64 KiB a minute, about
+/// 1 KiB/s: any real link does more) before it is cut with `ERR busy`, its checkpoint kept: a
+/// trickle would otherwise hold one of the [`MAX_CONCURRENT_UPLOADS`] slots for ever.
+pub(crate) const MIN_UPLOAD_BYTES_PER_WINDOW: u64 = 64 * 1024;
+
 /// Bytes read from the socket per write to the file (and per hash update).
 pub(crate) const UPLOAD_CHUNK_LEN: usize = 256 * 1024;
 
@@ -561,9 +569,28 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         return refuse(e.code(), e.to_string());
     }
     let mut buf = vec![0u8; UPLOAD_CHUNK_LEN];
+    // The rate check: bytes received since the start of the current window.
+    let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
     while ingest.offset() < length {
         let want =
             usize::try_from(length - ingest.offset()).map_or(buf.len(), |r| r.min(buf.len()));
+        if window_start.elapsed() >= UPLOAD_RATE_WINDOW {
+            if window_bytes < MIN_UPLOAD_BYTES_PER_WINDOW {
+                // A trickle holds one of the few upload slots: cut it, resumable.
+                if let Err(e) = ingest.save_checkpoint() {
+                    debug!(error = %e, "checkpoint not saved");
+                }
+                return refuse(
+                    ErrorCode::Busy,
+                    format!(
+                        "slower than {} bytes in {} s; resume it with UPLOAD_RESUME",
+                        MIN_UPLOAD_BYTES_PER_WINDOW,
+                        UPLOAD_RATE_WINDOW.as_secs()
+                    ),
+                );
+            }
+            (window_start, window_bytes) = (Instant::now(), 0);
+        }
         match job.stream.read(&mut buf[..want]) {
             Ok(0) | Err(_) => {
                 // Dropped or idle too long: keep what arrived for UPLOAD_RESUME.
@@ -573,6 +600,7 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
                 return Err(None);
             }
             Ok(n) => {
+                window_bytes += n as u64;
                 if let Err(e) = ingest.write(&buf[..n]) {
                     let _ = ingest.abort();
                     return refuse(e.code(), e.to_string());
