@@ -1613,8 +1613,9 @@ fn raw_tcp_upload_torrent_is_stored_and_seeded() {
 }
 
 /// SECURITY.md / issue 12: 1,000 concurrent half-open uploads (a token and no end of torrent,
-/// from 125 addresses) hold no catalog row and do not keep a real upload out: it is stored,
-/// and the node's memory stays bounded.
+/// from 125 addresses) hold no catalog row and do not keep a real upload out: past 8 in
+/// progress the flood's token gets `ERR busy`, another token's upload is stored, and the node's
+/// memory stays bounded.
 #[test]
 fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -1629,6 +1630,18 @@ fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
     ]);
     assert!(ok, "{err}");
     let uploader = uploader.trim().to_owned();
+    // The real upload comes with another token: the flood's token gets ERR busy past its
+    // per-token limit of uploads in progress.
+    let (ok, other, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--scope"),
+        os("upload"),
+    ]);
+    assert!(ok, "{err}");
+    let other = other.trim().to_owned();
     let port = free_port(SEEDER_IP);
     let node = Node::start(&data, port, &dir.path().join("run.log"));
     let pid = node.child_id();
@@ -1668,6 +1681,10 @@ fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
     let torrent = dir.path().join("late.torrent");
     create_torrent(&file, &torrent, port);
     let mut frame = format!("UPLOAD_TORRENT:{uploader}:").into_bytes();
+    frame.extend_from_slice(&fs::read(&torrent).unwrap());
+    let busy = raw_upload(Ipv4Addr::new(127, 0, 0, 31), port, &frame);
+    assert!(busy.starts_with("ERR busy "), "{busy}");
+    let mut frame = format!("UPLOAD_TORRENT:{other}:").into_bytes();
     frame.extend_from_slice(&fs::read(&torrent).unwrap());
     let reply = raw_upload(Ipv4Addr::new(127, 0, 0, 31), port, &frame);
     assert!(reply.starts_with("OK "), "{reply}\n{}", node.log());

@@ -547,7 +547,20 @@ impl Reactor {
             let Some(token) = query_value(body, b"token") else {
                 return oauth_error(400, "invalid_request", "`token` is required");
             };
-            let answer = match self.tokens.as_ref().map(|t| t.verify(&token, now_unix)) {
+            // A client may introspect only access tokens issued to itself (RFC 7662 §4 lets
+            // the server limit what a caller learns); an admin, any token.
+            let allowed = admin
+                || client.as_ref().is_some_and(|(id, _)| {
+                    token
+                        .strip_prefix(crate::daemon::oauth::ACCESS_TOKEN_PREFIX)
+                        .is_some_and(|rest| rest.starts_with(id.as_str()))
+                });
+            let verdict = if allowed {
+                self.tokens.as_ref().map(|t| t.verify(&token, now_unix))
+            } else {
+                None
+            };
+            let answer = match verdict {
                 Some(Ok(v)) => {
                     let exp = token
                         .strip_prefix(crate::daemon::oauth::ACCESS_TOKEN_PREFIX)
@@ -651,7 +664,9 @@ impl Reactor {
         reason: &str,
         need: Need,
     ) {
-        if !record {
+        // Failures always count (the lockout, the audit log); `record` only spares a success
+        // that the request's own route records again.
+        if !record && kind != kind::AUTH_FAILED {
             return;
         }
         let at = SystemTime::now()

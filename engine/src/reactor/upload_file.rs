@@ -35,6 +35,10 @@ use crate::events::{Event, kind};
 /// answered `ERR busy` before any payload byte.
 pub(crate) const MAX_CONCURRENT_UPLOADS: usize = 4;
 
+/// Uploads streaming at once for one token or client: the others wait (`ERR busy`), so one
+/// uploader cannot hold every slot.
+pub(crate) const MAX_UPLOADS_PER_OWNER: usize = 2;
+
 /// How long an upload may go without a byte before it is cut off (its checkpoint is kept).
 pub(crate) const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -90,6 +94,8 @@ pub(crate) struct UploadThreads {
     active: usize,
     /// Uploads running now (a resume of one of them is refused: one writer per file).
     ids: std::collections::HashSet<UploadId>,
+    /// Uploads running now per owner (token or client id).
+    owners: std::collections::HashMap<String, usize>,
     tx: Sender<UploadEvent>,
     rx: Receiver<UploadEvent>,
     /// Catalog requests of stored uploads, with the way back to their thread.
@@ -102,6 +108,7 @@ impl Default for UploadThreads {
         Self {
             active: 0,
             ids: std::collections::HashSet::new(),
+            owners: std::collections::HashMap::new(),
             tx,
             rx,
             waiters: std::collections::HashMap::new(),
@@ -160,7 +167,9 @@ impl Reactor {
             );
             return;
         }
-        if self.uploads.active >= MAX_CONCURRENT_UPLOADS {
+        if self.uploads.active >= MAX_CONCURRENT_UPLOADS
+            || self.uploads.owners.get(actor).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER
+        {
             self.upload_refuse(
                 key,
                 remote,
@@ -186,6 +195,7 @@ impl Reactor {
             return;
         };
         self.uploads.active += 1;
+        *self.uploads.owners.entry(actor.to_owned()).or_insert(0) += 1;
         let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
         event.source = Some(remote.ip());
         event.actor = Some(actor.to_owned());
@@ -215,6 +225,10 @@ impl Reactor {
         if let Err(e) = spawned {
             warn!(error = %e, "upload thread not started");
             self.uploads.active -= 1;
+            self.uploads.ids.remove(&upload_id);
+            if let Some(n) = self.uploads.owners.get_mut(actor) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
@@ -252,7 +266,10 @@ impl Reactor {
             );
             return;
         };
-        if self.uploads.active >= MAX_CONCURRENT_UPLOADS || self.uploads.ids.contains(&upload_id) {
+        if (self.uploads.active >= MAX_CONCURRENT_UPLOADS
+            || self.uploads.owners.get(actor).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER)
+            || self.uploads.ids.contains(&upload_id)
+        {
             self.upload_refuse(
                 key,
                 remote,
@@ -266,6 +283,7 @@ impl Reactor {
             return;
         };
         self.uploads.active += 1;
+        *self.uploads.owners.entry(actor.to_owned()).or_insert(0) += 1;
         self.uploads.ids.insert(upload_id);
         let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
         event.source = Some(remote.ip());
@@ -291,6 +309,9 @@ impl Reactor {
             warn!(error = %e, "upload thread not started");
             self.uploads.active -= 1;
             self.uploads.ids.remove(&upload_id);
+            if let Some(n) = self.uploads.owners.get_mut(actor) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
@@ -337,6 +358,12 @@ impl Reactor {
                 } => {
                     self.uploads.active = self.uploads.active.saturating_sub(1);
                     self.uploads.ids.remove(&upload_id);
+                    if let Some(n) = self.uploads.owners.get_mut(&owner) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.uploads.owners.remove(&owner);
+                        }
+                    }
                     let mut event = match &outcome {
                         Ok(ih) => {
                             let mut e = Event::new(kind::UPLOAD_COMPLETED, unix_now());
@@ -636,12 +663,15 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         return refuse(ErrorCode::Internal, "the node is stopping".into());
     }
     let _ = job.waker.wake();
-    let verdict = rx
-        .recv_timeout(UPLOAD_VERDICT_TIMEOUT)
-        .unwrap_or(Reply::Err {
-            code: ErrorCode::Internal,
-            reason: "the catalog did not answer in time".into(),
-        });
+    let Ok(verdict) = rx.recv_timeout(UPLOAD_VERDICT_TIMEOUT) else {
+        // The commit may still land: the file stays (the next start verifies it or reports
+        // it missing), and the client is told to look before retrying.
+        return refuse(
+            ErrorCode::Busy,
+            "stored, but the catalog did not confirm in time; check the node's list before retrying"
+                .into(),
+        );
+    };
     if let Reply::Err { .. } = &verdict {
         // Not committed: the file goes, so a refusal leaves nothing behind.
         if let Err(e) = std::fs::remove_file(&data_path) {
