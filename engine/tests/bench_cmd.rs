@@ -468,6 +468,9 @@ fn hash_ratio_is_sane() {
 #[test]
 fn self_check_prints_every_row() {
     let dir = tempdir();
+    // The node under test started through --node-command (how an emulator runs it; here the
+    // program is the same binary, given by path).
+    let node_command = seednode_bin().display().to_string();
     let run = bench(
         dir.path(),
         &[
@@ -478,6 +481,8 @@ fn self_check_prints_every_row() {
             "16M",
             "--dir",
             &dir.path().to_string_lossy(),
+            "--node-command",
+            &node_command,
         ],
         Duration::from_secs(90),
     );

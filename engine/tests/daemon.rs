@@ -1613,8 +1613,9 @@ fn raw_tcp_upload_torrent_is_stored_and_seeded() {
 }
 
 /// SECURITY.md / issue 12: 1,000 concurrent half-open uploads (a token and no end of torrent,
-/// from 125 addresses) hold no catalog row and do not keep a real upload out: it is stored,
-/// and the node's memory stays bounded.
+/// from 125 addresses) hold no catalog row and do not keep a real upload out: past 8 in
+/// progress the flood's token gets `ERR busy`, another token's upload is stored, and the node's
+/// memory stays bounded.
 #[test]
 fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -1629,6 +1630,18 @@ fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
     ]);
     assert!(ok, "{err}");
     let uploader = uploader.trim().to_owned();
+    // The real upload comes with another token: the flood's token gets ERR busy past its
+    // per-token limit of uploads in progress.
+    let (ok, other, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--scope"),
+        os("upload"),
+    ]);
+    assert!(ok, "{err}");
+    let other = other.trim().to_owned();
     let port = free_port(SEEDER_IP);
     let node = Node::start(&data, port, &dir.path().join("run.log"));
     let pid = node.child_id();
@@ -1668,6 +1681,10 @@ fn a_thousand_half_open_uploads_do_not_block_a_real_one() {
     let torrent = dir.path().join("late.torrent");
     create_torrent(&file, &torrent, port);
     let mut frame = format!("UPLOAD_TORRENT:{uploader}:").into_bytes();
+    frame.extend_from_slice(&fs::read(&torrent).unwrap());
+    let busy = raw_upload(Ipv4Addr::new(127, 0, 0, 31), port, &frame);
+    assert!(busy.starts_with("ERR busy "), "{busy}");
+    let mut frame = format!("UPLOAD_TORRENT:{other}:").into_bytes();
     frame.extend_from_slice(&fs::read(&torrent).unwrap());
     let reply = raw_upload(Ipv4Addr::new(127, 0, 0, 31), port, &frame);
     assert!(reply.starts_with("OK "), "{reply}\n{}", node.log());
@@ -1989,7 +2006,23 @@ fn webhooks_deliver_signed_events_from_the_outbox() {
     write_random_file(&file, 20_000, 3);
     let torrent = dir.path().join("w.torrent");
     create_torrent(&file, &torrent, port);
-    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    // A second endpoint from the configuration file ([[webhook]]), registered at start.
+    let (config_port, config_received) = webhook_receiver();
+    let config = dir.path().join("hooks.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[webhook]]\nurl = \"http://{SEEDER_IP}:{config_port}/c\"\nkinds = [\"torrent.added\"]\n\
+             secrets = [\"{secret}\"]\nallow_private = true\n"
+        ),
+    )
+    .unwrap();
+    let node = Node::start_with(
+        &data,
+        port,
+        &dir.path().join("run.log"),
+        &["--config", config.to_str().unwrap()],
+    );
     let (status, body) = post_torrent(port, "w.bin", Some(&admin), &fs::read(&torrent).unwrap());
     assert_eq!(status, 201, "{body}");
     let ih = serde_json::from_str::<serde_json::Value>(&body).unwrap()["info_hash"]
@@ -2029,6 +2062,12 @@ fn webhooks_deliver_signed_events_from_the_outbox() {
     );
     assert_eq!(event["type"], "torrent.added", "{event}");
     assert_eq!(event["data"]["info_hash"], ih.as_str());
+    let from_config = check(
+        config_received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the [[webhook]] endpoint got torrent.added"),
+    );
+    assert_eq!(from_config["type"], "torrent.added");
     let (ok, out, err) = seednode(&[
         os("webhook"),
         os("test"),
@@ -2052,5 +2091,152 @@ fn webhooks_deliver_signed_events_from_the_outbox() {
         dd,
     ]);
     assert!(ok && out.contains("\"pending\":0"), "{out}");
+    node.stop();
+}
+
+/// Issue 12: `seednode push FILE` gives the info-hash `seednode create` gives, the node re-reads
+/// nothing; and an upload cut at a random offset and continued with `UPLOAD_RESUME` (from the
+/// offset the node names) yields that same info-hash.
+#[test]
+fn push_and_a_resumed_upload_give_the_create_info_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, tok, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--scope"),
+        os("upload"),
+    ]);
+    assert!(ok, "{err}");
+    let tok = tok.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let create_ih = |path: &Path| {
+        let (ok, out, err) = seednode(&[
+            os("create"),
+            path.as_os_str(),
+            os("-o"),
+            dir.path().join("x.torrent").as_os_str(),
+            os("--force"),
+        ]);
+        assert!(ok, "{err}");
+        out.lines()
+            .find_map(|l| l.strip_prefix("info-hash: "))
+            .unwrap()
+            .to_owned()
+    };
+
+    // seednode push.
+    let pushed = dir.path().join("pushed.bin");
+    write_random_file(&pushed, 9_000_000, 91);
+    let (ok, out, err) = seednode(&[
+        os("push"),
+        pushed.as_os_str(),
+        os("--sha256"),
+        os("--node"),
+        os(&format!("{SEEDER_IP}:{port}")),
+        os("--token"),
+        os(&tok),
+    ]);
+    assert!(ok, "{err}\n{}", node.log());
+    assert!(
+        out.contains(&format!("info-hash: {}", create_ih(&pushed))),
+        "{out}"
+    );
+
+    // Cut, then resumed.
+    let cut_file = dir.path().join("resumed.bin");
+    write_random_file(&cut_file, 5_000_000, 92);
+    let bytes = fs::read(&cut_file).unwrap();
+    let cut = 1_234_567;
+    let upload_id = {
+        let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        writeln!(s, "UPLOAD_FILE {tok} {} resumed.bin", bytes.len()).unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        assert!(first.starts_with("UPLOAD "), "{first}");
+        s.write_all(&bytes[..cut]).unwrap();
+        first.split(' ').nth(1).unwrap().to_owned()
+        // The connection drops here.
+    };
+    // The node saves its checkpoint when it sees the drop; retry until it has.
+    let mut done = String::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        writeln!(s, "UPLOAD_RESUME {tok} {upload_id} {cut}").unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        if first.starts_with("ERR busy") || first.starts_with("ERR auth") {
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert!(
+            first.starts_with(&format!("UPLOAD {upload_id} ")),
+            "{first}"
+        );
+        let offset: usize = first
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(offset <= cut, "the node claims {offset} of {cut} bytes");
+        s.write_all(&bytes[offset..]).unwrap();
+        std::io::BufRead::read_line(&mut reader, &mut done).unwrap();
+        break;
+    }
+    assert!(done.starts_with("OK "), "{done}\n{}", node.log());
+    assert_eq!(done.split(' ').nth(1).unwrap(), create_ih(&cut_file));
+    assert_eq!(fs::read(data.join("data/resumed.bin")).unwrap(), bytes);
+    assert_eq!(node.metric("seednode_rehashed_bytes_total"), 0);
+    let partial = data.join("data/.seednode-partial");
+    let leftovers = |id: &str| {
+        fs::read_dir(&partial)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(id))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        leftovers(&upload_id),
+        0,
+        "a finished upload leaves no partial file"
+    );
+    // An upload dropped and never resumed is removed at a start past its expiry.
+    let abandoned = {
+        let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        writeln!(s, "UPLOAD_FILE {tok} 1000000 abandoned.bin").unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        s.write_all(&[7u8; 1000]).unwrap();
+        first.split(' ').nth(1).unwrap().to_owned()
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while leftovers(&abandoned) < 2 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(50)); // .part and .ckpt
+    }
+    assert!(leftovers(&abandoned) >= 1);
+    node.stop();
+    thread::sleep(Duration::from_millis(1100));
+    let config = dir.path().join("expiry.toml");
+    fs::write(&config, "upload_expiry_secs = 1\n").unwrap();
+    let node = Node::start_with(
+        &data,
+        port,
+        &dir.path().join("run2.log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(leftovers(&abandoned), 0, "{}", node.log());
     node.stop();
 }

@@ -10,6 +10,7 @@ pub(crate) mod create;
 pub(crate) mod info;
 pub(crate) mod net;
 pub(crate) mod parse;
+pub(crate) mod push;
 pub(crate) mod remote;
 pub(crate) mod run;
 pub(crate) mod seed;
@@ -87,6 +88,10 @@ pub(crate) enum Command {
     /// directory (`<data-dir>/data/<name>`, or --path), or a file or directory inside that
     /// directory (hashed here, like `create` with default options).
     Add(AddArgs),
+    /// Push a file to a running node (UPLOAD_FILE, docs/upload.md): it is stored, hashed as it
+    /// arrives, made a torrent and seeded; prints the info-hash and magnet. A dropped
+    /// connection is resumed where the node stopped.
+    Push(PushArgs),
     /// List a running node's torrents: a table, or --json.
     List(ListArgs),
     /// Remove a torrent from a running node (its data stays unless --delete-data).
@@ -438,6 +443,22 @@ pub(crate) struct AddArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct PushArgs {
+    /// The file.
+    pub(crate) file: PathBuf,
+    /// Its name on the node (one path component) [default: the file's name].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Hash the file first and have the node check it (reads the file twice here).
+    #[arg(long)]
+    pub(crate) sha256: bool,
+    /// --node is the node's upload address here, HOST:PORT [default: the config's `upload`,
+    /// else 127.0.0.1:6881].
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+}
+
+#[derive(Args)]
 pub(crate) struct ListArgs {
     /// Print the node's JSON instead of a table.
     #[arg(long)]
@@ -703,6 +724,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => run::run(&args),
         Command::Add(args) => remote::add(&args),
         Command::List(args) => remote::list(&args),
+        Command::Push(args) => push::push(&args),
         Command::Remove(args) => remote::remove(&args.torrent, args.delete_data),
         Command::Pause(args) => remote::set_state(&args, "pause"),
         Command::Resume(args) => remote::set_state(&args, "resume"),

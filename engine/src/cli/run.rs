@@ -81,6 +81,71 @@ fn listen_of(text: &str, key: &str) -> Result<SocketAddr, CliError> {
     Listen::resolve(Some(listen), None, DEFAULT_SEED_PORT)
 }
 
+/// Registers the config's `[[webhook]]` endpoints whose URL the catalog does not have yet, with
+/// the checks of `seednode webhook add` (SSRF rules, secrets, key).
+fn register_config_webhooks(
+    catalog: &mut Catalog,
+    hooks: &[crate::daemon::config::WebhookConfig],
+) -> Result<(), CliError> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let known = catalog.webhook_endpoints().map_err(|e| e.to_string())?;
+    for hook in hooks {
+        if known.iter().any(|k| k.endpoint.url == hook.url) {
+            continue;
+        }
+        let recipient_key = match &hook.recipient_key {
+            Some(k) => Some(
+                crate::events::webhook::seal::parse_recipient_key(k).map_err(|e| {
+                    format!("[[webhook]] {}: recipient_key: {e}", escape_name(&hook.url))
+                })?,
+            ),
+            None => None,
+        };
+        let endpoint = seednode_storage::catalog::NewWebhookEndpoint {
+            url: hook.url.clone(),
+            kinds: hook.kinds.clone(),
+            secrets: hook.secrets.clone(),
+            recipient_key,
+            allow_private: hook.allow_private,
+            created_at: unix_now(),
+            label: "config".into(),
+        };
+        crate::events::webhook::check_endpoint(&endpoint)
+            .map_err(|e| format!("[[webhook]] {}: {e}", escape_name(&hook.url)))?;
+        let id = catalog
+            .add_webhook_endpoint(&endpoint)
+            .map_err(|e| format!("[[webhook]] {}: {e}", escape_name(&hook.url)))?;
+        info!(webhook = id, url = %escape_name(&hook.url), "webhook registered from the configuration");
+    }
+    Ok(())
+}
+
+/// Removes the partial uploads of `content` that cannot be resumed or were last written more
+/// than `expiry` ago (docs/upload.md); the others wait for their `UPLOAD_RESUME`.
+fn expire_partial_uploads(content: &Path, expiry: Duration) {
+    let partial = match seednode_storage::ingest::partial_uploads(content) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "partial uploads not listed");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for p in partial {
+        let old = now.duration_since(p.modified).is_ok_and(|age| age > expiry);
+        if !p.resumable || old {
+            match seednode_storage::ingest::discard(content, p.upload_id) {
+                Ok(_) => {
+                    info!(upload = %p.upload_id, resumable = p.resumable, "partial upload removed")
+                }
+                Err(e) => warn!(upload = %p.upload_id, error = %e, "partial upload not removed"),
+            }
+        }
+    }
+}
+
 /// The DHT routing table kept between runs, in the data directory (`seednode run`).
 const DHT_STATE_FILE_NAME: &str = "dht_nodes";
 
@@ -195,6 +260,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
             )
             .map_err(|e| e.to_string())?;
     }
+    register_config_webhooks(&mut catalog, &config.webhook)?;
     let tokens = TokenTable::load(&catalog).map_err(|e| e.to_string())?;
     let tracker_ca = match &config.tracker_ca {
         Some(path) => crate::reactor::https::load_tracker_ca(path).map_err(|e| e.to_string())?,
@@ -244,6 +310,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     // The content directory: uploads and API adds keep their data beneath it.
     std::fs::create_dir_all(dir.join("data"))
         .map_err(|e| format!("content directory {}: {e}", escape_path(&dir.join("data"))))?;
+    expire_partial_uploads(
+        &dir.join("data"),
+        Duration::from_secs(config.upload_expiry_secs),
+    );
     let (loaded, idle) = resume_all(&mut catalog)?;
     info!(
         torrents = loaded.len(),

@@ -27,6 +27,9 @@ pub(crate) const DEFAULT_STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(10
 /// most worth losing.
 pub(crate) const STATS_FLUSH_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 
+/// How long a partial upload is kept for a resume unless configured: a day.
+pub(crate) const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
 /// The configuration file, every key with its default (see `contrib/seednode.toml`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -78,9 +81,16 @@ pub(crate) struct Config {
     pub(crate) summary_interval: u64,
     /// Seconds between statistics flushes to the catalog.
     pub(crate) stats_flush_interval: u64,
+    /// Seconds a partial upload (a dropped `UPLOAD_FILE`) is kept for `UPLOAD_RESUME`; older
+    /// ones are removed at start.
+    pub(crate) upload_expiry_secs: u64,
     /// Seconds an address stays locked out after more than 5 failed authentications within a
     /// minute (API, uploads).
     pub(crate) lockout_secs: u64,
+    /// Webhook endpoints (`[[webhook]]` tables), registered at start when their URL is not
+    /// yet in the catalog (with `seednode webhook add`'s checks); `seednode webhook remove`
+    /// removes one for good only once it is gone from the file too.
+    pub(crate) webhook: Vec<WebhookConfig>,
     /// The token the companion commands (`seednode add|list|remove|pause|resume`) present to
     /// the node's API; the node itself never reads it. Keep the file private if set.
     pub(crate) api_token: Option<String>,
@@ -112,10 +122,35 @@ impl Default for Config {
             cache_mib: DEFAULT_CACHE_MIB,
             summary_interval: crate::reactor::DEFAULT_SUMMARY_INTERVAL.as_secs(),
             stats_flush_interval: DEFAULT_STATS_FLUSH_INTERVAL.as_secs(),
+            upload_expiry_secs: DEFAULT_UPLOAD_EXPIRY.as_secs(),
             lockout_secs: crate::events::lockout::DEFAULT_LOCKOUT.as_secs(),
             api_token: None,
+            webhook: Vec::new(),
         }
     }
+}
+
+/// One `[[webhook]]` entry (docs/webhooks.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookConfig {
+    /// Where events are POSTed.
+    pub(crate) url: String,
+    /// Which events: `*`, kinds, or prefixes ending in `.`.
+    #[serde(default = "all_kinds")]
+    pub(crate) kinds: Vec<String>,
+    /// Signing secrets (`whsec_<base64>`), newest first; several during a rotation.
+    pub(crate) secrets: Vec<String>,
+    /// The receiver's X25519 public key (hex or base64) for sealed-box bodies.
+    #[serde(default)]
+    pub(crate) recipient_key: Option<String>,
+    /// Allow loopback and private-network targets.
+    #[serde(default)]
+    pub(crate) allow_private: bool,
+}
+
+fn all_kinds() -> Vec<String> {
+    vec!["*".to_owned()]
 }
 
 impl Config {
@@ -175,6 +210,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn webhook_tables_parse_and_unknown_keys_in_them_are_errors() {
+        let c = Config::parse(
+            "[[webhook]]\nurl = \"https://h.example/x\"\nsecrets = [\"whsec_AAAA\"]\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.webhook.len(), 1);
+        assert_eq!(c.webhook[0].kinds, ["*"]);
+        let e =
+            Config::parse("[[webhook]]\nurl = \"x\"\nsecrets = []\nsecert = 1\n", "f").unwrap_err();
+        assert!(e.contains("secert"), "{e}");
+    }
+
+    #[test]
     fn the_example_file_parses_to_the_defaults() {
         let example = include_str!("../../../contrib/seednode.toml");
         // Every key of the example is commented out: the defaults.
@@ -203,6 +252,7 @@ mod tests {
                 announce_host: None,
                 tracker_ca: None,
                 api_token: None,
+                webhook: Vec::new(),
                 ..parsed
             },
             Config::default()

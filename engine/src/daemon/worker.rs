@@ -498,7 +498,43 @@ fn remove(
             .torrent(id)
             .and_then(|t| Ok((t, catalog.files(id)?)))
         {
-            Ok((t, files)) => Some((root, t.data_path, files)),
+            Ok((t, files)) => {
+                // Never delete what another torrent of the catalog also points at (the same
+                // path, or one beneath the other): its data would go with it.
+                let shared = catalog.list_torrents().map(|all| {
+                    all.iter().any(|o| {
+                        o.id != id
+                            && (o.data_path.starts_with(&t.data_path)
+                                || t.data_path.starts_with(&o.data_path))
+                    })
+                });
+                match shared {
+                    Ok(false) => Some((root, t.data_path, files)),
+                    Ok(true) => {
+                        let result = catalog.remove_torrent(id);
+                        let deleted = result.is_ok().then(|| {
+                            Err(
+                                "its data is shared with another torrent of the catalog; kept"
+                                    .to_owned(),
+                            )
+                        });
+                        return Reply::Removed {
+                            request,
+                            id,
+                            result,
+                            deleted,
+                        };
+                    }
+                    Err(e) => {
+                        return Reply::Removed {
+                            request,
+                            id,
+                            result: Err(e),
+                            deleted: None,
+                        };
+                    }
+                }
+            }
             Err(e) => {
                 return Reply::Removed {
                     request,

@@ -63,10 +63,13 @@ pub(super) enum ConnState {
         /// The client asked to close after this response.
         close: bool,
     },
-    /// An upload request being received (`reactor::upload`); `since` is when it began.
+    /// An upload request being received (`reactor::upload`); `since` is when it began;
+    /// `owner` is the token's id once an `UPLOAD_TORRENT`'s token passed (checked as soon as it
+    /// is complete, before the torrent is buffered).
     Upload {
         decoder: Box<seednode_wire::upload::Decoder>,
         since: Instant,
+        owner: Option<Box<str>>,
     },
     /// An upload handed to the catalog worker: the reply line is written when its commit is
     /// answered ([`Reactor::finish_upload`]).
@@ -141,6 +144,7 @@ impl Reactor {
             ListenerKind::UploadOnly => ConnState::Upload {
                 decoder: Box::default(),
                 since: now,
+                owner: None,
             },
             ListenerKind::HttpOnly => ConnState::Http {
                 served: 0,
@@ -188,7 +192,8 @@ impl Reactor {
             .conns
             .iter()
             .filter(|(_, c)| match &c.state {
-                ConnState::Sniffing | ConnState::Mse(_) | ConnState::Upload { .. } => true,
+                ConnState::Sniffing | ConnState::Mse(_) => true,
+                ConnState::Upload { owner, .. } => owner.is_none(),
                 ConnState::Handshake { dialed } => dialed.is_none(),
                 ConnState::Http { .. } => c.out.is_empty(),
                 _ => false,
@@ -458,6 +463,7 @@ impl Reactor {
                         conn.state = ConnState::Upload {
                             decoder: Box::default(),
                             since: now,
+                            owner: None,
                         };
                         // A locked-out address is refused before any of its payload is read.
                         if self.lockout.borrow().is_locked(ip, now) {
@@ -508,9 +514,19 @@ impl Reactor {
                         }
                     }
                 }
-                ConnState::Upload { decoder, .. } => {
+                ConnState::Upload { decoder, owner, .. } => {
                     match decoder.decode(&mut conn.rbuf) {
-                        Ok(None) => return Ok(false),
+                        Ok(None) => {
+                            // The token of an UPLOAD_TORRENT is checked as soon as it is whole:
+                            // an anonymous client never gets a torrent buffered (SECURITY U1).
+                            if owner.is_none()
+                                && let Some(token) =
+                                    decoder.pending_token().map(|t| t.as_str().to_owned())
+                            {
+                                self.upload_early_auth(key, now, &token);
+                            }
+                            return Ok(false);
+                        }
                         Ok(Some(request)) => {
                             self.upload_request(key, now, request);
                         }

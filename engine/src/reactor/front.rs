@@ -313,8 +313,14 @@ impl Reactor {
             } else {
                 let ip = self.config.announce_ip.unwrap_or_else(|| local.ip());
                 let me = SocketAddr::new(ip, self.config.peer_port);
-                self.tracker
-                    .http_announce(now, remote, Some(me), &req.query)
+                let body = self
+                    .tracker
+                    .http_announce(now, remote, Some(me), &req.query);
+                if let Ok(a) = seednode_tracker::AnnounceRequest::parse_query(&req.query) {
+                    let stopped = a.event == seednode_tracker::AnnounceEvent::Stopped;
+                    self.announced_here(now, remote.ip(), a.port, a.info_hash, a.left, stopped);
+                }
+                body
             };
             return Response::new(200, "text/plain", body);
         }
@@ -541,7 +547,20 @@ impl Reactor {
             let Some(token) = query_value(body, b"token") else {
                 return oauth_error(400, "invalid_request", "`token` is required");
             };
-            let answer = match self.tokens.as_ref().map(|t| t.verify(&token, now_unix)) {
+            // A client may introspect only access tokens issued to itself (RFC 7662 §4 lets
+            // the server limit what a caller learns); an admin, any token.
+            let allowed = admin
+                || client.as_ref().is_some_and(|(id, _)| {
+                    token
+                        .strip_prefix(crate::daemon::oauth::ACCESS_TOKEN_PREFIX)
+                        .is_some_and(|rest| rest.starts_with(id.as_str()))
+                });
+            let verdict = if allowed {
+                self.tokens.as_ref().map(|t| t.verify(&token, now_unix))
+            } else {
+                None
+            };
+            let answer = match verdict {
                 Some(Ok(v)) => {
                     let exp = token
                         .strip_prefix(crate::daemon::oauth::ACCESS_TOKEN_PREFIX)
@@ -645,7 +664,9 @@ impl Reactor {
         reason: &str,
         need: Need,
     ) {
-        if !record {
+        // Failures always count (the lockout, the audit log); `record` only spares a success
+        // that the request's own route records again.
+        if !record && kind != kind::AUTH_FAILED {
             return;
         }
         let at = SystemTime::now()

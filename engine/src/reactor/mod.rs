@@ -155,6 +155,9 @@ pub(crate) struct Reactor {
     lockout: std::rc::Rc<std::cell::RefCell<crate::events::lockout::Lockout>>,
     /// Webhook delivery (`seednode run` with the catalog).
     webhooks: Option<Webhooks>,
+    /// Leechers that announced to the built-in tracker, to dial back when due (due time,
+    /// address, info-hash).
+    dial_backs: VecDeque<(Instant, SocketAddr, InfoHash)>,
     /// The threads of `UPLOAD_FILE` uploads.
     uploads: upload_file::UploadThreads,
     /// Audit records waiting for the catalog worker (`seednode run` only).
@@ -312,6 +315,7 @@ impl Reactor {
             audit: None,
             uploads: upload_file::UploadThreads::default(),
             webhooks: None,
+            dial_backs: VecDeque::new(),
             upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),
             choker: Choker::new(start, config.upload_slots, config.global_upload_slots),
@@ -470,6 +474,7 @@ impl Reactor {
             self.drive_announcer(now);
             self.drive_dht(now);
             self.catalog_tick(now);
+            self.run_dial_backs(now);
             if now >= self.next_pex {
                 self.send_pex();
                 self.next_pex = now + Duration::from_secs(pex::PEX_INTERVAL_SECS);

@@ -26,6 +26,15 @@ use seednode_storage::Residency;
 /// Our client name and version, for the extension handshake's `v` (BEP 10).
 const CLIENT_NAME: &str = concat!("seednode/", env!("CARGO_PKG_VERSION"));
 
+/// How long after a leecher's announce to this node's tracker the node dials it, if it has not
+/// connected by then: a client that dials seeders itself does so within a second or two of its
+/// announce, and waiting spares it a duplicate connection.
+pub(super) const DIAL_BACK_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Announcers waiting to be dialled back, at most: past it new ones are not (an announce flood
+/// cannot grow the queue; the dial budgets bound the dials themselves).
+pub(super) const MAX_PENDING_DIAL_BACKS: usize = 256;
+
 impl Reactor {
     /// Connects out to a peer of `torrent` learnt from `source`, unless the dial rules refuse
     /// the address or the budgets are spent ([`DialPolicy`](crate::dial::DialPolicy)), it was
@@ -77,6 +86,59 @@ impl Reactor {
         if self.connect_peer(now, torrent, addr).is_some() {
             let info_hash = self.torrents[torrent].torrent.info_hash;
             debug!(peer = %addr, %info_hash, ?source, "dialling");
+        }
+    }
+
+    /// A peer announced itself to this node's own tracker (HTTP, or UDP with a verified
+    /// connection id) from `ip`, listening on `port`: when it still needs data (`left > 0`, not
+    /// `stopped`) of a torrent this node seeds, the node dials it back after
+    /// [`DIAL_BACK_DELAY`] unless it connected by then. Clients that do not dial loopback or LAN
+    /// seeders themselves (Transmission refuses "martian" addresses) can then be served. The
+    /// address is the announcer's own source address (never the `ip` parameter), so this is no
+    /// reflection vector; the usual dial rules and budgets apply ([`Reactor::dial_peer`]).
+    pub(super) fn announced_here(
+        &mut self,
+        now: Instant,
+        ip: std::net::IpAddr,
+        port: u16,
+        info_hash: InfoHash,
+        left: u64,
+        stopped: bool,
+    ) {
+        if left == 0 || stopped || port == 0 || !self.by_hash.contains_key(&info_hash) {
+            return;
+        }
+        let addr = canonical_addr(SocketAddr::new(ip, port));
+        if self.dial_backs.len() >= MAX_PENDING_DIAL_BACKS
+            || self
+                .dial_backs
+                .iter()
+                .any(|(_, a, h)| *a == addr && *h == info_hash)
+        {
+            return;
+        }
+        self.dial_backs
+            .push_back((now + DIAL_BACK_DELAY, addr, info_hash));
+    }
+
+    /// Dials the announcers whose [`DIAL_BACK_DELAY`] is over and that have not connected
+    /// (from their address, for that torrent) meanwhile. Called once per loop turn.
+    pub(super) fn run_dial_backs(&mut self, now: Instant) {
+        while let Some(&(due, addr, info_hash)) = self.dial_backs.front() {
+            if due > now {
+                break;
+            }
+            self.dial_backs.pop_front();
+            let Some(&torrent) = self.by_hash.get(&info_hash) else {
+                continue;
+            };
+            let connected = self.conns.iter().any(|(_, c)| {
+                canonical_ip(c.remote.ip()) == addr.ip()
+                    && matches!(&c.state, ConnState::Peer { torrent: t, .. } if *t == torrent)
+            });
+            if !connected {
+                self.dial_peer(now, torrent, addr, PeerSource::Tracker(Some(addr.ip())));
+            }
         }
     }
 

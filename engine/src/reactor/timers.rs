@@ -56,8 +56,15 @@ impl Reactor {
                     }
                     at
                 }
-                ConnState::Upload { since, .. } => {
-                    let at = *since + super::upload::UPLOAD_REQUEST_TIMEOUT;
+                ConnState::Upload { since, owner, .. } => {
+                    // The header (token) first, within its own deadline; the whole torrent of
+                    // an authenticated upload within the longer one.
+                    let limit = if owner.is_some() {
+                        super::upload::UPLOAD_REQUEST_TIMEOUT
+                    } else {
+                        super::upload::UPLOAD_HEADER_TIMEOUT
+                    };
+                    let at = *since + limit;
                     if now >= at {
                         self.close(key, CloseReason::HttpTimeout);
                         continue;

@@ -451,11 +451,23 @@ impl Reactor {
         let hashes: Vec<InfoHash> = std::iter::once(slot.torrent.info_hash)
             .chain(slot.torrent.aliases.iter().copied())
             .collect();
-        // What only a live torrent needs; the rest is small and goes when the slot is reused.
+        // What only a live torrent needs goes now: the tombstone keeps its name, its counts and
+        // its storage handle (files closed), a few hundred bytes. Piece hashes and bitfields
+        // are dropped: a late verify result on the tombstone finds nothing to set. (One that
+        // lands after the same torrent was resumed into this slot is applied to it: slot loads
+        // carry no generation yet; noted in issue 11.)
         slot.merkle_trees = Vec::new();
         slot.availability = Vec::new();
         slot.resident = None;
         slot.torrent.info_bytes = Bytes::new();
+        slot.torrent.piece_check = Arc::new(|_, _| false);
+        slot.torrent.v2 = None;
+        slot.torrent.aliases = Vec::new();
+        slot.torrent.have = Have::All {
+            count: slot.torrent.have.piece_count(),
+        };
+        slot.verified = PieceBits::new(0);
+        slot.failed = PieceBits::new(0);
         slot.torrent.storage.close_files();
         let keys: Vec<usize> = self
             .conns

@@ -12,6 +12,8 @@ impl Reactor {
     pub(super) fn drain_udp(&mut self, now: Instant) -> bool {
         let me = self.udp_self_addr;
         let mut more = true;
+        // Leechers that announced (dialled once the socket is drained).
+        let mut announced = Vec::new();
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
             let Some(socket) = &self.udp else {
                 return false;
@@ -42,6 +44,23 @@ impl Reactor {
                         &self.udp_rx[..n],
                         &mut self.udp_tx,
                     ) {
+                        // An announce answered as one (BEP 15: its connection id proved the
+                        // source address) from a leecher: it may be worth dialling.
+                        if self.udp_tx.get(..4) == Some(&1u32.to_be_bytes()[..])
+                            && let Some(a) =
+                                seednode_tracker::udp::packet::AnnounceRequest::new_checked(
+                                    &self.udp_rx[..n],
+                                )
+                        {
+                            // BEP 15 event 3 is `stopped`.
+                            announced.push((
+                                src.ip(),
+                                a.port(),
+                                a.info_hash(),
+                                a.left(),
+                                a.event() == 3,
+                            ));
+                        }
                         self.udp_out.push(src, &self.udp_tx);
                         if self.udp_out.is_full() {
                             let _ = self.udp_out.flush(socket);
@@ -60,6 +79,9 @@ impl Reactor {
         if let Some(socket) = &self.udp {
             // Replies that do not fit the socket buffer are dropped: clients retransmit (BEP 15).
             let _ = self.udp_out.flush(socket);
+        }
+        for (ip, port, info_hash, left, stopped) in announced {
+            self.announced_here(now, ip, port, info_hash, left, stopped);
         }
         more
     }

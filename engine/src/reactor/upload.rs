@@ -28,6 +28,15 @@ use crate::events::{Event, kind};
 /// torrent at 200 KiB/s takes 50 s); then it gets `ERR too_large` or is closed.
 pub(crate) const UPLOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `UPLOAD_TORRENT`s of one token or client being received at once, at most: an authenticated
+/// uploader cannot fill the connection table with half-sent torrents (those are no longer
+/// evicted for newcomers once their token passed).
+pub(crate) const MAX_TORRENT_UPLOADS_PER_OWNER: usize = 8;
+
+/// How long an upload connection may take to send its header (everything up to the token of an
+/// `UPLOAD_TORRENT`, the first line of the others): SECURITY's header deadline.
+pub(crate) const UPLOAD_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long the reply may wait for the catalog's commit before the connection is closed (the
 /// add may still land: the client sees no `OK` and may retry, getting `ERR exists`).
 pub(crate) const UPLOAD_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,6 +85,83 @@ impl Reactor {
         );
     }
 
+    /// Checks the token of an `UPLOAD_TORRENT` as soon as it is complete (before the torrent is
+    /// read): a locked-out address, an unknown token or one without the upload scope is refused
+    /// at once, with the same events as after the whole request.
+    pub(super) fn upload_early_auth(&mut self, key: usize, now: Instant, token: &str) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let remote = conn.remote;
+        let ip = seednode_wire::addr::canonical_ip(remote.ip());
+        if self.lockout.borrow().is_locked(ip, now) {
+            self.upload_reply(
+                key,
+                &Reply::Err {
+                    code: ErrorCode::Auth,
+                    reason: "too many failed authentications from this address".into(),
+                },
+            );
+            return;
+        }
+        let now_unix = unix_now();
+        match self.verify_bearer_at(token, now_unix) {
+            Ok((scopes, actor))
+                if scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN) =>
+            {
+                let running = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| {
+                        matches!(&c.state, ConnState::Upload { owner: Some(o), .. } if **o == *actor)
+                    })
+                    .count();
+                if running >= MAX_TORRENT_UPLOADS_PER_OWNER {
+                    self.upload_refuse(
+                        key,
+                        remote,
+                        Some(&actor),
+                        ErrorCode::Busy,
+                        "too many uploads of this token at once; retry later",
+                    );
+                    return;
+                }
+                if let Some(ConnState::Upload { owner, .. }) =
+                    self.conns.get_mut(key).map(|c| &mut c.state)
+                {
+                    *owner = Some(actor);
+                }
+            }
+            Ok((_, actor)) => {
+                let mut event = Event::new(kind::AUTH_DENIED, now_unix);
+                event.source = Some(ip);
+                event.actor = Some(actor.to_string());
+                event.details = json!({ "surface": "upload", "reason": "insufficient_scope" });
+                self.events.emit(now, &event);
+                self.upload_refuse(
+                    key,
+                    remote,
+                    Some(&actor),
+                    ErrorCode::Scope,
+                    "the token may not upload",
+                );
+            }
+            Err(e) => {
+                let mut event = Event::new(kind::AUTH_FAILED, now_unix);
+                event.source = Some(ip);
+                event.details = json!({ "surface": "upload", "reason": e.to_string() });
+                self.events.emit(now, &event);
+                self.upload_refuse(
+                    key,
+                    remote,
+                    None,
+                    ErrorCode::Auth,
+                    "unknown, expired or revoked token",
+                );
+            }
+        }
+    }
+
     /// Handles a decoded upload request of connection `key`.
     pub(super) fn upload_request(&mut self, key: usize, now: Instant, request: Request) {
         let Some(conn) = self.conns.get(key) else {
@@ -83,28 +169,30 @@ impl Reactor {
         };
         let (remote, generation) = (conn.remote, conn.generation);
         let trailing = !conn.rbuf.is_empty();
-        let (token, torrent, file) = match request {
-            Request::Torrent { token, torrent } => (token, torrent, None),
-            Request::File(header) => (header.token.clone(), bytes::Bytes::new(), Some(header)),
-            Request::Resume(_) => {
-                self.upload_refuse(
-                    key,
-                    remote,
-                    None,
-                    ErrorCode::Internal,
-                    "UPLOAD_RESUME is not enabled on this node yet: start the upload again",
-                );
-                return;
-            }
+        let (token, torrent, file, resume) = match request {
+            Request::Torrent { token, torrent } => (token, torrent, None, None),
+            Request::File(header) => (
+                header.token.clone(),
+                bytes::Bytes::new(),
+                Some(header),
+                None,
+            ),
+            Request::Resume(header) => (
+                header.token.clone(),
+                bytes::Bytes::new(),
+                None,
+                Some(header.upload_id),
+            ),
         };
         let ip = seednode_wire::addr::canonical_ip(remote.ip());
         if self.lockout.borrow().is_locked(ip, now) {
-            self.upload_refuse(
+            // No event: a locked-out address must not flood the audit log or the webhooks.
+            self.upload_reply(
                 key,
-                remote,
-                None,
-                ErrorCode::Auth,
-                "too many failed authentications from this address",
+                &Reply::Err {
+                    code: ErrorCode::Auth,
+                    reason: "too many failed authentications from this address".into(),
+                },
             );
             return;
         }
@@ -130,6 +218,10 @@ impl Reactor {
             self.upload_file(key, now, header, &actor, scopes);
             return;
         }
+        if let Some(upload_id) = resume {
+            self.upload_resume(key, now, upload_id, &actor, scopes);
+            return;
+        }
         if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
             let mut event = Event::new(kind::AUTH_DENIED, now_unix);
             event.source = Some(ip);
@@ -142,6 +234,24 @@ impl Reactor {
                 Some(&actor),
                 ErrorCode::Scope,
                 "the token may not upload",
+            );
+            return;
+        }
+        let running = self
+            .conns
+            .iter()
+            .filter(|(k, c)| {
+                *k != key
+                    && matches!(&c.state, ConnState::Upload { owner: Some(o), .. } if **o == *actor)
+            })
+            .count();
+        if running >= MAX_TORRENT_UPLOADS_PER_OWNER {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(&actor),
+                ErrorCode::Busy,
+                "too many uploads of this token at once; retry later",
             );
             return;
         }

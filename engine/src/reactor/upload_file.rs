@@ -35,8 +35,20 @@ use crate::events::{Event, kind};
 /// answered `ERR busy` before any payload byte.
 pub(crate) const MAX_CONCURRENT_UPLOADS: usize = 4;
 
+/// Uploads streaming at once for one token or client: the others wait (`ERR busy`), so one
+/// uploader cannot hold every slot.
+pub(crate) const MAX_UPLOADS_PER_OWNER: usize = 2;
+
 /// How long an upload may go without a byte before it is cut off (its checkpoint is kept).
 pub(crate) const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The window over which an upload's rate is checked.
+pub(crate) const UPLOAD_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Fewest bytes an upload must deliver per [`UPLOAD_RATE_WINDOW`] (64 KiB a minute, about
+/// 1 KiB/s: any real link does more) before it is cut with `ERR busy`, its checkpoint kept: a
+/// trickle would otherwise hold one of the [`MAX_CONCURRENT_UPLOADS`] slots for ever.
+pub(crate) const MIN_UPLOAD_BYTES_PER_WINDOW: u64 = 64 * 1024;
 
 /// Bytes read from the socket per write to the file (and per hash update).
 pub(crate) const UPLOAD_CHUNK_LEN: usize = 256 * 1024;
@@ -66,6 +78,8 @@ pub(crate) enum UploadEvent {
     },
     /// The thread ended (stored, refused or interrupted): a slot is free.
     Finished {
+        /// The upload.
+        upload_id: UploadId,
         /// Where the client connected from.
         source: SocketAddr,
         /// The token or client id.
@@ -78,6 +92,10 @@ pub(crate) enum UploadEvent {
 /// The loop's side of the upload threads.
 pub(crate) struct UploadThreads {
     active: usize,
+    /// Uploads running now (a resume of one of them is refused: one writer per file).
+    ids: std::collections::HashSet<UploadId>,
+    /// Uploads running now per owner (token or client id).
+    owners: std::collections::HashMap<String, usize>,
     tx: Sender<UploadEvent>,
     rx: Receiver<UploadEvent>,
     /// Catalog requests of stored uploads, with the way back to their thread.
@@ -89,6 +107,8 @@ impl Default for UploadThreads {
         let (tx, rx) = std::sync::mpsc::channel();
         Self {
             active: 0,
+            ids: std::collections::HashSet::new(),
+            owners: std::collections::HashMap::new(),
             tx,
             rx,
             waiters: std::collections::HashMap::new(),
@@ -147,7 +167,9 @@ impl Reactor {
             );
             return;
         }
-        if self.uploads.active >= MAX_CONCURRENT_UPLOADS {
+        if self.uploads.active >= MAX_CONCURRENT_UPLOADS
+            || self.uploads.owners.get(actor).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER
+        {
             self.upload_refuse(
                 key,
                 remote,
@@ -173,6 +195,7 @@ impl Reactor {
             return;
         };
         self.uploads.active += 1;
+        *self.uploads.owners.entry(actor.to_owned()).or_insert(0) += 1;
         let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
         event.source = Some(remote.ip());
         event.actor = Some(actor.to_owned());
@@ -184,10 +207,11 @@ impl Reactor {
             "upload_id": upload_id.to_string(),
         });
         self.events.emit(now, &event);
+        self.uploads.ids.insert(upload_id);
         let job = Job {
             stream,
             leftover,
-            header,
+            start: Start::New(header),
             upload_id,
             owner: actor.to_owned(),
             source: remote,
@@ -201,6 +225,93 @@ impl Reactor {
         if let Err(e) = spawned {
             warn!(error = %e, "upload thread not started");
             self.uploads.active -= 1;
+            self.uploads.ids.remove(&upload_id);
+            if let Some(n) = self.uploads.owners.get_mut(actor) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Continues the interrupted upload `upload_id` of connection `key` (`UPLOAD_RESUME`), whose
+    /// token (id `actor`, `scopes`) passed; the thread checks that `actor` started it.
+    pub(super) fn upload_resume(
+        &mut self,
+        key: usize,
+        now: Instant,
+        upload_id: UploadId,
+        actor: &str,
+        scopes: Scopes,
+    ) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let remote = conn.remote;
+        if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Scope,
+                "the token may not upload",
+            );
+            return;
+        }
+        let Some(root) = self.config.content_root.clone() else {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Internal,
+                "uploads need `seednode run`",
+            );
+            return;
+        };
+        if (self.uploads.active >= MAX_CONCURRENT_UPLOADS
+            || self.uploads.owners.get(actor).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER)
+            || self.uploads.ids.contains(&upload_id)
+        {
+            self.upload_refuse(
+                key,
+                remote,
+                Some(actor),
+                ErrorCode::Busy,
+                "too many uploads at once, or this one is still running; retry later",
+            );
+            return;
+        }
+        let Some((stream, leftover)) = self.detach(key) else {
+            return;
+        };
+        self.uploads.active += 1;
+        *self.uploads.owners.entry(actor.to_owned()).or_insert(0) += 1;
+        self.uploads.ids.insert(upload_id);
+        let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
+        event.source = Some(remote.ip());
+        event.actor = Some(actor.to_owned());
+        event.details =
+            json!({ "surface": "upload", "kind": "resume", "upload_id": upload_id.to_string() });
+        self.events.emit(now, &event);
+        let job = Job {
+            stream,
+            leftover,
+            start: Start::Resume,
+            upload_id,
+            owner: actor.to_owned(),
+            source: remote,
+            content_root: root,
+            events: self.uploads.tx.clone(),
+            waker: self.waker(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("upload".into())
+            .spawn(move || run(job));
+        if let Err(e) = spawned {
+            warn!(error = %e, "upload thread not started");
+            self.uploads.active -= 1;
+            self.uploads.ids.remove(&upload_id);
+            if let Some(n) = self.uploads.owners.get_mut(actor) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
@@ -244,11 +355,19 @@ impl Reactor {
                     reply,
                 } => self.commit_upload(metainfo, data_path, &owner, source, verified, reply),
                 UploadEvent::Finished {
+                    upload_id,
                     source,
                     owner,
                     outcome,
                 } => {
                     self.uploads.active = self.uploads.active.saturating_sub(1);
+                    self.uploads.ids.remove(&upload_id);
+                    if let Some(n) = self.uploads.owners.get_mut(&owner) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.uploads.owners.remove(&owner);
+                        }
+                    }
                     let mut event = match &outcome {
                         Ok(ih) => {
                             let mut e = Event::new(kind::UPLOAD_COMPLETED, unix_now());
@@ -368,11 +487,19 @@ impl Reactor {
     }
 }
 
+/// What an upload thread does: a new file, or an interrupted one continued.
+enum Start {
+    /// `UPLOAD_FILE`.
+    New(FileHeader),
+    /// `UPLOAD_RESUME`: from the saved checkpoint of the upload.
+    Resume,
+}
+
 /// Everything an upload thread needs.
 struct Job {
     stream: std::net::TcpStream,
     leftover: bytes::BytesMut,
-    header: FileHeader,
+    start: Start,
     upload_id: UploadId,
     owner: String,
     source: SocketAddr,
@@ -409,6 +536,7 @@ fn run(mut job: Job) {
     }
     let _ = job.stream.shutdown(std::net::Shutdown::Both);
     let _ = job.events.send(UploadEvent::Finished {
+        upload_id: job.upload_id,
         source: job.source,
         owner: job.owner.clone(),
         outcome: result,
@@ -424,29 +552,44 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         threads: 1,
         ..CreateOptions::default()
     };
-    let upload = NewUpload {
-        upload_id: job.upload_id,
-        name: job.header.name.as_str(),
-        length: job.header.length,
-        sha256: job.header.sha256,
-        owner: &job.owner,
+    let mut ingest = match &job.start {
+        Start::New(header) => {
+            let upload = NewUpload {
+                upload_id: job.upload_id,
+                name: header.name.as_str(),
+                length: header.length,
+                sha256: header.sha256,
+                owner: &job.owner,
+            };
+            match Ingest::start(&job.content_root, &upload, &opts) {
+                Ok(i) => i,
+                Err(e) => return refuse(e.code(), e.to_string()),
+            }
+        }
+        Start::Resume => match Ingest::resume_saved(&job.content_root, job.upload_id, &opts) {
+            Ok(i) if i.owner() == job.owner => i,
+            // Someone else's upload answers like a missing one.
+            Ok(_) | Err(seednode_storage::IngestError::NotFound) => {
+                return refuse(ErrorCode::Auth, "no such upload of this token".into());
+            }
+            Err(e) => return refuse(e.code(), e.to_string()),
+        },
     };
-    let mut ingest = match Ingest::start(&job.content_root, &upload, &opts) {
-        Ok(i) => i,
-        Err(e) => return refuse(e.code(), e.to_string()),
-    };
+    let length = ingest.length();
+    let name = ingest.name().to_owned();
     let mut line = Vec::new();
     Reply::Upload {
         upload_id: job.upload_id,
-        offset: 0,
+        offset: ingest.offset(),
     }
     .encode(&mut line);
     if job.stream.write_all(&line).is_err() {
-        let _ = ingest.abort();
+        if let Err(e) = ingest.save_checkpoint() {
+            debug!(error = %e, "checkpoint not saved");
+        }
         return Err(None);
     }
-    let length = job.header.length;
-    if job.leftover.len() as u64 > length {
+    if job.leftover.len() as u64 > length - ingest.offset() {
         let _ = ingest.abort();
         return refuse(ErrorCode::Malformed, "bytes after the file".into());
     }
@@ -457,9 +600,28 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         return refuse(e.code(), e.to_string());
     }
     let mut buf = vec![0u8; UPLOAD_CHUNK_LEN];
+    // The rate check: bytes received since the start of the current window.
+    let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
     while ingest.offset() < length {
         let want =
             usize::try_from(length - ingest.offset()).map_or(buf.len(), |r| r.min(buf.len()));
+        if window_start.elapsed() >= UPLOAD_RATE_WINDOW {
+            if window_bytes < MIN_UPLOAD_BYTES_PER_WINDOW {
+                // A trickle holds one of the few upload slots: cut it, resumable.
+                if let Err(e) = ingest.save_checkpoint() {
+                    debug!(error = %e, "checkpoint not saved");
+                }
+                return refuse(
+                    ErrorCode::Busy,
+                    format!(
+                        "slower than {} bytes in {} s; resume it with UPLOAD_RESUME",
+                        MIN_UPLOAD_BYTES_PER_WINDOW,
+                        UPLOAD_RATE_WINDOW.as_secs()
+                    ),
+                );
+            }
+            (window_start, window_bytes) = (Instant::now(), 0);
+        }
         match job.stream.read(&mut buf[..want]) {
             Ok(0) | Err(_) => {
                 // Dropped or idle too long: keep what arrived for UPLOAD_RESUME.
@@ -469,6 +631,7 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
                 return Err(None);
             }
             Ok(n) => {
+                window_bytes += n as u64;
                 if let Err(e) = ingest.write(&buf[..n]) {
                     let _ = ingest.abort();
                     return refuse(e.code(), e.to_string());
@@ -480,7 +643,7 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         Ok(i) => i,
         Err(e) => return refuse(e.code(), e.to_string()),
     };
-    let data_path = job.content_root.join(job.header.name.as_str());
+    let data_path = job.content_root.join(&name);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let verified = std::fs::symlink_metadata(&data_path).ok().map(|m| {
         use std::os::unix::fs::MetadataExt as _;
@@ -504,19 +667,22 @@ fn stream_and_store(job: &mut Job) -> Result<Reply, Option<(ErrorCode, String)>>
         return refuse(ErrorCode::Internal, "the node is stopping".into());
     }
     let _ = job.waker.wake();
-    let verdict = rx
-        .recv_timeout(UPLOAD_VERDICT_TIMEOUT)
-        .unwrap_or(Reply::Err {
-            code: ErrorCode::Internal,
-            reason: "the catalog did not answer in time".into(),
-        });
+    let Ok(verdict) = rx.recv_timeout(UPLOAD_VERDICT_TIMEOUT) else {
+        // The commit may still land: the file stays (the next start verifies it or reports
+        // it missing), and the client is told to look before retrying.
+        return refuse(
+            ErrorCode::Busy,
+            "stored, but the catalog did not confirm in time; check the node's list before retrying"
+                .into(),
+        );
+    };
     if let Reply::Err { .. } = &verdict {
         // Not committed: the file goes, so a refusal leaves nothing behind.
         if let Err(e) = std::fs::remove_file(&data_path) {
             warn!(error = %e, "uploaded file not removed after a refusal");
         }
     } else {
-        info!(name = %seednode_wire::display::escape_name(job.header.name.as_str()),
+        info!(name = %seednode_wire::display::escape_name(&name),
               bytes = length, "file upload stored");
     }
     Ok(verdict)

@@ -171,6 +171,11 @@ pub(crate) struct SelfArgs {
     /// Directory for the temporary file [default: the system's temporary directory].
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
+    /// Run the node under test with this command instead of this executable (a program and
+    /// its first arguments, split at spaces), e.g. under an emulator:
+    /// "qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/cross/seednode".
+    #[arg(long, value_name = "CMD")]
+    pub(crate) node_command: Option<String>,
 }
 
 /// Parses seconds (decimals allowed), 0 < S <= [`MAX_DURATION`].

@@ -152,12 +152,29 @@ fn write_file(path: &Path, size: u64) -> Result<(), CliError> {
 
 /// Starts `seednode seed FILE` on 127.0.0.1 and waits for its `listening:` line; returns the
 /// node, its address and its .torrent.
-fn start_node(dir: &Path, file: &Path) -> Result<(Node, SocketAddr, PathBuf), CliError> {
+///
+/// `node_command` runs the node instead of this executable: a program and its first arguments,
+/// split at spaces (`qemu-aarch64 -L /usr/aarch64-linux-gnu target/…/seednode`: under
+/// qemu-user without binfmt_misc a guest cannot start another guest binary itself).
+fn start_node(
+    dir: &Path,
+    file: &Path,
+    node_command: Option<&str>,
+) -> Result<(Node, SocketAddr, PathBuf), CliError> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
     let torrent = dir.join("bench.torrent");
     let log_path = dir.join("seed.log");
     let log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let mut child = Command::new(&exe)
+    let mut words: Vec<String> = match node_command {
+        Some(c) => c.split_whitespace().map(str::to_owned).collect(),
+        None => vec![exe.display().to_string()],
+    };
+    if words.is_empty() {
+        return Err("--node-command is empty".into());
+    }
+    let program = words.remove(0);
+    let mut child = Command::new(&program)
+        .args(&words)
         .arg("seed")
         .arg(file)
         .args([
@@ -174,7 +191,7 @@ fn start_node(dir: &Path, file: &Path) -> Result<(Node, SocketAddr, PathBuf), Cl
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("starting {} seed: {e}", exe.display()))?;
+        .map_err(|e| format!("starting {program} seed: {e}"))?;
     let stdout = child.stdout.take();
     let node = Node { child };
     let Some(stdout) = stdout else {
@@ -235,7 +252,7 @@ pub(super) fn run(a: &SelfArgs, json: bool) -> Result<(), CliError> {
     let hash = hash::run(&file, threads, None)?;
 
     eprintln!("bench self: starting the node");
-    let (mut node, addr, torrent_path) = start_node(&dir.0, &file)?;
+    let (mut node, addr, torrent_path) = start_node(&dir.0, &file, a.node_command.as_deref())?;
     let torrent = Torrent::load(&torrent_path).map_err(|e| e.to_string())?;
 
     let config = LeechConfig {
