@@ -179,6 +179,21 @@ pub const fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The key per-address limits and lockouts count under: the canonical form of `ip`
+/// ([`canonical_ip`]), and for IPv6 its /64 network. One IPv6 host usually holds a whole /64,
+/// so counting single addresses would hand an attacker 2^64 fresh quotas.
+#[must_use]
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::V6(Ipv6Addr::from(o))
+        }
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
 /// [`canonical_ip`] of a socket address, port kept.
 #[must_use]
 pub const fn canonical_addr(addr: SocketAddr) -> SocketAddr {
@@ -359,6 +374,17 @@ fn scope_v6(ip: Ipv6Addr) -> AddrScope {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn limit_keys_group_ipv6_by_64_and_unwrap_mapped_ipv4() {
+        let key = |s: &str| limit_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::ffff"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+    }
+
     use super::*;
 
     fn ip(s: &str) -> IpAddr {

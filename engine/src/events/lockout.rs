@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use seednode_wire::addr::canonical_ip;
+use seednode_wire::addr::limit_key;
 use serde_json::json;
 
 use super::{Event, Subscriber, kind};
@@ -60,7 +60,7 @@ impl Lockout {
     /// Whether `ip` is locked out at `now`.
     pub(crate) fn is_locked(&self, ip: IpAddr, now: Instant) -> bool {
         self.entries
-            .get(&canonical_ip(ip))
+            .get(&limit_key(ip))
             .and_then(|e| e.locked_until)
             .is_some_and(|until| now < until)
     }
@@ -72,7 +72,7 @@ impl Lockout {
 
     /// Counts a failure from `ip` at `now`; true when this one locks it out.
     fn failed(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let ip = canonical_ip(ip);
+        let ip = limit_key(ip);
         if !self.entries.contains_key(&ip) && self.entries.len() >= MAX_TRACKED_ADDRESSES {
             // Forget the quietest address; a locked one only once its lockout is over.
             if let Some(oldest) = self
@@ -169,7 +169,21 @@ mod tests {
         );
         assert!(!table.borrow().is_locked("192.0.2.2".parse().unwrap(), t0));
         assert!(!table.borrow().is_locked(ip, t0 + Duration::from_secs(601)));
-        assert_eq!(table.borrow().locked_total(), 1);
+        // IPv6: the /64 is one address for the lockout.
+        for i in 0..6 {
+            let _ = sub.notify(t0, &failed_from(&format!("2001:db8:1:2::{i:x}"), 0));
+        }
+        assert!(
+            table
+                .borrow()
+                .is_locked("2001:db8:1:2:ffff::9".parse().unwrap(), t0)
+        );
+        assert!(
+            !table
+                .borrow()
+                .is_locked("2001:db8:1:3::1".parse().unwrap(), t0)
+        );
+        assert_eq!(table.borrow().locked_total(), 2, "192.0.2.1 and 2001:db8:1:2::/64");
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl Reactor {
     /// per-address cap, and under the connection limit (making room by evicting an unproven
     /// connection if need be).
     pub(super) fn admission(&mut self, now: Instant, remote: SocketAddr) -> bool {
-        let ip = canonical_ip(remote.ip());
+        let ip = seednode_wire::addr::limit_key(remote.ip());
         if self.bans.is_banned(now, ip) {
             *self.stats.closed.entry("banned").or_insert(0) += 1;
             return false;
@@ -262,7 +262,7 @@ impl Reactor {
         let key = entry.key();
         self.next_generation += 1;
         let generation = self.next_generation;
-        let ip = canonical_ip(remote.ip());
+        let ip = seednode_wire::addr::limit_key(remote.ip());
         let dialed = matches!(state, ConnState::Handshake { dialed: Some(_) });
         entry.insert(Conn {
             dialed,
@@ -311,7 +311,7 @@ impl Reactor {
             }
             Transport::Utp(id) => self.utp_release(*id),
         }
-        let ip = canonical_ip(conn.remote.ip());
+        let ip = seednode_wire::addr::limit_key(conn.remote.ip());
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {

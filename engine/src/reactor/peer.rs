@@ -54,7 +54,11 @@ impl Reactor {
                 .is_some_and(|t| now.saturating_duration_since(*t) < announcer::REDIAL_INTERVAL)
             || self.conns.iter().any(|(_, c)| c.remote == addr)
             || self.conns.len() >= self.config.max_connections
-            || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
+            || self
+                .per_ip
+                .get(&seednode_wire::addr::limit_key(addr.ip()))
+                .copied()
+                .unwrap_or(0)
                 >= self.config.max_connections_per_ip
         {
             return;

@@ -327,7 +327,7 @@ impl Reactor {
             return None;
         };
         let _ = self.poll.registry().deregister(&mut tcp);
-        let ip = seednode_wire::addr::canonical_ip(conn.remote.ip());
+        let ip = seednode_wire::addr::limit_key(conn.remote.ip());
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
