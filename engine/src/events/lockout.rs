@@ -183,7 +183,11 @@ mod tests {
                 .borrow()
                 .is_locked("2001:db8:1:3::1".parse().unwrap(), t0)
         );
-        assert_eq!(table.borrow().locked_total(), 2, "192.0.2.1 and 2001:db8:1:2::/64");
+        assert_eq!(
+            table.borrow().locked_total(),
+            2,
+            "192.0.2.1 and 2001:db8:1:2::/64"
+        );
     }
 
     #[test]
