@@ -40,7 +40,12 @@ pub struct HashReport {
 ///
 /// # Errors
 /// The input cannot be read or hashed (the message of `seednode create`).
-pub fn run(path: &Path, threads: usize, piece_length: Option<u32>) -> Result<HashReport, String> {
+pub fn run(
+    path: &Path,
+    threads: usize,
+    piece_length: Option<u32>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<HashReport, String> {
     let threads = threads.max(1);
     let opts = CreateOptions {
         version: TorrentVersion::V1,
@@ -58,7 +63,10 @@ pub fn run(path: &Path, threads: usize, piece_length: Option<u32>) -> Result<Has
     let mut piece_len = 0;
     let start = Instant::now();
     while passes < MAX_HASH_PASSES && (passes == 0 || start.elapsed() < MIN_HASH_MEASURE) {
-        let meta = seednode_storage::create_torrent(path, &opts, &|_| {})
+        // The first pass reports its bytes (a progress bar on a terminal); the repeats do not.
+        let quiet = |_: u64| {};
+        let report: &(dyn Fn(u64) + Sync) = if passes == 0 { progress } else { &quiet };
+        let meta = seednode_storage::create_torrent(path, &opts, report)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         bytes = meta.info.total_length();
         piece_len = meta.info.piece_length;

@@ -698,7 +698,13 @@ fn bench_hash(a: &HashArgs, json: bool) -> Result<(), CliError> {
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let r = hash::run(&a.path, threads, a.piece_length)?;
+    let total = std::fs::metadata(&a.path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
+    let bar = crate::progress::Progress::new("hashing", total);
+    let r = hash::run(&a.path, threads, a.piece_length, &|done| bar.set(done))?;
+    bar.finish();
     if json {
         print_json("hash", &r)?;
     } else {

@@ -249,7 +249,7 @@ pub(super) fn run(a: &SelfArgs, json: bool) -> Result<(), CliError> {
     write_file(&file, a.size)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     eprintln!("bench self: hashing");
-    let hash = hash::run(&file, threads, None)?;
+    let hash = hash::run(&file, threads, None, &|_| {})?;
 
     eprintln!("bench self: starting the node");
     let (mut node, addr, torrent_path) = start_node(&dir.0, &file, a.node_command.as_deref())?;
