@@ -85,14 +85,13 @@ impl Reactor {
         );
     }
 
-    /// Checks the token of an `UPLOAD_TORRENT` as soon as it is complete (before the torrent is
-    /// read): a locked-out address, an unknown token or one without the upload scope is refused
-    /// at once, with the same events as after the whole request.
-    pub(super) fn upload_early_auth(&mut self, key: usize, now: Instant, token: &str) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        let remote = conn.remote;
+    /// Authenticates an upload of connection `key` presenting `token`: a locked-out address is
+    /// refused without an event (no audit or webhook flood), an unknown token with
+    /// `auth.oauth.failed` (counted by the lockout), a token without the `upload` (or `admin`)
+    /// scope with `auth.oauth.denied`. Returns the token's id when the upload may go on; the
+    /// connection was answered `ERR` otherwise.
+    fn upload_authorize(&mut self, key: usize, now: Instant, token: &str) -> Option<Box<str>> {
+        let remote = self.conns.get(key)?.remote;
         let ip = seednode_wire::addr::canonical_ip(remote.ip());
         if self.lockout.borrow().is_locked(ip, now) {
             self.upload_reply(
@@ -102,63 +101,73 @@ impl Reactor {
                     reason: "too many failed authentications from this address".into(),
                 },
             );
-            return;
+            return None;
         }
         let now_unix = unix_now();
-        match self.verify_bearer_at(token, now_unix) {
+        let (kind, actor, reason, code, message) = match self.verify_bearer_at(token, now_unix) {
             Ok((scopes, actor))
                 if scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN) =>
             {
-                let running = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| {
-                        matches!(&c.state, ConnState::Upload { owner: Some(o), .. } if **o == *actor)
-                    })
-                    .count();
-                if running >= MAX_TORRENT_UPLOADS_PER_OWNER {
-                    self.upload_refuse(
-                        key,
-                        remote,
-                        Some(&actor),
-                        ErrorCode::Busy,
-                        "too many uploads of this token at once; retry later",
-                    );
-                    return;
-                }
-                if let Some(ConnState::Upload { owner, .. }) =
-                    self.conns.get_mut(key).map(|c| &mut c.state)
-                {
-                    *owner = Some(actor);
-                }
+                return Some(actor);
             }
-            Ok((_, actor)) => {
-                let mut event = Event::new(kind::AUTH_DENIED, now_unix);
-                event.source = Some(ip);
-                event.actor = Some(actor.to_string());
-                event.details = json!({ "surface": "upload", "reason": "insufficient_scope" });
-                self.events.emit(now, &event);
-                self.upload_refuse(
-                    key,
-                    remote,
-                    Some(&actor),
-                    ErrorCode::Scope,
-                    "the token may not upload",
-                );
-            }
-            Err(e) => {
-                let mut event = Event::new(kind::AUTH_FAILED, now_unix);
-                event.source = Some(ip);
-                event.details = json!({ "surface": "upload", "reason": e.to_string() });
-                self.events.emit(now, &event);
-                self.upload_refuse(
-                    key,
-                    remote,
-                    None,
-                    ErrorCode::Auth,
-                    "unknown, expired or revoked token",
-                );
-            }
+            Ok((_, actor)) => (
+                kind::AUTH_DENIED,
+                Some(actor),
+                "insufficient_scope".to_owned(),
+                ErrorCode::Scope,
+                "the token may not upload",
+            ),
+            Err(e) => (
+                kind::AUTH_FAILED,
+                None,
+                e.to_string(),
+                ErrorCode::Auth,
+                "unknown, expired or revoked token",
+            ),
+        };
+        let mut event = Event::new(kind, now_unix);
+        event.source = Some(ip);
+        event.actor = actor.as_deref().map(str::to_owned);
+        event.details = json!({ "surface": "upload", "reason": reason });
+        self.events.emit(now, &event);
+        self.upload_refuse(key, remote, actor.as_deref(), code, message);
+        None
+    }
+
+    /// `UPLOAD_TORRENT`s of `actor` being received on connections other than `key`.
+    fn torrent_uploads_of(&self, actor: &str, key: usize) -> usize {
+        self.conns
+            .iter()
+            .filter(|(k, c)| {
+                *k != key
+                    && matches!(&c.state, ConnState::Upload { owner: Some(o), .. } if **o == *actor)
+            })
+            .count()
+    }
+
+    /// Checks the token of an `UPLOAD_TORRENT` as soon as it is complete (before the torrent is
+    /// read), with the same checks and events as after the whole request, and the limit of
+    /// torrent uploads in progress per token.
+    pub(super) fn upload_early_auth(&mut self, key: usize, now: Instant, token: &str) {
+        let Some(actor) = self.upload_authorize(key, now, token) else {
+            return;
+        };
+        if self.torrent_uploads_of(&actor, key) >= MAX_TORRENT_UPLOADS_PER_OWNER {
+            let Some(remote) = self.conns.get(key).map(|c| c.remote) else {
+                return;
+            };
+            self.upload_refuse(
+                key,
+                remote,
+                Some(&actor),
+                ErrorCode::Busy,
+                "too many uploads of this token at once; retry later",
+            );
+            return;
+        }
+        if let Some(ConnState::Upload { owner, .. }) = self.conns.get_mut(key).map(|c| &mut c.state)
+        {
+            *owner = Some(actor);
         }
     }
 
@@ -184,68 +193,19 @@ impl Reactor {
                 Some(header.upload_id),
             ),
         };
-        let ip = seednode_wire::addr::canonical_ip(remote.ip());
-        if self.lockout.borrow().is_locked(ip, now) {
-            // No event: a locked-out address must not flood the audit log or the webhooks.
-            self.upload_reply(
-                key,
-                &Reply::Err {
-                    code: ErrorCode::Auth,
-                    reason: "too many failed authentications from this address".into(),
-                },
-            );
+        let Some(actor) = self.upload_authorize(key, now, token.as_str()) else {
             return;
-        }
-        let now_unix = unix_now();
-        let (scopes, actor) = match self.verify_bearer_at(token.as_str(), now_unix) {
-            Ok(ok) => ok,
-            Err(e) => {
-                let mut event = Event::new(kind::AUTH_FAILED, now_unix);
-                event.source = Some(ip);
-                event.details = json!({ "surface": "upload", "reason": e.to_string() });
-                self.events.emit(now, &event);
-                self.upload_refuse(
-                    key,
-                    remote,
-                    None,
-                    ErrorCode::Auth,
-                    "unknown, expired or revoked token",
-                );
-                return;
-            }
         };
+        let now_unix = unix_now();
         if let Some(header) = file {
-            self.upload_file(key, now, header, &actor, scopes);
+            self.upload_file(key, now, header, &actor);
             return;
         }
         if let Some(upload_id) = resume {
-            self.upload_resume(key, now, upload_id, &actor, scopes);
+            self.upload_resume(key, now, upload_id, &actor);
             return;
         }
-        if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
-            let mut event = Event::new(kind::AUTH_DENIED, now_unix);
-            event.source = Some(ip);
-            event.actor = Some(actor.to_string());
-            event.details = json!({ "surface": "upload", "reason": "insufficient_scope" });
-            self.events.emit(now, &event);
-            self.upload_refuse(
-                key,
-                remote,
-                Some(&actor),
-                ErrorCode::Scope,
-                "the token may not upload",
-            );
-            return;
-        }
-        let running = self
-            .conns
-            .iter()
-            .filter(|(k, c)| {
-                *k != key
-                    && matches!(&c.state, ConnState::Upload { owner: Some(o), .. } if **o == *actor)
-            })
-            .count();
-        if running >= MAX_TORRENT_UPLOADS_PER_OWNER {
+        if self.torrent_uploads_of(&actor, key) >= MAX_TORRENT_UPLOADS_PER_OWNER {
             self.upload_refuse(
                 key,
                 remote,

@@ -20,7 +20,6 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::Waker;
-use seednode_storage::catalog::Scopes;
 use seednode_storage::{CreateOptions, Ingest, NewUpload};
 use seednode_wire::metainfo::Metainfo;
 use seednode_wire::upload::{ErrorCode, FileHeader, Reply, UploadId};
@@ -123,29 +122,18 @@ fn unix_now() -> i64 {
 }
 
 impl Reactor {
-    /// Starts an `UPLOAD_FILE` of connection `key` whose token (id `actor`, `scopes`) passed.
+    /// Starts an `UPLOAD_FILE` of connection `key` whose token (id `actor`) may upload.
     pub(super) fn upload_file(
         &mut self,
         key: usize,
         now: Instant,
         header: FileHeader,
         actor: &str,
-        scopes: Scopes,
     ) {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
         let remote = conn.remote;
-        if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
-            self.upload_refuse(
-                key,
-                remote,
-                Some(actor),
-                ErrorCode::Scope,
-                "the token may not upload",
-            );
-            return;
-        }
         let Some(root) = self.config.content_root.clone() else {
             self.upload_refuse(
                 key,
@@ -233,29 +221,18 @@ impl Reactor {
     }
 
     /// Continues the interrupted upload `upload_id` of connection `key` (`UPLOAD_RESUME`), whose
-    /// token (id `actor`, `scopes`) passed; the thread checks that `actor` started it.
+    /// token (id `actor`) may upload; the thread checks that `actor` started it.
     pub(super) fn upload_resume(
         &mut self,
         key: usize,
         now: Instant,
         upload_id: UploadId,
         actor: &str,
-        scopes: Scopes,
     ) {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
         let remote = conn.remote;
-        if !(scopes.contains(Scopes::UPLOAD) || scopes.contains(Scopes::ADMIN)) {
-            self.upload_refuse(
-                key,
-                remote,
-                Some(actor),
-                ErrorCode::Scope,
-                "the token may not upload",
-            );
-            return;
-        }
         let Some(root) = self.config.content_root.clone() else {
             self.upload_refuse(
                 key,
