@@ -2243,3 +2243,133 @@ fn push_and_a_resumed_upload_give_the_create_info_hash() {
     assert_eq!(leftovers(&abandoned), 0, "{}", node.log());
     node.stop();
 }
+
+/// Issue 14, "One content identity": a hybrid torrent added over the API has each file's
+/// SHA-256 recorded by the node's own verification read (no second pass), and
+/// `GET /api/v1/lookup/<hash>` finds it by the v1 and v2 info-hashes, the file's SHA-256 and
+/// its BEP 52 pieces root; the webseed URL it gives serves the same bytes; the answer survives
+/// a restart; bad, unknown and unauthenticated lookups are refused.
+#[test]
+fn lookup_finds_content_by_info_hash_sha256_and_pieces_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.as_os_str();
+    let (ok, token, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        dd,
+        os("--scope"),
+        os("read"),
+    ]);
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    let (ok, admin, err) = seednode(&[
+        os("token"),
+        os("create"),
+        os("--data-dir"),
+        dd,
+        os("--scope"),
+        os("admin"),
+    ]);
+    assert!(ok, "{err}");
+    let admin = admin.trim().to_owned();
+    let port = free_port(SEEDER_IP);
+    let album = data.join("data").join("album");
+    fs::create_dir_all(&album).unwrap();
+    write_random_file(&album.join("a.bin"), 300_000, 11);
+    write_random_file(&album.join("b.bin"), 70_000, 12);
+    let torrent = dir.path().join("album.torrent");
+    let (ok, _, err) = seednode(&[
+        os("create"),
+        album.as_os_str(),
+        os("--hybrid"),
+        os("-o"),
+        torrent.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    let node = Node::start(&data, port, &dir.path().join("run.log"));
+    let (ok, out, err) = companion(
+        port,
+        &admin,
+        &[os("add"), torrent.as_os_str(), os("--json")],
+    );
+    assert!(ok, "{err}\n{}", node.log());
+    let added: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ih = added["info_hash"].as_str().unwrap().to_owned();
+
+    let sha_a = common::sha256_file(&album.join("a.bin"));
+    let lookup = |hash: &str| get_from(SEEDER_IP, port, &format!("/api/v1/lookup/{hash}"), &token);
+    // The SHA-256 is recorded once the node's verification read of the new torrent is done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = lookup(&sha_a);
+        if status == 200 || Instant::now() >= deadline {
+            break (status, body);
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "{body}\n{}", node.log());
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let m = &v["matches"][0];
+    assert_eq!(m["matched_by"], "sha256", "{body}");
+    assert_eq!(m["info_hash"], ih.as_str());
+    assert_eq!(m["name"], "album");
+    assert_eq!(m["file"]["path"], "a.bin");
+    assert_eq!(m["file"]["length"], 300_000);
+    assert_eq!(m["file"]["sha256"], sha_a.as_str());
+    let root = m["file"]["pieces_root"].as_str().unwrap().to_owned();
+    let v2 = m["info_hash_v2"].as_str().unwrap().to_owned();
+    assert_ne!(
+        root, sha_a,
+        "a 300 kB file's root is a merkle root, not its SHA-256"
+    );
+
+    // The webseed URL the answer gives serves the file's bytes.
+    let mut s = TcpStream::connect((SEEDER_IP, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let url = m["file"]["webseed"].as_str().unwrap();
+    write!(
+        s,
+        "GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{url}");
+    assert!(
+        response[split + 4..] == fs::read(album.join("a.bin")).unwrap()[..],
+        "{url}"
+    );
+
+    for (hash, by) in [
+        (ih.as_str(), "info_hash_v1"),
+        (v2.as_str(), "info_hash_v2"),
+        (&v2[..40], "swarm_hash_v2"),
+        (root.as_str(), "pieces_root"),
+    ] {
+        let (status, body) = lookup(hash);
+        assert_eq!(status, 200, "{hash}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["matches"][0]["matched_by"], by, "{body}");
+        assert_eq!(v["matches"][0]["name"], "album", "{body}");
+    }
+    let (status, _) = lookup(&"ab".repeat(32));
+    assert_eq!(status, 404);
+    for bad in ["xyz", "abc", &"g".repeat(64), &"ab".repeat(21)] {
+        assert_eq!(lookup(bad).0, 400, "{bad}");
+    }
+    assert_eq!(
+        get_from(SEEDER_IP, port, &format!("/api/v1/lookup/{sha_a}"), "nope").0,
+        401
+    );
+
+    // Durable: after a restart (no re-hash: the files are unchanged), still found.
+    node.stop();
+    let node = Node::start(&data, port, &dir.path().join("run2.log"));
+    let (status, body) = lookup(&sha_a);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(node.metric("seednode_rehashed_bytes_total"), 0);
+    node.stop();
+}

@@ -1010,3 +1010,85 @@ fn an_owner_past_its_quota_adds_nothing() {
     assert!(catalog.add_torrents(&[new_torrent(5)]).unwrap()[0].is_ok());
     assert_eq!(catalog.list_torrents().unwrap().len(), 3);
 }
+
+#[test]
+fn lookup_finds_content_by_every_identity() {
+    use seednode_storage::catalog::MatchedBy;
+    use seednode_storage::{CreateOptions, TorrentVersion, create_torrent};
+    use sha2::{Digest as _, Sha256};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("content");
+    fs::create_dir(&data).unwrap();
+    let a: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let b: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
+    fs::write(data.join("a.bin"), &a).unwrap();
+    fs::write(data.join("b.bin"), &b).unwrap();
+    let opts = CreateOptions {
+        version: TorrentVersion::Hybrid,
+        ..CreateOptions::default()
+    };
+    let meta = create_torrent(&data, &opts, &|_| {}).unwrap();
+    let bytes = meta.to_bytes();
+    let meta = Metainfo::from_bytes(&bytes).unwrap();
+    let mut catalog = Catalog::open(&db_path(&dir)).unwrap();
+    let torrent = NewTorrent::from_metainfo(bytes, &meta, data.clone(), 1_700_000_000).unwrap();
+    let v2 = meta.v2.as_ref().unwrap();
+    let root_a = v2.info.files.iter().find(|f| f.path == ["a.bin"]).unwrap();
+    let root_a = root_a.pieces_root.unwrap();
+    let id = catalog.add_torrent(&torrent).unwrap();
+    // The hybrid's v1 view has a padding file after a.bin: b.bin's index is whatever the
+    // torrent says, found by path.
+    let files = catalog.files(id).unwrap();
+    let index_of = |name: &str| files.iter().find(|f| f.path == name).unwrap().index;
+    let sha_a: [u8; 32] = Sha256::digest(&a).into();
+    catalog
+        .record_file_checks(
+            id,
+            &[FileCheck {
+                index: index_of("a.bin"),
+                mtime_ns: Some(1),
+                sha256: Some(sha_a),
+            }],
+        )
+        .unwrap();
+
+    let v1 = meta.info_hash.0;
+    let found = catalog.lookup(&v1).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].matched_by, MatchedBy::InfoHashV1);
+    assert_eq!(found[0].torrent.id, id);
+    assert!(found[0].file.is_none());
+
+    let v2_hash = meta.info_hash_v2().unwrap().0;
+    let found = catalog.lookup(&v2_hash).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].matched_by, MatchedBy::InfoHashV2);
+    let found = catalog.lookup(&v2_hash[..20]).unwrap();
+    assert_eq!(found[0].matched_by, MatchedBy::SwarmHashV2);
+
+    let found = catalog.lookup(&sha_a).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].matched_by, MatchedBy::Sha256);
+    let file = found[0].file.as_ref().unwrap();
+    assert_eq!((file.path.as_str(), file.length), ("a.bin", 70_000));
+    assert_eq!(file.pieces_root, Some(root_a));
+
+    let found = catalog.lookup(&root_a).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].matched_by, MatchedBy::PiecesRoot);
+    assert_eq!(found[0].file.as_ref().unwrap().sha256, Some(sha_a));
+
+    // b.bin's SHA-256 was never recorded, but b.bin fits in one 16 KiB block, so its BEP 52
+    // root is the SHA-256 of its bytes: found by root, not by SHA-256.
+    let sha_b: [u8; 32] = Sha256::digest(&b).into();
+    let found = catalog.lookup(&sha_b).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].matched_by, MatchedBy::PiecesRoot);
+    assert_eq!(found[0].file.as_ref().unwrap().sha256, None);
+    assert!(catalog.lookup(&[7u8; 20]).unwrap().is_empty());
+    assert!(matches!(
+        catalog.lookup(&[0u8; 5]),
+        Err(CatalogError::Invalid { .. })
+    ));
+}

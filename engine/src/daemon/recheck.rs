@@ -3,7 +3,9 @@
 //! and tells the loop which passed (they are served from then on) and which failed (withheld
 //! for the run). Files whose pieces all passed get their mtime (seen *before* hashing)
 //! recorded, so the next start needs no hashing; files with a failed piece are marked
-//! unverified.
+//! unverified. The same read also gives each fully re-verified file its SHA-256 (the content
+//! identity the catalog records, `files.sha256`): the bytes are hashed from the buffer the
+//! piece check read, never in a second pass.
 //!
 //! Every byte read here counts in `seednode_rehashed_bytes_total`: with fast resume and
 //! unchanged files it stays 0.
@@ -19,6 +21,7 @@ use seednode_storage::Storage;
 use seednode_storage::catalog::resume::OnDisk;
 use seednode_storage::catalog::{FileCheck, TorrentId};
 use seednode_wire::InfoHash;
+use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
 use super::resume::RecheckPlan;
@@ -112,14 +115,18 @@ fn run(
     while let Ok(job) = rx.recv() {
         let mut good = Vec::new();
         let mut bad = Vec::new();
+        let mut digests = FileDigests::new(&job.plan);
         for piece in job.plan.pieces.iter().flat_map(Clone::clone) {
             let Some(len) = job.storage.piece_len(piece) else {
                 bad.push(piece);
                 continue;
             };
             buf.resize(len as usize, 0);
-            let ok =
-                job.storage.read_piece(piece, &mut buf).is_ok() && (job.piece_check)(piece, &buf);
+            let read = job.storage.read_piece(piece, &mut buf).is_ok();
+            if read {
+                digests.feed(u64::from(piece) * u64::from(job.plan.piece_length), &buf);
+            }
+            let ok = read && (job.piece_check)(piece, &buf);
             rehashed.fetch_add(u64::from(len), Ordering::Relaxed);
             if ok {
                 good.push(piece);
@@ -128,7 +135,7 @@ fn run(
             }
         }
         info!(info_hash = %job.info_hash, verified = good.len(), failed = bad.len(), "re-verified the pieces of changed files");
-        let checks = file_checks(&job.plan, &bad);
+        let checks = file_checks(&job.plan, &bad, &digests.finish());
         if let Some(tx) = catalog
             && !checks.is_empty()
             && tx.send(Command::FileChecks { id: job.id, checks }).is_err()
@@ -154,13 +161,104 @@ fn pieces_of(start: u64, length: u64, piece_length: u32) -> Range<u32> {
     first..last.saturating_add(1)
 }
 
+/// The SHA-256 of each file of a [`RecheckPlan`] whose bytes the re-check reads from its first
+/// to its last, in order (files wholly inside the plan's pieces), fed from the buffers the piece
+/// checks read. A file read only in part, or out of order, gets none.
+struct FileDigests {
+    /// Per file of the plan, padding files included (they take no bytes): its hashing so far.
+    files: Vec<FileDigest>,
+    /// The first file that may still take bytes (pieces come in increasing order).
+    cursor: usize,
+}
+
+/// One file's hashing.
+struct FileDigest {
+    /// Offset of its first byte in the torrent's piece space.
+    start: u64,
+    /// Its length in bytes.
+    length: u64,
+    /// Bytes hashed so far (from `start`, contiguous).
+    fed: u64,
+    /// `None` for a padding file (BEP 47), which has no identity of its own.
+    hasher: Option<Sha256>,
+    /// A gap or a read out of order: no digest.
+    broken: bool,
+}
+
+impl FileDigests {
+    fn new(plan: &RecheckPlan) -> Self {
+        let mut offset = 0u64;
+        let files = plan
+            .files
+            .iter()
+            .map(|file| {
+                let start = offset;
+                offset = offset.saturating_add(file.length);
+                FileDigest {
+                    start,
+                    length: file.length,
+                    fed: 0,
+                    hasher: (!file.padding).then(Sha256::new),
+                    broken: false,
+                }
+            })
+            .collect();
+        Self { files, cursor: 0 }
+    }
+
+    /// Hashes `data`, the bytes at `offset` of the piece space, into the files it covers.
+    fn feed(&mut self, offset: u64, data: &[u8]) {
+        let end = offset.saturating_add(data.len() as u64);
+        while self
+            .files
+            .get(self.cursor)
+            .is_some_and(|f| f.start.saturating_add(f.length) <= offset)
+        {
+            self.cursor += 1;
+        }
+        for file in &mut self.files[self.cursor..] {
+            if file.start >= end {
+                break;
+            }
+            let lo = file.start.max(offset);
+            let hi = file.start.saturating_add(file.length).min(end);
+            let Some(hasher) = file.hasher.as_mut() else {
+                continue;
+            };
+            if lo >= hi {
+                continue;
+            }
+            if file.start.saturating_add(file.fed) != lo {
+                file.broken = true;
+                continue;
+            }
+            // offset <= lo < hi <= end = offset + data.len(): both are indices into `data`.
+            let (a, b) = ((lo - offset) as usize, (hi - offset) as usize);
+            hasher.update(&data[a..b]);
+            file.fed += hi - lo;
+        }
+    }
+
+    /// Each file's SHA-256, when all its bytes were hashed in order.
+    fn finish(self) -> Vec<Option<[u8; 32]>> {
+        self.files
+            .into_iter()
+            .map(|f| match f.hasher {
+                Some(hasher) if !f.broken && f.fed == f.length => Some(hasher.finalize().into()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// What to record for each file that was re-verified (its recorded mtime differs from the one
-/// observed): the observed mtime when every piece it touches passed, "unverified" otherwise.
-/// `bad` is sorted (pieces are verified in order).
-fn file_checks(plan: &RecheckPlan, bad: &[u32]) -> Vec<FileCheck> {
+/// observed): the observed mtime when every piece it touches passed, "unverified" otherwise;
+/// with the file's SHA-256 from `digests` (one per file of `plan`) when it passed and was read
+/// whole. `bad` is sorted (pieces are verified in order).
+fn file_checks(plan: &RecheckPlan, bad: &[u32], digests: &[Option<[u8; 32]>]) -> Vec<FileCheck> {
     let mut checks = Vec::new();
     let mut offset = 0u64;
-    for (file, seen) in plan.files.iter().zip(&plan.observed) {
+    for ((file, seen), digest) in plan.files.iter().zip(&plan.observed).zip(digests) {
         let start = offset;
         offset = offset.saturating_add(file.length);
         let OnDisk::File { mtime_ns, .. } = seen else {
@@ -174,7 +272,7 @@ fn file_checks(plan: &RecheckPlan, bad: &[u32]) -> Vec<FileCheck> {
         checks.push(FileCheck {
             index: file.index,
             mtime_ns: (!failed).then_some(*mtime_ns),
-            sha256: None,
+            sha256: if failed { None } else { *digest },
         });
     }
     checks
@@ -219,14 +317,58 @@ mod tests {
             ],
             piece_length: 100,
         };
-        let checks = file_checks(&plan, &[]);
+        let none = [None, None, None];
+        let checks = file_checks(&plan, &[], &none);
         assert_eq!(checks.len(), 2);
         assert_eq!((checks[0].index, checks[0].mtime_ns), (1, Some(7)));
         assert_eq!((checks[1].index, checks[1].mtime_ns), (2, Some(8)));
-        let checks = file_checks(&plan, &[2]);
+        let checks = file_checks(&plan, &[2], &none);
         assert_eq!((checks[0].index, checks[0].mtime_ns), (1, None));
         assert_eq!((checks[1].index, checks[1].mtime_ns), (2, None));
         assert_eq!(pieces_of(0, 0, 100), 0..0);
         assert_eq!(pieces_of(100, 100, 100), 1..2);
+    }
+
+    #[test]
+    fn digests_cover_files_read_whole_and_in_order() {
+        // Pieces of 100: a = 0..150, pad = 150..200, b = 200..260, c (empty), d = 260..300.
+        let mut pad = rec(1, 50, None);
+        pad.padding = true;
+        let plan = RecheckPlan {
+            pieces: vec![0..3],
+            files: vec![
+                rec(0, 150, None),
+                pad,
+                rec(2, 60, None),
+                rec(3, 0, None),
+                rec(4, 40, None),
+            ],
+            observed: Vec::new(),
+            piece_length: 100,
+        };
+        let data: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+        let mut d = FileDigests::new(&plan);
+        for piece in 0..3usize {
+            d.feed(piece as u64 * 100, &data[piece * 100..(piece + 1) * 100]);
+        }
+        let got = d.finish();
+        assert_eq!(got[0], Some(sha(&data[..150])));
+        assert_eq!(got[1], None, "padding has no identity");
+        assert_eq!(got[2], Some(sha(&data[200..260])));
+        assert_eq!(got[3], Some(sha(b"")));
+        assert_eq!(got[4], Some(sha(&data[260..300])));
+        // Piece 1 never read: `a` is partial; `b` and `d` lie whole in piece 2.
+        let mut d = FileDigests::new(&plan);
+        d.feed(0, &data[..100]);
+        d.feed(200, &data[200..300]);
+        let got = d.finish();
+        assert_eq!(got[0], None);
+        assert_eq!(got[2], Some(sha(&data[200..260])));
+        assert_eq!(got[4], Some(sha(&data[260..300])));
+        // Piece 0 not read, piece 1 read: `a` has a gap at its start.
+        let mut d = FileDigests::new(&plan);
+        d.feed(100, &data[100..200]);
+        assert_eq!(d.finish()[0], None);
     }
 }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 use seednode_storage::DeleteReport;
 use seednode_storage::catalog::{
-    AuditRecord, Catalog, CatalogError, FileCheck, NewTorrent, State, StatsDelta, TorrentId,
-    WebhookEvent,
+    AuditRecord, Catalog, CatalogError, FileCheck, LookupMatch, NewTorrent, State, StatsDelta,
+    TorrentId, WebhookEvent,
 };
 use tracing::{debug, warn};
 
@@ -102,6 +102,14 @@ pub(crate) enum Command {
     /// Queue events for the webhook endpoints that want them (one transaction); the sender
     /// thread finds them within its poll interval, or at once when the loop wakes it.
     Webhooks(Vec<WebhookEvent>),
+    /// Find torrents and files by an identity for `GET /api/v1/lookup/<hash>`
+    /// ([`Catalog::lookup`]).
+    Lookup {
+        /// The caller's id for the reply.
+        request: u64,
+        /// 20 or 32 bytes.
+        hash: Vec<u8>,
+    },
     /// Read audit records for `GET /api/v1/audit`.
     AuditQuery {
         /// The caller's id for the reply.
@@ -171,6 +179,13 @@ pub(crate) enum Reply {
         state: State,
         /// The outcome.
         result: Result<(), CatalogError>,
+    },
+    /// What a lookup found.
+    Lookup {
+        /// The caller's id.
+        request: u64,
+        /// The matches, or the error.
+        result: Result<Vec<LookupMatch>, CatalogError>,
     },
     /// Audit rows read for a request.
     Audit {
@@ -466,6 +481,10 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
                     warn!(records = records.len(), error = %e, "audit records not written");
                 }
             }
+            Command::Lookup { request, hash } => out.push(Reply::Lookup {
+                request,
+                result: catalog.lookup(&hash),
+            }),
             Command::AuditQuery {
                 request,
                 since,

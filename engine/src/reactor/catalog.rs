@@ -408,6 +408,12 @@ impl Reactor {
                 let waiting = requester(self, request);
                 self.on_resumed(waiting, request, id, result);
             }
+            Reply::Lookup { request, result } => {
+                let waiting = requester(self, request);
+                if let Some(waiting) = waiting {
+                    self.finish_deferred(waiting, request, super::front::lookup_response(result));
+                }
+            }
             Reply::Audit { request, result } => {
                 let waiting = requester(self, request);
                 if let Some(waiting) = waiting {

@@ -267,6 +267,28 @@ impl Reactor {
             };
             return self.audit_request(requester, req);
         }
+        if let Some(hash) = req.path.strip_prefix("/api/v1/lookup/")
+            && matches!(req.method.as_str(), "GET" | "HEAD")
+        {
+            let remote = conn.remote;
+            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
+                return Routed::Now(Response::error(
+                    421,
+                    "this Host is not one the node answers to",
+                ));
+            }
+            let actor = match self.authorize(req, remote, Need::Read, true) {
+                Ok(actor) => actor,
+                Err(refused) => return Routed::Now(refused),
+            };
+            let requester = super::catalog::Requester {
+                key,
+                generation,
+                actor,
+                source: Some(remote.ip()),
+            };
+            return self.lookup_request(requester, hash);
+        }
         if let Some(rest) = req.path.strip_prefix("/api/v1/")
             && matches!(req.method.as_str(), "POST" | "DELETE")
         {
@@ -823,6 +845,33 @@ impl Reactor {
         }
     }
 
+    /// `GET /api/v1/lookup/<hash>`: the torrents and files `hash` names (40 hex digits: a v1
+    /// info-hash or a v2 swarm hash; 64: a v2 info-hash, a file's SHA-256 or its BEP 52
+    /// `pieces root`), read by the catalog worker.
+    fn lookup_request(&mut self, requester: super::catalog::Requester, hex: &str) -> Routed {
+        let Some(hash) = parse_hex(hex).filter(|h| matches!(h.len(), 20 | 32)) else {
+            return Routed::Now(json_error(
+                400,
+                "bad_hash",
+                "a lookup takes 40 hex digits (SHA-1 info-hash) or 64 (SHA-256: a v2 \
+                     info-hash, a file's SHA-256 or pieces root)",
+            ));
+        };
+        if self.catalog.is_none() {
+            return Routed::Now(json_error(
+                404,
+                "no_catalog",
+                "lookups need `seednode run` (the catalog)",
+            ));
+        }
+        match self.catalog_request(requester, |request| {
+            crate::daemon::worker::Command::Lookup { request, hash }
+        }) {
+            Ok(id) => Routed::Later(id),
+            Err(_) => Routed::Now(json_error(503, "busy", "the catalog is busy; retry")),
+        }
+    }
+
     /// The torrent a URL names by its info-hash (40 hex digits, either case).
     fn find_torrent(&self, text: &str) -> Option<usize> {
         let ih = InfoHash::from_text(text).ok()?;
@@ -1077,6 +1126,82 @@ pub(super) fn query_value(query: &[u8], key: &[u8]) -> Option<String> {
         }
     }
     None
+}
+
+/// The bytes of `hex` (an even number of hex digits, either case), or `None`.
+fn parse_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16);
+            Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Lower-case hex of `bytes`.
+fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The JSON answer to `GET /api/v1/lookup/<hash>`: `{"matches": [...]}`, each with how it
+/// matched, the torrent (info-hashes, name, state, its `.torrent` and magnet URLs) and, for a
+/// file identity, the file (index, path, length, SHA-256, pieces root, webseed URL); 404 with
+/// `{"matches": []}` when nothing does.
+pub(super) fn lookup_response(
+    result: Result<Vec<seednode_storage::catalog::LookupMatch>, seednode_storage::CatalogError>,
+) -> Response {
+    let matches = match result {
+        Ok(m) => m,
+        Err(seednode_storage::CatalogError::Invalid { reason, .. }) => {
+            return json_error(400, "bad_hash", reason);
+        }
+        Err(e) => return json_error(500, "internal", &e.to_string()),
+    };
+    let rows: Vec<serde_json::Value> = matches
+        .iter()
+        .map(|m| {
+            let t = &m.torrent;
+            let ih = t.swarm_hash().to_hex();
+            let file = m.file.as_ref().map(|f| {
+                // BEP 19 URL: <name> for a single file, <name>/<path> in a multi-file torrent.
+                let mut webseed = format!("/webseed/{ih}/");
+                seednode_wire::percent::encode(t.name.as_bytes(), &mut webseed);
+                for part in f.path.split('/').filter(|p| !p.is_empty()) {
+                    webseed.push('/');
+                    seednode_wire::percent::encode(part.as_bytes(), &mut webseed);
+                }
+                json!({
+                    "index": f.index,
+                    "path": f.path,
+                    "length": f.length,
+                    "sha256": f.sha256.map(|h| to_hex(&h)),
+                    "pieces_root": f.pieces_root.map(|h| to_hex(&h)),
+                    "webseed": webseed,
+                })
+            });
+            json!({
+                "matched_by": m.matched_by.as_str(),
+                "info_hash": ih,
+                "info_hash_v1": t.info_hash_v1.map(|h| h.to_hex()),
+                "info_hash_v2": t.info_hash_v2.map(|h| to_hex(&h.0)),
+                "name": t.name,
+                "state": t.state.as_str(),
+                "torrent": format!("/t/{ih}.torrent"),
+                "magnet": format!("/t/{ih}/magnet"),
+                "file": file,
+            })
+        })
+        .collect();
+    let status = if rows.is_empty() { 404 } else { 200 };
+    json_response(status, &json!({ "matches": rows }))
 }
 
 /// The JSON answer to `GET /api/v1/audit`.

@@ -46,6 +46,7 @@ use crate::limits::{
 };
 
 mod audit;
+mod lookup;
 mod outbox;
 pub mod resume;
 mod schema;
@@ -54,6 +55,7 @@ mod torrents;
 mod writer;
 
 pub use audit::{AuditRecord, MAX_AUDIT_DETAILS_LEN, MAX_AUDIT_QUERY_ROWS, MAX_AUDIT_ROWS};
+pub use lookup::{LookupFile, LookupMatch, MAX_LOOKUP_MATCHES, MatchedBy};
 pub use outbox::{
     EnqueueOutcome, MAX_FINISHED_WEBHOOKS_PER_ENDPOINT, MAX_PENDING_WEBHOOKS_PER_ENDPOINT,
     MAX_WEBHOOK_BODY_LEN, MAX_WEBHOOK_ENDPOINTS, MAX_WEBHOOK_ERROR_LEN, MAX_WEBHOOK_KINDS,

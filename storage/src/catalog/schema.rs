@@ -143,8 +143,19 @@ CREATE TABLE webhook_outbox (
 CREATE INDEX webhook_outbox_pending ON webhook_outbox (endpoint_id, id) WHERE state = 'pending';
 ";
 
+/// Schema version 6: one content identity (issue 14). Each file may carry its BEP 52
+/// `pieces root` (v2 and hybrid torrents, from the metainfo at insert), and both it and the
+/// file's SHA-256 are indexed, so `GET /api/v1/lookup/<hash>` finds a file by either. Rows
+/// inserted before this version have no `pieces_root` (their torrents are still found by
+/// info-hash and SHA-256).
+const V6: &str = "
+ALTER TABLE files ADD COLUMN pieces_root BLOB CHECK (pieces_root IS NULL OR length(pieces_root) = 32);
+CREATE INDEX files_sha256 ON files (sha256) WHERE sha256 IS NOT NULL;
+CREATE INDEX files_pieces_root ON files (pieces_root) WHERE pieces_root IS NOT NULL;
+";
+
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Newest schema version this binary knows: the number of migrations.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations

@@ -79,6 +79,9 @@ pub struct NewFile {
     pub mtime_ns: Option<i64>,
     /// SHA-256 of the whole file, when known.
     pub sha256: Option<[u8; 32]>,
+    /// The file's BEP 52 `pieces root` (v2 and hybrid torrents; `None` for v1, padding and
+    /// empty files).
+    pub pieces_root: Option<[u8; 32]>,
 }
 
 /// What the catalog keeps about one torrent, without its metainfo: what the engine holds in
@@ -181,6 +184,14 @@ impl NewTorrent {
             field: "metainfo",
             reason: "info dictionary not found in the metainfo bytes",
         })?;
+        // BEP 52: each v2 file's root, by its path (the v1 view of a hybrid adds padding files,
+        // which have none).
+        let roots: std::collections::HashMap<&[String], [u8; 32]> = meta
+            .v2
+            .iter()
+            .flat_map(|v2| &v2.info.files)
+            .filter_map(|f| Some((f.path.as_slice(), f.pieces_root?)))
+            .collect();
         let files = meta
             .info
             .files
@@ -191,6 +202,7 @@ impl NewTorrent {
                 padding: is_padding(entry),
                 mtime_ns: None,
                 sha256: None,
+                pieces_root: roots.get(entry.path.as_slice()).copied(),
             })
             .collect();
         Ok(Self {
@@ -345,13 +357,15 @@ fn clean_reason(reason: &str) -> String {
 }
 
 /// The columns [`summary_from_row`] reads, for `FROM torrents t LEFT JOIN stats s`.
-const SUMMARY_COLUMNS: &str = "t.id, t.info_hash_v1, t.info_hash_v2, t.name, t.info_len, \
+pub(super) const SUMMARY_COLUMNS: &str = "t.id, t.info_hash_v1, t.info_hash_v2, t.name, t.info_len, \
      length(t.metainfo), t.data_path, t.added_at, t.state, t.state_reason, \
      s.uploaded_bytes, s.peers_served, s.last_activity";
 
 /// Builds a summary from a row of [`SUMMARY_COLUMNS`]; the outer error is SQLite's, the inner
 /// one a row that breaks an invariant.
-fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<TorrentSummary, CatalogError>> {
+pub(super) fn summary_from_row(
+    row: &Row<'_>,
+) -> rusqlite::Result<Result<TorrentSummary, CatalogError>> {
     let v1: Option<Vec<u8>> = row.get(1)?;
     let v2: Option<Vec<u8>> = row.get(2)?;
     let state: String = row.get(8)?;
@@ -757,8 +771,9 @@ pub(super) fn insert_torrent(
     let id = tx.last_insert_rowid();
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO files (torrent_id, idx, path, length, padding, mtime_ns, sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO files (torrent_id, idx, path, length, padding, mtime_ns, sha256,
+                                pieces_root)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for (index, file) in torrent.files.iter().enumerate() {
             stmt.execute(params![
@@ -769,6 +784,7 @@ pub(super) fn insert_torrent(
                 file.padding,
                 file.mtime_ns,
                 file.sha256.as_ref().map(<[u8; 32]>::as_slice),
+                file.pieces_root.as_ref().map(<[u8; 32]>::as_slice),
             ])?;
         }
     }
