@@ -33,7 +33,7 @@ pub(crate) fn create(args: &CreateArgs) -> Result<PathBuf, CliError> {
         }
     };
     println!("info-hash: {}", meta.info_hash);
-    println!("magnet: {}", magnet_of(&meta, None));
+    println!("magnet: {}", magnet_of(&meta, &[]));
     println!("torrent: {}", escape_path(&out));
     Ok(out)
 }

@@ -139,7 +139,7 @@ fn to_json(meta: &Metainfo) -> String {
         )),
         json_list(&tiers(meta), |tier| json_list(tier, |u| json_string(u))),
         json_list(&meta.url_list, |u| json_string(u)),
-        json_string(&magnet_of(meta, None)),
+        json_string(&magnet_of(meta, &[])),
     );
     out
 }
@@ -196,7 +196,7 @@ fn to_text(meta: &Metainfo) -> String {
             let _ = writeln!(out, "  {}", escape_name(url));
         }
     }
-    let _ = writeln!(out, "magnet: {}", magnet_of(meta, None));
+    let _ = writeln!(out, "magnet: {}", magnet_of(meta, &[]));
     out
 }
 

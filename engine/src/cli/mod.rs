@@ -141,7 +141,7 @@ pub(crate) struct DhtArgs {
 
 #[derive(Args)]
 pub(crate) struct DhtNodeArgs {
-    /// UDP address of the node: IP:PORT, :PORT, IP or PORT [default: 0.0.0.0:6882].
+    /// UDP address of the node: IP:PORT, :PORT, IP or PORT [default: [::]:6882, IPv4 and IPv6].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<Listen>,
     /// UDP port of the node (the IP stays --listen's).
@@ -159,7 +159,7 @@ pub(crate) struct DhtNodeArgs {
 #[derive(Args)]
 pub(crate) struct TrackerArgs {
     /// Address of the HTTP tracker (`/announce`, `/scrape`): IP:PORT, :PORT, IP or PORT
-    /// [default: 0.0.0.0:6969].
+    /// [default: [::]:6969, IPv4 and IPv6].
     #[arg(long, visible_alias = "http", value_name = "ADDR")]
     pub(crate) listen: Option<Listen>,
     /// Port of the tracker (the IP stays --listen's).
@@ -287,7 +287,7 @@ pub(crate) struct SeedArgs {
     /// verified.
     #[arg(long, value_name = "FILE")]
     pub(crate) tracker_ca: Option<PathBuf>,
-    /// Address for peers: IP:PORT, :PORT, IP or PORT [default: 0.0.0.0:6881]; the built-in
+    /// Address for peers: IP:PORT, :PORT, IP or PORT [default: [::]:6881, IPv4 and IPv6]; the built-in
     /// tracker (HTTP) answers on the same port.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<Listen>,
@@ -679,7 +679,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Address for peers and HTTP (tracker, metrics, API): IP:PORT, :PORT, IP or PORT
-    /// [config `listen`; default 0.0.0.0:6881].
+    /// [config `listen`; default [::]:6881, IPv4 and IPv6].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<Listen>,
     /// Also serve HTTP on a port of its own: IP:PORT or :PORT [config `http`].

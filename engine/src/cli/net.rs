@@ -46,6 +46,26 @@ fn bind_hint(e: &std::io::Error, flag: &str) -> String {
     }
 }
 
+/// The address to listen on when none is given: `[::]`, every interface of both families
+/// (one dual-stack socket, `IPV6_V6ONLY` off: IPv4 peers arrive as `::ffff:a.b.c.d` and are
+/// unwrapped everywhere by `seednode_wire::addr::canonical_ip`), or `0.0.0.0` on a machine
+/// where IPv6 sockets cannot be made or bound (IPv6 disabled in the kernel), with a note.
+pub(crate) fn any_ip() -> IpAddr {
+    use socket2::{Domain, Socket, Type};
+    let dual_stack = || -> std::io::Result<()> {
+        let socket = Socket::new(Domain::IPV6, Type::DGRAM, None)?;
+        socket.set_only_v6(false)?;
+        socket.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0).into())
+    };
+    match dual_stack() {
+        Ok(()) => Ipv6Addr::UNSPECIFIED.into(),
+        Err(e) => {
+            info!(error = %e, "IPv6 is not available here: listening on IPv4 only (0.0.0.0)");
+            Ipv4Addr::UNSPECIFIED.into()
+        }
+    }
+}
+
 /// A TCP listener on `addr` (dual-stack for `[::]`); `flag` names the option that sets it.
 pub(crate) fn bind(addr: SocketAddr, flag: &str) -> Result<std::net::TcpListener, CliError> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -62,10 +82,19 @@ pub(crate) fn bind(addr: SocketAddr, flag: &str) -> Result<std::net::TcpListener
     bind().map_err(|e| format!("cannot listen on {addr}: {e}{}", bind_hint(&e, flag)))
 }
 
-/// A UDP socket on `addr`; `flag` names the option that sets it.
+/// A UDP socket on `addr` (dual-stack for `[::]`, whatever the system's
+/// `net.ipv6.bindv6only`); `flag` names the option that sets it.
 pub(crate) fn bind_udp(addr: SocketAddr, flag: &str) -> Result<UdpSocket, CliError> {
-    UdpSocket::bind(addr)
-        .map_err(|e| format!("cannot listen on udp {addr}: {e}{}", bind_hint(&e, flag)))
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = || -> std::io::Result<UdpSocket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(false)?;
+        }
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    };
+    bind().map_err(|e| format!("cannot listen on udp {addr}: {e}{}", bind_hint(&e, flag)))
 }
 
 /// The address of the interface that reaches the internet (the default route's source

@@ -2,7 +2,7 @@
 //! in every form people type (`:7000`, `127.0.0.1`, `[::1]:7000`, `7000`).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 /// One KiB, the unit of the `K` suffix (piece lengths are powers of two: units are binary, as
@@ -103,7 +103,8 @@ impl fmt::Display for Listen {
 }
 
 impl Listen {
-    /// The socket address: the given IP or `0.0.0.0` (every interface), and the port from
+    /// The socket address: the given IP or every interface of both families
+    /// ([`super::net::any_ip`]: `[::]` dual-stack, `0.0.0.0` where IPv6 is off), and the port from
     /// `-p`/`--port` (`port_flag`), from the address, or `default_port`.
     ///
     /// # Errors
@@ -127,7 +128,7 @@ impl Listen {
             (None, None) => default_port,
         };
         Ok(SocketAddr::new(
-            listen.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            listen.ip.unwrap_or_else(super::net::any_ip),
             port,
         ))
     }
@@ -166,17 +167,20 @@ mod tests {
                 .to_string()
         };
         assert_eq!(at("0.0.0.0:6881", None, 1), "0.0.0.0:6881");
-        assert_eq!(at(":7000", None, 1), "0.0.0.0:7000");
-        assert_eq!(at("7000", None, 1), "0.0.0.0:7000");
+        // No address: every interface of both families (IPv4 only where IPv6 is off).
+        let any = super::super::net::any_ip();
+        let any_at = |port: u16| SocketAddr::new(any, port).to_string();
+        assert_eq!(at(":7000", None, 1), any_at(7000));
+        assert_eq!(at("7000", None, 1), any_at(7000));
         assert_eq!(at("127.0.0.1", None, 6881), "127.0.0.1:6881");
         assert_eq!(at("127.0.0.1", Some(7000), 6881), "127.0.0.1:7000");
         assert_eq!(at("[::1]:7000", None, 1), "[::1]:7000");
         assert_eq!(at("::1", None, 6881), "[::1]:6881");
         assert_eq!(at("[::]", None, 6881), "[::]:6881");
-        assert_eq!(at(":7000", Some(7000), 1), "0.0.0.0:7000");
+        assert_eq!(at(":7000", Some(7000), 1), any_at(7000));
         assert_eq!(
             Listen::resolve(None, Some(9), 6881).unwrap().to_string(),
-            "0.0.0.0:9"
+            any_at(9)
         );
         assert!(Listen::resolve(Some(":7000".parse().unwrap()), Some(7001), 1).is_err());
         for text in ["", "host:1", "1.2.3.4:99999", "::1:x", "[::1"] {

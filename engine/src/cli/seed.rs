@@ -198,25 +198,41 @@ fn advertised(args: &SeedArgs, listen: SocketAddr) -> (String, Option<IpAddr>) {
             Ok(ip) => (host_of(ip), Some(ip)),
             Err(_) => (h.clone(), None),
         },
-        (None, ip) if ip.is_unspecified() => match primary_ip(ip.is_ipv6()) {
-            Some(primary) => {
-                info!(
-                    "listening on every interface; announcing {primary}, the address of the \
+        // Every interface: the IPv4 address first (a tracker URL every client can reach), the
+        // IPv6 one when the machine has no IPv4 route ([`other_family`] adds it to `x.pe`).
+        (None, ip) if ip.is_unspecified() => {
+            match primary_ip(false).or_else(|| ip.is_ipv6().then(|| primary_ip(true)).flatten()) {
+                Some(primary) => {
+                    info!(
+                        "listening on every interface; announcing {primary}, the address of the \
                      interface that reaches the internet (--announce-host sets another)"
-                );
-                (host_of(primary), Some(primary))
-            }
-            None => {
-                warn!(
-                    "listening on every interface, and no interface reaches the internet \
+                    );
+                    (host_of(primary), Some(primary))
+                }
+                None => {
+                    warn!(
+                        "listening on every interface, and no interface reaches the internet \
                      (offline?): announcing 127.0.0.1, reachable from this machine only \
                      (--announce-host sets another)"
-                );
-                (Ipv4Addr::LOCALHOST.to_string(), None)
+                    );
+                    (Ipv4Addr::LOCALHOST.to_string(), None)
+                }
             }
-        },
+        }
         (None, ip) => (host_of(ip), Some(ip)),
     }
+}
+
+/// The node's address in the other family than `advertised`, for `x.pe`: when it listens on
+/// every interface of both (`[::]`) and was not told what to announce, the primary address of
+/// the family `advertised` is not in (BEP 7: peers of both families).
+fn other_family(args: &SeedArgs, listen: SocketAddr, advertised: Option<IpAddr>) -> Option<IpAddr> {
+    if args.announce_host.is_some() || listen.ip() != IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+    {
+        return None;
+    }
+    let v6 = advertised.is_some_and(|ip| ip.is_ipv4());
+    primary_ip(v6).filter(|ip| Some(*ip) != advertised)
 }
 
 pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
@@ -304,6 +320,11 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         advertised_ip.unwrap_or(Ipv4Addr::LOCALHOST.into()),
         listen.port(),
     );
+    let self_addrs: Vec<SocketAddr> = std::iter::once(self_addr)
+        .chain(
+            other_family(args, listen, advertised_ip).map(|ip| SocketAddr::new(ip, listen.port())),
+        )
+        .collect();
     // Every tracker a torrent names, except this node's own (it knows about itself).
     let own = [Some(announce_url.as_str()), udp_announce_url.as_deref()];
     // One torrent at a time: its parsed metainfo is dropped before the next is made, so the heap
@@ -313,7 +334,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         let p = prepare(args, source, &trackers)?;
         let meta = &p.meta;
         println!("info-hash: {}", meta.info_hash);
-        println!("magnet: {}", magnet_of(meta, Some(self_addr)));
+        println!("magnet: {}", magnet_of(meta, &self_addrs));
         println!("torrent: {}", escape_path(&p.torrent_path));
         let listed = trackers_of(meta);
         if !listed.iter().any(|t| own.contains(&Some(t.as_str()))) {

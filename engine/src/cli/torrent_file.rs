@@ -353,8 +353,9 @@ fn warn_non_portable(meta: &Metainfo) {
 }
 
 /// The torrent's magnet link (BEP 9; `urn:btmh:` too for v2 and hybrid, BEP 52), with its
-/// trackers and, when given, this node as a direct peer (`x.pe`).
-pub(crate) fn magnet_of(meta: &Metainfo, peer: Option<SocketAddr>) -> String {
+/// trackers and this node's addresses as direct peers (`x.pe`, one per address family it is
+/// reachable on).
+pub(crate) fn magnet_of(meta: &Metainfo, peers: &[SocketAddr]) -> String {
     let mut link = MagnetLink::for_metainfo(meta);
     if let Some(a) = meta
         .announce
@@ -363,7 +364,7 @@ pub(crate) fn magnet_of(meta: &Metainfo, peer: Option<SocketAddr>) -> String {
     {
         link.trackers.insert(0, a.clone());
     }
-    link.peers = peer.map(|p| p.to_string()).into_iter().collect();
+    link.peers = peers.iter().map(ToString::to_string).collect();
     link.to_uri()
 }
 

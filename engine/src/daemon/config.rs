@@ -100,7 +100,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: None,
-            listen: format!("0.0.0.0:{}", crate::cli::DEFAULT_SEED_PORT),
+            // Every interface of both families (`[::]`, or `0.0.0.0` where IPv6 is off).
+            listen: format!(":{}", crate::cli::DEFAULT_SEED_PORT),
             http: None,
             upload: None,
             udp_tracker: true,

@@ -523,6 +523,7 @@ impl super::Reactor {
             let Some(a) = &mut self.announcer else { return };
             match a.socket.recv_from(&mut a.rx) {
                 Ok((n, src)) => {
+                    let src = seednode_wire::addr::canonical_addr(src);
                     if a.client.handle_udp_datagram(now, src, &a.rx[..n]) {
                         // Peers a reply names are learnt from this tracker.
                         self.peer_source = Some(src.ip());

@@ -114,7 +114,11 @@ impl Reactor {
             let (listener, kind) = &self.listeners[index];
             let kind = *kind;
             match listener.accept() {
-                Ok((stream, remote)) => self.admit(now, stream, remote, kind),
+                // A dual-stack listener reports IPv4 peers as [::ffff:a.b.c.d]:p.
+                Ok((stream, remote)) => {
+                    let remote = seednode_wire::addr::canonical_addr(remote);
+                    self.admit(now, stream, remote, kind);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -218,7 +222,7 @@ impl Reactor {
         remote: SocketAddr,
         state: ConnState,
     ) -> Option<usize> {
-        let local = stream.local_addr().ok()?;
+        let local = seednode_wire::addr::canonical_addr(stream.local_addr().ok()?);
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();

@@ -275,10 +275,25 @@ impl Reactor {
                 let mut socket = UdpSocket::from_std(socket);
                 poll.registry()
                     .register(&mut socket, ANNOUNCE_UDP, Interest::READABLE)?;
-                let client = seednode_tracker::client::TrackerClient::new(
-                    seednode_tracker::client::ClientConfig::new(config.peer_id, config.peer_port),
-                    config.secret,
-                );
+                let mut client_config =
+                    seednode_tracker::client::ClientConfig::new(config.peer_id, config.peer_port);
+                // BEP 7: listening on both families, tell trackers the global IPv6 address too.
+                let dual_stack = listeners.iter().any(|(l, _)| {
+                    l.local_addr()
+                        .is_ok_and(|a| a.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+                });
+                client_config.ipv6 = match crate::cli::net::primary_ip(true) {
+                    Some(IpAddr::V6(ip))
+                        if dual_stack
+                            && config.announce_ip.is_none()
+                            && seednode_wire::addr::AddrScope::of(IpAddr::V6(ip)).is_global() =>
+                    {
+                        Some(ip)
+                    }
+                    _ => None,
+                };
+                let client =
+                    seednode_tracker::client::TrackerClient::new(client_config, config.secret);
                 Some(announcer::Announcer::new(
                     client,
                     socket,

@@ -18,7 +18,13 @@ impl Reactor {
             let Some(socket) = &self.udp else {
                 return false;
             };
-            match socket.recv_from(&mut self.udp_rx) {
+            // A dual-stack socket reports IPv4 senders as [::ffff:a.b.c.d]:p: every table
+            // (DHT, uTP, tracker) keys them by their canonical form; replies to a plain IPv4
+            // address leave a dual-stack socket as IPv4 (Linux `udpv6_sendmsg`).
+            match socket
+                .recv_from(&mut self.udp_rx)
+                .map(|(n, src)| (n, seednode_wire::addr::canonical_addr(src)))
+            {
                 // KRPC messages are bencoded dictionaries (BEP 5); no BEP 15 packet starts so.
                 Ok((n, src)) if n > 0 && self.udp_rx[0] == b'd' => {
                     let rx = std::mem::take(&mut self.udp_rx);

@@ -90,6 +90,9 @@ pub struct ClientConfig {
     pub udp_retransmits: u32,
     /// How long to wait for an HTTP announce's outcome.
     pub http_timeout: Duration,
+    /// This node's global IPv6 address, sent as `ipv6=` in HTTP announces (BEP 7) so a
+    /// tracker reached over IPv4 can list the node to IPv6 peers too; `None` sends nothing.
+    pub ipv6: Option<std::net::Ipv6Addr>,
 }
 
 impl ClientConfig {
@@ -102,6 +105,7 @@ impl ClientConfig {
             numwant: CLIENT_NUMWANT,
             udp_retransmits: DEFAULT_UDP_RETRANSMITS,
             http_timeout: CLIENT_HTTP_TIMEOUT,
+            ipv6: None,
         }
     }
 }
@@ -1033,6 +1037,10 @@ impl TrackerClient {
         if let Some(id) = &entry.tracker_id {
             url.push_str("&trackerid=");
             percent_encode(id, &mut url);
+        }
+        if let Some(ip) = self.config.ipv6 {
+            url.push_str("&ipv6=");
+            percent_encode(ip.to_string().as_bytes(), &mut url);
         }
         url
     }

@@ -729,3 +729,27 @@ fn no_completed_for_a_tracker_first_told_started_as_a_seed() {
     assert!(drain_transmits(&mut c).is_empty());
     assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(1800)));
 }
+
+#[test]
+fn bep7_ipv6_param_names_the_nodes_ipv6_address_only_when_set() {
+    let t0 = Instant::now();
+    let mut c = client();
+    c.add_torrent(t0, IH, &tiers(&[&["http://t.test/announce"]]), 0)
+        .unwrap();
+    let tx = drain_transmits(&mut c);
+    let [Transmit::Http { url, .. }] = tx.as_slice() else {
+        panic!("{tx:?}")
+    };
+    assert_eq!(param(url, "ipv6"), None);
+    let mut config = config();
+    config.ipv6 = Some("2001:db8::7".parse().unwrap());
+    let mut c = TrackerClient::new(config, [1; 32]);
+    c.add_torrent(t0, IH, &tiers(&[&["http://t.test/announce"]]), 0)
+        .unwrap();
+    let tx = drain_transmits(&mut c);
+    let [Transmit::Http { url, .. }] = tx.as_slice() else {
+        panic!("{tx:?}")
+    };
+    // BEP 7: the address in its text form, percent-encoded like every other value.
+    assert_eq!(param(url, "ipv6"), Some("2001%3Adb8%3A%3A7"));
+}
