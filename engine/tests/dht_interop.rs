@@ -32,7 +32,7 @@ fn lt_dht(
     source: &OsStr,
     save_dir: &Path,
     seeder: &Seeder,
-    client_ip: &str,
+    listen: &str,
     timeout_secs: u64,
 ) -> (bool, String) {
     let log = save_dir.with_extension(format!("{mode}.log"));
@@ -46,10 +46,7 @@ fn lt_dht(
         .arg("--bootstrap")
         .arg(seeder.listen.to_string())
         .arg("--listen")
-        .arg(format!(
-            "{client_ip}:{}",
-            free_port(client_ip.parse().unwrap())
-        ))
+        .arg(listen)
         .arg("--timeout")
         .arg(timeout_secs.to_string())
         .stdout(out.try_clone().unwrap())
@@ -60,6 +57,11 @@ fn lt_dht(
         status.is_some_and(|s| s.success()),
         fs::read_to_string(&log).unwrap_or_default(),
     )
+}
+
+/// `IP:PORT` with a free port on `ip`, for `lt_dht.py --listen`.
+fn v4_listen(ip: &str) -> String {
+    format!("{ip}:{}", free_port(ip.parse().unwrap()))
 }
 
 #[test]
@@ -81,7 +83,7 @@ fn libtorrent_finds_seednode_torrent_through_the_dht_alone() {
         OsStr::new(&magnet),
         &dl,
         &seeder,
-        "127.0.0.41",
+        &v4_listen("127.0.0.41"),
         60,
     );
     assert!(
@@ -110,7 +112,7 @@ fn seednode_finds_a_peer_that_libtorrent_announced() {
         seeder.torrent.as_os_str(),
         tmp.path(),
         &seeder,
-        "127.0.0.42",
+        &v4_listen("127.0.0.42"),
         15,
     );
     assert!(
@@ -123,5 +125,53 @@ fn seednode_finds_a_peer_that_libtorrent_announced() {
         "seednode never connected to the peer libtorrent announced\n{log}\n{}",
         seeder.log()
     );
+    seeder.stop();
+}
+
+/// BEP 32 on `::1`: a libtorrent session whose only DHT node is seednode's, reached over IPv6,
+/// finds the torrent from a bare magnet link and downloads it over IPv6 (issue 15, "a DHT node
+/// on ::1 is found").
+#[test]
+fn libtorrent_finds_seednode_torrent_through_the_dht_over_ipv6() {
+    common::require_libtorrent();
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: this machine has no IPv6 loopback (::1)");
+        return;
+    }
+    let deadline = Deadline::after(TEST_TIMEOUT);
+    let tmp = TempDir::new().unwrap();
+    let file = tmp.path().join("dht6-payload.bin");
+    common::write_random_file(&file, 2 * 1024 * 1024 + 3, 13);
+    let args = dht_args(tmp.path());
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let free_v6 = || {
+        std::net::TcpListener::bind("[::1]:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port()
+    };
+    let listen = std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), free_v6());
+    let seeder = Seeder::start_at(listen, &file, &args, tmp.path(), deadline);
+    let magnet = format!("magnet:?xt=urn:btih:{}", seeder.info_hash);
+    let dl = tmp.path().join("dl6");
+    fs::create_dir_all(&dl).unwrap();
+    let (ok, log) = lt_dht(
+        "download",
+        OsStr::new(&magnet),
+        &dl,
+        &seeder,
+        &format!("[::1]:{}", free_v6()),
+        60,
+    );
+    assert!(
+        ok,
+        "libtorrent did not download through the IPv6 DHT\n{log}\n{}",
+        seeder.log()
+    );
+    assert!(
+        log.contains(&format!("incoming dht announce: ::1:{}", listen.port())),
+        "seednode announced itself over IPv6\n{log}"
+    );
+    common::assert_same_file(&file, &dl.join("dht6-payload.bin"));
     seeder.stop();
 }
