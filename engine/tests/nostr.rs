@@ -676,3 +676,28 @@ fn hostile_relays_cost_bounded_time_and_later_events_still_go_out() {
     node.stop();
     drop(hostile);
 }
+
+/// A torrent added while the node ran without `[nostr]` (after announcing was first enabled)
+/// is announced at the next start with relays: the publisher reconciles the catalog.
+#[test]
+fn torrents_added_while_the_publisher_was_away_are_announced_at_start() {
+    let Some(tools) = tools() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (data, tok, pk) = node_dir(root.path());
+    let relay = Relay::start(&tools, free_port(SEEDER_IP), None);
+    let port = free_port(SEEDER_IP);
+    let log = root.path().join("run.log");
+    Node::start(&data, port, &log, &["--nostr-relay", &relay.url()]).stop();
+    let node = Node::start(&data, port, &log, &[]);
+    let file = root.path().join("offline.bin");
+    write_random_file(&file, 20_000, 3);
+    let ih = push(port, &tok, &file, &node);
+    node.stop();
+    assert!(relay_events(&tools, &relay.url(), &pk, "1063,2003").is_empty());
+    let node = Node::start(&data, port, &log, &["--nostr-relay", &relay.url()]);
+    let events = wait_events(&tools, &relay.url(), &pk, "1063,2003", &node, |e| {
+        e.len() >= 2
+    });
+    check_announcement(&events, &ih, &file, port);
+    node.stop();
+}

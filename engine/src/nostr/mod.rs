@@ -439,7 +439,7 @@ mod tests {
     fn tag_values<'a>(e: &'a Event, name: &str) -> Vec<Vec<&'a str>> {
         e.tags
             .iter()
-            .filter(|t| t.kind().to_string() == name)
+            .filter(|t| t.kind() == name)
             .map(|t| t.as_slice()[1..].iter().map(String::as_str).collect())
             .collect()
     }

@@ -93,6 +93,11 @@ pub(crate) const IDLE_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// state in the catalog, only the bus event is lost).
 pub(crate) const MAX_QUEUED_NOSTR_NOTICES: usize = 256;
 
+/// The catalog setting holding when announcing was first enabled (Unix seconds): torrents
+/// added since then are announced, older ones never (turning Nostr on does not flood relays
+/// with the whole catalog).
+pub(crate) const SINCE_SETTING: &str = "nostr.announce_since";
+
 /// The publisher's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct PublisherConfig {
@@ -347,7 +352,46 @@ struct Thread {
 }
 
 impl Thread {
+    /// Queues the announcement of every seeding torrent added since announcing was first
+    /// enabled on this catalog (the setting [`SINCE_SETTING`]) that has no queued events: a
+    /// job lost in the channel when the node stopped (or past [`super::MAX_QUEUED_NOSTR_JOBS`])
+    /// is made good at the next start. Torrents older than that are never announced.
+    fn reconcile(&mut self) -> Result<usize, CatalogError> {
+        let now = unix_ms().div_euclid(1000);
+        let since = match self.catalog.get_setting(SINCE_SETTING)? {
+            Some(v) => v.parse::<i64>().unwrap_or(now),
+            None => {
+                self.catalog.set_setting(SINCE_SETTING, &now.to_string())?;
+                now
+            }
+        };
+        let mut queued = 0;
+        for t in self.catalog.list_torrents()? {
+            if t.added_at < since || t.state != seednode_storage::catalog::State::Seeding {
+                continue;
+            }
+            let ih = t.swarm_hash().to_hex();
+            if self.catalog.nostr_announced(&ih)? {
+                continue;
+            }
+            if let Err(e) = self.handle_job(&Job::Announce(ih.clone())) {
+                tracing::warn!(info_hash = %ih, error = %e, "Nostr announcement not queued");
+            } else {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
     fn run(&mut self, control: &Control) {
+        match self.reconcile() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                torrents = n,
+                "Nostr announcements queued for torrents added while the publisher was away"
+            ),
+            Err(e) => tracing::warn!(error = %e, "Nostr: the catalog could not be reconciled"),
+        }
         while !control.stopped() {
             for job in self
                 .jobs
