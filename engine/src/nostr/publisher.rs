@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
@@ -246,7 +246,7 @@ impl Publisher {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel(super::MAX_QUEUED_NOSTR_JOBS);
         let (done_tx, done) = mpsc::sync_channel(1);
         let thread_control = Arc::clone(&control);
-        let handle = std::thread::Builder::new()
+        let handle = thread::Builder::new()
             .name("nostr-publisher".into())
             .spawn(move || {
                 let mut p = Thread {
@@ -890,7 +890,192 @@ fn unix_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpListener;
+
+    use nostr::prelude::Event as NostrEvent;
+
     use super::*;
+
+    /// A publisher thread's state on a temporary catalog (never started).
+    fn thread_state(dir: &std::path::Path) -> Thread {
+        let catalog_path = dir.join("catalog.sqlite");
+        let (_jobs_tx, jobs) = mpsc::sync_channel(1);
+        let (notices, _rx) = notice_channel();
+        Thread {
+            config: PublisherConfig {
+                catalog: catalog_path.clone(),
+                settings: NostrSettings {
+                    relays: Vec::new(),
+                    public_url: None,
+                    topics: Vec::new(),
+                    retry_period: Duration::from_secs(60),
+                    timeout: Duration::from_secs(5),
+                },
+                backoff_base: BACKOFF_BASE,
+            },
+            keys: Keys::generate(),
+            catalog: Catalog::open(&catalog_path).unwrap(),
+            jobs,
+            notices,
+            waker: None,
+            rng: SystemRandom::new(),
+            tls: tls_config(),
+        }
+    }
+
+    fn row(event: &NostrEvent) -> NostrRow {
+        NostrRow {
+            id: 1,
+            info_hash: "ab".repeat(20),
+            relay: String::new(),
+            event_id: event.id.to_hex(),
+            kind: event.kind.as_u16(),
+            event: event.try_as_json().unwrap(),
+            created_at: 0,
+            attempts: 0,
+            state: "pending".into(),
+            last_error: None,
+        }
+    }
+
+    /// A one-connection relay on 127.0.0.1 running `script` on the accepted WebSocket.
+    fn fake_relay(
+        script: impl FnOnce(&mut WebSocket<TcpStream>) + Send + 'static,
+    ) -> (String, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let handle = thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut ws = tungstenite::accept(s).unwrap();
+            script(&mut ws);
+        });
+        (url, handle)
+    }
+
+    fn read_text(ws: &mut WebSocket<TcpStream>) -> serde_json::Value {
+        loop {
+            if let Message::Text(t) = ws.read().unwrap() {
+                return serde_json::from_str(&t).unwrap();
+            }
+        }
+    }
+
+    fn publish_to(url: &str, t: &Thread, r: &NostrRow) -> Result<(), AttemptError> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut ws = connect(url, Duration::from_secs(5), deadline, &t.tls)?;
+        let mut authed = false;
+        t.publish(&mut ws, url, r, &mut authed)
+    }
+
+    fn text_note(keys: &Keys) -> NostrEvent {
+        super::super::sign(
+            nostr::prelude::EventBuilder::new(nostr::prelude::Kind::from(1u16), "x"),
+            keys,
+            1,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn answers_the_nip42_challenge_and_sends_the_refused_event_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = thread_state(dir.path());
+        let event = text_note(&t.keys);
+        let id = event.id.to_hex();
+        let pubkey = t.keys.public_key().to_hex();
+        let (url, relay) = fake_relay(move |ws| {
+            ws.send(Message::text(r#"["AUTH","chal-1"]"#)).unwrap();
+            let first = read_text(ws);
+            assert_eq!(first[0], "EVENT");
+            assert_eq!(first[1]["id"], id.as_str());
+            // The PyPI relay's refusal: an empty id.
+            ws.send(Message::text(r#"["OK","",false,"restricted: auth first"]"#))
+                .unwrap();
+            let auth = read_text(ws);
+            assert_eq!(auth[0], "AUTH");
+            let auth = NostrEvent::from_json(auth[1].to_string()).unwrap();
+            auth.verify().unwrap();
+            assert_eq!(auth.kind.as_u16(), super::super::KIND_CLIENT_AUTH);
+            assert_eq!(auth.pubkey.to_hex(), pubkey);
+            let tags: Vec<Vec<String>> = auth.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+            assert!(tags.contains(&vec!["challenge".to_owned(), "chal-1".to_owned()]));
+            assert!(tags.iter().any(|t| t[0] == "relay"));
+            let again = read_text(ws);
+            assert_eq!(again[0], "EVENT");
+            ws.send(Message::text(format!(r#"["OK","{id}",true,""]"#)))
+                .unwrap();
+        });
+        publish_to(&url, &t, &row(&event)).unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn a_duplicate_is_published_and_invalid_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = thread_state(dir.path());
+        let event = text_note(&t.keys);
+        let id = event.id.to_hex();
+        let (url, relay) = fake_relay(move |ws| {
+            let _ = read_text(ws);
+            ws.send(Message::text(format!(
+                r#"["OK","{id}",false,"duplicate: have it"]"#
+            )))
+            .unwrap();
+        });
+        publish_to(&url, &t, &row(&event)).unwrap();
+        relay.join().unwrap();
+        let id = event.id.to_hex();
+        let (url, relay) = fake_relay(move |ws| {
+            let _ = read_text(ws);
+            ws.send(Message::text(format!(
+                r#"["OK","{id}",false,"invalid: bad"]"#
+            )))
+            .unwrap();
+        });
+        let err = publish_to(&url, &t, &row(&event)).unwrap_err();
+        assert!(matches!(err, AttemptError::Refused(_)) && !err.is_transient());
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn a_flood_without_ok_ends_after_the_message_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = thread_state(dir.path());
+        let event = text_note(&t.keys);
+        let (url, relay) = fake_relay(move |ws| {
+            let _ = read_text(ws);
+            // Answers to other events, notices and garbage: never the OK awaited.
+            for i in 0..MAX_MESSAGES_PER_OK * 4 {
+                let m = match i % 3 {
+                    0 => format!(r#"["OK","{}",true,""]"#, "0".repeat(64)),
+                    1 => r#"["NOTICE","flood"]"#.to_owned(),
+                    _ => "garbage".to_owned(),
+                };
+                if ws.send(Message::text(m)).is_err() {
+                    return;
+                }
+            }
+        });
+        let err = publish_to(&url, &t, &row(&event)).unwrap_err();
+        assert!(matches!(err, AttemptError::Flooded), "{err}");
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn an_oversized_message_ends_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = thread_state(dir.path());
+        let event = text_note(&t.keys);
+        let (url, relay) = fake_relay(move |ws| {
+            let _ = read_text(ws);
+            let big = format!(r#"["NOTICE","{}"]"#, "a".repeat(MAX_RELAY_MESSAGE_LEN));
+            let _ = ws.send(Message::text(big));
+        });
+        let err = publish_to(&url, &t, &row(&event)).unwrap_err();
+        assert!(matches!(err, AttemptError::Session(_)), "{err}");
+        relay.join().unwrap();
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
