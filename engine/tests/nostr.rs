@@ -292,18 +292,31 @@ impl Node {
         assert!(status.success(), "{status}\n{}", log_tail(&self.log));
     }
 
-    /// `GET /healthz`: the status line.
-    fn healthz(&self) -> String {
+    /// `GET <path>` (an open route): the whole response.
+    fn get(&self, path: &str) -> String {
         let mut s = TcpStream::connect((SEEDER_IP, self.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(
             s,
-            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut body = String::new();
         let _ = s.read_to_string(&mut body);
-        body.lines().next().unwrap_or("").to_owned()
+        body
+    }
+
+    /// `GET /healthz`: the status line.
+    fn healthz(&self) -> String {
+        self.get("/healthz").lines().next().unwrap_or("").to_owned()
+    }
+
+    /// The value of `/metrics` counter `name`.
+    fn metric(&self, name: &str) -> u64 {
+        let text = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
     }
 }
 
@@ -673,6 +686,11 @@ fn hostile_relays_cost_bounded_time_and_later_events_still_go_out() {
             "{url}: {mine:?}"
         );
     }
+    // Counted on /metrics: four events on the real relay, failures and garbage from the others.
+    assert!(node.metric("seednode_nostr_published_total") >= 4);
+    assert!(node.metric("seednode_nostr_attempts_failed_total") >= 3);
+    assert!(node.metric("seednode_nostr_bad_relay_messages_total") >= 1);
+    assert_eq!(node.metric("seednode_nostr_publisher_up"), 1);
     node.stop();
     drop(hostile);
 }

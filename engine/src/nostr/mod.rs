@@ -350,17 +350,17 @@ pub(crate) enum Job {
 pub(crate) struct NostrSubscriber {
     jobs: SyncSender<Job>,
     wake: Arc<publisher::Control>,
-    dropped: u64,
+    stats: Arc<publisher::NostrStats>,
 }
 
 impl NostrSubscriber {
     /// A subscriber feeding `jobs` and waking the publisher through `wake`.
-    pub(crate) fn new(jobs: SyncSender<Job>, wake: Arc<publisher::Control>) -> Self {
-        Self {
-            jobs,
-            wake,
-            dropped: 0,
-        }
+    pub(crate) fn new(
+        jobs: SyncSender<Job>,
+        wake: Arc<publisher::Control>,
+        stats: Arc<publisher::NostrStats>,
+    ) -> Self {
+        Self { jobs, wake, stats }
     }
 }
 
@@ -387,11 +387,14 @@ impl Subscriber for NostrSubscriber {
         match self.jobs.try_send(job) {
             Ok(()) => self.wake.kick(),
             Err(TrySendError::Full(job)) => {
-                self.dropped += 1;
+                let dropped = self
+                    .stats
+                    .jobs_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(
                     ?job,
-                    dropped = self.dropped,
-                    "Nostr publisher busy: job dropped"
+                    dropped = dropped + 1,
+                    "Nostr publisher busy: job dropped (an announcement is made good at the next start, a deletion is not)"
                 );
             }
             Err(TrySendError::Disconnected(_)) => {}

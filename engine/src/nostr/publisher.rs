@@ -28,6 +28,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -177,6 +178,52 @@ impl NostrNotice {
     }
 }
 
+/// Counters of the publisher, exported on `/metrics` (`seednode_nostr_*`).
+#[derive(Debug, Default)]
+pub(crate) struct NostrStats {
+    /// Rows a relay accepted (or had already).
+    pub(crate) published: AtomicU64,
+    /// Rows given up on.
+    pub(crate) failed: AtomicU64,
+    /// Failed attempts (each is retried or given up on).
+    pub(crate) attempts_failed: AtomicU64,
+    /// Relay messages that did not parse (garbage, wrong shapes).
+    pub(crate) bad_messages: AtomicU64,
+    /// Jobs dropped because the channel was full ([`super::MAX_QUEUED_NOSTR_JOBS`]).
+    pub(crate) jobs_dropped: AtomicU64,
+}
+
+impl NostrStats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text of these counters, `up` saying whether the thread runs.
+    pub(crate) fn render(&self, up: bool) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "# HELP seednode_nostr_publisher_up Whether the Nostr publisher thread runs.\n\
+             # TYPE seednode_nostr_publisher_up gauge\nseednode_nostr_publisher_up {}\n\
+             # HELP seednode_nostr_published_total Events a relay accepted (per relay).\n\
+             # TYPE seednode_nostr_published_total counter\nseednode_nostr_published_total {}\n\
+             # HELP seednode_nostr_failed_total Events given up on (per relay).\n\
+             # TYPE seednode_nostr_failed_total counter\nseednode_nostr_failed_total {}\n\
+             # HELP seednode_nostr_attempts_failed_total Failed attempts to send an event to a relay.\n\
+             # TYPE seednode_nostr_attempts_failed_total counter\nseednode_nostr_attempts_failed_total {}\n\
+             # HELP seednode_nostr_bad_relay_messages_total Relay messages that did not parse.\n\
+             # TYPE seednode_nostr_bad_relay_messages_total counter\nseednode_nostr_bad_relay_messages_total {}\n\
+             # HELP seednode_nostr_jobs_dropped_total Added or removed torrents not handed to the publisher (its channel was full).\n\
+             # TYPE seednode_nostr_jobs_dropped_total counter\nseednode_nostr_jobs_dropped_total {}",
+            u8::from(up),
+            get(&self.published),
+            get(&self.failed),
+            get(&self.attempts_failed),
+            get(&self.bad_messages),
+            get(&self.jobs_dropped),
+        )
+    }
+}
+
 /// Stop and wake flags shared with the thread.
 #[derive(Debug, Default)]
 pub(crate) struct Control {
@@ -218,6 +265,7 @@ impl Control {
 #[derive(Debug)]
 pub(crate) struct Publisher {
     control: Arc<Control>,
+    stats: Arc<NostrStats>,
     jobs: SyncSender<Job>,
     done: Receiver<()>,
     handle: Option<JoinHandle<()>>,
@@ -246,6 +294,8 @@ impl Publisher {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel(super::MAX_QUEUED_NOSTR_JOBS);
         let (done_tx, done) = mpsc::sync_channel(1);
         let thread_control = Arc::clone(&control);
+        let stats = Arc::new(NostrStats::default());
+        let thread_stats = Arc::clone(&stats);
         let handle = thread::Builder::new()
             .name("nostr-publisher".into())
             .spawn(move || {
@@ -258,6 +308,7 @@ impl Publisher {
                     notices,
                     waker,
                     rng: SystemRandom::new(),
+                    stats: thread_stats,
                 };
                 p.run(&thread_control);
                 let _ = done_tx.send(());
@@ -265,6 +316,7 @@ impl Publisher {
             .map_err(|e| format!("nostr publisher thread: {e}"))?;
         Ok(Self {
             control,
+            stats,
             jobs: jobs_tx,
             done,
             handle: Some(handle),
@@ -273,7 +325,17 @@ impl Publisher {
 
     /// The bus subscriber feeding this publisher.
     pub(crate) fn subscriber(&self) -> super::NostrSubscriber {
-        super::NostrSubscriber::new(self.jobs.clone(), Arc::clone(&self.control))
+        super::NostrSubscriber::new(
+            self.jobs.clone(),
+            Arc::clone(&self.control),
+            Arc::clone(&self.stats),
+        )
+    }
+
+    /// The `/metrics` text of the publisher.
+    pub(crate) fn metrics(&self) -> String {
+        let up = self.handle.as_ref().is_some_and(|h| !h.is_finished());
+        self.stats.render(up)
     }
 
     /// Asks the thread to stop and waits for it at most `timeout`; returns whether it ended
@@ -349,6 +411,7 @@ struct Thread {
     waker: Option<Arc<Waker>>,
     rng: SystemRandom,
     tls: Arc<rustls::ClientConfig>,
+    stats: Arc<NostrStats>,
 }
 
 impl Thread {
@@ -600,7 +663,9 @@ impl Thread {
                 _ => continue, // pings are answered by tungstenite on the next write
             };
             let Ok(msg) = parse_relay_message(&text) else {
-                continue; // garbage: counted against MAX_MESSAGES_PER_OK
+                // Garbage: counted, and against MAX_MESSAGES_PER_OK.
+                NostrStats::bump(&self.stats.bad_messages);
+                continue;
             };
             match msg {
                 RelayMessage::Auth { challenge } => {
@@ -642,6 +707,7 @@ impl Thread {
         let attempts = row.attempts.saturating_add(1);
         let result = match outcome {
             Ok(()) => {
+                NostrStats::bump(&self.stats.published);
                 tracing::info!(relay = %row.relay.escape_debug(), event_id = %row.event_id, kind = row.kind, "Nostr event published");
                 let r = self.catalog.mark_nostr_published(row.id, now);
                 self.notify(NostrNotice::Published {
@@ -654,6 +720,7 @@ impl Thread {
                 r
             }
             Err(error) => {
+                NostrStats::bump(&self.stats.attempts_failed);
                 let period_ms = i64::try_from(self.config.settings.retry_period.as_millis())
                     .unwrap_or(i64::MAX);
                 let deadline_ms = row
@@ -669,6 +736,7 @@ impl Thread {
                         .mark_nostr_retry(row.id, next, &error.to_string())
                 } else {
                     let error = error.to_string();
+                    NostrStats::bump(&self.stats.failed);
                     tracing::warn!(relay = %row.relay.escape_debug(), event_id = %row.event_id, attempts, %error, "Nostr event given up");
                     let r = self.catalog.mark_nostr_failed(row.id, now, &error);
                     self.notify(NostrNotice::Failed {
@@ -920,6 +988,7 @@ mod tests {
             waker: None,
             rng: SystemRandom::new(),
             tls: tls_config(),
+            stats: Arc::default(),
         }
     }
 
