@@ -719,3 +719,61 @@ fn torrents_added_while_the_publisher_was_away_are_announced_at_start() {
     check_announcement(&events, &ih, &file, port);
     node.stop();
 }
+
+/// `seednode nostr key import|show` with NIP-19's example key; `seednode run` with relays
+/// refuses a key file others may read, and a missing one, naming the fix.
+#[test]
+fn key_commands_and_an_exposed_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let d = data.to_str().unwrap();
+    let nsec = "nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5";
+    let pk = "7e7e9c42a91bfef19fa929e5fda1b72e0ebc1a4c1141673e2794234d86addf4e";
+    let port = free_port(SEEDER_IP).to_string();
+    let relay = format!("ws://127.0.0.1:{}", free_port(SEEDER_IP));
+    let run_args = [
+        "run",
+        "--data-dir",
+        d,
+        "--listen",
+        &port,
+        "--no-dht",
+        "--nostr-relay",
+        &relay,
+    ];
+    let (ok, _, err) = seednode(&run_args);
+    assert!(!ok && err.contains("seednode nostr key generate"), "{err}");
+
+    let (ok, out, err) = seednode(&["nostr", "key", "import", nsec, "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("hex: {pk}")), "{out}");
+    let (ok, out, _) = seednode(&["nostr", "key", "show", "--data-dir", d]);
+    assert!(ok);
+    assert!(out.contains("npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9qkw038js35mp4dma8qzvjptg"));
+    assert!(!out.contains(nsec) && !out.contains(&read_secret(&data)));
+    let key = data.join("nostr.key");
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, _, err) = seednode(&["nostr", "key", "generate", "--data-dir", d]);
+    assert!(
+        !ok && err.contains("--force"),
+        "an existing key is kept: {err}"
+    );
+    let (ok, _, err) = seednode(&[
+        "nostr",
+        "key",
+        "import",
+        "npub1xyz",
+        "--data-dir",
+        d,
+        "--force",
+    ]);
+    assert!(!ok && err.contains("nsec1"), "{err}");
+
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = seednode(&run_args);
+    assert!(!ok && err.contains("chmod 600"), "{err}");
+}
