@@ -9,6 +9,7 @@ pub(crate) mod bench;
 pub(crate) mod create;
 pub(crate) mod info;
 pub(crate) mod net;
+pub(crate) mod nostr;
 pub(crate) mod parse;
 pub(crate) mod push;
 pub(crate) mod remote;
@@ -108,6 +109,9 @@ pub(crate) enum Command {
     /// Manage webhook endpoints: signed POSTs (Standard Webhooks) of the node's events,
     /// delivered from a durable outbox (docs/webhooks.md). Works while the node runs.
     Webhook(WebhookArgs),
+    /// The node's Nostr key (docs/nostr.md): torrents are announced to the `[nostr]` relays
+    /// signed with it. Works while the node runs (the key is read at start).
+    Nostr(NostrArgs),
     /// Show the audit log (authentications, torrents added, removed, paused): one line per
     /// event, or --json. Works while the node runs.
     Audit(AuditArgs),
@@ -576,6 +580,46 @@ pub(crate) enum WebhookCommand {
 }
 
 #[derive(Args)]
+pub(crate) struct NostrArgs {
+    /// The node's data directory [default: as for `run`].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: NostrCommand,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NostrCommand {
+    /// Manage the node's key (`nostr.key` in the data directory, mode 0600).
+    Key {
+        #[command(subcommand)]
+        command: NostrKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NostrKeyCommand {
+    /// Create a new random key; prints its public key (npub and hex).
+    Generate {
+        /// Replace an existing key (events signed with the old one can no longer be deleted
+        /// by the node).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key (npub and hex); never the secret.
+    Show,
+    /// Store a secret key given as nsec1… (NIP-19) or 64 hex characters; read from stdin when
+    /// absent or `-` (an argument is visible to other users in the process list).
+    Import {
+        /// The secret key, or `-` for stdin.
+        secret: Option<String>,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
 pub(crate) struct AuditArgs {
     /// The node's data directory [default: as for `run`].
     #[arg(long, value_name = "DIR")]
@@ -708,6 +752,14 @@ pub(crate) struct RunArgs {
     /// Seconds between statistics flushes to the catalog [config `stats_flush_interval`].
     #[arg(long, value_name = "SECS")]
     pub(crate) stats_flush_interval: Option<u64>,
+    /// Announce torrents to this Nostr relay (ws:// or wss://; repeat for several; replaces
+    /// the config's list) [config `[nostr] relays`].
+    #[arg(long = "nostr-relay", value_name = "URL")]
+    pub(crate) nostr_relays: Vec<String>,
+    /// The node's public base URL for the `url` tags of Nostr announcements
+    /// (http://host:port) [config `[nostr] public_url`].
+    #[arg(long, value_name = "URL")]
+    pub(crate) nostr_public_url: Option<String>,
 }
 
 /// Runs the parsed command line.
@@ -732,6 +784,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(args) => audit::audit(&args),
         Command::Client(args) => token::client(&args),
         Command::Webhook(args) => webhook::webhook(&args),
+        Command::Nostr(args) => nostr::nostr(&args),
         Command::Catalog(args) => run::catalog(&args),
         Command::Completions(args) => {
             clap_complete::generate(

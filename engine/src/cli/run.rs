@@ -62,6 +62,13 @@ fn effective_config(args: &RunArgs) -> Result<Config, CliError> {
     if let Some(n) = args.max_connections {
         config.max_connections = n;
     }
+    if !args.nostr_relays.is_empty() {
+        config.nostr.relays.clone_from(&args.nostr_relays);
+    }
+    if let Some(url) = &args.nostr_public_url {
+        config.nostr.public_url = Some(url.clone());
+    }
+    config.nostr.check("command line")?;
     if let Some(secs) = args.stats_flush_interval {
         if !STATS_FLUSH_INTERVAL_RANGE.contains(&secs) {
             return Err(format!(
@@ -228,6 +235,64 @@ fn own_urls(config: &Config, listen: SocketAddr, http: Option<SocketAddr>) -> Ve
         }
     }
     urls
+}
+
+/// Starts the Nostr publisher when `[nostr] relays` is set (docs/nostr.md): reads the node's
+/// key (refusing a missing or exposed key file), resolves the public URL.
+fn start_nostr(
+    config: &Config,
+    dir: &Path,
+    listen: SocketAddr,
+    reactor: &Reactor,
+) -> Result<
+    Option<(
+        crate::nostr::publisher::Publisher,
+        std::sync::mpsc::Receiver<crate::nostr::publisher::NostrNotice>,
+    )>,
+    CliError,
+> {
+    let n = &config.nostr;
+    if n.relays.is_empty() {
+        return Ok(None);
+    }
+    let keys = crate::nostr::key::load(dir).map_err(|e| e.to_string())?;
+    let public_url = n
+        .public_url
+        .clone()
+        .or_else(|| {
+            config
+                .announce_host
+                .as_ref()
+                .map(|h| format!("http://{h}:{}", listen.port()))
+        })
+        .map(|u| u.trim_end_matches('/').to_owned());
+    if public_url.is_none() {
+        warn!("[nostr] no public_url or announce_host: announcements carry no `url` tag");
+    }
+    let settings = crate::nostr::NostrSettings {
+        relays: n.relays.clone(),
+        public_url,
+        topics: n.topics.clone(),
+        retry_period: Duration::from_secs(n.retry_period_secs),
+        timeout: Duration::from_secs(n.timeout_secs),
+    };
+    let (notice_tx, notice_rx) = crate::nostr::publisher::notice_channel();
+    let publisher = crate::nostr::publisher::Publisher::start(
+        crate::nostr::publisher::PublisherConfig {
+            catalog: dir.join(crate::daemon::CATALOG_FILE_NAME),
+            settings,
+            backoff_base: crate::nostr::publisher::BACKOFF_BASE,
+        },
+        keys,
+        notice_tx,
+        Some(reactor.waker()),
+    )
+    .map_err(|e| format!("starting the Nostr publisher: {e}"))?;
+    info!(
+        relays = n.relays.len(),
+        "announcing torrents to Nostr relays"
+    );
+    Ok(Some((publisher, notice_rx)))
 }
 
 /// Tells systemd (when `NOTIFY_SOCKET` is set) how the service is doing; silent otherwise.
@@ -410,6 +475,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     )
     .map_err(|e| format!("starting the webhook sender: {e}"))?;
     reactor.attach_webhooks(sender, notice_rx);
+    if let Some((publisher, notices)) = start_nostr(&config, &dir, listen, &reactor)? {
+        reactor.attach_nostr(publisher, notices);
+    }
     for t in loaded {
         reactor.seed_loaded(t);
     }

@@ -94,6 +94,84 @@ pub(crate) struct Config {
     /// The token the companion commands (`seednode add|list|remove|pause|resume`) present to
     /// the node's API; the node itself never reads it. Keep the file private if set.
     pub(crate) api_token: Option<String>,
+    /// Announcing torrents to Nostr relays (`[nostr]`, docs/nostr.md); off while `relays` is
+    /// empty.
+    pub(crate) nostr: NostrConfig,
+}
+
+/// `[nostr]` (docs/nostr.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NostrConfig {
+    /// Relay URLs (`ws://` or `wss://`); none: nothing is announced.
+    pub(crate) relays: Vec<String>,
+    /// The node's public base URL (`http(s)://host[:port]`) for the `url` tags; default:
+    /// `http://<announce_host>:<listen port>` when `announce_host` is set, else no `url` tag.
+    pub(crate) public_url: Option<String>,
+    /// `t` (topic) tags of every NIP-35 torrent event.
+    pub(crate) topics: Vec<String>,
+    /// Seconds an event is retried after it was queued (at most a week).
+    pub(crate) retry_period_secs: u64,
+    /// Seconds of the connect, read and write timeouts with a relay (1 to 60).
+    pub(crate) timeout_secs: u64,
+}
+
+impl Default for NostrConfig {
+    fn default() -> Self {
+        Self {
+            relays: Vec::new(),
+            public_url: None,
+            topics: Vec::new(),
+            retry_period_secs: crate::nostr::publisher::DEFAULT_NOSTR_RETRY_PERIOD.as_secs(),
+            timeout_secs: crate::nostr::publisher::DEFAULT_NOSTR_TIMEOUT.as_secs(),
+        }
+    }
+}
+
+impl NostrConfig {
+    /// Checks the values a type cannot express.
+    ///
+    /// # Errors
+    /// The first bad value, for the operator.
+    pub(crate) fn check(&self, shown: &str) -> Result<(), CliError> {
+        if self.relays.len() > crate::nostr::MAX_RELAYS {
+            return Err(format!(
+                "{shown}: [nostr] relays: at most {} relays",
+                crate::nostr::MAX_RELAYS
+            ));
+        }
+        for r in &self.relays {
+            crate::nostr::check_relay_url(r).map_err(|e| format!("{shown}: [nostr] {e}"))?;
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(format!(
+                "{shown}: [nostr] public_url {u:?}: must start with http:// or https://"
+            ));
+        }
+        if self.topics.len() > crate::nostr::MAX_TOPICS
+            || self
+                .topics
+                .iter()
+                .any(|t| t.is_empty() || t.len() > crate::nostr::MAX_TOPIC_LEN)
+        {
+            return Err(format!(
+                "{shown}: [nostr] topics: at most {} of 1 to {} bytes each",
+                crate::nostr::MAX_TOPICS,
+                crate::nostr::MAX_TOPIC_LEN
+            ));
+        }
+        if !(1..=crate::nostr::publisher::MAX_NOSTR_TIMEOUT.as_secs()).contains(&self.timeout_secs)
+        {
+            return Err(format!(
+                "{shown}: [nostr] timeout_secs = {}: must be 1 to {}",
+                self.timeout_secs,
+                crate::nostr::publisher::MAX_NOSTR_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -127,6 +205,7 @@ impl Default for Config {
             lockout_secs: crate::events::lockout::DEFAULT_LOCKOUT.as_secs(),
             api_token: None,
             webhook: Vec::new(),
+            nostr: NostrConfig::default(),
         }
     }
 }
@@ -188,6 +267,7 @@ impl Config {
 
     /// Checks values a type cannot express.
     fn check(&self, shown: &str) -> Result<(), CliError> {
+        self.nostr.check(shown)?;
         if !STATS_FLUSH_INTERVAL_RANGE.contains(&self.stats_flush_interval) {
             return Err(format!(
                 "{shown}: stats_flush_interval = {}: must be {} to {} seconds",
@@ -265,6 +345,25 @@ mod tests {
         let e = Config::parse("listen = \":7000\"\nmax_conections = 5\n", "f.toml").unwrap_err();
         assert!(e.contains("max_conections"), "{e}");
         assert!(e.contains("line 2") || e.contains("2 |"), "{e}");
+    }
+
+    #[test]
+    fn nostr_table_parses_and_is_checked() {
+        let c = Config::parse(
+            "[nostr]\nrelays = [\"ws://127.0.0.1:7777\"]\ntopics = [\"linux\"]\ntimeout_secs = 2\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.nostr.relays, ["ws://127.0.0.1:7777"]);
+        assert_eq!(c.nostr.timeout_secs, 2);
+        assert_eq!(
+            c.nostr.retry_period_secs,
+            NostrConfig::default().retry_period_secs
+        );
+        assert!(Config::parse("[nostr]\nrelays = [\"http://x\"]\n", "f").is_err());
+        assert!(Config::parse("[nostr]\ntimeout_secs = 0\n", "f").is_err());
+        assert!(Config::parse("[nostr]\npublic_url = \"ftp://x\"\n", "f").is_err());
+        assert!(Config::parse("[nostr]\nrelay = []\n", "f").is_err());
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub(crate) mod kind {
     pub(crate) const TORRENT_PAUSED: &str = "torrent.paused";
     /// A paused torrent was resumed.
     pub(crate) const TORRENT_RESUMED: &str = "torrent.resumed";
+    /// A Nostr relay accepted (or already had) one of the node's events (docs/nostr.md).
+    pub(crate) const NOSTR_PUBLISHED: &str = "nostr.published";
+    /// The node gave up on sending an event to a Nostr relay.
+    pub(crate) const NOSTR_FAILED: &str = "nostr.failed";
 }
 
 /// One thing that happened.

@@ -133,6 +133,31 @@ impl Reactor {
         });
     }
 
+    /// Starts announcing to Nostr relays: the publisher's subscriber joins the bus (it hands
+    /// added and removed torrents to the publisher's thread); its notices come back through
+    /// `notices` and the loop's waker ([`Reactor::on_nostr_notices`]).
+    pub(crate) fn attach_nostr(
+        &mut self,
+        publisher: crate::nostr::publisher::Publisher,
+        notices: std::sync::mpsc::Receiver<crate::nostr::publisher::NostrNotice>,
+    ) {
+        self.events.subscribe(Box::new(publisher.subscriber()));
+        self.nostr = Some((publisher, notices));
+    }
+
+    /// Emits the Nostr publisher's notices (`nostr.published`, `nostr.failed`) on the bus.
+    pub(super) fn on_nostr_notices(&mut self) {
+        let Some((_, notices)) = &self.nostr else {
+            return;
+        };
+        let notices: Vec<_> = notices.try_iter().collect();
+        let now = self.now;
+        for notice in notices {
+            let event = notice.to_event(unix_now());
+            self.events.emit(now, &event);
+        }
+    }
+
     /// Emits the webhook sender's notices (`webhook.failed`) on the bus.
     pub(super) fn on_webhook_notices(&mut self) {
         let Some(w) = &self.webhooks else { return };
@@ -586,6 +611,13 @@ impl Reactor {
             return;
         };
         link.rechecker.stop();
+        if let Some((publisher, _)) = self.nostr.take()
+            && !publisher.stop(Duration::from_secs(2))
+        {
+            warn!(
+                "the Nostr publisher did not stop in time; an event in flight is sent again at the next start"
+            );
+        }
         let deltas = link.batch.take();
         let audit = self
             .audit

@@ -341,6 +341,9 @@ impl Reactor {
                 w.buffer.borrow().dropped()
             );
         }
+        if let Some((publisher, _)) = &self.nostr {
+            let _ = writeln!(out, "{}", publisher.metrics());
+        }
         if let Some(audit) = &self.audit {
             let _ = writeln!(
                 out,

@@ -155,6 +155,11 @@ pub(crate) struct Reactor {
     lockout: std::rc::Rc<std::cell::RefCell<crate::events::lockout::Lockout>>,
     /// Webhook delivery (`seednode run` with the catalog).
     webhooks: Option<Webhooks>,
+    /// The Nostr publisher and its notices (docs/nostr.md), when `[nostr] relays` is set.
+    nostr: Option<(
+        crate::nostr::publisher::Publisher,
+        std::sync::mpsc::Receiver<crate::nostr::publisher::NostrNotice>,
+    )>,
     /// Leechers that announced to the built-in tracker, to dial back when due (due time,
     /// address, info-hash).
     dial_backs: VecDeque<(Instant, SocketAddr, InfoHash)>,
@@ -330,6 +335,7 @@ impl Reactor {
             audit: None,
             uploads: upload_file::UploadThreads::default(),
             webhooks: None,
+            nostr: None,
             dial_backs: VecDeque::new(),
             upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),
@@ -434,6 +440,7 @@ impl Reactor {
                         self.on_catalog_replies();
                         self.on_upload_events();
                         self.on_webhook_notices();
+                        self.on_nostr_notices();
                     }
                     ANNOUNCE_UDP => self.drain_announcer_udp(now),
                     SIGNALS => {

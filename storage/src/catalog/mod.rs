@@ -47,6 +47,7 @@ use crate::limits::{
 
 mod audit;
 mod lookup;
+mod nostr;
 mod outbox;
 pub mod resume;
 mod schema;
@@ -56,6 +57,9 @@ mod writer;
 
 pub use audit::{AuditRecord, MAX_AUDIT_DETAILS_LEN, MAX_AUDIT_QUERY_ROWS, MAX_AUDIT_ROWS};
 pub use lookup::{LookupFile, LookupMatch, MAX_LOOKUP_MATCHES, MatchedBy};
+pub use nostr::{
+    MAX_NOSTR_ERROR_LEN, MAX_NOSTR_EVENT_LEN, MAX_PENDING_NOSTR_EVENTS, NewNostrEvent, NostrRow,
+};
 pub use outbox::{
     EnqueueOutcome, MAX_FINISHED_WEBHOOKS_PER_ENDPOINT, MAX_PENDING_WEBHOOKS_PER_ENDPOINT,
     MAX_WEBHOOK_BODY_LEN, MAX_WEBHOOK_ENDPOINTS, MAX_WEBHOOK_ERROR_LEN, MAX_WEBHOOK_KINDS,

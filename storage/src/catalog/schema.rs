@@ -154,8 +154,35 @@ CREATE INDEX files_sha256 ON files (sha256) WHERE sha256 IS NOT NULL;
 CREATE INDEX files_pieces_root ON files (pieces_root) WHERE pieces_root IS NOT NULL;
 ";
 
+/// Schema version 7: the durable queue of signed Nostr events (issue 14), one row per event
+/// and relay. `info_hash` (hex of the swarm info-hash) ties announcements (kinds 1063, 2003)
+/// to their torrent, so a removal can publish a NIP-09 deletion naming them; it is no foreign
+/// key, because the rows must outlive the torrent. `docs/nostr.md` explains the states.
+const V7: &str = "
+CREATE TABLE nostr_outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    info_hash       TEXT NOT NULL CHECK (length(info_hash) = 40),
+    relay           TEXT NOT NULL CHECK (length(CAST(relay AS BLOB)) BETWEEN 1 AND 2048),
+    event_id        TEXT NOT NULL CHECK (length(event_id) = 64),
+    kind            INTEGER NOT NULL CHECK (kind BETWEEN 0 AND 65535),
+    event           TEXT NOT NULL CHECK (length(CAST(event AS BLOB)) <= 262144),
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_ms INTEGER NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'published', 'failed', 'cancelled')),
+    finished_at     INTEGER,
+    last_error      TEXT CHECK (last_error IS NULL OR length(CAST(last_error AS BLOB)) <= 512),
+    UNIQUE (relay, event_id)
+) STRICT;
+
+CREATE INDEX nostr_outbox_due ON nostr_outbox (next_attempt_ms) WHERE state = 'pending';
+CREATE INDEX nostr_outbox_torrent ON nostr_outbox (info_hash);
+";
+
+
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Newest schema version this binary knows: the number of migrations.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations
