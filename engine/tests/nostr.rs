@@ -777,3 +777,44 @@ fn key_commands_and_an_exposed_key_is_refused() {
     let (ok, _, err) = seednode(&run_args);
     assert!(!ok && err.contains("chmod 600"), "{err}");
 }
+
+/// `seednode add PATH` of a file already in the content directory: the node reads it to
+/// verify it, records its SHA-256 from that read, then (`torrent.verified`) announces it with
+/// a kind 1063 whose `x` is that SHA-256.
+#[test]
+fn a_file_added_in_place_is_announced_once_verified_with_its_sha256() {
+    let Some(tools) = tools() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (data, tok, pk) = node_dir(root.path());
+    let relay = Relay::start(&tools, free_port(SEEDER_IP), None);
+    let port = free_port(SEEDER_IP);
+    let content = data.join("data");
+    fs::create_dir_all(&content).unwrap();
+    let file = content.join("in-place.bin");
+    write_random_file(&file, 150_000, 4);
+    let node = Node::start(
+        &data,
+        port,
+        &root.path().join("run.log"),
+        &["--nostr-relay", &relay.url()],
+    );
+    let (ok, out, err) = seednode(&[
+        "add",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--node",
+        &format!("{SEEDER_IP}:{port}"),
+        "--token",
+        &tok,
+        "--json",
+    ]);
+    assert!(ok, "{err}\n{}", log_tail(&node.log));
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let ih = added["info_hash"].as_str().unwrap().to_owned();
+    let events = wait_events(&tools, &relay.url(), &pk, "1063,2003", &node, |e| {
+        e.len() >= 2
+    });
+    check_announcement(&events, &ih, &file, port);
+    node.stop();
+}

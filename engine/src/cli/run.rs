@@ -479,7 +479,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         reactor.attach_nostr(publisher, notices);
     }
     for t in loaded {
-        reactor.seed_loaded(t);
+        let _ = reactor.seed_loaded(t);
     }
     reactor.set_idle(idle);
     println!("data-dir: {}", escape_path(&dir));

@@ -136,17 +136,33 @@ fn run(
         }
         info!(info_hash = %job.info_hash, verified = good.len(), failed = bad.len(), "re-verified the pieces of changed files");
         let checks = file_checks(&job.plan, &bad, &digests.finish());
-        if let Some(tx) = catalog
-            && !checks.is_empty()
-            && tx.send(Command::FileChecks { id: job.id, checks }).is_err()
-        {
-            warn!("catalog worker gone: file checks not recorded");
-        }
-        outbox.push(Reply::Rechecked(Outcome {
+        let outcome = Outcome {
             info_hash: job.info_hash,
             good,
             bad,
-        }));
+        };
+        // Through the catalog worker, which writes the checks first and then hands the
+        // outcome to the loop: whoever hears of it finds the files' records in the catalog.
+        let outcome = match catalog {
+            Some(tx) => match tx.send(Command::FileChecks {
+                id: job.id,
+                checks,
+                outcome: Some(outcome),
+            }) {
+                Ok(()) => None,
+                Err(mpsc::SendError(command)) => {
+                    warn!("catalog worker gone: file checks not recorded");
+                    match command {
+                        Command::FileChecks { outcome, .. } => outcome,
+                        _ => None,
+                    }
+                }
+            },
+            None => Some(outcome),
+        };
+        if let Some(outcome) = outcome {
+            outbox.push(Reply::Rechecked(outcome));
+        }
     }
 }
 

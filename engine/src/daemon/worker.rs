@@ -96,6 +96,9 @@ pub(crate) enum Command {
         id: TorrentId,
         /// One entry per file checked.
         checks: Vec<FileCheck>,
+        /// The re-check's verdict, passed back to the loop once `checks` are written (so what
+        /// the loop announces about the torrent is already in the catalog).
+        outcome: Option<Outcome>,
     },
     /// Append audit records (one transaction).
     Audit(Vec<AuditRecord>),
@@ -453,9 +456,18 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
                     out.push(Reply::StatsNotSaved { deltas, error });
                 }
             }
-            Command::FileChecks { id, checks } => {
-                if let Err(e) = catalog.record_file_checks(id, &checks) {
+            Command::FileChecks {
+                id,
+                checks,
+                outcome,
+            } => {
+                if !checks.is_empty()
+                    && let Err(e) = catalog.record_file_checks(id, &checks)
+                {
                     warn!(torrent = %id, error = %e, "file checks not recorded; the next start verifies again");
+                }
+                if let Some(outcome) = outcome {
+                    out.push(Reply::Rechecked(outcome));
                 }
             }
             Command::Webhooks(events) => {

@@ -35,6 +35,9 @@ pub(crate) mod kind {
     pub(crate) const UPLOAD_REJECTED: &str = "upload.rejected";
     /// A torrent was added to the catalog.
     pub(crate) const TORRENT_ADDED: &str = "torrent.added";
+    /// Every piece of a torrent the node had to read (added without a verified record, or
+    /// changed on disk) passed its hash check, and its files' SHA-256 are in the catalog.
+    pub(crate) const TORRENT_VERIFIED: &str = "torrent.verified";
     /// A torrent was removed from the catalog.
     pub(crate) const TORRENT_REMOVED: &str = "torrent.removed";
     /// A torrent was paused.

@@ -374,13 +374,16 @@ impl Subscriber for NostrSubscriber {
     fn notify(&mut self, _now: Instant, event: &BusEvent) -> Option<BusEvent> {
         let job = match event.kind {
             // A torrent added without its data (an upload in progress, `add` of a torrent
-            // whose files are elsewhere) is announced when its upload completes.
+            // whose files are elsewhere) is announced when its upload completes; one whose
+            // data the node is still reading, once verified (its files' SHA-256, the `x` of
+            // each kind 1063, are in the catalog then).
             kind::TORRENT_ADDED
-                if event.details.get("seeding") == Some(&serde_json::Value::Bool(true)) =>
+                if event.details.get("seeding") == Some(&serde_json::Value::Bool(true))
+                    && event.details.get("verifying") != Some(&serde_json::Value::Bool(true)) =>
             {
                 Job::Announce(info_hash_of(event)?)
             }
-            kind::UPLOAD_COMPLETED => Job::Announce(info_hash_of(event)?),
+            kind::UPLOAD_COMPLETED | kind::TORRENT_VERIFIED => Job::Announce(info_hash_of(event)?),
             kind::TORRENT_REMOVED => Job::Remove(info_hash_of(event)?),
             _ => return None,
         };

@@ -270,8 +270,9 @@ impl Reactor {
     }
 
     /// Seeds a torrent loaded from the catalog: adds it, withholds the pieces to re-verify
-    /// (left out of bitfields, requests refused) and queues their check.
-    pub(crate) fn seed_loaded(&mut self, loaded: Loaded) {
+    /// (left out of bitfields, requests refused) and queues their check. Returns whether a
+    /// check was queued (its end is a `torrent.verified` event when every piece passed).
+    pub(crate) fn seed_loaded(&mut self, loaded: Loaded) -> bool {
         let Loaded {
             id,
             torrent,
@@ -287,7 +288,7 @@ impl Reactor {
         let info_hash = torrent.info_hash;
         if self.by_hash.contains_key(&info_hash) {
             debug!(%info_hash, "already seeded");
-            return;
+            return false;
         }
         let job = recheck.map(|plan| recheck::Job {
             id,
@@ -307,6 +308,7 @@ impl Reactor {
         if !tiers.is_empty() {
             self.announce_to(info_hash, &tiers);
         }
+        let checking = job.is_some();
         if let Some(link) = &mut self.catalog {
             link.ids.insert(info_hash, id);
             link.flushed.insert(info_hash, 0);
@@ -314,6 +316,7 @@ impl Reactor {
                 link.rechecker.submit(job);
             }
         }
+        checking
     }
 
     /// Drains the worker's replies (on a wake of the loop).
@@ -344,12 +347,13 @@ impl Reactor {
             Reply::Added { request, result } => {
                 let waiting = requester(self, request);
                 let mut added_hash = None;
+                let mut verifying = false;
                 let answer = match result {
                     Ok(added) => match added.seed {
                         Ok(loaded) => {
                             info!(torrent = %added.id, "added to the catalog; seeding");
                             let ih = loaded.torrent.info_hash;
-                            self.seed_loaded(*loaded);
+                            verifying = self.seed_loaded(*loaded);
                             added_hash = Some((ih, true));
                             Ok((ih, true))
                         }
@@ -389,7 +393,9 @@ impl Reactor {
                         crate::events::kind::TORRENT_ADDED,
                         waiting.as_ref(),
                         ih,
-                        serde_json::json!({ "seeding": seeding }),
+                        // `verifying`: its pieces are withheld until the node has read them;
+                        // `torrent.verified` follows when they all pass.
+                        serde_json::json!({ "seeding": seeding, "verifying": verifying }),
                     );
                 }
                 let answer = match (answer, added_hash) {
@@ -478,6 +484,15 @@ impl Reactor {
             ));
             self.stats.pieces_failed += outcome.bad.len() as u64;
             warn!(info_hash = %outcome.info_hash, failed = outcome.bad.len(), "pieces changed on disk: withheld");
+        } else if !outcome.good.is_empty() {
+            // Every withheld piece passed, and the files' records (mtime, SHA-256) are
+            // committed: the catalog worker answers only after writing them.
+            self.emit_torrent_event(
+                crate::events::kind::TORRENT_VERIFIED,
+                None,
+                outcome.info_hash,
+                serde_json::json!({ "pieces": outcome.good.len() }),
+            );
         }
         // Peers that connected meanwhile got bitfields without these pieces: tell them.
         if !outcome.good.is_empty() {

@@ -302,7 +302,7 @@ impl Reactor {
             (Ok(Ok(loaded)), _) => {
                 let ih = loaded.torrent.info_hash;
                 self.idle.remove(&ih);
-                self.seed_loaded(*loaded);
+                let _ = self.seed_loaded(*loaded);
                 info!(torrent = %id, "resumed");
                 self.emit_torrent_event(
                     crate::events::kind::TORRENT_RESUMED,

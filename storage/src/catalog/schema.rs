@@ -180,7 +180,6 @@ CREATE INDEX nostr_outbox_due ON nostr_outbox (next_attempt_ms) WHERE state = 'p
 CREATE INDEX nostr_outbox_torrent ON nostr_outbox (info_hash);
 ";
 
-
 /// Every migration this binary knows, in order.
 const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
