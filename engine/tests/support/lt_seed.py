@@ -6,7 +6,7 @@ implementation. Run it with Debian's /usr/bin/python3: the `python3` first on PA
 cannot import libtorrent (see /work/shared/INTEROP.md).
 
     lt_seed.py PATH --listen 127.0.0.1:PORT [--torrent FILE] [-o FILE] [--tracker URL]...
-               [--piece-length N] [--shared-port] [--timeout SECS]
+               [--piece-length N] [--shared-port] [--timeout SECS] [--utp]
     lt_seed.py PATH --create-only -o FILE [--tracker URL]... [--piece-length N]
 
 Stdout follows the `seednode seed` contract, one line each, flushed:
@@ -57,7 +57,7 @@ def parse_addr(text):
     return host.strip("[]"), int(port)
 
 
-def session_settings(listen_host, listen_port):
+def session_settings(listen_host, listen_port, utp=False):
     return {
         "listen_interfaces": f"{listen_host}:{listen_port}",
         "outgoing_interfaces": listen_host,
@@ -67,8 +67,10 @@ def session_settings(listen_host, listen_port):
         "enable_upnp": False,
         "enable_natpmp": False,
         "enable_ip_notifier": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
+        "enable_outgoing_utp": utp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_tcp": not utp,
+        "enable_incoming_tcp": not utp,
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": True,
         "alert_mask": lt.alert.category_t.error_notification
@@ -166,6 +168,9 @@ def main():
     ap.add_argument("--piece-length", type=int, default=0, help="bytes; 0 lets libtorrent choose")
     ap.add_argument("--shared-port", action="store_true", help="peer wire + HTTP tracker on one port")
     ap.add_argument("--timeout", type=float, default=0, help="stop after SECS (0: never)")
+    ap.add_argument("--utp", action="store_true",
+                    help="peers over uTP only (BEP 29), TCP off both ways: the uTP benchmark's "
+                    "reference seeder")
     ap.add_argument("--create-only", action="store_true", help="write the torrent and exit")
     args = ap.parse_args()
 
@@ -207,7 +212,7 @@ def main():
     if ti.num_files() == 1 and not os.path.isdir(path) and ti.files().file_path(0) != name:
         ti.rename_file(0, name)
 
-    ses = lt.session(session_settings(host, lt_port))
+    ses = lt.session(session_settings(host, lt_port, args.utp))
     atp = lt.add_torrent_params()
     atp.ti = ti
     atp.save_path = os.path.dirname(path)
