@@ -410,6 +410,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     )
     .map_err(|e| format!("starting the webhook sender: {e}"))?;
     reactor.attach_webhooks(sender, notice_rx);
+    reactor.set_approvals(config.approval_policy()?);
     for t in loaded {
         reactor.seed_loaded(t);
     }

@@ -91,6 +91,9 @@ pub(crate) struct Config {
     /// yet in the catalog (with `seednode webhook add`'s checks); `seednode webhook remove`
     /// removes one for good only once it is gone from the file too.
     pub(crate) webhook: Vec<WebhookConfig>,
+    /// Out-of-band approvals (`[approvals]`, docs/approvals.md): which API writes wait for a
+    /// device's Ed25519 signature.
+    pub(crate) approvals: ApprovalsConfig,
     /// The token the companion commands (`seednode add|list|remove|pause|resume`) present to
     /// the node's API; the node itself never reads it. Keep the file private if set.
     pub(crate) api_token: Option<String>,
@@ -126,6 +129,31 @@ impl Default for Config {
             lockout_secs: crate::events::lockout::DEFAULT_LOCKOUT.as_secs(),
             api_token: None,
             webhook: Vec::new(),
+            approvals: ApprovalsConfig::default(),
+        }
+    }
+}
+
+/// The `[approvals]` table (docs/approvals.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ApprovalsConfig {
+    /// Action names that wait for a device's signature (`torrent.remove`, `data.delete`,
+    /// `token.create`, `client.create`, `webhook.add`, `torrent.add`, `torrent.pause`,
+    /// `torrent.resume`, `device.add`, `device.revoke`).
+    pub(crate) critical: Vec<String>,
+    /// Every API write waits.
+    pub(crate) all_writes: bool,
+    /// Seconds a device has to sign (clamped to 10..=3600).
+    pub(crate) expiry_secs: u64,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            critical: Vec::new(),
+            all_writes: false,
+            expiry_secs: crate::events::approvals::DEFAULT_EXPIRY_SECS,
         }
     }
 }
@@ -201,7 +229,21 @@ impl Config {
                 self.data_path
             ));
         }
+        self.approval_policy()
+            .map_err(|e| format!("{shown}: {e}"))?;
         Ok(())
+    }
+
+    /// The approval policy of the `[approvals]` table.
+    ///
+    /// # Errors
+    /// An unknown action name.
+    pub(crate) fn approval_policy(&self) -> Result<crate::events::approvals::Policy, String> {
+        crate::events::approvals::Policy::new(
+            &self.approvals.critical,
+            self.approvals.all_writes,
+            self.approvals.expiry_secs,
+        )
     }
 }
 

@@ -115,8 +115,51 @@ pub(crate) enum Command {
     },
     /// Reload the token table (SIGHUP, or after the node changed tokens).
     ReloadTokens,
+    /// Run `job` on the catalog and answer with what it returns (approvals, devices, tokens
+    /// over the API: small reads and writes whose answer is already an HTTP response).
+    Job {
+        /// The caller's id for the reply.
+        request: u64,
+        /// The work.
+        job: Job,
+    },
     /// Checkpoint the write-ahead log.
     Checkpoint,
+}
+
+/// Work the loop hands to the worker as a closure ([`Command::Job`]); it runs on the worker's
+/// thread with the catalog, never on the loop.
+pub(crate) struct Job(pub(crate) Box<dyn FnOnce(&mut Catalog) -> JobDone + Send>);
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+/// What a [`Job`] did ([`Reply::Job`]).
+pub(crate) struct JobDone {
+    /// The answer to the waiting request (unless `run` says what to do first).
+    pub(crate) response: crate::http::Response,
+    /// Events for the bus (audit, webhooks), in order.
+    pub(crate) events: Vec<crate::events::Event>,
+    /// An approved request to run now on the loop, answering the waiting request with its
+    /// result instead of `response`.
+    pub(crate) run: Option<Box<seednode_storage::catalog::Approval>>,
+    /// The token table changed: reload it.
+    pub(crate) reload_tokens: bool,
+}
+
+impl JobDone {
+    /// A response alone.
+    pub(crate) fn answer(response: crate::http::Response) -> Self {
+        Self {
+            response,
+            events: Vec::new(),
+            run: None,
+            reload_tokens: false,
+        }
+    }
 }
 
 /// A torrent added to the catalog ([`Reply::Added`]).
@@ -181,6 +224,13 @@ pub(crate) enum Reply {
     },
     /// A fresh token table.
     Tokens(TokenTable),
+    /// A [`Command::Job`] ran.
+    Job {
+        /// The caller's id.
+        request: u64,
+        /// What it did.
+        done: JobDone,
+    },
     /// A statistics flush failed: the deltas to merge into the next one.
     StatsNotSaved {
         /// The deltas not saved.
@@ -476,6 +526,13 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
                 result: catalog.audit(since, kind.as_deref(), limit),
             }),
             Command::ReloadTokens => reload_tokens(catalog, out),
+            Command::Job { request, job } => {
+                let done = (job.0)(catalog);
+                if done.reload_tokens {
+                    reload_tokens(catalog, out);
+                }
+                out.push(Reply::Job { request, done });
+            }
             Command::Checkpoint => {
                 if let Err(e) = catalog.checkpoint() {
                     debug!(error = %e, "checkpoint not done");

@@ -7,6 +7,7 @@
 //! with follow-up events (the lockout emits `auth.lockout`), dispatched the same way, one level
 //! deep.
 
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod lockout;
 pub(crate) mod webhook;
@@ -41,6 +42,20 @@ pub(crate) mod kind {
     pub(crate) const TORRENT_PAUSED: &str = "torrent.paused";
     /// A paused torrent was resumed.
     pub(crate) const TORRENT_RESUMED: &str = "torrent.resumed";
+    /// A critical write waits for a device's signature (docs/approvals.md).
+    pub(crate) const APPROVAL_REQUESTED: &str = "approval.requested";
+    /// A device signed an approval; its action ran.
+    pub(crate) const APPROVAL_GRANTED: &str = "approval.granted";
+    /// A grant was refused (bad signature, unknown or revoked device, replay, other action).
+    pub(crate) const APPROVAL_REFUSED: &str = "approval.refused";
+    /// A grant came after the approval's expiry.
+    pub(crate) const APPROVAL_EXPIRED: &str = "approval.expired";
+    /// A device key was registered over the API.
+    pub(crate) const DEVICE_ADDED: &str = "device.added";
+    /// A device key was revoked over the API.
+    pub(crate) const DEVICE_REVOKED: &str = "device.revoked";
+    /// An API token was created over the API.
+    pub(crate) const TOKEN_CREATED: &str = "token.created";
 }
 
 /// One thing that happened.

@@ -414,6 +414,10 @@ impl Reactor {
                     self.finish_deferred(waiting, request, super::front::audit_response(result));
                 }
             }
+            Reply::Job { request, done } => {
+                let waiting = requester(self, request);
+                self.on_job_done(waiting, request, done);
+            }
             Reply::Tokens(table) => {
                 debug!(tokens = table.len(), "token table reloaded");
                 self.tokens = Some(table);

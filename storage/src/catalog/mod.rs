@@ -69,7 +69,7 @@ pub use outbox::{
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use tokens::{
     NewToken, Scopes, TOKEN_ID_LEN, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenError,
-    TokenInfo, TokenVerifier, presented_client, presented_token, unknown_token_delay,
+    TokenInfo, TokenVerifier, presented_client, presented_token, token_digest, unknown_token_delay,
 };
 pub use torrents::{
     FileCheck, FileRecord, NewFile, NewTorrent, Owner, TorrentStats, TorrentSummary,
