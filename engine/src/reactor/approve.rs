@@ -410,10 +410,9 @@ impl Reactor {
         let expires_at = if approved {
             v["expires_at"].as_i64()
         } else {
-            match v["expires_in"].as_u64() {
-                None => None,
-                Some(s) => Some(now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
-            }
+            v["expires_in"]
+                .as_u64()
+                .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)))
         };
         if approved {
             // The stored request carries the id and SHA-256 of a secret handed out at

@@ -279,8 +279,10 @@ impl Reactor {
             }
             let id = rest.strip_prefix("approvals/");
             let actor = match (id, req.method.as_str()) {
-                // A grant's credential is the device's signature; the lockout still applies.
-                (Some(_), "POST") => {
+                // A grant's credential is the device's signature, and an approval's id (128
+                // random bits, known to its requester and the approval webhooks) is what lets
+                // one read it: no token, as a phone app has none; the lockout still applies.
+                (Some(_), _) => {
                     let ip = seednode_wire::addr::canonical_ip(remote.ip());
                     if self.lockout.borrow().is_locked(ip, self.now) {
                         return Routed::Now(
@@ -290,10 +292,6 @@ impl Reactor {
                     }
                     None
                 }
-                (Some(_), _) => match self.authorize(req, remote, Need::Read, false) {
-                    Ok(actor) => actor,
-                    Err(refused) => return Routed::Now(refused),
-                },
                 (None, "GET" | "HEAD") => match self.authorize(req, remote, Need::Write, false) {
                     Ok(actor) => actor,
                     Err(refused) => return Routed::Now(refused),
