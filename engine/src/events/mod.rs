@@ -71,6 +71,9 @@ pub(crate) struct Event {
     pub(crate) source: Option<IpAddr>,
     /// A JSON object with the rest (reason, info-hash, ...), small.
     pub(crate) details: serde_json::Value,
+    /// Set when the event's webhook rows were committed with the action it reports (the
+    /// `webhook-id` they carry): the webhook subscriber does not queue it again.
+    pub(crate) webhook_id: Option<String>,
 }
 
 impl Event {
@@ -82,6 +85,7 @@ impl Event {
             actor: None,
             source: None,
             details: serde_json::Value::Object(serde_json::Map::new()),
+            webhook_id: None,
         }
     }
 }

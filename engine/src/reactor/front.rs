@@ -842,11 +842,22 @@ impl Reactor {
             }
             Err(e) => return Routed::Now(json_error(400, "malformed", &e.to_string())),
         };
+        let (events, ids) = self.reports(
+            &requester,
+            vec![(
+                kind::TORRENT_ADDED,
+                json!({ "info_hash": meta.info_hash.to_hex() }),
+            )],
+        );
         match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
             request,
             torrent: Box::new(torrent),
+            events,
         }) {
-            Ok(id) => Routed::Later(id),
+            Ok(id) => {
+                self.remember_reports(id, ids);
+                Routed::Later(id)
+            }
             Err(_) => Routed::Now(json_error(503, "busy", "the catalog is busy; retry")),
         }
     }
