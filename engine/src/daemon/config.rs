@@ -59,6 +59,9 @@ pub(crate) struct Config {
     pub(crate) allowed_hosts: Vec<String>,
     /// PEM file of extra CA certificates for https:// trackers.
     pub(crate) tracker_ca: Option<PathBuf>,
+    /// PEM file of extra CA certificates trusted for https:// webhook endpoints, next to
+    /// Mozilla's roots (a private receiver's CA).
+    pub(crate) webhook_ca: Option<PathBuf>,
     /// Node-wide upload limit, bytes per second; 0 = unlimited.
     pub(crate) max_upload_rate: u64,
     /// Per-torrent upload limit, bytes per second; 0 = unlimited.
@@ -114,6 +117,7 @@ impl Default for Config {
             announce_host: None,
             allowed_hosts: Vec::new(),
             tracker_ca: None,
+            webhook_ca: None,
             max_upload_rate: 0,
             max_upload_rate_per_torrent: 0,
             upload_slots: DEFAULT_UPLOAD_SLOTS,
@@ -293,6 +297,7 @@ mod tests {
                 upload: None,
                 announce_host: None,
                 tracker_ca: None,
+                webhook_ca: None,
                 api_token: None,
                 webhook: Vec::new(),
                 ..parsed
