@@ -21,7 +21,7 @@ WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PY=/usr/bin/python3
-port() { echo $((20000 + RANDOM % 20000)); }
+port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # A receiver on $1 that answers 200; writes "<count> <unix time>" to $2 at the first and at
 # every 100th request, and at request number $3 (at every request when $3 is 0).
