@@ -239,8 +239,16 @@ impl Reactor {
             decided_at: None,
         };
         let source = requester.source;
+        let mut requested = approval_event(kind::APPROVAL_REQUESTED, &approval, source);
+        requested.details["challenge"] = json!(policy::b64(&approval.challenge));
+        let (rows, ids) = self.reports(
+            &requester,
+            vec![(kind::APPROVAL_REQUESTED, requested.details.clone())],
+        );
+        requested.webhook_id = ids.into_iter().next().map(|(_, id)| id);
         self.job(requester, move |c| {
-            match c.create_approval(&approval, now) {
+            let now_ms = now.saturating_mul(1000);
+            match c.create_approval_reported(&approval, now, &rows, now_ms) {
                 Ok(()) => {
                     let mut answer = approval_json(&approval);
                     answer["message"] = json!(
@@ -250,12 +258,10 @@ impl Reactor {
                     if let (Value::Object(extra), Value::Object(a)) = (extra, &mut answer) {
                         a.extend(extra);
                     }
-                    let mut event = approval_event(kind::APPROVAL_REQUESTED, &approval, source);
-                    event.details["challenge"] = json!(policy::b64(&approval.challenge));
                     JobDone {
                         response: json_response(202, &answer)
                             .header("Location", format!("/api/v1/approvals/{}", approval.id)),
-                        events: vec![event],
+                        events: vec![requested],
                         run: None,
                         reload_tokens: false,
                     }

@@ -233,6 +233,22 @@ impl Catalog {
     /// [`CatalogError::TooManyApprovals`] when [`MAX_PENDING_APPROVALS`] unexpired ones wait;
     /// [`CatalogError::DiskFull`]; [`CatalogError::Sqlite`].
     pub fn create_approval(&mut self, a: &Approval, now: i64) -> Result<(), CatalogError> {
+        self.create_approval_reported(a, now, &[], 0)
+    }
+
+    /// [`Catalog::create_approval`], queueing `events` (the `approval.requested` webhook
+    /// rows, which carry the challenge to the operator's phone) in the same transaction, due
+    /// at `now_ms`: a 202 answered is never an approval nobody hears of.
+    ///
+    /// # Errors
+    /// As [`Catalog::create_approval`].
+    pub fn create_approval_reported(
+        &mut self,
+        a: &Approval,
+        now: i64,
+        events: &[super::WebhookEvent],
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
         check_text("approval id", &a.id, 64)?;
         check_text("approval action", &a.action, MAX_APPROVAL_FIELD_LEN)?;
         check_text("approval target", &a.target, MAX_APPROVAL_FIELD_LEN)?;
@@ -295,6 +311,7 @@ impl Catalog {
                 a.expires_at
             ],
         )?;
+        super::outbox::enqueue_in(&tx, events, now_ms)?;
         tx.commit()?;
         Ok(())
     }
