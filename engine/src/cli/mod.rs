@@ -7,6 +7,7 @@
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod create;
+pub(crate) mod device;
 pub(crate) mod info;
 pub(crate) mod net;
 pub(crate) mod nostr;
@@ -112,6 +113,11 @@ pub(crate) enum Command {
     /// The node's Nostr key (docs/nostr.md): torrents are announced to the `[nostr]` relays
     /// signed with it. Works while the node runs (the key is read at start).
     Nostr(NostrArgs),
+    /// Manage device keys (Ed25519) that approve critical API writes (docs/approvals.md).
+    /// Works while the node runs.
+    Device(DeviceArgs),
+    /// Approve a pending critical write: sign its challenge with a device key and send it.
+    Approve(ApproveArgs),
     /// Show the audit log (authentications, torrents added, removed, paused): one line per
     /// event, or --json. Works while the node runs.
     Audit(AuditArgs),
@@ -620,6 +626,57 @@ pub(crate) enum NostrKeyCommand {
 }
 
 #[derive(Args)]
+pub(crate) struct DeviceArgs {
+    /// The node's data directory [default: as for `run`].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: DeviceCommand,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// Register a device's Ed25519 public key (base64 or 64 hex digits).
+    Add {
+        /// A name for it (unique), as `approve --device` and the grant's `device` give it.
+        name: String,
+        /// The public key (32 bytes, RFC 8032), base64 or hex.
+        public_key: String,
+    },
+    /// List devices (never a private key: the node has none).
+    List {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device by name or id: its signatures are refused from then on.
+    Revoke {
+        /// The device's name or id.
+        name: String,
+    },
+    /// Make a new Ed25519 key: writes the private key to FILE (0600, 64 hex digits) and
+    /// prints the public key for `device add`.
+    Keygen {
+        /// Where to write the private key (must not exist).
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ApproveArgs {
+    /// The approval id (`apr_…`, from the 202 answer or the `approval.requested` event).
+    pub(crate) id: String,
+    /// The device's private key file (64 hex digits or base64 of the 32-byte Ed25519 seed).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// The device's name as registered with `seednode device add`.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) device: String,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+}
+
+#[derive(Args)]
 pub(crate) struct AuditArgs {
     /// The node's data directory [default: as for `run`].
     #[arg(long, value_name = "DIR")]
@@ -785,6 +842,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Client(args) => token::client(&args),
         Command::Webhook(args) => webhook::webhook(&args),
         Command::Nostr(args) => nostr::nostr(&args),
+        Command::Device(args) => device::device(&args),
+        Command::Approve(args) => device::approve(&args),
         Command::Catalog(args) => run::catalog(&args),
         Command::Completions(args) => {
             clap_complete::generate(

@@ -29,7 +29,7 @@ pub(crate) const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const MAX_API_RESPONSE_LEN: u64 = 64 * 1024 * 1024;
 
 /// Where the node is and what to present to it.
-struct Node {
+pub(crate) struct Node {
     /// `http://HOST:PORT` (no trailing slash).
     base: String,
     /// The bearer token, if any.
@@ -40,7 +40,7 @@ struct Node {
 impl Node {
     /// Resolves the node's address and token from the arguments, the environment (clap reads
     /// `SEEDNODE_NODE` / `SEEDNODE_TOKEN`) and the config file.
-    fn from_args(args: &NodeArgs) -> Result<Self, CliError> {
+    pub(crate) fn from_args(args: &NodeArgs) -> Result<Self, CliError> {
         let config = match &args.config {
             Some(path) => Some(Config::load(path)?),
             None => None,
@@ -85,6 +85,7 @@ impl Node {
         method: &str,
         path: &str,
         body: Option<&[u8]>,
+        content_type: &str,
     ) -> Result<(u16, Value), CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder()
@@ -97,7 +98,7 @@ impl Node {
         let result = match body {
             Some(b) => self.agent.run(
                 request
-                    .header("Content-Type", "application/x-bittorrent")
+                    .header("Content-Type", content_type)
                     .body(b.to_vec())
                     .map_err(|e| format!("{url}: {e}"))?,
             ),
@@ -132,8 +133,41 @@ impl Node {
     }
 
     /// [`Node::call`], with any status other than 2xx turned into the node's message.
-    fn call_ok(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Value, CliError> {
-        let (status, value) = self.call(method, path, body)?;
+    pub(crate) fn call_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Value, CliError> {
+        let (status, value) = self.call(method, path, body, "application/x-bittorrent")?;
+        Self::judge(status, value)
+    }
+
+    /// Sends `method path` with a JSON `body`, like [`Node::call_ok`].
+    pub(crate) fn call_json_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<Value, CliError> {
+        let (status, value) = self.call(method, path, Some(body.as_bytes()), "application/json")?;
+        Self::judge(status, value)
+    }
+
+    /// A 2xx answer's JSON, or the node's refusal worded for the operator. A 202 with an
+    /// `approval_id` is a write waiting for a device's signature (docs/approvals.md): not done.
+    fn judge(status: u16, value: Value) -> Result<Value, CliError> {
+        if status == 202
+            && let Some(id) = value["approval_id"].as_str()
+        {
+            return Err(format!(
+                "the node waits for a device's approval of this {}: approval {} (expires at                  {}); approve it with `seednode approve {} --key FILE --device NAME`",
+                escape_name(value["action"].as_str().unwrap_or("write")),
+                escape_name(id),
+                value["expires_at"],
+                escape_name(id),
+            ));
+        }
         if (200..300).contains(&status) {
             return Ok(value);
         }

@@ -466,10 +466,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     );
     reactor.reserve_torrents(loaded.len());
     let (notice_tx, notice_rx) = crate::events::webhook::sender::notice_channel();
+    let mut sender_config = crate::events::webhook::sender::SenderConfig::new(
+        dir.join(crate::daemon::CATALOG_FILE_NAME),
+    );
+    if let Some(path) = &config.webhook_ca {
+        sender_config.extra_roots =
+            crate::reactor::https::load_tracker_ca(path).map_err(|e| format!("webhook_ca: {e}"))?;
+    }
     let sender = crate::events::webhook::sender::WebhookSender::start(
-        crate::events::webhook::sender::SenderConfig::new(
-            dir.join(crate::daemon::CATALOG_FILE_NAME),
-        ),
+        sender_config,
         notice_tx,
         Some(reactor.waker()),
     )
@@ -478,6 +483,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     if let Some((publisher, notices)) = start_nostr(&config, &dir, listen, &reactor)? {
         reactor.attach_nostr(publisher, notices);
     }
+    reactor.set_approvals(config.approval_policy()?);
     for t in loaded {
         let _ = reactor.seed_loaded(t);
     }

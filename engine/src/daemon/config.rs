@@ -59,6 +59,9 @@ pub(crate) struct Config {
     pub(crate) allowed_hosts: Vec<String>,
     /// PEM file of extra CA certificates for https:// trackers.
     pub(crate) tracker_ca: Option<PathBuf>,
+    /// PEM file of extra CA certificates trusted for https:// webhook endpoints, next to
+    /// Mozilla's roots (a private receiver's CA).
+    pub(crate) webhook_ca: Option<PathBuf>,
     /// Node-wide upload limit, bytes per second; 0 = unlimited.
     pub(crate) max_upload_rate: u64,
     /// Per-torrent upload limit, bytes per second; 0 = unlimited.
@@ -91,6 +94,9 @@ pub(crate) struct Config {
     /// yet in the catalog (with `seednode webhook add`'s checks); `seednode webhook remove`
     /// removes one for good only once it is gone from the file too.
     pub(crate) webhook: Vec<WebhookConfig>,
+    /// Out-of-band approvals (`[approvals]`, docs/approvals.md): which API writes wait for a
+    /// device's Ed25519 signature.
+    pub(crate) approvals: ApprovalsConfig,
     /// The token the companion commands (`seednode add|list|remove|pause|resume`) present to
     /// the node's API; the node itself never reads it. Keep the file private if set.
     pub(crate) api_token: Option<String>,
@@ -190,6 +196,7 @@ impl Default for Config {
             announce_host: None,
             allowed_hosts: Vec::new(),
             tracker_ca: None,
+            webhook_ca: None,
             max_upload_rate: 0,
             max_upload_rate_per_torrent: 0,
             upload_slots: DEFAULT_UPLOAD_SLOTS,
@@ -206,6 +213,31 @@ impl Default for Config {
             api_token: None,
             webhook: Vec::new(),
             nostr: NostrConfig::default(),
+            approvals: ApprovalsConfig::default(),
+        }
+    }
+}
+
+/// The `[approvals]` table (docs/approvals.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ApprovalsConfig {
+    /// Action names that wait for a device's signature (`torrent.remove`, `data.delete`,
+    /// `token.create`, `client.create`, `webhook.add`, `torrent.add`, `torrent.pause`,
+    /// `torrent.resume`, `device.add`, `device.revoke`).
+    pub(crate) critical: Vec<String>,
+    /// Every API write waits.
+    pub(crate) all_writes: bool,
+    /// Seconds a device has to sign (clamped to 10..=3600).
+    pub(crate) expiry_secs: u64,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            critical: Vec::new(),
+            all_writes: false,
+            expiry_secs: crate::events::approvals::DEFAULT_EXPIRY_SECS,
         }
     }
 }
@@ -282,7 +314,21 @@ impl Config {
                 self.data_path
             ));
         }
+        self.approval_policy()
+            .map_err(|e| format!("{shown}: {e}"))?;
         Ok(())
+    }
+
+    /// The approval policy of the `[approvals]` table.
+    ///
+    /// # Errors
+    /// An unknown action name.
+    pub(crate) fn approval_policy(&self) -> Result<crate::events::approvals::Policy, String> {
+        crate::events::approvals::Policy::new(
+            &self.approvals.critical,
+            self.approvals.all_writes,
+            self.approvals.expiry_secs,
+        )
     }
 }
 
@@ -332,6 +378,7 @@ mod tests {
                 upload: None,
                 announce_host: None,
                 tracker_ca: None,
+                webhook_ca: None,
                 api_token: None,
                 webhook: Vec::new(),
                 ..parsed

@@ -58,6 +58,8 @@ pub(crate) enum Command {
         request: u64,
         /// The torrent, its data path and files.
         torrent: Box<NewTorrent>,
+        /// The webhook events reporting the add, queued in its own savepoint.
+        events: Vec<WebhookEvent>,
     },
     /// Remove a torrent (its rows), then, when `delete_data` names the node's content
     /// directory, the torrent's files beneath it ([`seednode_storage::delete_torrent_data`]).
@@ -68,6 +70,8 @@ pub(crate) enum Command {
         id: TorrentId,
         /// The content directory, to delete the torrent's data in; `None` keeps the data.
         delete_data: Option<PathBuf>,
+        /// The webhook events reporting the removal, queued in its transaction.
+        events: Vec<WebhookEvent>,
     },
     /// Set a paused (or missing-data) torrent back to seeding and prepare it, like an add.
     Resume {
@@ -126,8 +130,51 @@ pub(crate) enum Command {
     },
     /// Reload the token table (SIGHUP, or after the node changed tokens).
     ReloadTokens,
+    /// Run `job` on the catalog and answer with what it returns (approvals, devices, tokens
+    /// over the API: small reads and writes whose answer is already an HTTP response).
+    Job {
+        /// The caller's id for the reply.
+        request: u64,
+        /// The work.
+        job: Job,
+    },
     /// Checkpoint the write-ahead log.
     Checkpoint,
+}
+
+/// Work the loop hands to the worker as a closure ([`Command::Job`]); it runs on the worker's
+/// thread with the catalog, never on the loop.
+pub(crate) struct Job(pub(crate) Box<dyn FnOnce(&mut Catalog) -> JobDone + Send>);
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+/// What a [`Job`] did ([`Reply::Job`]).
+pub(crate) struct JobDone {
+    /// The answer to the waiting request (unless `run` says what to do first).
+    pub(crate) response: crate::http::Response,
+    /// Events for the bus (audit, webhooks), in order.
+    pub(crate) events: Vec<crate::events::Event>,
+    /// An approved request to run now on the loop, answering the waiting request with its
+    /// result instead of `response`.
+    pub(crate) run: Option<Box<seednode_storage::catalog::Approval>>,
+    /// The token table changed: reload it.
+    pub(crate) reload_tokens: bool,
+}
+
+impl JobDone {
+    /// A response alone.
+    pub(crate) fn answer(response: crate::http::Response) -> Self {
+        Self {
+            response,
+            events: Vec::new(),
+            run: None,
+            reload_tokens: false,
+        }
+    }
 }
 
 /// A torrent added to the catalog ([`Reply::Added`]).
@@ -199,6 +246,13 @@ pub(crate) enum Reply {
     },
     /// A fresh token table.
     Tokens(TokenTable),
+    /// A [`Command::Job`] ran.
+    Job {
+        /// The caller's id.
+        request: u64,
+        /// What it did.
+        done: JobDone,
+    },
     /// A statistics flush failed: the deltas to merge into the next one.
     StatsNotSaved {
         /// The deltas not saved.
@@ -383,16 +437,24 @@ fn reload_tokens(catalog: &Catalog, out: &Outbox) {
 /// Runs one turn: the adds together (one commit), then the rest in order.
 fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
     let mut adds: Vec<(u64, NewTorrent)> = Vec::new();
+    let mut reports: Vec<Vec<WebhookEvent>> = Vec::new();
     let mut rest = Vec::new();
     for c in turn {
         match c {
-            Command::Add { request, torrent } => adds.push((request, *torrent)),
+            Command::Add {
+                request,
+                torrent,
+                events,
+            } => {
+                adds.push((request, *torrent));
+                reports.push(events);
+            }
             other => rest.push(other),
         }
     }
     if !adds.is_empty() {
         let torrents: Vec<NewTorrent> = adds.iter().map(|(_, t)| t.clone()).collect();
-        match catalog.add_torrents(&torrents) {
+        match catalog.add_torrents_reported(&torrents, &reports, now_ms()) {
             Ok(results) => {
                 for ((request, torrent), result) in adds.into_iter().zip(results) {
                     let result = result.map_err(Arc::new).map(|id| {
@@ -434,7 +496,14 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
                 request,
                 id,
                 delete_data,
-            } => out.push(remove(catalog, request, id, delete_data.as_deref())),
+                events,
+            } => out.push(remove(
+                catalog,
+                request,
+                id,
+                delete_data.as_deref(),
+                &events,
+            )),
             Command::Resume { request, id } => out.push(Reply::Resumed {
                 request,
                 id,
@@ -470,24 +539,16 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
                     out.push(Reply::Rechecked(outcome));
                 }
             }
-            Command::Webhooks(events) => {
-                let now_ms = i64::try_from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis()),
-                )
-                .unwrap_or(i64::MAX);
-                match catalog.enqueue_webhooks(&events, now_ms) {
-                    Ok(outcome) if outcome.dropped > 0 => {
-                        warn!(
-                            dropped = outcome.dropped,
-                            "webhook events not queued: endpoint backlog full"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => warn!(events = events.len(), error = %e, "webhook events not queued"),
+            Command::Webhooks(events) => match catalog.enqueue_webhooks(&events, now_ms()) {
+                Ok(outcome) if outcome.dropped > 0 => {
+                    warn!(
+                        dropped = outcome.dropped,
+                        "webhook events not queued: endpoint backlog full"
+                    );
                 }
-            }
+                Ok(_) => {}
+                Err(e) => warn!(events = events.len(), error = %e, "webhook events not queued"),
+            },
             Command::Audit(records) => {
                 if let Err(e) = catalog.append_audit(&records) {
                     warn!(records = records.len(), error = %e, "audit records not written");
@@ -507,6 +568,13 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
                 result: catalog.audit(since, kind.as_deref(), limit),
             }),
             Command::ReloadTokens => reload_tokens(catalog, out),
+            Command::Job { request, job } => {
+                let done = (job.0)(catalog);
+                if done.reload_tokens {
+                    reload_tokens(catalog, out);
+                }
+                out.push(Reply::Job { request, done });
+            }
             Command::Checkpoint => {
                 if let Err(e) = catalog.checkpoint() {
                     debug!(error = %e, "checkpoint not done");
@@ -516,6 +584,16 @@ fn run_turn(catalog: &mut Catalog, turn: Vec<Command>, out: &Outbox) {
     }
 }
 
+/// Milliseconds since the Unix epoch: when queued webhook rows are due.
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(i64::MAX)
+}
+
 /// Removes torrent `id` from the catalog and, when asked, its data beneath `content_root`.
 /// The files to delete are read before the rows go; they are deleted only after the commit.
 fn remove(
@@ -523,6 +601,7 @@ fn remove(
     request: u64,
     id: TorrentId,
     content_root: Option<&Path>,
+    events: &[WebhookEvent],
 ) -> Reply {
     let doomed = match content_root {
         Some(root) => match catalog
@@ -542,7 +621,7 @@ fn remove(
                 match shared {
                     Ok(false) => Some((root, t.data_path, files)),
                     Ok(true) => {
-                        let result = catalog.remove_torrent(id);
+                        let result = catalog.remove_torrent_reported(id, events, now_ms());
                         let deleted = result.is_ok().then(|| {
                             Err(
                                 "its data is shared with another torrent of the catalog; kept"
@@ -577,7 +656,7 @@ fn remove(
         },
         None => None,
     };
-    let result = catalog.remove_torrent(id);
+    let result = catalog.remove_torrent_reported(id, events, now_ms());
     let deleted = match (&result, doomed) {
         (Ok(()), Some((root, data_path, files))) => Some(
             seednode_storage::delete_torrent_data(root, &data_path, &files)

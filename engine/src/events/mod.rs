@@ -7,6 +7,7 @@
 //! with follow-up events (the lockout emits `auth.lockout`), dispatched the same way, one level
 //! deep.
 
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod lockout;
 pub(crate) mod webhook;
@@ -48,6 +49,20 @@ pub(crate) mod kind {
     pub(crate) const NOSTR_PUBLISHED: &str = "nostr.published";
     /// The node gave up on sending an event to a Nostr relay.
     pub(crate) const NOSTR_FAILED: &str = "nostr.failed";
+    /// A critical write waits for a device's signature (docs/approvals.md).
+    pub(crate) const APPROVAL_REQUESTED: &str = "approval.requested";
+    /// A device signed an approval; its action ran.
+    pub(crate) const APPROVAL_GRANTED: &str = "approval.granted";
+    /// A grant was refused (bad signature, unknown or revoked device, replay, other action).
+    pub(crate) const APPROVAL_REFUSED: &str = "approval.refused";
+    /// A grant came after the approval's expiry.
+    pub(crate) const APPROVAL_EXPIRED: &str = "approval.expired";
+    /// A device key was registered over the API.
+    pub(crate) const DEVICE_ADDED: &str = "device.added";
+    /// A device key was revoked over the API.
+    pub(crate) const DEVICE_REVOKED: &str = "device.revoked";
+    /// An API token was created over the API.
+    pub(crate) const TOKEN_CREATED: &str = "token.created";
 }
 
 /// One thing that happened.
@@ -63,6 +78,9 @@ pub(crate) struct Event {
     pub(crate) source: Option<IpAddr>,
     /// A JSON object with the rest (reason, info-hash, ...), small.
     pub(crate) details: serde_json::Value,
+    /// Set when the event's webhook rows were committed with the action it reports (the
+    /// `webhook-id` they carry): the webhook subscriber does not queue it again.
+    pub(crate) webhook_id: Option<String>,
 }
 
 impl Event {
@@ -74,6 +92,7 @@ impl Event {
             actor: None,
             source: None,
             details: serde_json::Value::Object(serde_json::Map::new()),
+            webhook_id: None,
         }
     }
 }

@@ -57,6 +57,12 @@ pub(crate) struct CatalogLink {
     /// This node's own tracker URLs: left out of the tiers announced to (it knows about
     /// itself; announcing to itself would also hold shutdown up).
     own_urls: Vec<String>,
+    /// Webhook events committed with a catalog change, by the change's request id: their kind
+    /// and `webhook-id`, for the bus events the reply emits (bounded like `pending`).
+    reports: HashMap<u64, Vec<(&'static str, String)>>,
+    /// `upload.completed` ids of `UPLOAD_FILE` uploads whose add is committed, by info-hash,
+    /// until the upload's thread reports it finished (at most [`MAX_PENDING_REQUESTS`]).
+    file_upload_reports: HashMap<InfoHash, String>,
 }
 
 impl CatalogLink {
@@ -81,6 +87,8 @@ impl CatalogLink {
             next_request: 1,
             replies: Vec::new(),
             own_urls,
+            reports: HashMap::new(),
+            file_upload_reports: HashMap::new(),
         }
     }
 }
@@ -241,6 +249,72 @@ impl Reactor {
         self.catalog.as_ref().ok_or(Busy)?.worker.submit(command)
     }
 
+    /// The webhook events reporting a catalog change, built before the change so that the
+    /// worker commits them in its transaction (issue 13): one per `(kind, details)`, with
+    /// `requester`'s actor and source. Empty when webhooks are off (then nothing to report).
+    pub(crate) fn reports(
+        &self,
+        requester: &Requester,
+        events: Vec<(&'static str, serde_json::Value)>,
+    ) -> (
+        Vec<seednode_storage::catalog::WebhookEvent>,
+        Vec<(&'static str, String)>,
+    ) {
+        if self.webhooks.is_none() {
+            return (Vec::new(), Vec::new());
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let mut rows = Vec::with_capacity(events.len());
+        let mut ids = Vec::with_capacity(events.len());
+        for (kind, details) in events {
+            let Ok(id) = crate::events::webhook::new_event_id(&rng) else {
+                continue; // reported the ordinary way, after the reply
+            };
+            let mut event = crate::events::Event::new(kind, unix_now());
+            event.actor = requester.actor.as_deref().map(str::to_owned);
+            event.source = requester.source;
+            event.details = details;
+            rows.push(seednode_storage::catalog::WebhookEvent {
+                id: id.clone(),
+                kind: kind.to_owned(),
+                body: crate::events::webhook::event_body(&event),
+                created_at: event.at,
+                exclude_endpoint: None,
+            });
+            ids.push((kind, id));
+        }
+        (rows, ids)
+    }
+
+    /// Remembers the `webhook-id`s committed with catalog request `request`.
+    pub(crate) fn remember_reports(&mut self, request: u64, ids: Vec<(&'static str, String)>) {
+        if let Some(link) = &mut self.catalog
+            && !ids.is_empty()
+            && link.reports.len() < MAX_PENDING_REQUESTS
+        {
+            link.reports.insert(request, ids);
+        }
+    }
+
+    /// The `webhook-id` of the `kind` event committed with request `request`, taken.
+    pub(crate) fn take_report(&mut self, request: u64, kind: &str) -> Option<String> {
+        let ids = self.catalog.as_mut()?.reports.get_mut(&request)?;
+        let i = ids.iter().position(|(k, _)| *k == kind)?;
+        Some(ids.swap_remove(i).1)
+    }
+
+    /// Forgets what is left for request `request` (its reply was handled).
+    fn forget_reports(&mut self, request: u64) {
+        if let Some(link) = &mut self.catalog {
+            link.reports.remove(&request);
+        }
+    }
+
+    /// The `upload.completed` id committed with an `UPLOAD_FILE` upload of `ih`, taken.
+    pub(crate) fn take_file_upload_report(&mut self, ih: &InfoHash) -> Option<String> {
+        self.catalog.as_mut()?.file_upload_reports.remove(ih)
+    }
+
     /// Queues the command `make(request)` on behalf of connection `requester`; its reply comes
     /// back to [`Reactor::catalog_reply`] with the same `request` id. Returns the id.
     ///
@@ -389,6 +463,7 @@ impl Reactor {
                     }
                 };
                 if let Some((ih, seeding)) = added_hash {
+                    let webhook_id = self.take_report(request, crate::events::kind::TORRENT_ADDED);
                     self.emit_torrent_event(
                         crate::events::kind::TORRENT_ADDED,
                         waiting.as_ref(),
@@ -396,7 +471,16 @@ impl Reactor {
                         // `verifying`: its pieces are withheld until the node has read them;
                         // `torrent.verified` follows when they all pass.
                         serde_json::json!({ "seeding": seeding, "verifying": verifying }),
+                        webhook_id,
                     );
+                    if self.is_detached_upload(request)
+                        && let Some(id) =
+                            self.take_report(request, crate::events::kind::UPLOAD_COMPLETED)
+                        && let Some(link) = &mut self.catalog
+                        && link.file_upload_reports.len() < MAX_PENDING_REQUESTS
+                    {
+                        link.file_upload_reports.insert(ih, id);
+                    }
                 }
                 let answer = match (answer, added_hash) {
                     // Committed without its data (202): an upload waits for it, stored anyway.
@@ -412,6 +496,7 @@ impl Reactor {
                 {
                     self.finish_deferred(waiting, request, super::front::added_response(answer));
                 }
+                self.forget_reports(request);
             }
             Reply::Removed {
                 request,
@@ -421,6 +506,7 @@ impl Reactor {
             } => {
                 let waiting = requester(self, request);
                 self.on_removed(waiting, request, id, result, deleted);
+                self.forget_reports(request);
             }
             Reply::StateSet {
                 request,
@@ -450,6 +536,10 @@ impl Reactor {
                 if let Some(waiting) = waiting {
                     self.finish_deferred(waiting, request, super::front::audit_response(result));
                 }
+            }
+            Reply::Job { request, done } => {
+                let waiting = requester(self, request);
+                self.on_job_done(waiting, request, done);
             }
             Reply::Tokens(table) => {
                 debug!(tokens = table.len(), "token table reloaded");
@@ -492,6 +582,7 @@ impl Reactor {
                 None,
                 outcome.info_hash,
                 serde_json::json!({ "pieces": outcome.good.len() }),
+                None,
             );
         }
         // Peers that connected meanwhile got bitfields without these pieces: tell them.
@@ -516,15 +607,18 @@ impl Reactor {
         }
     }
 
-    /// Emits a `torrent.*` event of `kind` for `ih`, with the requester as actor and source.
+    /// Emits a `torrent.*` event of `kind` for `ih`, with the requester as actor and source;
+    /// `webhook_id` when its webhook rows were committed with the change.
     pub(super) fn emit_torrent_event(
         &mut self,
         kind: &'static str,
         requester: Option<&Requester>,
         ih: InfoHash,
         mut details: serde_json::Value,
+        webhook_id: Option<String>,
     ) {
         let mut event = crate::events::Event::new(kind, unix_now());
+        event.webhook_id = webhook_id;
         event.actor = requester.and_then(|r| r.actor.as_deref().map(str::to_owned));
         event.source = requester.and_then(|r| r.source);
         details["info_hash"] = serde_json::Value::String(ih.to_hex());

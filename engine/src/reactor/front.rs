@@ -123,6 +123,27 @@ impl Reactor {
             }
             return Ok(());
         }
+        if request.method == "POST"
+            && let Some(rest) = request.path.strip_prefix("/api/v1/")
+            && (rest.starts_with("approvals/") || rest == "tokens" || rest == "devices")
+        {
+            // Small JSON bodies (docs/approvals.md); a grant's credential is its signature,
+            // the others need an admin token (checked on the route).
+            let limit = if rest.starts_with("approvals/") {
+                crate::events::approvals::MAX_GRANT_BODY_LEN
+            } else {
+                super::approve::MAX_SMALL_JSON_BODY_LEN
+            };
+            if request.content_length > limit {
+                return Err(Response::error(413, "this body is a small JSON object"));
+            }
+            let ip = seednode_wire::addr::canonical_ip(conn.remote.ip());
+            if self.lockout.borrow().is_locked(ip, self.now) {
+                return Err(Response::error(429, "too many failed authentications")
+                    .header("Retry-After", self.config.lockout.as_secs().to_string()));
+            }
+            return Ok(());
+        }
         if request.method != "POST" || request.path != "/api/v1/torrents" {
             return Err(Response::error(413, "no request body is accepted here"));
         }
@@ -244,7 +265,55 @@ impl Reactor {
                 actor,
                 source: Some(remote.ip()),
             };
-            return self.add_torrent_request(requester, req, body);
+            return self.write_route(requester, req, body, false);
+        }
+        if let Some(rest) = req.path.strip_prefix("/api/v1/")
+            && (rest.starts_with("approvals/") || rest == "devices")
+        {
+            let remote = conn.remote;
+            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
+                return Routed::Now(Response::error(
+                    421,
+                    "this Host is not one the node answers to",
+                ));
+            }
+            let id = rest.strip_prefix("approvals/");
+            let actor = match (id, req.method.as_str()) {
+                // A grant's credential is the device's signature, and an approval's id (128
+                // random bits, known to its requester and the approval webhooks) is what lets
+                // one read it: no token, as a phone app has none; the lockout still applies.
+                (Some(_), _) => {
+                    let ip = seednode_wire::addr::canonical_ip(remote.ip());
+                    if self.lockout.borrow().is_locked(ip, self.now) {
+                        return Routed::Now(
+                            Response::error(429, "too many failed authentications")
+                                .header("Retry-After", self.config.lockout.as_secs().to_string()),
+                        );
+                    }
+                    None
+                }
+                (None, "GET" | "HEAD") => match self.authorize(req, remote, Need::Write, false) {
+                    Ok(actor) => actor,
+                    Err(refused) => return Routed::Now(refused),
+                },
+                (None, _) => match self.authorize(req, remote, Need::Write, true) {
+                    Ok(actor) => actor,
+                    Err(refused) => return Routed::Now(refused),
+                },
+            };
+            let requester = super::catalog::Requester {
+                key,
+                generation,
+                actor,
+                source: Some(remote.ip()),
+            };
+            match id {
+                Some(id) => return self.approval_route(requester, req, body, id),
+                None if matches!(req.method.as_str(), "GET" | "HEAD") => {
+                    return self.device_list_request(requester);
+                }
+                None => return self.write_route(requester, req, body, false),
+            }
         }
         if req.path == "/api/v1/audit" && matches!(req.method.as_str(), "GET" | "HEAD") {
             let remote = conn.remote;
@@ -293,7 +362,7 @@ impl Reactor {
             && matches!(req.method.as_str(), "POST" | "DELETE")
         {
             let segments: Vec<&str> = rest.split('/').collect();
-            if matches!(segments.as_slice(), ["torrents", _] | ["torrents", _, _]) {
+            if super::approve::is_write(&req.method, &segments) {
                 let remote = conn.remote;
                 if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
                     return Routed::Now(Response::error(
@@ -311,9 +380,7 @@ impl Reactor {
                     actor,
                     source: Some(remote.ip()),
                 };
-                if let Some(routed) = self.manage_request(requester, req, &segments) {
-                    return routed;
-                }
+                return self.write_route(requester, req, body, false);
             }
         }
         Routed::Now(self.route_now(key, now, req, body))
@@ -743,7 +810,7 @@ impl Reactor {
     /// `POST /api/v1/torrents?path=REL` with a .torrent as the body: the torrent is added to the
     /// catalog (answered once committed: 201 with its info-hash) and seeded from
     /// `<content root>/REL`, a path checked like a torrent's own (no `..`, nothing absolute).
-    fn add_torrent_request(
+    pub(super) fn add_torrent_request(
         &mut self,
         requester: super::catalog::Requester,
         req: &Request,
@@ -797,11 +864,22 @@ impl Reactor {
             }
             Err(e) => return Routed::Now(json_error(400, "malformed", &e.to_string())),
         };
+        let (events, ids) = self.reports(
+            &requester,
+            vec![(
+                kind::TORRENT_ADDED,
+                json!({ "info_hash": meta.info_hash.to_hex() }),
+            )],
+        );
         match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
             request,
             torrent: Box::new(torrent),
+            events,
         }) {
-            Ok(id) => Routed::Later(id),
+            Ok(id) => {
+                self.remember_reports(id, ids);
+                Routed::Later(id)
+            }
             Err(_) => Routed::Now(json_error(503, "busy", "the catalog is busy; retry")),
         }
     }

@@ -162,8 +162,8 @@ fn parse_ca_pem(pem: &[u8]) -> Result<Vec<Certificate<'static>>, Option<String>>
     }
 }
 
-/// The trust roots: Mozilla's (webpki), plus `extra`.
-fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
+/// The trust roots: Mozilla's (webpki), plus `extra` (also the webhook sender's).
+pub(crate) fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
     if extra.is_empty() {
         return RootCerts::WebPki;
     }

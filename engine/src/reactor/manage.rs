@@ -141,11 +141,22 @@ impl Reactor {
             return Some(Routed::Now(state_response(ih, &self.state_of(&ih))));
         }
         let content_root = self.config.content_root.clone();
+        let (events, ids) = match action {
+            Action::Remove { delete_data } => self.reports(
+                &requester,
+                vec![(
+                    crate::events::kind::TORRENT_REMOVED,
+                    json!({ "delete_data": delete_data, "info_hash": ih.to_hex() }),
+                )],
+            ),
+            Action::Pause | Action::Resume => (Vec::new(), Vec::new()),
+        };
         let made = self.catalog_request(requester, |request| match action {
             Action::Remove { delete_data } => Command::Remove {
                 request,
                 id,
                 delete_data: if delete_data { content_root } else { None },
+                events,
             },
             Action::Pause => Command::SetState {
                 request,
@@ -156,7 +167,10 @@ impl Reactor {
             Action::Resume => Command::Resume { request, id },
         });
         Some(match made {
-            Ok(request) => Routed::Later(request),
+            Ok(request) => {
+                self.remember_reports(request, ids);
+                Routed::Later(request)
+            }
             Err(_) => Routed::Now(json_error(503, "busy", "the catalog is busy; retry")),
         })
     }
@@ -206,11 +220,14 @@ impl Reactor {
                 if let Some(ih) = ih {
                     self.stop_seeding(&ih);
                     self.idle.remove(&ih);
+                    let webhook_id =
+                        self.take_report(request, crate::events::kind::TORRENT_REMOVED);
                     self.emit_torrent_event(
                         crate::events::kind::TORRENT_REMOVED,
                         waiting.as_ref(),
                         ih,
                         json!({ "delete_data": deleted.is_some() }),
+                        webhook_id,
                     );
                 }
                 info!(torrent = %id, "removed");
@@ -278,6 +295,7 @@ impl Reactor {
                         waiting.as_ref(),
                         ih,
                         json!({}),
+                        None,
                     );
                 }
                 state_response(ih, &self.state_of(&ih))
@@ -309,6 +327,7 @@ impl Reactor {
                     waiting.as_ref(),
                     ih,
                     json!({}),
+                    None,
                 );
                 state_response(ih, &self.state_of(&ih))
             }

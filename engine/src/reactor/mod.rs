@@ -31,6 +31,7 @@ use crate::limits::READ_CHUNK_LEN;
 use crate::rate::TokenBucket;
 
 mod announcer;
+mod approve;
 pub(crate) mod catalog;
 mod conn;
 pub(crate) mod dht;
@@ -42,6 +43,7 @@ mod peer;
 mod summary;
 mod timers;
 
+pub(crate) use approve::device_json;
 pub(crate) use manage::{IdleTable, IdleTorrent};
 pub(crate) use summary::DEFAULT_SUMMARY_INTERVAL;
 mod torrent;
@@ -160,6 +162,8 @@ pub(crate) struct Reactor {
         crate::nostr::publisher::Publisher,
         std::sync::mpsc::Receiver<crate::nostr::publisher::NostrNotice>,
     )>,
+    /// Which API writes wait for a device's signature (`seednode run`; docs/approvals.md).
+    approvals: Option<crate::events::approvals::Policy>,
     /// Leechers that announced to the built-in tracker, to dial back when due (due time,
     /// address, info-hash).
     dial_backs: VecDeque<(Instant, SocketAddr, InfoHash)>,
@@ -336,6 +340,7 @@ impl Reactor {
             uploads: upload_file::UploadThreads::default(),
             webhooks: None,
             nostr: None,
+            approvals: None,
             dial_backs: VecDeque::new(),
             upload_limit: TokenBucket::new(start, config.upload_rate_bytes_per_sec),
             throttled: VecDeque::new(),

@@ -300,11 +300,23 @@ impl Reactor {
             actor: Some(actor.clone()),
             source: Some(remote.ip()),
         };
+        let (events, ids) = self.reports(
+            &requester,
+            vec![
+                (kind::TORRENT_ADDED, json!({ "info_hash": swarm.to_hex() })),
+                (
+                    kind::UPLOAD_COMPLETED,
+                    json!({ "surface": "upload", "info_hash": swarm.to_hex() }),
+                ),
+            ],
+        );
         match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
             request,
             torrent: Box::new(new),
+            events,
         }) {
             Ok(request) => {
+                self.remember_reports(request, ids);
                 let mut event = Event::new(kind::UPLOAD_STARTED, now_unix);
                 event.source = Some(remote.ip());
                 event.actor = Some(actor.to_string());
@@ -363,6 +375,7 @@ impl Reactor {
             let local = self.conns.get(requester.key).map(|c| c.local);
             let magnet = self.upload_magnet(ih, local);
             let mut event = Event::new(kind::UPLOAD_COMPLETED, unix_now());
+            event.webhook_id = self.take_report(request, kind::UPLOAD_COMPLETED);
             event.source = Some(remote.ip());
             event.actor = actor.map(str::to_owned);
             event.details = json!({

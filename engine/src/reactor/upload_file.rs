@@ -348,6 +348,9 @@ impl Reactor {
                     let mut event = match &outcome {
                         Ok(ih) => {
                             let mut e = Event::new(kind::UPLOAD_COMPLETED, unix_now());
+                            e.webhook_id = seednode_wire::InfoHash::from_text(ih)
+                                .ok()
+                                .and_then(|h| self.take_file_upload_report(&h));
                             e.details =
                                 json!({ "surface": "upload", "kind": "file", "info_hash": ih });
                             e
@@ -415,11 +418,24 @@ impl Reactor {
             actor: Some(owner.into()),
             source: Some(source.ip()),
         };
+        let ih = meta.info_hash.to_hex();
+        let (events, ids) = self.reports(
+            &requester,
+            vec![
+                (kind::TORRENT_ADDED, json!({ "info_hash": ih })),
+                (
+                    kind::UPLOAD_COMPLETED,
+                    json!({ "surface": "upload", "kind": "file", "info_hash": ih }),
+                ),
+            ],
+        );
         match self.catalog_request(requester, |request| crate::daemon::worker::Command::Add {
             request,
             torrent: Box::new(new),
+            events,
         }) {
             Ok(request) => {
+                self.remember_reports(request, ids);
                 self.uploads.waiters.insert(request, reply);
             }
             Err(_) => refuse(&reply, ErrorCode::Busy, "the catalog is busy; retry"),

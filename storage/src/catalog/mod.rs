@@ -45,6 +45,7 @@ use crate::limits::{
     CATALOG_BUSY_TIMEOUT_MS, CATALOG_JOURNAL_SIZE_LIMIT, MAX_SETTING_KEY_LEN, MAX_SETTING_VALUE_LEN,
 };
 
+mod approvals;
 mod audit;
 mod lookup;
 mod nostr;
@@ -55,6 +56,11 @@ mod tokens;
 mod torrents;
 mod writer;
 
+pub use approvals::{
+    Approval, ApprovalState, DEVICE_KEY_LEN, Device, MAX_APPROVAL_BODY_LEN, MAX_APPROVAL_FIELD_LEN,
+    MAX_APPROVAL_PATH_LEN, MAX_CHALLENGE_LEN, MAX_DEVICE_NAME_LEN, MAX_DEVICES,
+    MAX_FINISHED_APPROVALS, MAX_PENDING_APPROVALS,
+};
 pub use audit::{AuditRecord, MAX_AUDIT_DETAILS_LEN, MAX_AUDIT_QUERY_ROWS, MAX_AUDIT_ROWS};
 pub use lookup::{LookupFile, LookupMatch, MAX_LOOKUP_MATCHES, MatchedBy};
 pub use nostr::{
@@ -69,7 +75,7 @@ pub use outbox::{
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use tokens::{
     NewToken, Scopes, TOKEN_ID_LEN, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenError,
-    TokenInfo, TokenVerifier, presented_client, presented_token, unknown_token_delay,
+    TokenInfo, TokenVerifier, presented_client, presented_token, token_digest, unknown_token_delay,
 };
 pub use torrents::{
     FileCheck, FileRecord, NewFile, NewTorrent, Owner, TorrentStats, TorrentSummary,
@@ -165,6 +171,24 @@ pub enum CatalogError {
     /// The token table is full ([`MAX_TOKENS`](crate::limits::MAX_TOKENS)).
     #[error("too many tokens ({limit}); revoke and delete some first")]
     TooManyTokens {
+        /// The limit.
+        limit: usize,
+    },
+    /// The device table is full ([`MAX_DEVICES`]).
+    #[error("too many devices ({limit}); revoke and remove some first")]
+    TooManyDevices {
+        /// The limit.
+        limit: usize,
+    },
+    /// No device with this name or id.
+    #[error("no device {name}")]
+    NoSuchDevice {
+        /// The name asked for.
+        name: String,
+    },
+    /// [`MAX_PENDING_APPROVALS`] approvals wait already.
+    #[error("too many approvals pending ({limit}); decide or let some expire first")]
+    TooManyApprovals {
         /// The limit.
         limit: usize,
     },

@@ -26,7 +26,7 @@
 //! kept for inspection, the newest [`MAX_FINISHED_WEBHOOKS_PER_ENDPOINT`] per endpoint; older
 //! ones are deleted when a row finishes.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Catalog, CatalogError, check_text, from_sql_u64};
 
@@ -550,7 +550,7 @@ impl Catalog {
 /// [`Catalog::enqueue_webhooks`] inside a transaction the caller owns, so that a catalog
 /// method can queue the events reporting its change in the change's own transaction.
 pub(crate) fn enqueue_in(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     events: &[WebhookEvent],
     now_ms: i64,
 ) -> Result<EnqueueOutcome, CatalogError> {

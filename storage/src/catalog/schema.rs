@@ -180,8 +180,42 @@ CREATE INDEX nostr_outbox_due ON nostr_outbox (next_attempt_ms) WHERE state = 'p
 CREATE INDEX nostr_outbox_torrent ON nostr_outbox (info_hash);
 ";
 
+/// Schema version 8: out-of-band approvals (issue 13, docs/approvals.md). `devices` are the
+/// operator's Ed25519 public keys (RFC 8032); `approvals` are the critical API writes waiting
+/// for a device's signature over `challenge`, with the request to run (`method`, `path`,
+/// `body`, emptied once decided). An approval leaves `pending` once.
+const V8: &str = "
+CREATE TABLE devices (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE CHECK (length(CAST(name AS BLOB)) BETWEEN 1 AND 64),
+    public_key BLOB NOT NULL UNIQUE CHECK (length(public_key) = 32),
+    added_at   INTEGER NOT NULL,
+    revoked_at INTEGER
+) STRICT;
+
+CREATE TABLE approvals (
+    id         TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+    action     TEXT NOT NULL CHECK (length(action) BETWEEN 1 AND 256),
+    target     TEXT NOT NULL CHECK (length(CAST(target AS BLOB)) <= 256),
+    actor      TEXT CHECK (actor IS NULL OR length(actor) <= 64),
+    source     TEXT CHECK (source IS NULL OR length(source) <= 64),
+    challenge  BLOB NOT NULL CHECK (length(challenge) <= 1024),
+    method     TEXT NOT NULL CHECK (length(method) BETWEEN 1 AND 16),
+    path       TEXT NOT NULL CHECK (length(CAST(path AS BLOB)) <= 8192),
+    body       BLOB NOT NULL CHECK (length(body) <= 1048576),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    state      TEXT NOT NULL DEFAULT 'pending'
+               CHECK (state IN ('pending', 'granted', 'refused', 'expired')),
+    device_id  INTEGER REFERENCES devices (id) ON DELETE SET NULL,
+    decided_at INTEGER
+) STRICT;
+
+CREATE INDEX approvals_state ON approvals (state, created_at);
+";
+
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Newest schema version this binary knows: the number of migrations.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations

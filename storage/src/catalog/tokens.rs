@@ -17,6 +17,18 @@ use sha2::{Digest as _, Sha256};
 use super::{Catalog, CatalogError, check_text};
 use crate::limits::{MAX_TOKEN_LABEL_LEN, MAX_TOKENS};
 
+/// The public id and the stored SHA-256 of a token secret: what [`Catalog::create_token`]
+/// derives, for [`Catalog::create_token_hashed`]. The token string is
+/// `sn_<id>_<hex(secret)>`.
+#[must_use]
+pub fn token_digest(secret: &[u8; TOKEN_SECRET_LEN]) -> (String, [u8; 32]) {
+    let mut id_hash = Sha256::new();
+    id_hash.update(ID_DOMAIN);
+    id_hash.update(secret);
+    let id = hex(&id_hash.finalize()[..TOKEN_ID_LEN / 2]);
+    (id, Sha256::digest(secret).into())
+}
+
 /// What every token string starts with.
 pub const TOKEN_PREFIX: &str = "sn_";
 
@@ -389,12 +401,55 @@ impl Catalog {
                 reason: "empty",
             });
         }
+        let (id, hash) = token_digest(secret);
+        self.insert_hashed(kind, scopes, expires_at, label, &id, &hash, now)?;
+        let token = format!("{TOKEN_PREFIX}{id}_{}", hex(secret));
+        Ok(NewToken { id, token })
+    }
+
+    /// Creates an API token from its public id and the SHA-256 of its secret
+    /// ([`token_digest`]), for a token whose secret was handed out before the token may exist
+    /// (a `token.create` waiting for an approval: the secret is never stored, not even then).
+    ///
+    /// # Errors
+    /// As [`Catalog::create_token`]; [`CatalogError::Invalid`] for an id that is not
+    /// [`TOKEN_ID_LEN`] lowercase hex digits.
+    pub fn create_token_hashed(
+        &mut self,
+        id: &str,
+        hash: &[u8; 32],
+        scopes: Scopes,
+        expires_at: Option<i64>,
+        label: &str,
+        now: i64,
+    ) -> Result<(), CatalogError> {
+        if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(CatalogError::Invalid {
+                field: "token id",
+                reason: "not 12 lowercase hex digits",
+            });
+        }
+        self.insert_hashed("token", scopes, expires_at, label, id, hash, now)
+    }
+
+    #[allow(clippy::too_many_arguments)] // the row's columns
+    fn insert_hashed(
+        &mut self,
+        kind: &str,
+        scopes: Scopes,
+        expires_at: Option<i64>,
+        label: &str,
+        id: &str,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<(), CatalogError> {
+        if scopes.is_empty() {
+            return Err(CatalogError::Invalid {
+                field: "scopes",
+                reason: "empty",
+            });
+        }
         check_text("token label", label, MAX_TOKEN_LABEL_LEN)?;
-        let mut id_hash = Sha256::new();
-        id_hash.update(ID_DOMAIN);
-        id_hash.update(secret);
-        let id = hex(&id_hash.finalize()[..TOKEN_ID_LEN / 2]);
-        let hash: [u8; 32] = Sha256::digest(secret).into();
         let tx = self.write()?;
         let count: i64 = tx.query_row("SELECT count(*) FROM tokens", [], |row| row.get(0))?;
         if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_TOKENS {
@@ -414,8 +469,7 @@ impl Catalog {
             kind
         ])?;
         tx.commit()?;
-        let token = format!("{TOKEN_PREFIX}{id}_{}", hex(secret));
-        Ok(NewToken { id, token })
+        Ok(())
     }
 
     /// Checks a presented token at wall-clock time `now` (seconds since the Unix epoch): the

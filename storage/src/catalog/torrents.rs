@@ -427,6 +427,21 @@ impl Catalog {
     /// # Errors
     /// [`CatalogError::NoSuchTorrent`]; [`CatalogError::DiskFull`]; [`CatalogError::Sqlite`].
     pub fn remove_torrent(&mut self, id: TorrentId) -> Result<(), CatalogError> {
+        self.remove_torrent_reported(id, &[], 0)
+    }
+
+    /// [`Catalog::remove_torrent`], queueing `events` (the `torrent.removed` webhook events)
+    /// in the outbox in the removal's own transaction (due at `now_ms`).
+    ///
+    /// # Errors
+    /// As [`Catalog::remove_torrent`]; [`CatalogError::TooLong`] for an event out of bounds
+    /// (nothing is removed).
+    pub fn remove_torrent_reported(
+        &mut self,
+        id: TorrentId,
+        events: &[super::WebhookEvent],
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
         let tx = self.write()?;
         let n = tx
             .prepare_cached("DELETE FROM torrents WHERE id = ?1")?
@@ -434,6 +449,7 @@ impl Catalog {
         if n == 0 {
             return Err(CatalogError::NoSuchTorrent { id });
         }
+        super::outbox::enqueue_in(&tx, events, now_ms)?;
         tx.commit()?;
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use rusqlite::params;
 
 use super::torrents::insert_torrent;
-use super::{Catalog, CatalogError, NewTorrent, TorrentId, to_sql_u64};
+use super::{Catalog, CatalogError, NewTorrent, TorrentId, WebhookEvent, to_sql_u64};
 use crate::limits::MAX_ADDS_PER_TRANSACTION;
 
 /// Statistics to add to one torrent's totals ([`Catalog::add_stats`]).
@@ -137,16 +137,39 @@ impl Catalog {
         &mut self,
         torrents: &[NewTorrent],
     ) -> Result<Vec<Result<TorrentId, CatalogError>>, CatalogError> {
+        self.add_torrents_reported(torrents, &[], 0)
+    }
+
+    /// [`Catalog::add_torrents`], queueing `events[i]` (the webhook events reporting the
+    /// `i`-th add: `torrent.added`, `upload.completed`) in the outbox in that add's own
+    /// savepoint: an acknowledged add always has its events queued, a refused one never
+    /// (issue 13, "an event is committed to the outbox in the same transaction as the action
+    /// it reports"). `events` may be shorter than `torrents`; `now_ms` is when they are due.
+    ///
+    /// # Errors
+    /// As [`Catalog::add_torrents`]; an event out of bounds refuses its add
+    /// ([`CatalogError::TooLong`]).
+    pub fn add_torrents_reported(
+        &mut self,
+        torrents: &[NewTorrent],
+        events: &[Vec<WebhookEvent>],
+        now_ms: i64,
+    ) -> Result<Vec<Result<TorrentId, CatalogError>>, CatalogError> {
         let mut results = Vec::with_capacity(torrents.len());
+        let mut index = 0;
         for chunk in torrents.chunks(MAX_ADDS_PER_TRANSACTION) {
             let mut tx = self.write()?;
             for torrent in chunk {
+                let reports = events.get(index).map_or(&[][..], Vec::as_slice);
+                index += 1;
                 if let Err(e) = torrent.validate() {
                     results.push(Err(e));
                     continue;
                 }
                 let sp = tx.savepoint()?;
-                match insert_torrent(&sp, torrent) {
+                let inserted = insert_torrent(&sp, torrent)
+                    .and_then(|id| super::outbox::enqueue_in(&sp, reports, now_ms).map(|_| id));
+                match inserted {
                     Ok(id) => {
                         sp.commit()?;
                         results.push(Ok(id));

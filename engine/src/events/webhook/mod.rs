@@ -209,7 +209,8 @@ impl WebhookSubscriber {
 
 impl Subscriber for WebhookSubscriber {
     fn notify(&mut self, _now: Instant, event: &Event) -> Option<Event> {
-        if !self.wants(event.kind) {
+        // Already in the outbox, committed with the action it reports.
+        if event.webhook_id.is_some() || !self.wants(event.kind) {
             return None;
         }
         let Ok(id) = new_event_id(&self.rng) else {

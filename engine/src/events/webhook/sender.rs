@@ -95,6 +95,9 @@ pub(crate) struct SenderConfig {
     pub(crate) idle_poll: Duration,
     /// The host resolver ([`ssrf::system_resolve`]; a table in tests).
     pub(crate) resolve: ResolveFn,
+    /// Extra CA certificates trusted for `https://` endpoints, next to Mozilla's roots
+    /// (`webhook_ca` in the config: a private receiver's CA).
+    pub(crate) extra_roots: Vec<ureq::tls::Certificate<'static>>,
 }
 
 impl SenderConfig {
@@ -109,6 +112,7 @@ impl SenderConfig {
             retry_period: DEFAULT_WEBHOOK_RETRY_PERIOD,
             idle_poll: SENDER_IDLE_POLL_INTERVAL,
             resolve: ssrf::system_resolve,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -483,7 +487,13 @@ impl Sender {
             );
             let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
             let next = now_ms.saturating_add(delay_ms).min(deadline_ms);
-            tracing::debug!(endpoint = row.endpoint_id, event_id = %row.event_id, attempts, %error, "webhook attempt failed; retrying");
+            // The first failure of a row is worth a line (a refused certificate, a receiver
+            // down); its retries are not.
+            if attempts == 1 {
+                tracing::warn!(endpoint = row.endpoint_id, url = %row.url, event_id = %row.event_id, %error, "webhook attempt failed; retrying");
+            } else {
+                tracing::debug!(endpoint = row.endpoint_id, event_id = %row.event_id, attempts, %error, "webhook attempt failed; retrying");
+            }
             self.catalog
                 .mark_webhook_retry(row.id, next, &error.to_string())?;
             return Ok(());
@@ -518,7 +528,15 @@ impl Sender {
 fn http_error(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(t) => format!("timeout ({t})"),
-        ureq::Error::Io(io) => format!("io: {}", io.kind()),
+        // rustls reports a refused certificate as an I/O error carrying its own (`invalid peer
+        // certificate: UnknownIssuer`): say so, it is the operator's clue (`webhook_ca`).
+        ureq::Error::Io(io) => match io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => format!("TLS: {tls}"),
+            None => format!("io: {}", io.kind()),
+        },
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Rustls(tls) => format!("TLS: {tls}"),
         ureq::Error::BadUri(_) => "bad URL".into(),
@@ -569,6 +587,12 @@ fn agent_config(config: &SenderConfig) -> Config {
         .timeout_connect(Some(config.connect_timeout))
         .timeout_global(Some(config.request_timeout))
         .user_agent(concat!("seednode/", env!("CARGO_PKG_VERSION")))
+        // Certificates are checked (rustls, webpki): Mozilla's roots and `webhook_ca`.
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(crate::reactor::https::root_certs(&config.extra_roots))
+                .build(),
+        )
         .build()
 }
 
