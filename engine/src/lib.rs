@@ -12,5 +12,6 @@ pub mod bench;
 pub mod choker;
 pub mod dial;
 pub mod limits;
+pub mod nostr_auth;
 pub mod rate;
 pub mod session;
