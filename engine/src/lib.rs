@@ -9,6 +9,7 @@
 
 pub mod ban;
 pub mod bench;
+pub mod blossom;
 pub mod choker;
 pub mod dial;
 pub mod limits;

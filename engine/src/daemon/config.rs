@@ -94,6 +94,32 @@ pub(crate) struct Config {
     /// The token the companion commands (`seednode add|list|remove|pause|resume`) present to
     /// the node's API; the node itself never reads it. Keep the file private if set.
     pub(crate) api_token: Option<String>,
+    /// `[nostr]`: public keys granted scopes (`[[nostr.pubkey]]`, NIP-98 and Blossom).
+    pub(crate) nostr: NostrConfig,
+}
+
+/// The `[nostr]` table.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NostrConfig {
+    /// Public keys granted scopes, like tokens (`docs/blossom.md`, `docs/api.md`).
+    pub(crate) pubkey: Vec<NostrPubkeyConfig>,
+}
+
+/// One `[[nostr.pubkey]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NostrPubkeyConfig {
+    /// `npub1…` (NIP-19) or 64 hex digits.
+    pub(crate) npub: String,
+    /// Scopes, as tokens carry them: `read`, `metrics`, `upload`, `admin`.
+    pub(crate) scopes: Vec<String>,
+    /// Most torrents (blobs) this key may have in the catalog; absent for no cap.
+    #[serde(default)]
+    pub(crate) quota_torrents: Option<u64>,
+    /// Most payload bytes over this key's torrents; absent for no cap.
+    #[serde(default)]
+    pub(crate) quota_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -126,6 +152,7 @@ impl Default for Config {
             lockout_secs: crate::events::lockout::DEFAULT_LOCKOUT.as_secs(),
             api_token: None,
             webhook: Vec::new(),
+            nostr: NostrConfig::default(),
         }
     }
 }

@@ -591,6 +591,11 @@ impl Reactor {
                         }
                         http::Parsed::Request(request) => {
                             let _ = conn.rbuf.split_to(request.head_len);
+                            if request.method == "PUT" && request.path == "/upload" {
+                                // Blossom: the body is streamed to disk off the loop.
+                                self.blossom_put(key, now, request, served);
+                                return Ok(false);
+                            }
                             if request.content_length > 0 {
                                 if let Err(refused) = self.check_body(key, &request) {
                                     self.refuse(key, now, refused, served);

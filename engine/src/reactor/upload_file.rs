@@ -90,12 +90,12 @@ pub(crate) enum UploadEvent {
 
 /// The loop's side of the upload threads.
 pub(crate) struct UploadThreads {
-    active: usize,
+    pub(super) active: usize,
     /// Uploads running now (a resume of one of them is refused: one writer per file).
-    ids: std::collections::HashSet<UploadId>,
+    pub(super) ids: std::collections::HashSet<UploadId>,
     /// Uploads running now per owner (token or client id).
-    owners: std::collections::HashMap<String, usize>,
-    tx: Sender<UploadEvent>,
+    pub(super) owners: std::collections::HashMap<String, usize>,
+    pub(super) tx: Sender<UploadEvent>,
     rx: Receiver<UploadEvent>,
     /// Catalog requests of stored uploads, with the way back to their thread.
     waiters: std::collections::HashMap<u64, SyncSender<Reply>>,
@@ -294,7 +294,7 @@ impl Reactor {
 
     /// Takes connection `key` out of the loop (deregistered, its accounting undone) and returns
     /// its socket in blocking mode with the bytes already received.
-    fn detach(&mut self, key: usize) -> Option<(std::net::TcpStream, bytes::BytesMut)> {
+    pub(super) fn detach(&mut self, key: usize) -> Option<(std::net::TcpStream, bytes::BytesMut)> {
         // Uploads over uTP are refused before they get here (uTP carries peer wire only).
         if self.conns.get(key).is_none_or(|c| c.transport.is_utp()) {
             return None;
