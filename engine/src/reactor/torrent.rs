@@ -450,9 +450,7 @@ impl Reactor {
         let uploaded = slot.uploaded;
         let gone = slot.torrent.info_hash;
         self.blobs.retain(|_, b| b.info_hash != gone);
-        let Some(slot) = self.torrents.get_mut(index) else {
-            return None;
-        };
+        let slot = self.torrents.get_mut(index)?;
         let hashes: Vec<InfoHash> = std::iter::once(slot.torrent.info_hash)
             .chain(slot.torrent.aliases.iter().copied())
             .collect();
