@@ -12,6 +12,7 @@ pub mod bench;
 pub mod blossom;
 pub mod choker;
 pub mod dial;
+pub mod fuzzing;
 pub mod limits;
 pub mod nostr_auth;
 pub mod rate;
