@@ -51,6 +51,9 @@ pub(crate) struct Request {
     pub(crate) x_content_length: Option<String>,
     /// `X-Content-Type` (Blossom BUD-06).
     pub(crate) x_content_type: Option<String>,
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for `100 Continue` before
+    /// sending the body (curl does for bodies over 1 MiB). Acted on by Blossom `PUT /upload`.
+    pub(crate) expect_continue: bool,
     /// The client asked to close after this response (`Connection: close`, or HTTP/1.0 without
     /// `keep-alive`).
     pub(crate) close: bool,
@@ -155,6 +158,10 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed {
                 continue;
             }
             "transfer-encoding" => return Parsed::Reject(411),
+            "expect" => {
+                out.expect_continue = value.eq_ignore_ascii_case("100-continue");
+                continue;
+            }
             "connection" => {
                 let v = value.to_ascii_lowercase();
                 if v.split(',').any(|t| t.trim() == "close") {

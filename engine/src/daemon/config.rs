@@ -287,6 +287,35 @@ mod tests {
     }
 
     #[test]
+    fn nostr_pubkeys_parse_into_grants() {
+        let c = Config::parse(
+            "[[nostr.pubkey]]\nnpub = \"npub180cvv07tjdrrgpa0j7j7tmnyl2yr6yr7l8j4s3evf6u64th6gkwsyjh6w6\"\n\
+             scopes = [\"read\", \"upload\"]\nquota_bytes = 10\n",
+            "f",
+        )
+        .unwrap();
+        let grants = crate::reactor::blossom::grants(&c.nostr.pubkey).unwrap();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(
+            seednode::nostr_auth::hex(&grants[0].pubkey),
+            "3bf0c63fcb93463407af97a5e5ee64fa883d107ef9e558472c4eb9aaaefa459d"
+        );
+        assert_eq!(grants[0].max_bytes, Some(10));
+        let bad = Config::parse(
+            "[[nostr.pubkey]]\nnpub = \"npub1x\"\nscopes = [\"read\"]\n",
+            "f",
+        )
+        .unwrap();
+        assert!(crate::reactor::blossom::grants(&bad.nostr.pubkey).is_err());
+        let scope = Config::parse(
+            "[[nostr.pubkey]]\nnpub = \"3bf0c63fcb93463407af97a5e5ee64fa883d107ef9e558472c4eb9aaaefa459d\"\nscopes = [\"root\"]\n",
+            "f",
+        )
+        .unwrap();
+        assert!(crate::reactor::blossom::grants(&scope.nostr.pubkey).is_err());
+    }
+
+    #[test]
     fn an_unknown_key_is_named_with_its_line() {
         let e = Config::parse("listen = \":7000\"\nmax_conections = 5\n", "f.toml").unwrap_err();
         assert!(e.contains("max_conections"), "{e}");

@@ -645,9 +645,17 @@ impl Reactor {
             Ok(plan) => plan,
             Err(refusal) => {
                 let length = request.blob_length.unwrap_or(0);
+                if request.expect_continue && length > 0 {
+                    // The client waits for `100 Continue` before the body: refuse at once.
+                    let refusal = match self.upload_plan(&request, remote, true) {
+                        Err(r) => r,
+                        Ok(_) => refusal,
+                    };
+                    self.refuse(key, now, refusal, served);
+                    return;
+                }
                 if length == 0 {
-                    let _ = self.upload_plan(&request, remote, true);
-                    self.stats.http_requests += 1;
+                    // No body: answered (and recorded) by the router, connection kept.
                     self.respond(key, now, &request, &[], served);
                     return;
                 }
@@ -677,11 +685,10 @@ impl Reactor {
         let existing = self
             .blobs
             .get(&plan.sha256)
-            .map(|b| self.descriptor(&plan.sha256, b, &base));
-        if existing.is_none()
-            && (self.uploads.active >= MAX_CONCURRENT_UPLOADS
-                || self.uploads.owners.get(&plan.pubkey).copied().unwrap_or(0)
-                    >= MAX_UPLOADS_PER_OWNER)
+            .map(|b| (b.info_hash, self.descriptor(&plan.sha256, b, &base)));
+        // A body read and dropped holds a thread too: it counts as an upload.
+        if self.uploads.active >= MAX_CONCURRENT_UPLOADS
+            || self.uploads.owners.get(&plan.pubkey).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER
         {
             let r = blossom_error(503, "too many uploads at once; retry later")
                 .header("Retry-After", "5");
@@ -710,10 +717,10 @@ impl Reactor {
             return;
         };
         self.stats.http_requests += 1;
+        self.uploads.active += 1;
+        *self.uploads.owners.entry(plan.pubkey.clone()).or_insert(0) += 1;
+        self.uploads.ids.insert(upload_id);
         if existing.is_none() {
-            self.uploads.active += 1;
-            *self.uploads.owners.entry(plan.pubkey.clone()).or_insert(0) += 1;
-            self.uploads.ids.insert(upload_id);
             let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
             event.source = Some(remote.ip());
             event.actor = Some(plan.pubkey.clone());
@@ -726,8 +733,8 @@ impl Reactor {
             });
             self.events.emit(now, &event);
         }
-        let counted = existing.is_none();
         let job = BlobJob {
+            expect_continue: request.expect_continue,
             stream,
             leftover,
             plan,
@@ -742,15 +749,13 @@ impl Reactor {
         let owner = job.plan.pubkey.clone();
         let spawned = std::thread::Builder::new()
             .name("blossom-upload".into())
-            .spawn(move || run(job, counted));
+            .spawn(move || run(job));
         if let Err(e) = spawned {
             warn!(error = %e, "blossom upload thread not started");
-            if counted {
-                self.uploads.active = self.uploads.active.saturating_sub(1);
-                self.uploads.ids.remove(&upload_id);
-                if let Some(n) = self.uploads.owners.get_mut(&owner) {
-                    *n = n.saturating_sub(1);
-                }
+            self.uploads.active = self.uploads.active.saturating_sub(1);
+            self.uploads.ids.remove(&upload_id);
+            if let Some(n) = self.uploads.owners.get_mut(&owner) {
+                *n = n.saturating_sub(1);
             }
         }
     }
@@ -825,6 +830,8 @@ fn ext_static(ext: &str) -> &'static str {
 
 /// Everything a Blossom upload thread needs.
 struct BlobJob {
+    /// The client waits for `100 Continue` before sending the body.
+    expect_continue: bool,
     stream: std::net::TcpStream,
     leftover: bytes::BytesMut,
     plan: UploadPlan,
@@ -832,8 +839,8 @@ struct BlobJob {
     source: SocketAddr,
     content_root: PathBuf,
     base: String,
-    /// The blob is already here: read the body, answer this descriptor.
-    existing: Option<serde_json::Value>,
+    /// The blob is already here (its torrent and descriptor): read the body, answer this.
+    existing: Option<(InfoHash, serde_json::Value)>,
     events: Sender<UploadEvent>,
     waker: Arc<Waker>,
 }
@@ -850,14 +857,17 @@ fn write_response(stream: &mut std::net::TcpStream, response: Response) {
     let _ = stream.flush();
 }
 
-/// The upload thread: stream, hash, store, commit, answer. `counted`: the upload holds one of
-/// the loop's upload slots (released by the `Finished` event).
-fn run(mut job: BlobJob, counted: bool) {
+/// The upload thread: stream, hash, store, commit, answer; then release its upload slot (the
+/// `Finished` event).
+fn run(mut job: BlobJob) {
+    if job.expect_continue {
+        let _ = job.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
     let (response, outcome) = match job.existing.take() {
-        Some(descriptor) => match drain(&mut job) {
+        Some((info_hash, descriptor)) => match drain(&mut job) {
             Ok(()) => (
                 Some(cors(super::front::json_response(200, &descriptor))),
-                Ok(String::new()),
+                Ok(info_hash.to_hex()),
             ),
             Err(()) => (
                 None,
@@ -873,15 +883,13 @@ fn run(mut job: BlobJob, counted: bool) {
         write_response(&mut job.stream, response);
     }
     let _ = job.stream.shutdown(std::net::Shutdown::Both);
-    if counted {
-        let _ = job.events.send(UploadEvent::Finished {
-            upload_id: job.upload_id,
-            source: job.source,
-            owner: job.plan.pubkey.clone(),
-            outcome,
-        });
-        let _ = job.waker.wake();
-    }
+    let _ = job.events.send(UploadEvent::Finished {
+        upload_id: job.upload_id,
+        source: job.source,
+        owner: job.plan.pubkey.clone(),
+        outcome,
+    });
+    let _ = job.waker.wake();
 }
 
 /// Reads and drops the body (a blob the node has already).

@@ -114,6 +114,20 @@ const lie = await request('PUT', '/upload', {
 });
 check('body not matching X-SHA-256 is 409', lie.status === 409, `(${lie.status})`);
 check('nothing kept after 409', (await request('HEAD', `/${sha(Buffer.from('other'))}`)).status === 404);
+// `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the node answers 100 first.
+const big2 = randomBytes(3 * 1024 * 1024);
+const expectOk = await new Promise((resolve, reject) => {
+  const auth = header(finalizeEvent(draft([['t', 'upload'], ['x', sha(big2)], ['expiration', String(now() + 600)]]), sk));
+  const req = http.request({ host: url.hostname, port: url.port, method: 'PUT', path: '/upload', agent: false, timeout: 20000,
+    headers: { Authorization: auth, 'X-SHA-256': sha(big2), 'Content-Length': String(big2.length), Expect: '100-continue' } }, (res) => {
+    res.resume(); res.on('end', () => resolve({ status: res.statusCode, continued }));
+  });
+  let continued = false;
+  req.on('continue', () => { continued = true; req.end(big2); });
+  req.on('timeout', () => req.destroy(new Error('timeout')));
+  req.on('error', reject);
+});
+check('Expect: 100-continue gets 100, then 201', expectOk.continued && expectOk.status === 201, JSON.stringify(expectOk));
 // BUD-06 preflight with a valid token: 200; over the key's quota: 413.
 const pre = await request('HEAD', '/upload', { headers: { Authorization: header(finalizeEvent(draft(good), sk)), 'X-SHA-256': bodyHash, 'X-Content-Length': '1024', 'X-Content-Type': 'application/octet-stream' } });
 check('HEAD /upload with a valid token is 200', pre.status === 200, `(${pre.status})`);
