@@ -888,6 +888,7 @@ fn run(mut job: BlobJob) {
         source: job.source,
         owner: job.plan.pubkey.clone(),
         outcome,
+        surface: "blossom",
     });
     let _ = job.waker.wake();
 }

@@ -85,6 +85,8 @@ pub(crate) enum UploadEvent {
         owner: String,
         /// What happened, for the `upload.completed` / `upload.rejected` event.
         outcome: Result<String, (ErrorCode, String)>,
+        /// The surface, for the event: `upload` (`UPLOAD_FILE`) or `blossom`.
+        surface: &'static str,
     },
 }
 
@@ -336,6 +338,7 @@ impl Reactor {
                     source,
                     owner,
                     outcome,
+                    surface,
                 } => {
                     self.uploads.active = self.uploads.active.saturating_sub(1);
                     self.uploads.ids.remove(&upload_id);
@@ -349,12 +352,12 @@ impl Reactor {
                         Ok(ih) => {
                             let mut e = Event::new(kind::UPLOAD_COMPLETED, unix_now());
                             e.details =
-                                json!({ "surface": "upload", "kind": "file", "info_hash": ih });
+                                json!({ "surface": surface, "kind": "file", "info_hash": ih });
                             e
                         }
                         Err((code, reason)) => {
                             let mut e = Event::new(kind::UPLOAD_REJECTED, unix_now());
-                            e.details = json!({ "surface": "upload", "kind": "file",
+                            e.details = json!({ "surface": surface, "kind": "file",
                                 "code": code.as_str(), "reason": reason });
                             e
                         }
@@ -517,6 +520,7 @@ fn run(mut job: Job) {
         source: job.source,
         owner: job.owner.clone(),
         outcome: result,
+        surface: "upload",
     });
     let _ = job.waker.wake();
 }
