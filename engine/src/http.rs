@@ -38,8 +38,22 @@ pub(crate) struct Request {
     pub(crate) if_range: Option<String>,
     /// `Content-Type`.
     pub(crate) content_type: Option<String>,
-    /// Body length from `Content-Length` (0 when absent).
+    /// Body length from `Content-Length` (0 when absent). For `PUT /upload` (Blossom), whose
+    /// body is streamed to disk rather than buffered, it stays 0 and the length is in
+    /// [`Request::blob_length`].
     pub(crate) content_length: usize,
+    /// `Content-Length` of a Blossom `PUT /upload`, up to [`seednode::blossom::MAX_BLOB_LEN`];
+    /// `None` when absent (and for every other request).
+    pub(crate) blob_length: Option<u64>,
+    /// `X-SHA-256` (Blossom BUD-02, BUD-06).
+    pub(crate) x_sha256: Option<String>,
+    /// `X-Content-Length` (Blossom BUD-06).
+    pub(crate) x_content_length: Option<String>,
+    /// `X-Content-Type` (Blossom BUD-06).
+    pub(crate) x_content_type: Option<String>,
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for `100 Continue` before
+    /// sending the body (curl does for bodies over 1 MiB). Acted on by Blossom `PUT /upload`.
+    pub(crate) expect_continue: bool,
     /// The client asked to close after this response (`Connection: close`, or HTTP/1.0 without
     /// `keep-alive`).
     pub(crate) close: bool,
@@ -121,11 +135,22 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed {
             "range" => &mut out.range,
             "if-range" => &mut out.if_range,
             "content-type" => &mut out.content_type,
+            "x-sha-256" => &mut out.x_sha256,
+            "x-content-length" => &mut out.x_content_length,
+            "x-content-type" => &mut out.x_content_type,
             "content-length" => {
                 lengths += 1;
                 let Ok(n) = value.parse::<u64>() else {
                     return Parsed::Reject(400);
                 };
+                if out.method == "PUT" && out.path == "/upload" {
+                    // Streamed to disk by the Blossom upload thread, never buffered.
+                    if n > seednode::blossom::MAX_BLOB_LEN {
+                        return Parsed::Reject(413);
+                    }
+                    out.blob_length = Some(n);
+                    continue;
+                }
                 if n > MAX_HTTP_BODY_LEN as u64 {
                     return Parsed::Reject(413);
                 }
@@ -133,6 +158,10 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed {
                 continue;
             }
             "transfer-encoding" => return Parsed::Reject(411),
+            "expect" => {
+                out.expect_continue = value.eq_ignore_ascii_case("100-continue");
+                continue;
+            }
             "connection" => {
                 let v = value.to_ascii_lowercase();
                 if v.split(',').any(|t| t.trim() == "close") {
@@ -165,6 +194,9 @@ fn is_read_header(name: &str) -> bool {
         "content-type",
         "content-length",
         "connection",
+        "x-sha-256",
+        "x-content-length",
+        "x-content-type",
     ]
     .iter()
     .any(|h| name.eq_ignore_ascii_case(h))

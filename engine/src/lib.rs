@@ -9,9 +9,12 @@
 
 pub mod ban;
 pub mod bench;
+pub mod blossom;
 pub mod choker;
 pub mod dial;
+pub mod fuzzing;
 pub mod limits;
+pub mod nostr_auth;
 pub mod nostr_msg;
 pub mod rate;
 pub mod session;

@@ -377,3 +377,21 @@ fn well_behaved_seeds_are_served() {
         assert_eq!(outcome.served, expected, "{}: {outcome:?}", seed.name);
     }
 }
+
+/// The `nostr_blossom` target's seed corpus (`fuzz/corpus/nostr_blossom/`): every seed runs
+/// through [`seednode::fuzzing::nostr_blossom`] without a panic, and the known-good NIP-98
+/// event among them still decodes and verifies.
+#[test]
+fn nostr_blossom_corpus_replays() {
+    let seeds = corpus_files::corpus(env!("CARGO_MANIFEST_DIR"), "nostr_blossom");
+    for (_, data) in &seeds {
+        seednode::fuzzing::nostr_blossom(data);
+    }
+    let (_, good) = seeds
+        .iter()
+        .find(|(name, _)| name == "header-nip98-std")
+        .expect("the NIP-98 seed");
+    let header = std::str::from_utf8(&good[1..]).unwrap();
+    let ev = seednode::nostr_auth::decode_header(header).unwrap();
+    seednode::nostr_auth::verify_event(&ev).unwrap();
+}

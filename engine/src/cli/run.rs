@@ -411,6 +411,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
         allowed_hosts: config.allowed_hosts.clone(),
         content_root: Some(dir.join("data")),
         lockout: Duration::from_secs(config.lockout_secs),
+        nostr_pubkeys: crate::reactor::blossom::grants(&config.nostr.pubkey)?,
     };
     let tracker = Tracker::with_secret(TrackerConfig::default(), Instant::now(), random_secret());
     let dht = if config.dht {

@@ -381,6 +381,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         access_list: None,
         secret: random_secret(),
         allowed_hosts: Vec::new(),
+        nostr_pubkeys: Vec::new(),
         content_root: None,
         lockout: crate::events::lockout::DEFAULT_LOCKOUT,
     };

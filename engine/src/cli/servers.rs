@@ -56,6 +56,7 @@ pub(crate) fn tracker(args: &TrackerArgs) -> Result<(), CliError> {
         access_list: access_list.clone(),
         secret: random_secret(),
         allowed_hosts: Vec::new(),
+        nostr_pubkeys: Vec::new(),
         content_root: None,
         lockout: crate::events::lockout::DEFAULT_LOCKOUT,
     };
@@ -106,6 +107,7 @@ pub(crate) fn dht_node(args: &DhtNodeArgs) -> Result<(), CliError> {
         access_list: None,
         secret: random_secret(),
         allowed_hosts: Vec::new(),
+        nostr_pubkeys: Vec::new(),
         content_root: None,
         lockout: crate::events::lockout::DEFAULT_LOCKOUT,
     };

@@ -120,6 +120,25 @@ pub(crate) struct NostrConfig {
     pub(crate) retry_period_secs: u64,
     /// Seconds of the connect, read and write timeouts with a relay (1 to 60).
     pub(crate) timeout_secs: u64,
+    /// Public keys granted scopes, like tokens (`[[nostr.pubkey]]`: NIP-98 signed API
+    /// requests and Blossom, `docs/blossom.md`, `docs/api.md`).
+    pub(crate) pubkey: Vec<NostrPubkeyConfig>,
+}
+
+/// One `[[nostr.pubkey]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NostrPubkeyConfig {
+    /// `npub1…` (NIP-19) or 64 hex digits.
+    pub(crate) npub: String,
+    /// Scopes, as tokens carry them: `read`, `metrics`, `upload`, `admin`.
+    pub(crate) scopes: Vec<String>,
+    /// Most torrents (blobs) this key may have in the catalog; absent for no cap.
+    #[serde(default)]
+    pub(crate) quota_torrents: Option<u64>,
+    /// Most payload bytes over this key's torrents; absent for no cap.
+    #[serde(default)]
+    pub(crate) quota_bytes: Option<u64>,
 }
 
 impl Default for NostrConfig {
@@ -130,6 +149,7 @@ impl Default for NostrConfig {
             topics: Vec::new(),
             retry_period_secs: crate::nostr::publisher::DEFAULT_NOSTR_RETRY_PERIOD.as_secs(),
             timeout_secs: crate::nostr::publisher::DEFAULT_NOSTR_TIMEOUT.as_secs(),
+            pubkey: Vec::new(),
         }
     }
 }
@@ -385,6 +405,35 @@ mod tests {
             },
             Config::default()
         );
+    }
+
+    #[test]
+    fn nostr_pubkeys_parse_into_grants() {
+        let c = Config::parse(
+            "[[nostr.pubkey]]\nnpub = \"npub180cvv07tjdrrgpa0j7j7tmnyl2yr6yr7l8j4s3evf6u64th6gkwsyjh6w6\"\n\
+             scopes = [\"read\", \"upload\"]\nquota_bytes = 10\n",
+            "f",
+        )
+        .unwrap();
+        let grants = crate::reactor::blossom::grants(&c.nostr.pubkey).unwrap();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(
+            seednode::nostr_auth::hex(&grants[0].pubkey),
+            "3bf0c63fcb93463407af97a5e5ee64fa883d107ef9e558472c4eb9aaaefa459d"
+        );
+        assert_eq!(grants[0].max_bytes, Some(10));
+        let bad = Config::parse(
+            "[[nostr.pubkey]]\nnpub = \"npub1x\"\nscopes = [\"read\"]\n",
+            "f",
+        )
+        .unwrap();
+        assert!(crate::reactor::blossom::grants(&bad.nostr.pubkey).is_err());
+        let scope = Config::parse(
+            "[[nostr.pubkey]]\nnpub = \"3bf0c63fcb93463407af97a5e5ee64fa883d107ef9e558472c4eb9aaaefa459d\"\nscopes = [\"root\"]\n",
+            "f",
+        )
+        .unwrap();
+        assert!(crate::reactor::blossom::grants(&scope.nostr.pubkey).is_err());
     }
 
     #[test]

@@ -49,6 +49,20 @@ pub(crate) struct Loaded {
     pub(crate) tiers: Vec<Vec<String>>,
     /// Pieces to re-verify before serving them; `None` when every file is as recorded.
     pub(crate) recheck: Option<RecheckPlan>,
+    /// A single-file torrent whose file's SHA-256 the catalog records is a Blossom blob
+    /// (`docs/blossom.md`): its hash, owner and time added.
+    pub(crate) blob: Option<BlobRecord>,
+}
+
+/// What the Blossom index keeps of a catalog torrent that is a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BlobRecord {
+    /// The file's SHA-256.
+    pub(crate) sha256: [u8; 32],
+    /// Who added it (a token, client or Nostr public key id).
+    pub(crate) owner: Option<String>,
+    /// When, seconds since the Unix epoch.
+    pub(crate) added_at: i64,
 }
 
 /// The API's entry for catalog torrent `t`, which does not seed (its state says why): its
@@ -92,6 +106,21 @@ pub(crate) enum Start {
 /// The catalog cannot be read, or its metainfo does not parse (worded for logs).
 pub(crate) fn load(catalog: &Catalog, id: TorrentId, data_path: &Path) -> Result<Start, String> {
     let files = catalog.files(id).map_err(|e| e.to_string())?;
+    let blob = match files.as_slice() {
+        [file] => match file.sha256 {
+            Some(sha256) => {
+                let (owner, added_at) =
+                    catalog.owner_and_added_at(id).map_err(|e| e.to_string())?;
+                Some(BlobRecord {
+                    sha256,
+                    owner,
+                    added_at,
+                })
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let observed = resume::observe(data_path, &files);
     let bytes = catalog.metainfo(id).map_err(|e| e.to_string())?;
     let meta = Metainfo::from_bytes(&bytes).map_err(|e| format!("stored metainfo: {e}"))?;
@@ -126,5 +155,6 @@ pub(crate) fn load(catalog: &Catalog, id: TorrentId, data_path: &Path) -> Result
         torrent,
         tiers,
         recheck,
+        blob,
     })))
 }

@@ -117,7 +117,7 @@ pub(crate) struct LockoutSubscriber(pub(crate) Rc<RefCell<Lockout>>);
 
 impl Subscriber for LockoutSubscriber {
     fn notify(&mut self, now: Instant, event: &Event) -> Option<Event> {
-        if event.kind != kind::AUTH_FAILED {
+        if event.kind != kind::AUTH_FAILED && event.kind != kind::NOSTR_AUTH_FAILED {
             return None;
         }
         let ip = event.source?;

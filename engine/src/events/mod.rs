@@ -26,6 +26,12 @@ pub(crate) mod kind {
     /// A valid bearer token was used for something its scopes do not allow (not counted by
     /// the lockout: the holder authenticated).
     pub(crate) const AUTH_DENIED: &str = "auth.oauth.denied";
+    /// A Nostr-signed request (NIP-98, Blossom BUD-11) was refused: undecodable, bad
+    /// signature, stale, not matching the request, or a pubkey without the scope. Counted by
+    /// the lockout like `auth.oauth.failed`.
+    pub(crate) const NOSTR_AUTH_FAILED: &str = "auth.nostr.failed";
+    /// A Nostr-signed request was accepted for a write (NIP-98 or a Blossom upload/delete).
+    pub(crate) const NOSTR_AUTH_SUCCESS: &str = "auth.nostr.success";
     /// An address was locked out after too many failed authentications.
     pub(crate) const AUTH_LOCKOUT: &str = "auth.lockout";
     /// An upload request was accepted for processing (token and request checked).

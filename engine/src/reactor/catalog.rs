@@ -230,10 +230,11 @@ impl Reactor {
 
     /// Who adds a torrent on behalf of token or client `actor`, with its quota.
     pub(crate) fn owner_of(&self, actor: &str) -> seednode_storage::catalog::Owner {
-        let (max_torrents, max_bytes) = self
-            .tokens
-            .as_ref()
-            .map_or((None, None), |t| t.quota(actor));
+        let (max_torrents, max_bytes) = self.nostr_quota(actor).unwrap_or_else(|| {
+            self.tokens
+                .as_ref()
+                .map_or((None, None), |t| t.quota(actor))
+        });
         seednode_storage::catalog::Owner {
             id: actor.to_owned(),
             max_torrents,
@@ -352,6 +353,7 @@ impl Reactor {
             torrent,
             mut tiers,
             recheck,
+            blob,
         } = loaded;
         if let Some(link) = &self.catalog {
             for tier in &mut tiers {
@@ -371,7 +373,12 @@ impl Reactor {
             piece_check: std::sync::Arc::clone(&torrent.piece_check),
             plan,
         });
+        let name = torrent.name.clone();
+        let size = torrent.total_length;
         let index = self.add_torrent(torrent);
+        if let Some(blob) = blob {
+            self.index_blob(info_hash, &name, size, blob);
+        }
         if let Some(slot) = self.torrents.get_mut(index)
             && let Some(job) = &job
         {

@@ -595,6 +595,13 @@ impl Reactor {
                         }
                         http::Parsed::Request(request) => {
                             let _ = conn.rbuf.split_to(request.head_len);
+                            if request.method == "PUT" && request.path == "/upload" {
+                                // Blossom: the body is streamed to disk off the loop (or,
+                                // refused, read or dropped); the loop goes on with the
+                                // connection's new state, if it is still here.
+                                self.blossom_put(key, now, request, served);
+                                continue;
+                            }
                             if request.content_length > 0 {
                                 if let Err(refused) = self.check_body(key, &request) {
                                     self.refuse(key, now, refused, served);

@@ -10,7 +10,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use seednode_storage::catalog::Scopes;
 use seednode_wire::InfoHash;
 use seednode_wire::magnet::MagnetLink;
@@ -21,7 +20,7 @@ use super::Reactor;
 use super::conn::ConnState;
 use super::torrent::TorrentSlot;
 use crate::events::kind;
-use crate::front_door::{self, RangeAsk};
+use crate::front_door;
 use crate::http::{self, Body, Request, Response};
 
 /// What an API request needs (RFC 6750 scopes, as tokens carry them).
@@ -38,7 +37,7 @@ pub(super) enum Need {
 }
 
 impl Need {
-    const fn scopes(self) -> Scopes {
+    pub(super) const fn scopes(self) -> Scopes {
         match self {
             Self::Read => Scopes::READ,
             Self::Metrics => Scopes::METRICS,
@@ -154,7 +153,7 @@ impl Reactor {
             ));
         }
         let remote = conn.remote;
-        self.authorize(request, remote, Need::Upload, false)
+        self.authorize(request, remote, Need::Upload, false, None)
             .map(drop)
     }
 
@@ -244,6 +243,9 @@ impl Reactor {
             return Routed::Now(Response::error(503, ""));
         };
         let generation = conn.generation;
+        if let Some(blossom) = seednode::blossom::route(&req.method, &req.path) {
+            return self.blossom(key, req, blossom);
+        }
         if let Some(rest) = req.path.strip_prefix("/api/v1/")
             && req.method == "POST"
             && rest == "torrents"
@@ -255,7 +257,7 @@ impl Reactor {
                     "this Host is not one the node answers to",
                 ));
             }
-            let actor = match self.authorize(req, remote, Need::Upload, true) {
+            let actor = match self.authorize(req, remote, Need::Upload, true, Some(body)) {
                 Ok(actor) => actor,
                 Err(refused) => return Routed::Now(refused),
             };
@@ -292,11 +294,13 @@ impl Reactor {
                     }
                     None
                 }
-                (None, "GET" | "HEAD") => match self.authorize(req, remote, Need::Write, false) {
-                    Ok(actor) => actor,
-                    Err(refused) => return Routed::Now(refused),
-                },
-                (None, _) => match self.authorize(req, remote, Need::Write, true) {
+                (None, "GET" | "HEAD") => {
+                    match self.authorize(req, remote, Need::Write, false, Some(body)) {
+                        Ok(actor) => actor,
+                        Err(refused) => return Routed::Now(refused),
+                    }
+                }
+                (None, _) => match self.authorize(req, remote, Need::Write, true, Some(body)) {
                     Ok(actor) => actor,
                     Err(refused) => return Routed::Now(refused),
                 },
@@ -324,7 +328,7 @@ impl Reactor {
                 ));
             }
             // The audit log names tokens and addresses: admin only.
-            let actor = match self.authorize(req, remote, Need::Write, false) {
+            let actor = match self.authorize(req, remote, Need::Write, false, Some(body)) {
                 Ok(actor) => actor,
                 Err(refused) => return Routed::Now(refused),
             };
@@ -346,7 +350,7 @@ impl Reactor {
                     "this Host is not one the node answers to",
                 ));
             }
-            let actor = match self.authorize(req, remote, Need::Read, true) {
+            let actor = match self.authorize(req, remote, Need::Read, true, Some(body)) {
                 Ok(actor) => actor,
                 Err(refused) => return Routed::Now(refused),
             };
@@ -370,7 +374,7 @@ impl Reactor {
                         "this Host is not one the node answers to",
                     ));
                 }
-                let actor = match self.authorize(req, remote, Need::Write, true) {
+                let actor = match self.authorize(req, remote, Need::Write, true, Some(body)) {
                     Ok(actor) => actor,
                     Err(refused) => return Routed::Now(refused),
                 };
@@ -437,7 +441,7 @@ impl Reactor {
         if path == "/metrics" {
             // Scrapers name the node however they reach it; the counters hold no secret worth
             // a rebinding attack, and off loopback a token is needed anyway.
-            if let Err(refused) = self.authorize(req, remote, Need::Metrics, true) {
+            if let Err(refused) = self.authorize(req, remote, Need::Metrics, true, Some(body)) {
                 return refused;
             }
             let text = self.metrics();
@@ -451,14 +455,14 @@ impl Reactor {
             if !read_only {
                 return Response::error(405, "").header("Allow", "GET, HEAD");
             }
-            if let Err(refused) = self.authorize(req, remote, Need::Read, true) {
+            if let Err(refused) = self.authorize(req, remote, Need::Read, true, Some(body)) {
                 return refused;
             }
             return Response::new(200, "text/html; charset=utf-8", self.status_page());
         }
         if let Some(rest) = path.strip_prefix("/api/v1/") {
             let need = if read_only { Need::Read } else { Need::Write };
-            if let Err(refused) = self.authorize(req, remote, need, true) {
+            if let Err(refused) = self.authorize(req, remote, need, true, Some(body)) {
                 return refused;
             }
             return self.api(rest, req, body);
@@ -476,12 +480,16 @@ impl Reactor {
     /// 429 before its token is looked at. With `record`, the outcome is an event: a refused
     /// token `auth.oauth.failed` (counted by the lockout), a token lacking the scope
     /// `auth.oauth.denied`, a write allowed `auth.oauth.success` (reads are not recorded).
+    ///
+    /// `Authorization: Nostr <event>` is NIP-98 instead ([`Reactor::authorize_nostr`]); `body`
+    /// is the request's body for its `payload` check, `None` while it has not arrived.
     fn authorize(
         &mut self,
         req: &Request,
         remote: SocketAddr,
         need: Need,
         record: bool,
+        body: Option<&[u8]>,
     ) -> Result<Option<Box<str>>, Response> {
         let ip = seednode_wire::addr::canonical_ip(remote.ip());
         let now = self.now;
@@ -491,6 +499,14 @@ impl Reactor {
                 "too many failed authentications from this address; try again later",
             )
             .header("Retry-After", self.config.lockout.as_secs().to_string()));
+        }
+        if req
+            .authorization
+            .as_deref()
+            .and_then(|a| a.get(..6))
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("nostr "))
+        {
+            return self.authorize_nostr(req, remote, need, record, body);
         }
         let presented = front_door::bearer(req.authorization.as_deref());
         if presented.is_none() && req.authorization.is_some() {
@@ -744,7 +760,7 @@ impl Reactor {
     }
 
     /// Emits an authentication event (when `record`).
-    fn auth_event(
+    pub(super) fn auth_event(
         &mut self,
         record: bool,
         kind: &'static str,
@@ -1075,54 +1091,7 @@ impl Reactor {
         let Ok(file) = t.storage.file(file_index) else {
             return Response::error(503, "the file cannot be read");
         };
-        let Ok(meta) = file.metadata() else {
-            return Response::error(503, "the file cannot be read");
-        };
-        let len = meta.len();
-        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let etag = front_door::etag(modified, len);
-        let last_modified = front_door::http_date(modified);
-        let ask = match &req.range {
-            Some(r)
-                if front_door::if_range_holds(req.if_range.as_deref(), &etag, &last_modified) =>
-            {
-                front_door::parse_range(r, len)
-            }
-            _ => RangeAsk::Whole,
-        };
-        let (status, offset, body_len) = match ask {
-            RangeAsk::Whole => (200, 0, len),
-            RangeAsk::Part { start, end } => (206, start, end - start + 1),
-            RangeAsk::Unsatisfiable => {
-                return Response::error(416, "")
-                    .header("Content-Range", format!("bytes */{len}"))
-                    .header("Accept-Ranges", "bytes");
-            }
-        };
-        let mut response = Response {
-            status,
-            content_type: "application/octet-stream",
-            headers: Vec::new(),
-            body: Body::File {
-                file,
-                offset,
-                len: body_len,
-            },
-            close: false,
-        }
-        .header("Accept-Ranges", "bytes")
-        .header("ETag", etag)
-        .header("Last-Modified", last_modified);
-        if status == 206 {
-            response = response.header(
-                "Content-Range",
-                format!("bytes {offset}-{}/{len}", offset + body_len - 1),
-            );
-        }
-        if body_len == 0 {
-            response.body = Body::Bytes(Bytes::new());
-        }
-        response
+        self.serve_file(file, req)
     }
 
     /// The status page: every torrent with its size, state, peers, upload, magnet and

@@ -32,6 +32,7 @@ use crate::rate::TokenBucket;
 
 mod announcer;
 mod approve;
+pub(crate) mod blossom;
 pub(crate) mod catalog;
 mod conn;
 pub(crate) mod dht;
@@ -127,6 +128,9 @@ pub(crate) struct ReactorConfig {
     pub(crate) content_root: Option<PathBuf>,
     /// How long an address stays locked out after too many failed authentications.
     pub(crate) lockout: Duration,
+    /// Nostr public keys granted scopes (`[[nostr.pubkey]]`): NIP-98 on the API, Blossom
+    /// uploads (`upload`) and deletes (`admin`).
+    pub(crate) nostr_pubkeys: Vec<blossom::NostrGrant>,
 }
 
 /// The loop's side of webhook delivery.
@@ -167,8 +171,11 @@ pub(crate) struct Reactor {
     /// Leechers that announced to the built-in tracker, to dial back when due (due time,
     /// address, info-hash).
     dial_backs: VecDeque<(Instant, SocketAddr, InfoHash)>,
-    /// The threads of `UPLOAD_FILE` uploads.
+    /// The threads of `UPLOAD_FILE` uploads (and Blossom `PUT /upload`s).
     uploads: upload_file::UploadThreads,
+    /// Blossom blobs by SHA-256: seeded single-file torrents whose file's SHA-256 the catalog
+    /// records (one entry per seeded torrent at most).
+    blobs: blossom::BlobIndex,
     /// Audit records waiting for the catalog worker (`seednode run` only).
     audit: Option<std::rc::Rc<std::cell::RefCell<crate::events::audit::AuditBuffer>>>,
     choker: Choker,
@@ -338,6 +345,7 @@ impl Reactor {
             lockout,
             audit: None,
             uploads: upload_file::UploadThreads::default(),
+            blobs: blossom::BlobIndex::new(),
             webhooks: None,
             nostr: None,
             approvals: None,

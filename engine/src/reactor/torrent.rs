@@ -448,6 +448,9 @@ impl Reactor {
         let slot = self.torrents.get_mut(index).filter(|s| !s.removed)?;
         slot.removed = true;
         let uploaded = slot.uploaded;
+        let gone = slot.torrent.info_hash;
+        self.blobs.retain(|_, b| b.info_hash != gone);
+        let slot = self.torrents.get_mut(index)?;
         let hashes: Vec<InfoHash> = std::iter::once(slot.torrent.info_hash)
             .chain(slot.torrent.aliases.iter().copied())
             .collect();

@@ -85,17 +85,19 @@ pub(crate) enum UploadEvent {
         owner: String,
         /// What happened, for the `upload.completed` / `upload.rejected` event.
         outcome: Result<String, (ErrorCode, String)>,
+        /// The surface, for the event: `upload` (`UPLOAD_FILE`) or `blossom`.
+        surface: &'static str,
     },
 }
 
 /// The loop's side of the upload threads.
 pub(crate) struct UploadThreads {
-    active: usize,
+    pub(super) active: usize,
     /// Uploads running now (a resume of one of them is refused: one writer per file).
-    ids: std::collections::HashSet<UploadId>,
+    pub(super) ids: std::collections::HashSet<UploadId>,
     /// Uploads running now per owner (token or client id).
-    owners: std::collections::HashMap<String, usize>,
-    tx: Sender<UploadEvent>,
+    pub(super) owners: std::collections::HashMap<String, usize>,
+    pub(super) tx: Sender<UploadEvent>,
     rx: Receiver<UploadEvent>,
     /// Catalog requests of stored uploads, with the way back to their thread.
     waiters: std::collections::HashMap<u64, SyncSender<Reply>>,
@@ -294,7 +296,7 @@ impl Reactor {
 
     /// Takes connection `key` out of the loop (deregistered, its accounting undone) and returns
     /// its socket in blocking mode with the bytes already received.
-    fn detach(&mut self, key: usize) -> Option<(std::net::TcpStream, bytes::BytesMut)> {
+    pub(super) fn detach(&mut self, key: usize) -> Option<(std::net::TcpStream, bytes::BytesMut)> {
         // Uploads over uTP are refused before they get here (uTP carries peer wire only).
         if self.conns.get(key).is_none_or(|c| c.transport.is_utp()) {
             return None;
@@ -336,6 +338,7 @@ impl Reactor {
                     source,
                     owner,
                     outcome,
+                    surface,
                 } => {
                     self.uploads.active = self.uploads.active.saturating_sub(1);
                     self.uploads.ids.remove(&upload_id);
@@ -352,12 +355,12 @@ impl Reactor {
                                 .ok()
                                 .and_then(|h| self.take_file_upload_report(&h));
                             e.details =
-                                json!({ "surface": "upload", "kind": "file", "info_hash": ih });
+                                json!({ "surface": surface, "kind": "file", "info_hash": ih });
                             e
                         }
                         Err((code, reason)) => {
                             let mut e = Event::new(kind::UPLOAD_REJECTED, unix_now());
-                            e.details = json!({ "surface": "upload", "kind": "file",
+                            e.details = json!({ "surface": surface, "kind": "file",
                                 "code": code.as_str(), "reason": reason });
                             e
                         }
@@ -533,6 +536,7 @@ fn run(mut job: Job) {
         source: job.source,
         owner: job.owner.clone(),
         outcome: result,
+        surface: "upload",
     });
     let _ = job.waker.wake();
 }

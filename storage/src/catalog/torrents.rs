@@ -505,6 +505,23 @@ impl Catalog {
             .ok_or(CatalogError::NoSuchTorrent { id })
     }
 
+    /// Who added torrent `id` (its owner: a token, client or Nostr public key id; `None` for the
+    /// operator) and when (seconds since the Unix epoch): what a Blossom blob descriptor and
+    /// list show.
+    ///
+    /// # Errors
+    /// [`CatalogError::NoSuchTorrent`]; [`CatalogError::Sqlite`].
+    pub fn owner_and_added_at(&self, id: TorrentId) -> Result<(Option<String>, i64), CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT owner, added_at FROM torrents WHERE id = ?1",
+                [id.0],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .ok_or(CatalogError::NoSuchTorrent { id })
+    }
+
     /// The torrent whose swarm is `info_hash` (a peer's handshake, an announce): its SHA-1
     /// info-hash, or its SHA-256 one truncated to 20 bytes (BEP 52); `None` if none.
     ///
