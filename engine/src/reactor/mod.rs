@@ -38,6 +38,7 @@ mod front;
 pub(crate) mod https;
 mod manage;
 mod metrics;
+mod nat_link;
 mod peer;
 mod summary;
 mod timers;
@@ -223,6 +224,8 @@ pub(crate) struct Reactor {
     catalog: Option<catalog::CatalogLink>,
     /// Bearer tokens of the catalog, checked in memory (`run` only).
     tokens: Option<crate::daemon::tokens::TokenTable>,
+    /// The NAT port-mapping worker (`crate::nat`), when mapping is on.
+    nat: Option<nat_link::NatLink>,
 }
 
 impl Reactor {
@@ -371,6 +374,7 @@ impl Reactor {
             waker,
             catalog: None,
             tokens: None,
+            nat: None,
         })
     }
 
@@ -434,6 +438,7 @@ impl Reactor {
                         self.on_catalog_replies();
                         self.on_upload_events();
                         self.on_webhook_notices();
+                        self.on_nat();
                     }
                     ANNOUNCE_UDP => self.drain_announcer_udp(now),
                     SIGNALS => {
@@ -580,6 +585,7 @@ impl Reactor {
     }
 
     fn shutdown(&mut self) {
+        self.nat_begin_stop();
         self.save_dht();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -587,6 +593,7 @@ impl Reactor {
         }
         self.utp_shutdown();
         self.stop_announcing();
+        self.nat_wait();
         let total: u64 = self.torrents.iter().map(|t| t.uploaded).sum();
         info!(uploaded_bytes = total, "closed all connections");
     }
