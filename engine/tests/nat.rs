@@ -194,10 +194,16 @@ const NFT_RULESET: &str = "table inet filter {
 }
 ";
 
-/// Starts miniupnpd in `gw` with UPnP IGD and NAT-PMP on; waits until its HTTP server answers.
+/// miniupnpd's permission rules (`allow|deny EXT_PORTS LAN_NET INT_PORTS`, first match wins) that
+/// let the LAN map any port above 1023.
+const ALLOW_LAN: &str =
+    "allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n";
+/// Starts miniupnpd in `gw` with UPnP IGD and NAT-PMP on and the given permission rules; waits
+/// until its HTTP server answers.
 fn start_miniupnpd(
     gw: &GatewayNs,
     dir: &Path,
+    permissions: &str,
     deadline: Deadline,
 ) -> (ChildGuard, PathBuf, PathBuf) {
     let rules = dir.join("rules.nft");
@@ -218,16 +224,19 @@ fn start_miniupnpd(
              enable_natpmp=yes\nsecure_mode=yes\nsystem_uptime=no\nlease_file={}\n\
              upnp_table_name=filter\nupnp_nat_table_name=filter\nupnp_forward_chain=forwardUPnP\n\
              upnp_nat_chain=UPnP\nupnp_nat_postrouting_chain=UPnPPost\n\
-             uuid=3a1bd2c4-5e6f-4a7b-8c9d-0e1f2a3b4c5d\n\
-             allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+             uuid=3a1bd2c4-5e6f-4a7b-8c9d-0e1f2a3b4c5d\n{permissions}",
             leases.display()
         ),
     )
     .unwrap();
     let log = dir.join("miniupnpd.log");
     let mut cmd = gw.exec("miniupnpd");
+    // A pid file of its own: miniupnpd refuses to start while the default one names a live
+    // process (the other tests' gateways run at the same time).
     cmd.arg("-f")
         .arg(&conf)
+        .arg("-P")
+        .arg(dir.join("miniupnpd.pid"))
         .arg("-d")
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(dir.join("miniupnpd.stderr")).unwrap());
@@ -336,10 +345,19 @@ fn lease_expiry(leases: &Path, proto: &str) -> Option<u64> {
     })
 }
 
-/// Waits (bounded by `deadline`) until `f` holds.
+/// Longest wait for one condition; past it the test fails with the node's status and log.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits (bounded by `deadline` and [`WAIT_LIMIT`]) until `f` holds.
 fn wait_until(deadline: Deadline, what: &str, mut f: impl FnMut() -> bool) {
+    let limit = Instant::now() + WAIT_LIMIT;
     while !f() {
         deadline.remaining(what);
+        assert!(
+            Instant::now() < limit,
+            "gave up waiting for {what}; status: {}",
+            status_json()
+        );
         thread::sleep(POLL);
     }
 }
@@ -369,7 +387,7 @@ fn node_maps_its_ports_at_a_miniupnpd_gateway_renews_them_and_removes_them_on_si
     let deadline = Deadline::after(TEST_TIMEOUT);
     let tmp = TempDir::new().unwrap();
     let gw = GatewayNs::create(true);
-    let (_miniupnpd, leases, gw_log) = start_miniupnpd(&gw, tmp.path(), deadline);
+    let (_miniupnpd, leases, gw_log) = start_miniupnpd(&gw, tmp.path(), ALLOW_LAN, deadline);
     let (mut node, node_log, node_out) = start_node(tmp.path());
     let context = |what: &str| {
         format!(
