@@ -13,6 +13,7 @@ mod disk;
 mod events;
 mod front_door;
 mod http;
+mod nat;
 mod nostr;
 mod outq;
 mod progress;

@@ -67,6 +67,8 @@ impl Running {
             .arg("seed")
             .args(args)
             .env("RUST_LOG", "info")
+            // Never ask the sandbox's own gateway for port mappings (tests/nat.rs runs its own).
+            .env("SEEDNODE_NO_NAT", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(fs::File::create(&stderr_log).expect("stderr log"))

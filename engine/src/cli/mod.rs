@@ -321,6 +321,12 @@ pub(crate) struct SeedArgs {
     /// [default: TCP first, uTP if that fails].
     #[arg(long, conflicts_with = "no_utp")]
     pub(crate) prefer_utp: bool,
+    /// Ask the gateway for no port mapping (UPnP IGD, NAT-PMP; docs/nat.md).
+    #[arg(long, env = "SEEDNODE_NO_NAT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) no_nat: bool,
+    /// Lease of the gateway's port mappings in seconds, renewed at half (docs/nat.md).
+    #[arg(long, value_name = "SECS", default_value_t = crate::nat::DEFAULT_LEASE.as_secs())]
+    pub(crate) nat_lease: u64,
     #[command(flatten)]
     pub(crate) dht: DhtArgs,
     #[command(flatten)]
@@ -796,6 +802,9 @@ pub(crate) struct RunArgs {
     /// Do not join the Mainline DHT [config `dht = false`].
     #[arg(long)]
     pub(crate) no_dht: bool,
+    /// Ask the gateway for no port mapping (docs/nat.md) [config `nat = false`].
+    #[arg(long, env = "SEEDNODE_NO_NAT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) no_nat: bool,
     /// Host or IP clients should use to reach this node [config `announce_host`].
     #[arg(long, value_name = "HOST")]
     pub(crate) announce_host: Option<String>,

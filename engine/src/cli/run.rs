@@ -53,6 +53,9 @@ fn effective_config(args: &RunArgs) -> Result<Config, CliError> {
     if args.no_dht {
         config.dht = false;
     }
+    if args.no_nat {
+        config.nat = false;
+    }
     if let Some(host) = &args.announce_host {
         config.announce_host = Some(host.clone());
     }
@@ -448,6 +451,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), CliError> {
     reactor.set_tracker_ca(tracker_ca);
     if config.utp {
         reactor.enable_utp(config.prefer_utp);
+    }
+    if config.nat {
+        crate::nat::attach(
+            &mut reactor,
+            listen,
+            Duration::from_secs(config.nat_lease_secs),
+            config.announce_host.is_none(),
+        );
     }
 
     let outbox = Outbox::new(reactor.waker());

@@ -417,6 +417,14 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
     .map_err(|e| format!("starting the event loop: {e}"))?;
     reactor.set_summary_interval(Some(Duration::from_secs(args.summary_interval)));
     reactor.set_tracker_ca(tracker_ca);
+    if !args.no_nat {
+        crate::nat::attach(
+            &mut reactor,
+            listen,
+            Duration::from_secs(args.nat_lease),
+            args.announce_host.is_none(),
+        );
+    }
     if !args.no_utp {
         reactor.enable_utp(args.prefer_utp);
     }

@@ -51,6 +51,10 @@ pub(crate) struct Config {
     pub(crate) utp: bool,
     /// Dial peers over uTP first (TCP if that fails); otherwise TCP first, uTP second.
     pub(crate) prefer_utp: bool,
+    /// Whether to ask the gateway for port mappings (UPnP IGD, NAT-PMP; docs/nat.md).
+    pub(crate) nat: bool,
+    /// Lease of the gateway's port mappings in seconds, renewed at half.
+    pub(crate) nat_lease_secs: u64,
     /// DHT nodes to bootstrap from (`HOST:PORT`); empty: the well-known public routers.
     pub(crate) dht_bootstrap: Vec<String>,
     /// Host or IP clients should use to reach this node.
@@ -212,6 +216,8 @@ impl Default for Config {
             dht: true,
             utp: true,
             prefer_utp: false,
+            nat: true,
+            nat_lease_secs: crate::nat::DEFAULT_LEASE.as_secs(),
             dht_bootstrap: Vec::new(),
             announce_host: None,
             allowed_hosts: Vec::new(),

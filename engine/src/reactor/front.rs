@@ -792,6 +792,7 @@ impl Reactor {
     fn api(&mut self, rest: &str, req: &Request, _body: &[u8]) -> Response {
         let segments: Vec<&str> = rest.split('/').collect();
         match (req.method.as_str(), segments.as_slice()) {
+            ("GET" | "HEAD", ["status"]) => json_response(200, &json!({ "nat": self.nat_json() })),
             ("GET" | "HEAD", ["torrents"]) => {
                 let mut list: Vec<serde_json::Value> = self
                     .torrents

@@ -375,6 +375,7 @@ impl Reactor {
                 "seednode_catalog_torrents{{state=\"seeding\"}} {seeding}"
             );
         }
+        self.nat_metrics(&mut out);
         out
     }
 }

@@ -40,6 +40,7 @@ mod front;
 pub(crate) mod https;
 mod manage;
 mod metrics;
+mod nat_link;
 mod peer;
 mod summary;
 mod timers;
@@ -239,6 +240,8 @@ pub(crate) struct Reactor {
     catalog: Option<catalog::CatalogLink>,
     /// Bearer tokens of the catalog, checked in memory (`run` only).
     tokens: Option<crate::daemon::tokens::TokenTable>,
+    /// The NAT port-mapping worker (`crate::nat`), when mapping is on.
+    nat: Option<nat_link::NatLink>,
 }
 
 impl Reactor {
@@ -390,6 +393,7 @@ impl Reactor {
             waker,
             catalog: None,
             tokens: None,
+            nat: None,
         })
     }
 
@@ -454,6 +458,7 @@ impl Reactor {
                         self.on_upload_events();
                         self.on_webhook_notices();
                         self.on_nostr_notices();
+                        self.on_nat();
                     }
                     ANNOUNCE_UDP => self.drain_announcer_udp(now),
                     SIGNALS => {
@@ -600,6 +605,7 @@ impl Reactor {
     }
 
     fn shutdown(&mut self) {
+        self.nat_begin_stop();
         self.save_dht();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -607,6 +613,7 @@ impl Reactor {
         }
         self.utp_shutdown();
         self.stop_announcing();
+        self.nat_wait();
         let total: u64 = self.torrents.iter().map(|t| t.uploaded).sum();
         info!(uploaded_bytes = total, "closed all connections");
     }

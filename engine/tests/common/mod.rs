@@ -266,6 +266,8 @@ impl Seeder {
             cmd.arg("--dht-state").arg(log_dir.join("dht_nodes"));
         }
         cmd.stdout(Stdio::piped()).stderr(stderr);
+        // Never ask the sandbox's own gateway for port mappings (tests/nat.rs runs its own).
+        cmd.env("SEEDNODE_NO_NAT", "1");
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
