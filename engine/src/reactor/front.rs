@@ -238,53 +238,63 @@ impl Reactor {
         };
     }
 
+    /// The checks every catalog-backed route makes before its work: the `Host` the request
+    /// names must be one this node answers to (421 otherwise, against DNS rebinding), then
+    /// `need` as [`Self::authorize`] decides it (`None`: no token wanted, the caller has its own
+    /// credential). Returns who asked, for the deferred reply and its events; a refusal is the
+    /// response to send.
+    fn requester(
+        &mut self,
+        key: usize,
+        req: &Request,
+        body: &[u8],
+        need: Option<(Need, bool)>,
+    ) -> Result<super::catalog::Requester, Response> {
+        let Some(conn) = self.conns.get(key) else {
+            return Err(Response::error(503, ""));
+        };
+        let (remote, generation) = (conn.remote, conn.generation);
+        if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
+            return Err(Response::error(
+                421,
+                "this Host is not one the node answers to",
+            ));
+        }
+        let actor = match need {
+            Some((need, record)) => self.authorize(req, remote, need, record, Some(body))?,
+            None => None,
+        };
+        Ok(super::catalog::Requester {
+            key,
+            generation,
+            actor,
+            source: Some(remote.ip()),
+        })
+    }
+
     fn route(&mut self, key: usize, now: Instant, req: &Request, body: &[u8]) -> Routed {
         let Some(conn) = self.conns.get(key) else {
             return Routed::Now(Response::error(503, ""));
         };
-        let generation = conn.generation;
+        let remote = conn.remote;
         if let Some(blossom) = seednode::blossom::route(&req.method, &req.path) {
             return self.blossom(key, req, blossom);
         }
-        if let Some(rest) = req.path.strip_prefix("/api/v1/")
-            && req.method == "POST"
-            && rest == "torrents"
-        {
-            let remote = conn.remote;
-            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
-                return Routed::Now(Response::error(
-                    421,
-                    "this Host is not one the node answers to",
-                ));
-            }
-            let actor = match self.authorize(req, remote, Need::Upload, true, Some(body)) {
-                Ok(actor) => actor,
-                Err(refused) => return Routed::Now(refused),
+        let api = req.path.strip_prefix("/api/v1/");
+        let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
+        if api == Some("torrents") && req.method == "POST" {
+            return match self.requester(key, req, body, Some((Need::Upload, true))) {
+                Ok(requester) => self.write_route(requester, req, body, false),
+                Err(refused) => Routed::Now(refused),
             };
-            let requester = super::catalog::Requester {
-                key,
-                generation,
-                actor,
-                source: Some(remote.ip()),
-            };
-            return self.write_route(requester, req, body, false);
         }
-        if let Some(rest) = req.path.strip_prefix("/api/v1/")
-            && (rest.starts_with("approvals/") || rest == "devices")
-        {
-            let remote = conn.remote;
-            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
-                return Routed::Now(Response::error(
-                    421,
-                    "this Host is not one the node answers to",
-                ));
-            }
+        if let Some(rest) = api.filter(|r| r.starts_with("approvals/") || *r == "devices") {
             let id = rest.strip_prefix("approvals/");
-            let actor = match (id, req.method.as_str()) {
+            let need = match id {
                 // A grant's credential is the device's signature, and an approval's id (128
                 // random bits, known to its requester and the approval webhooks) is what lets
                 // one read it: no token, as a phone app has none; the lockout still applies.
-                (Some(_), _) => {
+                Some(_) => {
                     let ip = seednode_wire::addr::canonical_ip(remote.ip());
                     if self.lockout.borrow().is_locked(ip, self.now) {
                         return Routed::Now(
@@ -294,97 +304,42 @@ impl Reactor {
                     }
                     None
                 }
-                (None, "GET" | "HEAD") => {
-                    match self.authorize(req, remote, Need::Write, false, Some(body)) {
-                        Ok(actor) => actor,
-                        Err(refused) => return Routed::Now(refused),
-                    }
-                }
-                (None, _) => match self.authorize(req, remote, Need::Write, true, Some(body)) {
-                    Ok(actor) => actor,
-                    Err(refused) => return Routed::Now(refused),
-                },
+                None => Some((Need::Write, !read_only)),
             };
-            let requester = super::catalog::Requester {
-                key,
-                generation,
-                actor,
-                source: Some(remote.ip()),
+            let requester = match self.requester(key, req, body, need) {
+                Ok(requester) => requester,
+                Err(refused) => return Routed::Now(refused),
             };
-            match id {
-                Some(id) => return self.approval_route(requester, req, body, id),
-                None if matches!(req.method.as_str(), "GET" | "HEAD") => {
-                    return self.device_list_request(requester);
-                }
-                None => return self.write_route(requester, req, body, false),
-            }
+            return match id {
+                Some(id) => self.approval_route(requester, req, body, id),
+                None if read_only => self.device_list_request(requester),
+                None => self.write_route(requester, req, body, false),
+            };
         }
-        if req.path == "/api/v1/audit" && matches!(req.method.as_str(), "GET" | "HEAD") {
-            let remote = conn.remote;
-            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
-                return Routed::Now(Response::error(
-                    421,
-                    "this Host is not one the node answers to",
-                ));
-            }
+        if api == Some("audit") && read_only {
             // The audit log names tokens and addresses: admin only.
-            let actor = match self.authorize(req, remote, Need::Write, false, Some(body)) {
-                Ok(actor) => actor,
-                Err(refused) => return Routed::Now(refused),
+            return match self.requester(key, req, body, Some((Need::Write, false))) {
+                Ok(requester) => self.audit_request(requester, req),
+                Err(refused) => Routed::Now(refused),
             };
-            let requester = super::catalog::Requester {
-                key,
-                generation,
-                actor,
-                source: Some(remote.ip()),
-            };
-            return self.audit_request(requester, req);
         }
-        if let Some(hash) = req.path.strip_prefix("/api/v1/lookup/")
-            && matches!(req.method.as_str(), "GET" | "HEAD")
+        if let Some(hash) = api.and_then(|r| r.strip_prefix("lookup/"))
+            && read_only
         {
-            let remote = conn.remote;
-            if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
-                return Routed::Now(Response::error(
-                    421,
-                    "this Host is not one the node answers to",
-                ));
-            }
-            let actor = match self.authorize(req, remote, Need::Read, true, Some(body)) {
-                Ok(actor) => actor,
-                Err(refused) => return Routed::Now(refused),
+            return match self.requester(key, req, body, Some((Need::Read, true))) {
+                Ok(requester) => self.lookup_request(requester, hash),
+                Err(refused) => Routed::Now(refused),
             };
-            let requester = super::catalog::Requester {
-                key,
-                generation,
-                actor,
-                source: Some(remote.ip()),
-            };
-            return self.lookup_request(requester, hash);
         }
-        if let Some(rest) = req.path.strip_prefix("/api/v1/")
+        if let Some(rest) = api
             && matches!(req.method.as_str(), "POST" | "DELETE")
         {
             let segments: Vec<&str> = rest.split('/').collect();
             if super::approve::is_write(&req.method, &segments) {
-                let remote = conn.remote;
-                if !front_door::host_allowed(req.host.as_deref(), &self.config.allowed_hosts) {
-                    return Routed::Now(Response::error(
-                        421,
-                        "this Host is not one the node answers to",
-                    ));
-                }
-                let actor = match self.authorize(req, remote, Need::Write, true, Some(body)) {
-                    Ok(actor) => actor,
-                    Err(refused) => return Routed::Now(refused),
+                return match self.requester(key, req, body, Some((Need::Write, true))) {
+                    Ok(requester) => self.write_route(requester, req, body, false),
+                    Err(refused) => Routed::Now(refused),
                 };
-                let requester = super::catalog::Requester {
-                    key,
-                    generation,
-                    actor,
-                    source: Some(remote.ip()),
-                };
-                return self.write_route(requester, req, body, false);
             }
         }
         Routed::Now(self.route_now(key, now, req, body))
