@@ -37,8 +37,8 @@ use super::Reactor;
 use super::catalog::Requester;
 use super::front::{Need, Routed};
 use super::upload_file::{
-    MAX_CONCURRENT_UPLOADS, MAX_UPLOADS_PER_OWNER, MIN_UPLOAD_BYTES_PER_WINDOW, UPLOAD_CHUNK_LEN,
-    UPLOAD_RATE_WINDOW, UPLOAD_VERDICT_TIMEOUT, UploadEvent,
+    MIN_UPLOAD_BYTES_PER_WINDOW, UPLOAD_CHUNK_LEN, UPLOAD_RATE_WINDOW, UPLOAD_VERDICT_TIMEOUT,
+    UploadEvent,
 };
 use crate::daemon::resume::BlobRecord;
 use crate::events::{Event, kind};
@@ -687,9 +687,7 @@ impl Reactor {
             .get(&plan.sha256)
             .map(|b| (b.info_hash, self.descriptor(&plan.sha256, b, &base)));
         // A body read and dropped holds a thread too: it counts as an upload.
-        if self.uploads.active >= MAX_CONCURRENT_UPLOADS
-            || self.uploads.owners.get(&plan.pubkey).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER
-        {
+        if self.uploads.full_for(&plan.pubkey) {
             let r = blossom_error(503, "too many uploads at once; retry later")
                 .header("Retry-After", "5");
             self.refuse(key, now, r, served);
@@ -717,9 +715,6 @@ impl Reactor {
             return;
         };
         self.stats.http_requests += 1;
-        self.uploads.active += 1;
-        *self.uploads.owners.entry(plan.pubkey.clone()).or_insert(0) += 1;
-        self.uploads.ids.insert(upload_id);
         if existing.is_none() {
             let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
             event.source = Some(remote.ip());
@@ -747,17 +742,8 @@ impl Reactor {
             waker: self.waker(),
         };
         let owner = job.plan.pubkey.clone();
-        let spawned = std::thread::Builder::new()
-            .name("blossom-upload".into())
-            .spawn(move || run(job));
-        if let Err(e) = spawned {
-            warn!(error = %e, "blossom upload thread not started");
-            self.uploads.active = self.uploads.active.saturating_sub(1);
-            self.uploads.ids.remove(&upload_id);
-            if let Some(n) = self.uploads.owners.get_mut(&owner) {
-                *n = n.saturating_sub(1);
-            }
-        }
+        self.uploads
+            .spawn("blossom-upload", &owner, upload_id, move || run(job));
     }
 
     /// `GET`/`HEAD` of an open file with one `Range` (RFC 9110 §14), as the webseed serves:

@@ -103,6 +103,50 @@ pub(crate) struct UploadThreads {
     waiters: std::collections::HashMap<u64, SyncSender<Reply>>,
 }
 
+impl UploadThreads {
+    /// Whether another upload by `owner` must wait: [`MAX_CONCURRENT_UPLOADS`] in all, or
+    /// [`MAX_UPLOADS_PER_OWNER`] for this token, client or key.
+    pub(super) fn full_for(&self, owner: &str) -> bool {
+        self.active >= MAX_CONCURRENT_UPLOADS
+            || self.owners.get(owner).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER
+    }
+
+    /// Counts upload `id` of `owner` as running.
+    fn claim(&mut self, owner: &str, id: UploadId) {
+        self.active += 1;
+        *self.owners.entry(owner.to_owned()).or_insert(0) += 1;
+        self.ids.insert(id);
+    }
+
+    /// Upload `id` of `owner` ended (or never started).
+    fn release(&mut self, owner: &str, id: UploadId) {
+        self.active = self.active.saturating_sub(1);
+        self.ids.remove(&id);
+        if let Some(n) = self.owners.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.owners.remove(owner);
+            }
+        }
+    }
+
+    /// Runs `work` (upload `id` of `owner`) on a thread named `name`, counted as running until
+    /// its `Finished` event; uncounted again when the thread cannot be started.
+    pub(super) fn spawn(
+        &mut self,
+        name: &str,
+        owner: &str,
+        id: UploadId,
+        work: impl FnOnce() + Send + 'static,
+    ) {
+        self.claim(owner, id);
+        if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(work) {
+            warn!(error = %e, thread = name, "upload thread not started");
+            self.release(owner, id);
+        }
+    }
+}
+
 impl Default for UploadThreads {
     fn default() -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -157,9 +201,7 @@ impl Reactor {
             );
             return;
         }
-        if self.uploads.active >= MAX_CONCURRENT_UPLOADS
-            || self.uploads.owners.get(actor).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER
-        {
+        if self.uploads.full_for(actor) {
             self.upload_refuse(
                 key,
                 remote,
@@ -184,8 +226,6 @@ impl Reactor {
         let Some((stream, leftover)) = self.detach(key) else {
             return;
         };
-        self.uploads.active += 1;
-        *self.uploads.owners.entry(actor.to_owned()).or_insert(0) += 1;
         let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
         event.source = Some(remote.ip());
         event.actor = Some(actor.to_owned());
@@ -197,7 +237,6 @@ impl Reactor {
             "upload_id": upload_id.to_string(),
         });
         self.events.emit(now, &event);
-        self.uploads.ids.insert(upload_id);
         let job = Job {
             stream,
             leftover,
@@ -209,17 +248,8 @@ impl Reactor {
             events: self.uploads.tx.clone(),
             waker: self.waker(),
         };
-        let spawned = std::thread::Builder::new()
-            .name("upload".into())
-            .spawn(move || run(job));
-        if let Err(e) = spawned {
-            warn!(error = %e, "upload thread not started");
-            self.uploads.active -= 1;
-            self.uploads.ids.remove(&upload_id);
-            if let Some(n) = self.uploads.owners.get_mut(actor) {
-                *n = n.saturating_sub(1);
-            }
-        }
+        self.uploads
+            .spawn("upload", actor, upload_id, move || run(job));
     }
 
     /// Continues the interrupted upload `upload_id` of connection `key` (`UPLOAD_RESUME`), whose
@@ -245,10 +275,7 @@ impl Reactor {
             );
             return;
         };
-        if (self.uploads.active >= MAX_CONCURRENT_UPLOADS
-            || self.uploads.owners.get(actor).copied().unwrap_or(0) >= MAX_UPLOADS_PER_OWNER)
-            || self.uploads.ids.contains(&upload_id)
-        {
+        if self.uploads.full_for(actor) || self.uploads.ids.contains(&upload_id) {
             self.upload_refuse(
                 key,
                 remote,
@@ -261,9 +288,6 @@ impl Reactor {
         let Some((stream, leftover)) = self.detach(key) else {
             return;
         };
-        self.uploads.active += 1;
-        *self.uploads.owners.entry(actor.to_owned()).or_insert(0) += 1;
-        self.uploads.ids.insert(upload_id);
         let mut event = Event::new(kind::UPLOAD_STARTED, unix_now());
         event.source = Some(remote.ip());
         event.actor = Some(actor.to_owned());
@@ -281,17 +305,8 @@ impl Reactor {
             events: self.uploads.tx.clone(),
             waker: self.waker(),
         };
-        let spawned = std::thread::Builder::new()
-            .name("upload".into())
-            .spawn(move || run(job));
-        if let Err(e) = spawned {
-            warn!(error = %e, "upload thread not started");
-            self.uploads.active -= 1;
-            self.uploads.ids.remove(&upload_id);
-            if let Some(n) = self.uploads.owners.get_mut(actor) {
-                *n = n.saturating_sub(1);
-            }
-        }
+        self.uploads
+            .spawn("upload", actor, upload_id, move || run(job));
     }
 
     /// Takes connection `key` out of the loop (deregistered, its accounting undone) and returns
@@ -340,14 +355,7 @@ impl Reactor {
                     outcome,
                     surface,
                 } => {
-                    self.uploads.active = self.uploads.active.saturating_sub(1);
-                    self.uploads.ids.remove(&upload_id);
-                    if let Some(n) = self.uploads.owners.get_mut(&owner) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            self.uploads.owners.remove(&owner);
-                        }
-                    }
+                    self.uploads.release(&owner, upload_id);
                     let mut event = match &outcome {
                         Ok(ih) => {
                             let mut e = Event::new(kind::UPLOAD_COMPLETED, unix_now());
