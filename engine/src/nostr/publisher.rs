@@ -25,6 +25,8 @@
 //! the retry period after the row was queued; then the row fails and a `nostr.failed` event is
 //! emitted. A published row emits `nostr.published`.
 
+use crate::daemon::unix_ms;
+use crate::events::webhook::sender::backoff;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
 use std::path::PathBuf;
@@ -32,11 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 use nostr::prelude::Keys;
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use seednode::nostr_msg::{
     MAX_RELAY_MESSAGE_LEN, RelayMessage, auth_message, event_message, parse_relay_message,
 };
@@ -932,28 +934,6 @@ fn connect(
             Err(AttemptError::Session("handshake: timed out".into()))
         }
     }
-}
-
-/// The delay before attempt `attempts + 1`: `base × 2^(attempts−1)` capped at `max`, then
-/// equal jitter (half fixed, half uniformly random).
-fn backoff(attempts: u32, base: Duration, max: Duration, rng: &dyn SecureRandom) -> Duration {
-    let exp = attempts.saturating_sub(1).min(30);
-    let full = base.saturating_mul(1u32 << exp).min(max);
-    let half = full / 2;
-    let mut r = [0u8; 4];
-    let frac = if rng.fill(&mut r).is_ok() {
-        f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX)
-    } else {
-        1.0
-    };
-    half + half.mul_f64(frac)
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 before 1970).
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

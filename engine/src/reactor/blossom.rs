@@ -15,6 +15,7 @@
 //! ([`BlobIndex`]); its media type is the one its file name's extension stands for
 //! ([`seednode::blossom::type_for_ext`]).
 
+use crate::daemon::unix_now;
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
@@ -116,12 +117,6 @@ pub(crate) struct BlobEntry {
 
 /// Blobs by SHA-256.
 pub(crate) type BlobIndex = HashMap<[u8; 32], BlobEntry>;
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 /// Adds BUD-01's CORS headers.
 fn cors(mut r: Response) -> Response {

@@ -8,8 +8,9 @@
 //! torrent seeds at once (verified in the background), otherwise it is kept in state
 //! `missing_data` ("awaiting data") and not advertised until it arrives and is resumed.
 
+use crate::daemon::unix_now;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use seednode_storage::catalog::Scopes;
 use seednode_wire::InfoHash;
@@ -40,12 +41,6 @@ pub(crate) const UPLOAD_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the reply may wait for the catalog's commit before the connection is closed (the
 /// add may still land: the client sees no `OK` and may retry, getting `ERR exists`).
 pub(crate) const UPLOAD_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 impl Reactor {
     /// Writes `reply` on upload connection `key` and closes it once written.

@@ -12,12 +12,13 @@
 //! A dropped connection keeps its checkpoint for `UPLOAD_RESUME` (not served yet; partial files
 //! are listed by `seednode_storage::ingest::partial_uploads` for cleanup).
 
+use crate::daemon::unix_now;
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 use seednode_storage::{CreateOptions, Ingest, NewUpload};
@@ -159,12 +160,6 @@ impl Default for UploadThreads {
             waiters: std::collections::HashMap::new(),
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Reactor {

@@ -19,12 +19,13 @@
 //! it waited behind an earlier row for longer than its period. A row given up on is marked
 //! failed and reported as a [`WebhookNotice`].
 
+use crate::daemon::unix_ms;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mio::Waker;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -549,8 +550,13 @@ fn http_error(e: &ureq::Error) -> String {
 
 /// The delay before attempt `attempts + 1`: `base × 2^(attempts−1)` capped at `max`, then
 /// "equal jitter" (half of it fixed, the other half uniformly random), so receivers coming
-/// back up are not hit by every node at once.
-fn backoff(attempts: u32, base: Duration, max: Duration, rng: &dyn SecureRandom) -> Duration {
+/// back up are not hit by every node at once. Shared by the Nostr publisher.
+pub(crate) fn backoff(
+    attempts: u32,
+    base: Duration,
+    max: Duration,
+    rng: &dyn SecureRandom,
+) -> Duration {
     let exp = attempts.saturating_sub(1).min(30);
     let full = base.saturating_mul(1u32 << exp).min(max);
     let half = full / 2;
@@ -561,14 +567,6 @@ fn backoff(attempts: u32, base: Duration, max: Duration, rng: &dyn SecureRandom)
         1.0
     };
     half + half.mul_f64(frac)
-}
-
-/// Wall-clock milliseconds since the Unix epoch (webhook timestamps are wall time, SECURITY
-/// rule 14); a clock before 1970 reads as 0, never a panic.
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The client settings of every delivery (see the limits above).
