@@ -899,7 +899,11 @@ impl Reactor {
     /// info-hash or a v2 swarm hash; 64: a v2 info-hash, a file's SHA-256 or its BEP 52
     /// `pieces root`), read by the catalog worker.
     fn lookup_request(&mut self, requester: super::catalog::Requester, hex: &str) -> Routed {
-        let Some(hash) = parse_hex(hex).filter(|h| matches!(h.len(), 20 | 32)) else {
+        use seednode::nostr_auth::unhex;
+        let hash = unhex::<20>(hex)
+            .map(|h| h.to_vec())
+            .or_else(|| unhex::<32>(hex).map(|h| h.to_vec()));
+        let Some(hash) = hash else {
             return Routed::Now(json_error(
                 400,
                 "bad_hash",
@@ -1131,29 +1135,6 @@ pub(super) fn query_value(query: &[u8], key: &[u8]) -> Option<String> {
     None
 }
 
-/// The bytes of `hex` (an even number of hex digits, either case), or `None`.
-fn parse_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    hex.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let digit = |c: u8| (c as char).to_digit(16);
-            Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).unwrap_or(0))
-        })
-        .collect()
-}
-
-/// Lower-case hex of `bytes`.
-fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// The JSON answer to `GET /api/v1/lookup/<hash>`: `{"matches": [...]}`, each with how it
 /// matched, the torrent (info-hashes, name, state, its `.torrent` and magnet URLs) and, for a
 /// file identity, the file (index, path, length, SHA-256, pieces root, webseed URL); 404 with
@@ -1185,8 +1166,8 @@ pub(super) fn lookup_response(
                     "index": f.index,
                     "path": f.path,
                     "length": f.length,
-                    "sha256": f.sha256.map(|h| to_hex(&h)),
-                    "pieces_root": f.pieces_root.map(|h| to_hex(&h)),
+                    "sha256": f.sha256.map(|h| seednode::nostr_auth::hex(&h)),
+                    "pieces_root": f.pieces_root.map(|h| seednode::nostr_auth::hex(&h)),
                     "webseed": webseed,
                 })
             });
@@ -1194,7 +1175,7 @@ pub(super) fn lookup_response(
                 "matched_by": m.matched_by.as_str(),
                 "info_hash": ih,
                 "info_hash_v1": t.info_hash_v1.map(|h| h.to_hex()),
-                "info_hash_v2": t.info_hash_v2.map(|h| to_hex(&h.0)),
+                "info_hash_v2": t.info_hash_v2.map(|h| seednode::nostr_auth::hex(&h.0)),
                 "name": t.name,
                 "state": t.state.as_str(),
                 "torrent": format!("/t/{ih}.torrent"),
